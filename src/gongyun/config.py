@@ -1,0 +1,134 @@
+"""Settings: the only place that reads environment variables and ``gongyun.toml``."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from gongyun.errors import ConfigError
+
+
+class Profile(StrEnum):
+    """Deployment profile: embedded (no services) or server (PostgreSQL, NATS, Redis)."""
+
+    embedded = "embedded"
+    server = "server"
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get("GONGYUN_CONFIG")
+    if explicit:
+        return Path(explicit)
+    default = Path("gongyun.toml")
+    return default if default.exists() else None
+
+
+class Settings(BaseSettings):
+    """Every setting Gongyun reads, from ``GONGYUN_*`` variables over ``gongyun.toml``."""
+
+    model_config = SettingsConfigDict(env_prefix="GONGYUN_", extra="forbid", validate_default=True)
+
+    profile: Profile = Profile.embedded
+    data_dir: Path = Path("var")
+    host: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+    port: int = Field(default=8000, ge=0, le=65535)
+
+    database_url: str | None = None
+    bus_url: str | None = None
+    redis_url: str | None = None
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+
+    secret_key: SecretStr | None = None
+    admin_password: SecretStr | None = None
+    admin_username: str = "admin"
+
+    access_token_ttl_s: int = Field(default=900, gt=0)
+    refresh_token_ttl_s: int = Field(default=14 * 24 * 3600, gt=0)
+    lockout_threshold: int = Field(default=5, gt=0)
+    lockout_window_s: int = Field(default=900, gt=0)
+    lockout_duration_s: int = Field(default=900, gt=0)
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+
+    log_level: str = "INFO"
+    log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
+
+    @model_validator(mode="after")
+    def _server_needs_urls(self) -> Settings:
+        if self.profile is Profile.server:
+            missing = [n for n in ("database_url", "bus_url") if getattr(self, n) is None]
+            if missing:
+                raise ValueError(f"profile 'server' needs {', '.join(missing)}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Order: explicit arguments, then environment, then the TOML file."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def effective_database_url(self) -> str:
+        """The metadata database URL (SQLite file in the data directory by default)."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'gongyun.db').resolve()}"
+
+    @property
+    def effective_bus_url(self) -> str:
+        """The bus URL (``memory://`` in the embedded profile)."""
+        return self.bus_url or "memory://"
+
+    def ensure_data_dir(self) -> Path:
+        """Create the data directory if needed and return it."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+    def jwt_secret(self) -> str:
+        """The token signing secret: configured, or generated once into the data directory."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        path = self.ensure_data_dir() / "secret.key"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning validation problems into one ``ConfigError``."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings (cached)."""
+    return load_settings()
