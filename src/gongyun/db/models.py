@@ -1,0 +1,3 @@
+"""Imports every room's table modules so ``Base.metadata`` knows all tables."""
+
+import gongyun.security.models  # noqa: F401

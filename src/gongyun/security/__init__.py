@@ -1,0 +1,1 @@
+"""Security: identity and access, tenancy, audit, classification, PKI, industrial IDS."""

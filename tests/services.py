@@ -1,0 +1,74 @@
+"""Gate tests on real services: skip with a reason locally, fail under CI=true."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+POSTGRES_ADMIN_DSN = os.environ.get("GONGYUN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+NATS_URL = os.environ.get("GONGYUN_TEST_NATS", "nats://127.0.0.1:4222")
+REDIS_URL = os.environ.get("GONGYUN_TEST_REDIS", "redis://127.0.0.1:6379/0")
+MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
+
+_PORTS = {"postgres": 5432, "nats": 4222, "redis": 6379, "mqtt": 1883}
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True when something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str) -> None:
+    """Skip (locally) or fail (CI=true) when the named loopback service is down."""
+    port = _PORTS[name]
+    if port_open("127.0.0.1", port):
+        return
+    reason = f"{name} is not running on 127.0.0.1:{port}"
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: services are required)")
+    pytest.skip(reason)
+
+
+def require_path(path: str, what: str) -> None:
+    """Skip (locally) or fail (CI=true) when a file the test needs is absent."""
+    if os.path.exists(path):
+        return
+    reason = f"{what} not found at {path}"
+    if IN_CI:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@contextmanager
+def scratch_postgres_database() -> Iterator[str]:
+    """Create a throw-away PostgreSQL database; yield its SQLAlchemy async URL; drop it."""
+    import psycopg
+
+    require_service("postgres")
+    name = f"gy_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0]
+    try:
+        yield f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
