@@ -1,3 +1,4 @@
 """Imports every room's table modules so ``Base.metadata`` knows all tables."""
 
 import gongyun.security.models  # noqa: F401
+import gongyun.idres.models  # noqa: F401

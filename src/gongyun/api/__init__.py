@@ -1,0 +1,1 @@
+"""REST API: app factory, dependencies, routes."""

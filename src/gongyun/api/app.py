@@ -1,0 +1,85 @@
+"""The FastAPI app factory."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from gongyun import __version__
+from gongyun.api.middleware import RequestContextMiddleware
+from gongyun.api.problems import install_problem_handlers
+from gongyun.config import Settings, get_settings
+from gongyun.runtime import Runtime, prepare_database, start_runtime
+
+log = logging.getLogger("gongyun.api")
+
+# Resource routers, in the order they appear in the OpenAPI document.
+ROUTER_MODULES = (
+    "health",
+    "auth",
+    "tenants",
+    "users",
+    "apikeys",
+    "assets",
+    "devices",
+    "telemetry",
+    "alarms",
+    "identifiers",
+)
+
+
+def _include_routers(app: FastAPI) -> None:
+    for name in ROUTER_MODULES:
+        module_name = f"gongyun.api.routes.{name}"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        app.include_router(module.router)
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """Build the API + console app; a given ``runtime`` is used as is (tests), else one is started."""
+    settings = settings or (runtime.settings if runtime else get_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = runtime is None
+        if own:
+            await prepare_database(settings)
+            app.state.runtime = await start_runtime(settings)
+        else:
+            app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            if own:
+                await app.state.runtime.close()
+
+    app = FastAPI(
+        title="Gongyun API",
+        version=__version__,
+        description="Gongyun (工云) industrial internet platform: REST API. "
+        "Errors are RFC 9457 problem+json documents with a stable `code`.",
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    if runtime is not None:
+        app.state.runtime = runtime
+    install_problem_handlers(app)
+    _include_routers(app)
+    try:
+        console = importlib.import_module("gongyun.console")
+    except ModuleNotFoundError as exc:
+        if exc.name != "gongyun.console":
+            raise
+    else:
+        console.mount_console(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

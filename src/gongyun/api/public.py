@@ -1,0 +1,24 @@
+"""The only list of routes that answer without authentication."""
+
+from __future__ import annotations
+
+# (method, path template). Everything not listed here must answer 401 without credentials;
+# tests/api/test_openapi_auth.py walks the OpenAPI schema to prove it.
+PUBLIC_ROUTES: set[tuple[str, str]] = {
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("POST", "/api/v1/auth/token"),
+    ("POST", "/api/v1/auth/refresh"),
+    ("POST", "/api/v1/auth/logout"),
+}
+
+# Path prefixes served publicly outside the OpenAPI schema (console pages and static files:
+# the data they show comes from authenticated API calls).
+PUBLIC_PREFIXES: tuple[str, ...] = ("/console/static/",)
+
+
+def is_public(method: str, path_template: str) -> bool:
+    """True when the route is declared public."""
+    return (method.upper(), path_template) in PUBLIC_ROUTES

@@ -1,0 +1,86 @@
+"""Login (OAuth2 password flow), token refresh with rotation, logout, and the caller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form
+from pydantic import BaseModel, ConfigDict, Field
+
+from gongyun.api.deps import CtxDep, RuntimeDep
+from gongyun.security import auth
+from gongyun.security.models import Tenant
+
+router = APIRouter(prefix="/api/v1", tags=["auth"])
+
+
+class TokenOut(BaseModel):
+    """Tokens returned by login and refresh."""
+
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class RefreshIn(BaseModel):
+    """A refresh token to rotate or revoke."""
+
+    model_config = ConfigDict(extra="forbid")
+    refresh_token: str = Field(min_length=10, max_length=200)
+
+
+class MeOut(BaseModel):
+    """Who the caller is."""
+
+    id: str
+    username: str
+    kind: str
+    tenant_id: str
+    tenant_name: str
+    role: str
+    permissions: list[str]
+
+
+def _out(pair: auth.TokenPair) -> TokenOut:
+    return TokenOut(access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in)
+
+
+@router.post("/auth/token", response_model=TokenOut, summary="Log in (OAuth2 password flow)")
+async def token(
+    runtime: RuntimeDep,
+    username: Annotated[str, Form(max_length=64)],
+    password: Annotated[str, Form(max_length=256)],
+) -> TokenOut:
+    """Exchange a username and password for an access and a refresh token."""
+    async with runtime.db.session() as session:
+        return _out(await auth.login(session, runtime.settings, username, password))
+
+
+@router.post("/auth/refresh", response_model=TokenOut, summary="Rotate a refresh token")
+async def refresh(runtime: RuntimeDep, body: RefreshIn) -> TokenOut:
+    """Spend a refresh token for a new pair; a reused token revokes its family."""
+    async with runtime.db.session() as session:
+        return _out(await auth.refresh(session, runtime.settings, body.refresh_token))
+
+
+@router.post("/auth/logout", status_code=204, summary="Revoke a refresh token family")
+async def logout(runtime: RuntimeDep, body: RefreshIn) -> None:
+    """Log out: the refresh token and every token rotated from it stop working."""
+    async with runtime.db.session() as session:
+        await auth.logout(session, body.refresh_token)
+
+
+@router.get("/me", response_model=MeOut, summary="The caller")
+async def me(ctx: CtxDep) -> MeOut:
+    """The authenticated caller, its tenant, role and permissions."""
+    tenant = await ctx.session.get(Tenant, ctx.tenant_id)
+    return MeOut(
+        id=ctx.principal_id,
+        username=ctx.username,
+        kind=ctx.principal_kind,
+        tenant_id=ctx.tenant_id,
+        tenant_name=tenant.name if tenant else "",
+        role=ctx.role.value,
+        permissions=sorted(p.value for p in ctx.permissions),
+    )

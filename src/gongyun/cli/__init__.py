@@ -1,0 +1,1 @@
+"""The ``gongyun`` command line."""

@@ -1,0 +1,179 @@
+"""The ``gongyun`` entry point: serve, demo, db, user, tenant, apikey and the rooms' commands."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import socket
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gongyun import __version__
+from gongyun.cli.accounts import apikey_app, tenant_app, user_app
+from gongyun.cli.common import STATE, console, err_console, run, settings
+from gongyun.errors import ConfigError, GongyunError
+
+app = typer.Typer(
+    name="gongyun",
+    help="Gongyun (工云): open industrial internet platform.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Metadata database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(apikey_app, name="apikey")
+
+# Rooms that contribute CLI commands: (module, attribute, command name).
+ROOM_COMMANDS = (
+    ("gongyun.cli.idres", "id_app", "id"),
+    ("gongyun.cli.idres", "idnode_app", "idnode"),
+    ("gongyun.cli.edge", "edge_app", "edge"),
+    ("gongyun.cli.sim", "sim_app", "sim"),
+)
+
+
+def _add_room_commands() -> None:
+    for module_name, attr, name in ROOM_COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        sub = getattr(module, attr, None)
+        if isinstance(sub, typer.Typer):
+            app.add_typer(sub, name=name)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"gongyun {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def main(
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", envvar="GONGYUN_DATA_DIR", help="Data directory (default ./var).")
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Gongyun (工云): open industrial internet platform."""
+    STATE.data_dir = data_dir
+    STATE.debug = debug
+
+
+def _sockets(hosts: list[str], port: int) -> list[socket.socket]:
+    made: list[socket.socket] = []
+    for host in hosts:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            if family == socket.AF_INET6 and len(hosts) > 1:
+                logging.getLogger("gongyun").warning("not listening on [%s]:%s: %s", host, port, exc)
+                continue
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        sock.listen(2048)
+        sock.set_inheritable(True)
+        port = port or int(sock.getsockname()[1])
+        made.append(sock)
+    return made
+
+
+def _serve(host: list[str] | None, port: int | None, demo: bool) -> None:
+    import uvicorn
+
+    from gongyun.api.app import create_app
+    from gongyun.log import setup_logging
+    from gongyun.runtime import prepare_database
+
+    cfg = settings(**({"host": host} if host else {}), port=port)
+    setup_logging(cfg.log_level, cfg.log_format)
+    password = run(prepare_database(cfg))
+    if password:
+        console.print(
+            f"[bold yellow]First admin created[/]: user [bold]{cfg.admin_username}[/] "
+            f"password [bold]{password}[/]  (shown once; change it with `gongyun user passwd`)",
+            highlight=False,
+        )
+    cfg_app = create_app(cfg)
+    cfg_app.state.demo = demo
+    socks = _sockets(cfg.host, cfg.port)
+    for s in socks:
+        addr = s.getsockname()
+        shown = f"[{addr[0]}]" if s.family == socket.AF_INET6 else addr[0]
+        console.print(f"Gongyun {__version__} serving on http://{shown}:{addr[1]}", highlight=False)
+    config = uvicorn.Config(cfg_app, log_config=None, access_log=False, proxy_headers=False, lifespan="on")
+    uvicorn.Server(config).run(sockets=socks)
+
+
+HostOpt = Annotated[list[str] | None, typer.Option("--host", help="Address to listen on (repeatable).")]
+PortOpt = Annotated[int | None, typer.Option("--port", help="TCP port (default 8000).")]
+
+
+@app.command()
+def serve(host: HostOpt = None, port: PortOpt = None) -> None:
+    """Serve the API and the console (default http://127.0.0.1:8000 and http://[::1]:8000)."""
+    _serve(host, port, demo=False)
+
+
+@app.command()
+def demo(host: HostOpt = None, port: PortOpt = None) -> None:
+    """Serve with the virtual factory (the same as serve until the simulators are wired)."""
+    _serve(host, port, demo=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Run database migrations up to the newest revision."""
+    from gongyun.db import upgrade
+
+    cfg = settings()
+    cfg.ensure_data_dir()
+    run(upgrade(cfg.effective_database_url))
+    console.print("[green]database is up to date[/]")
+
+
+_add_room_commands()
+
+
+def run_cli() -> None:
+    """Run the CLI, printing one line (no traceback unless --debug) on failure."""
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if STATE.debug or "--debug" in sys.argv:
+            traceback.print_exc()
+        if isinstance(exc, GongyunError):
+            err_console.print(f"[red]error[/] ({exc.code}): {exc.message}", highlight=False)
+        else:
+            err_console.print(f"[red]error[/]: {type(exc).__name__}: {exc}", highlight=False)
+        sys.exit(1)

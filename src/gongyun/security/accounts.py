@@ -1,0 +1,163 @@
+"""Tenants, users and API keys: the operations the API and the CLI share."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gongyun.db.base import utcnow
+from gongyun.errors import Conflict, NotFound, ValidationFailed
+from gongyun.security.auth import hash_password, new_api_key_secret
+from gongyun.security.models import ApiKey, Tenant, User
+from gongyun.security.rbac import Role
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
+USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
+MIN_PASSWORD = 10
+DEFAULT_TENANT = "default"
+
+
+def check_password_policy(password: str) -> None:
+    """Reject passwords that are too short or trivially weak."""
+    if len(password) < MIN_PASSWORD:
+        raise ValidationFailed(f"password must have at least {MIN_PASSWORD} characters", field="password")
+    if len(set(password)) < 4:
+        raise ValidationFailed("password is too repetitive", field="password")
+
+
+def generate_password() -> str:
+    """A strong random password for a first admin."""
+    return secrets.token_urlsafe(15)
+
+
+async def create_tenant(session: AsyncSession, name: str, display_name: str = "") -> Tenant:
+    """Create a tenant with a unique lowercase name."""
+    if not NAME_RE.match(name):
+        raise ValidationFailed("tenant name must be 2-63 of a-z 0-9 . _ - and start alphanumeric")
+    exists = await session.execute(select(Tenant.id).where(Tenant.name == name))
+    if exists.first() is not None:
+        raise Conflict(f"tenant {name!r} already exists")
+    tenant = Tenant(name=name, display_name=display_name or name)
+    session.add(tenant)
+    await session.flush()
+    return tenant
+
+
+async def get_tenant_by_name(session: AsyncSession, name: str) -> Tenant:
+    """The tenant called ``name``."""
+    row = (await session.execute(select(Tenant).where(Tenant.name == name))).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"tenant {name!r} not found")
+    return row
+
+
+async def create_user(
+    session: AsyncSession,
+    tenant_id: str,
+    username: str,
+    password: str,
+    role: Role,
+    display_name: str = "",
+) -> User:
+    """Create a user after checking the name and the password policy."""
+    if not USERNAME_RE.match(username):
+        raise ValidationFailed("username must be 2-64 of A-Z a-z 0-9 . _ @ -", field="username")
+    check_password_policy(password)
+    taken = await session.execute(
+        select(User.id).where(User.username == username).execution_options(all_tenants=True)
+    )
+    if taken.first() is not None:
+        raise Conflict(f"username {username!r} is taken")
+    user = User(
+        tenant_id=tenant_id,
+        username=username,
+        password_hash=hash_password(password),
+        role=role.value,
+        display_name=display_name,
+    )
+    session.add(user)
+    await session.flush()
+    return user
+
+
+async def get_user_by_name(session: AsyncSession, username: str) -> User:
+    """The user called ``username`` (within the session's tenant scope, if any)."""
+    row = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"user {username!r} not found")
+    return row
+
+
+async def set_password(user: User, password: str) -> None:
+    """Change a password; tokens issued before stop working."""
+    check_password_policy(password)
+    user.password_hash = hash_password(password)
+    user.password_changed_at = utcnow() + timedelta(seconds=1)
+    user.failed_logins, user.first_failed_at, user.locked_until = 0, None, None
+
+
+@dataclass(frozen=True, slots=True)
+class NewApiKey:
+    """A freshly created API key: the row and the only copy of the secret key."""
+
+    row: ApiKey
+    key: str
+
+
+async def create_api_key(
+    session: AsyncSession,
+    tenant_id: str,
+    name: str,
+    role: Role,
+    created_by: str,
+    expires_in_days: int | None = None,
+) -> NewApiKey:
+    """Create an API key; the full key is returned once and only its hash is kept."""
+    if not name or len(name) > 100:
+        raise ValidationFailed("API key name must have 1-100 characters", field="name")
+    dup = await session.execute(
+        select(ApiKey.id).where(ApiKey.tenant_id == tenant_id, ApiKey.name == name)
+    )
+    if dup.first() is not None:
+        raise Conflict(f"an API key named {name!r} exists")
+    key, prefix, secret_hash = new_api_key_secret()
+    expires = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
+    row = ApiKey(
+        tenant_id=tenant_id,
+        name=name,
+        role=role.value,
+        prefix=prefix,
+        secret_hash=secret_hash,
+        created_by=created_by,
+        expires_at=expires,
+    )
+    session.add(row)
+    await session.flush()
+    return NewApiKey(row, key)
+
+
+async def count_users(session: AsyncSession) -> int:
+    """How many users exist (in scope)."""
+    return int((await session.execute(select(func.count(User.id)))).scalar_one())
+
+
+async def ensure_bootstrap(session: AsyncSession, admin_username: str, password: str | None) -> str | None:
+    """Create the default tenant and the first platform admin if no user exists.
+
+    Returns the generated password when one had to be made (to print once), else None.
+    """
+    if await count_users(session) > 0:
+        return None
+    tenant = (
+        await session.execute(select(Tenant).where(Tenant.name == DEFAULT_TENANT))
+    ).scalar_one_or_none() or await create_tenant(session, DEFAULT_TENANT, "Default")
+    generated = None
+    if password is None:
+        generated = password = generate_password()
+    await create_user(session, tenant.id, admin_username, password, Role.platform_admin, "Administrator")
+    return generated

@@ -1,0 +1,252 @@
+"""Authentication: argon2id passwords, JWT access tokens, rotating refresh tokens, API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gongyun.config import Settings
+from gongyun.db.base import new_id, utcnow
+from gongyun.errors import AccountLocked, InvalidCredentials, TokenInvalid
+from gongyun.security.models import ApiKey, RefreshToken, Tenant, User
+from gongyun.security.rbac import Role
+
+_hasher = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) defaults
+_DUMMY_HASH = _hasher.hash("timing-equaliser-not-a-password")
+API_KEY_PREFIX = "gy_"
+JWT_ALG = "HS256"
+
+
+def hash_password(password: str) -> str:
+    """Hash a password with argon2id."""
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """True when ``password`` matches ``password_hash``."""
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def _sha256(text: str) -> str:
+    # API keys and refresh tokens are 256-bit random secrets: a fast hash is enough at rest;
+    # a slow KDF only protects low-entropy secrets such as passwords.
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a user or an API key, in a tenant, with a role."""
+
+    kind: Literal["user", "apikey"]
+    id: str
+    name: str
+    tenant_id: str
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    """What a login or a refresh returns."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+def issue_access_token(settings: Settings, user: User) -> str:
+    """A short-lived signed JWT for ``user``."""
+    now = utcnow()
+    claims: dict[str, Any] = {
+        "sub": user.id,
+        "tid": user.tenant_id,
+        "role": user.role,
+        "name": user.username,
+        "typ": "access",
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=settings.access_token_ttl_s)).timestamp()),
+        "jti": new_id(),
+    }
+    return jwt.encode(claims, settings.jwt_secret(), algorithm=JWT_ALG)
+
+
+def decode_access_token(settings: Settings, token: str) -> dict[str, Any]:
+    """Verify an access token and return its claims, or raise ``TokenInvalid``."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            settings.jwt_secret(),
+            algorithms=[JWT_ALG],
+            options={"require": ["exp", "sub", "tid", "role", "typ"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise TokenInvalid("access token expired") from exc
+    except jwt.PyJWTError as exc:
+        raise TokenInvalid("access token invalid") from exc
+    if claims.get("typ") != "access":
+        raise TokenInvalid("not an access token")
+    return claims
+
+
+async def _new_refresh_token(session: AsyncSession, settings: Settings, user: User, family: str) -> str:
+    secret = secrets.token_urlsafe(32)
+    row = RefreshToken(
+        user_id=user.id,
+        family_id=family,
+        token_hash=_sha256(secret),
+        expires_at=utcnow() + timedelta(seconds=settings.refresh_token_ttl_s),
+    )
+    session.add(row)
+    await session.flush()
+    return f"{row.id}.{secret}"
+
+
+async def _issue_pair(session: AsyncSession, settings: Settings, user: User, family: str) -> TokenPair:
+    refresh = await _new_refresh_token(session, settings, user, family)
+    return TokenPair(issue_access_token(settings, user), refresh, settings.access_token_ttl_s)
+
+
+async def _active_user(session: AsyncSession, user: User | None) -> User:
+    if user is None or user.disabled:
+        raise InvalidCredentials("invalid username or password")
+    tenant = await session.get(Tenant, user.tenant_id)
+    if tenant is None or tenant.disabled:
+        raise InvalidCredentials("invalid username or password")
+    return user
+
+
+async def login(session: AsyncSession, settings: Settings, username: str, password: str) -> TokenPair:
+    """Check a password (with lockout) and return an access and a refresh token."""
+    user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
+    now = utcnow()
+    if user is None:
+        verify_password(_DUMMY_HASH, password)  # same work whether or not the user exists
+        raise InvalidCredentials("invalid username or password")
+    if user.locked_until is not None and user.locked_until > now:
+        retry = int((user.locked_until - now).total_seconds()) + 1
+        raise AccountLocked("account locked after repeated wrong passwords", retry_after_s=retry)
+    if not verify_password(user.password_hash, password):
+        window_start = now - timedelta(seconds=settings.lockout_window_s)
+        if user.first_failed_at is None or user.first_failed_at < window_start:
+            user.first_failed_at, user.failed_logins = now, 0
+        user.failed_logins += 1
+        if user.failed_logins >= settings.lockout_threshold:
+            user.locked_until = now + timedelta(seconds=settings.lockout_duration_s)
+            user.failed_logins, user.first_failed_at = 0, None
+        await session.commit()
+        raise InvalidCredentials("invalid username or password")
+    await _active_user(session, user)
+    user.failed_logins, user.first_failed_at, user.locked_until = 0, None, None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    return await _issue_pair(session, settings, user, family=new_id())
+
+
+def _split_refresh(token: str) -> tuple[str, str]:
+    token_id, sep, secret = token.partition(".")
+    if not sep or not token_id or not secret or len(token_id) != 32:
+        raise TokenInvalid("refresh token malformed")
+    return token_id, secret
+
+
+async def refresh(session: AsyncSession, settings: Settings, token: str) -> TokenPair:
+    """Rotate a refresh token; reuse of a spent token revokes its whole family."""
+    token_id, secret = _split_refresh(token)
+    row = await session.get(RefreshToken, token_id)
+    now = utcnow()
+    if row is None or not hmac.compare_digest(row.token_hash, _sha256(secret)):
+        raise TokenInvalid("refresh token invalid")
+    if row.used_at is not None or row.revoked_at is not None:
+        await session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        await session.commit()
+        raise TokenInvalid("refresh token already used or revoked")
+    if row.expires_at <= now:
+        raise TokenInvalid("refresh token expired")
+    user = await _active_user(session, await session.get(User, row.user_id))
+    row.used_at = now
+    return await _issue_pair(session, settings, user, family=row.family_id)
+
+
+async def logout(session: AsyncSession, token: str) -> None:
+    """Revoke the refresh token's whole family (this login on every device it reached)."""
+    token_id, secret = _split_refresh(token)
+    row = await session.get(RefreshToken, token_id)
+    if row is None or not hmac.compare_digest(row.token_hash, _sha256(secret)):
+        raise TokenInvalid("refresh token invalid")
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+def new_api_key_secret() -> tuple[str, str, str]:
+    """A new API key: (full key shown once, public prefix, sha256 of the secret)."""
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    return f"{API_KEY_PREFIX}{prefix}_{secret}", prefix, _sha256(secret)
+
+
+async def authenticate_api_key(session: AsyncSession, key: str) -> Principal:
+    """Look up an API key by its prefix and check its secret, expiry and revocation."""
+    body = key.removeprefix(API_KEY_PREFIX)
+    prefix, sep, secret = body.partition("_")
+    if not key.startswith(API_KEY_PREFIX) or not sep or len(prefix) != 12 or not secret:
+        raise InvalidCredentials("API key malformed")
+    row = (await session.execute(select(ApiKey).where(ApiKey.prefix == prefix))).scalar_one_or_none()
+    if row is None or not hmac.compare_digest(row.secret_hash, _sha256(secret)):
+        raise InvalidCredentials("API key invalid")
+    now = utcnow()
+    if row.revoked_at is not None:
+        raise InvalidCredentials("API key revoked")
+    if row.expires_at is not None and row.expires_at <= now:
+        raise InvalidCredentials("API key expired")
+    tenant = await session.get(Tenant, row.tenant_id)
+    if tenant is None or tenant.disabled:
+        raise InvalidCredentials("API key invalid")
+    if row.last_used_at is None or (now - row.last_used_at) > timedelta(minutes=1):
+        row.last_used_at = now  # throttled so that reads do not turn into writes
+    return Principal("apikey", row.id, row.name, row.tenant_id, Role(row.role))
+
+
+async def authenticate_access_token(session: AsyncSession, settings: Settings, token: str) -> Principal:
+    """Verify an access token and that its user is still active."""
+    claims = decode_access_token(settings, token)
+    user = await session.get(User, claims["sub"])
+    if user is None or user.disabled or user.tenant_id != claims["tid"]:
+        raise TokenInvalid("user no longer active")
+    if int(user.password_changed_at.timestamp()) > int(claims.get("iat", 0)):
+        raise TokenInvalid("password changed since the token was issued")
+    tenant = await session.get(Tenant, user.tenant_id)
+    if tenant is None or tenant.disabled:
+        raise TokenInvalid("tenant disabled")
+    return Principal("user", user.id, user.username, user.tenant_id, Role(user.role))
+
+
+async def authenticate_basic(session: AsyncSession, username: str, password: str) -> Principal:
+    """Check a username and password without issuing tokens (for Basic auth callers)."""
+    user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
+    if user is None or not verify_password(user.password_hash, password):
+        if user is None:
+            verify_password(_DUMMY_HASH, password)
+        raise InvalidCredentials("invalid username or password")
+    if user.locked_until is not None and user.locked_until > utcnow():
+        raise AccountLocked("account locked after repeated wrong passwords")
+    user = await _active_user(session, user)
+    return Principal("user", user.id, user.username, user.tenant_id, Role(user.role))

@@ -1,0 +1,61 @@
+"""Tenant isolation, enforced in one place: the tenant-scoped ORM session.
+
+A session whose ``info["tenant_id"]`` is set (``api.deps`` does it for every request)
+adds ``tenant_id = :tenant`` to every ORM SELECT, UPDATE and DELETE touching a
+``TenantScoped`` table, stamps new rows with the tenant, and refuses to flush a row that
+belongs to another tenant. Data-access code therefore cannot see another tenant's rows
+even if it forgets a filter; objects of other tenants simply do not exist for it (404).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, with_loader_criteria
+
+from gongyun.errors import PermissionDenied
+
+TENANT_KEY = "tenant_id"
+
+
+class TenantScoped:
+    """Mixin for tables whose rows belong to one tenant (they have a ``tenant_id`` column)."""
+
+    tenant_id: Any
+
+
+def scope_session(session: Session, tenant_id: str) -> None:
+    """Bind a (sync or the sync part of an async) session to one tenant."""
+    session.info[TENANT_KEY] = tenant_id
+
+
+def session_tenant(session: Session) -> str | None:
+    """The tenant a session is bound to, if any."""
+    value = session.info.get(TENANT_KEY)
+    return str(value) if value is not None else None
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _add_tenant_criteria(state: ORMExecuteState) -> None:
+    tenant = session_tenant(state.session)
+    if tenant is None or state.execution_options.get("all_tenants", False):
+        return
+    if state.is_select or state.is_update or state.is_delete:
+        state.statement = state.statement.options(
+            with_loader_criteria(TenantScoped, lambda cls: cls.tenant_id == tenant, include_aliases=True)
+        )
+
+
+@event.listens_for(Session, "before_flush")
+def _stamp_and_check(session: Session, _ctx: UOWTransaction, _instances: object) -> None:
+    tenant = session_tenant(session)
+    if tenant is None:
+        return
+    for obj in list(session.new) + list(session.dirty):
+        if not isinstance(obj, TenantScoped):
+            continue
+        if obj.tenant_id is None:
+            obj.tenant_id = tenant
+        elif obj.tenant_id != tenant:
+            raise PermissionDenied("object belongs to another tenant")
