@@ -59,6 +59,13 @@ class RequestContextMiddleware:
             if length is not None and (not length.isdigit() or int(length) > self.max_body):
                 await self._reject_large(send, rid, status)
                 return
+            if length is None and "chunked" in headers.get("transfer-encoding", ""):
+                # No declared length: read up to the limit first, then replay to the app.
+                body = await self._read_limited(receive)
+                if body is None:
+                    await self._reject_large(send, rid, status)
+                    return
+                receive = self._replay(body, receive)
             await self.app(scope, self._limited(receive), self._stamped(send, rid, status))
         finally:
             elapsed = time.perf_counter() - started
@@ -94,6 +101,35 @@ class RequestContextMiddleware:
             return message
 
         return wrapped
+
+    async def _read_limited(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    @staticmethod
+    def _replay(body: bytes, receive: Receive) -> Receive:
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()  # later reads only wait for the disconnect
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return replay
 
     @staticmethod
     def _stamped(send: Send, rid: str, status: dict[str, int]) -> Send:

@@ -12,7 +12,8 @@ from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.config import Settings, load_settings
-from gongyun.db import Database, upgrade
+from gongyun.db import Database
+from gongyun.runtime import prepare_database
 
 console = Console()
 err_console = Console(stderr=True)
@@ -42,11 +43,20 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+def announce_password(cfg: Settings, password: str | None) -> None:
+    """Print a generated first-admin password, once, to the terminal (never to the logs)."""
+    if password:
+        console.print(
+            f"[bold yellow]First admin created[/]: user [bold]{cfg.admin_username}[/] "
+            f"password [bold]{password}[/]  (shown once; change it with `gongyun user passwd`)",
+            highlight=False,
+        )
+
+
 @asynccontextmanager
 async def db_session(cfg: Settings) -> AsyncIterator[AsyncSession]:
     """A committed-on-success session on a migrated database."""
-    cfg.ensure_data_dir()
-    await upgrade(cfg.effective_database_url)
+    announce_password(cfg, await prepare_database(cfg))
     db = Database(cfg.effective_database_url)
     try:
         async with db.session() as session:

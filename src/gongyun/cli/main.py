@@ -14,7 +14,7 @@ import typer
 
 from gongyun import __version__
 from gongyun.cli.accounts import apikey_app, tenant_app, user_app
-from gongyun.cli.common import STATE, console, err_console, run, settings
+from gongyun.cli.common import STATE, announce_password, console, err_console, run, settings
 from gongyun.errors import ConfigError, GongyunError
 
 app = typer.Typer(
@@ -105,13 +105,7 @@ def _serve(host: list[str] | None, port: int | None, demo: bool) -> None:
 
     cfg = settings(**({"host": host} if host else {}), port=port)
     setup_logging(cfg.log_level, cfg.log_format)
-    password = run(prepare_database(cfg))
-    if password:
-        console.print(
-            f"[bold yellow]First admin created[/]: user [bold]{cfg.admin_username}[/] "
-            f"password [bold]{password}[/]  (shown once; change it with `gongyun user passwd`)",
-            highlight=False,
-        )
+    announce_password(cfg, run(prepare_database(cfg)))
     cfg_app = create_app(cfg)
     cfg_app.state.demo = demo
     socks = _sockets(cfg.host, cfg.port)
@@ -142,11 +136,10 @@ def demo(host: HostOpt = None, port: PortOpt = None) -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Run database migrations up to the newest revision."""
-    from gongyun.db import upgrade
+    from gongyun.runtime import prepare_database
 
     cfg = settings()
-    cfg.ensure_data_dir()
-    run(upgrade(cfg.effective_database_url))
+    announce_password(cfg, run(prepare_database(cfg)))
     console.print("[green]database is up to date[/]")
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from gongyun.api.deps import Ctx, require
-from gongyun.errors import NotFound
+from gongyun.errors import NotFound, PermissionDenied
 from gongyun.security import accounts
 from gongyun.security.models import Tenant
 from gongyun.security.rbac import Perm, Role
@@ -78,10 +78,12 @@ async def get_tenant(tenant_id: str, ctx: Annotated[Ctx, Depends(require(Perm.te
 
 @router.patch("/{tenant_id}", response_model=TenantOut, summary="Change a tenant")
 async def patch_tenant(
-    tenant_id: str, body: TenantPatch, ctx: Annotated[Ctx, Depends(require(Perm.tenants_write))]
+    tenant_id: str, body: TenantPatch, ctx: Annotated[Ctx, Depends(require(Perm.tenants_read))]
 ) -> Tenant:
     """Rename or disable a tenant (platform admins only)."""
-    tenant = await _visible(ctx, tenant_id)
+    tenant = await _visible(ctx, tenant_id)  # another tenant's id is 404 before any 403
+    if not ctx.can(Perm.tenants_write):
+        raise PermissionDenied(f"role {ctx.role.value!r} lacks permission 'tenants:write'")
     if body.display_name is not None:
         tenant.display_name = body.display_name
     if body.disabled is not None:

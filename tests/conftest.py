@@ -1,0 +1,30 @@
+"""Shared fixtures: database backends (SQLite and PostgreSQL) and a running app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gongyun.runtime import Runtime
+from tests.apphelp import running_app
+from tests.services import scratch_postgres_database
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh metadata database URL on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'meta.db'}"
+    else:
+        with scratch_postgres_database() as url:
+            yield url
+
+
+@pytest.fixture
+async def app_client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
+    """An app on SQLite with its client (for tests that are not about the backend)."""
+    async with running_app(tmp_path) as pair:
+        yield pair
