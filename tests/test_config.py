@@ -1,0 +1,61 @@
+"""Settings from gongyun.toml and GONGYUN_* variables; profiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gongyun.config import Profile, load_settings
+from gongyun.errors import ConfigError
+
+
+def test_defaults_are_embedded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load_settings()
+    assert s.profile is Profile.embedded
+    assert s.effective_bus_url == "memory://"
+    assert s.effective_database_url.startswith("sqlite+aiosqlite:///")
+    assert s.host == ["127.0.0.1", "::1"] and s.port == 8000
+
+
+def test_toml_then_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg = tmp_path / "server.toml"
+    cfg.write_text(
+        'profile = "server"\n'
+        'database_url = "postgresql+psycopg://postgres@127.0.0.1:5432/gongyun"\n'
+        'bus_url = "nats://127.0.0.1:4222"\n'
+        'redis_url = "redis://127.0.0.1:6379/0"\n'
+        "port = 9000\n"
+    )
+    monkeypatch.setenv("GONGYUN_CONFIG", str(cfg))
+    monkeypatch.setenv("GONGYUN_PORT", "9100")
+    s = load_settings()
+    assert s.profile is Profile.server
+    assert s.effective_bus_url == "nats://127.0.0.1:4222"
+    assert s.port == 9100  # the environment wins over the file
+
+
+def test_server_profile_needs_urls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GONGYUN_PROFILE", "server")
+    with pytest.raises(ConfigError, match="database_url"):
+        load_settings()
+
+
+def test_unknown_keys_and_bad_values_are_config_errors(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cfg = tmp_path / "gongyun.toml"
+    cfg.write_text('prot = 8000\nlog_format = "xml"\n')
+    monkeypatch.setenv("GONGYUN_CONFIG", str(cfg))
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "prot" in info.value.message and "log_format" in info.value.message
+
+
+def test_secret_key_generated_once_with_private_mode(tmp_path: Path) -> None:
+    s = load_settings(data_dir=tmp_path / "var")
+    first = s.jwt_secret()
+    assert len(first) >= 48 and first == s.jwt_secret()
+    assert (tmp_path / "var" / "secret.key").stat().st_mode & 0o077 == 0
