@@ -18,7 +18,11 @@ _SECRET_KEYS = re.compile(r"pass(word)?|secret|token|authorization|api[_-]?key|c
 _SECRET_INLINE = re.compile(
     r"(?i)(bearer\s+|gy_[0-9a-f]{12}_|password=|token=|refresh_token\"?:\s*\"?)([^\s&\"',]+)"
 )
-_STD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "color_message"}
+_STD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 def redact(text: str) -> str:

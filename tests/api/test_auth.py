@@ -33,21 +33,29 @@ async def test_wrong_password_is_401_with_problem(app_client: tuple[httpx.AsyncC
 async def test_lockout_after_repeated_wrong_passwords(tmp_path: Path) -> None:
     async with running_app(tmp_path, lockout_threshold=3, lockout_duration_s=2) as (client, _):
         for _ in range(3):
-            resp = await client.post("/api/v1/auth/token", data={"username": "admin", "password": "wrong-password"})
+            resp = await client.post(
+                "/api/v1/auth/token", data={"username": "admin", "password": "wrong-password"}
+            )
             assert resp.status_code == 401
-        locked = await client.post("/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})
+        locked = await client.post(
+            "/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}
+        )
         assert locked.status_code == 423
         assert locked.json()["code"] == "account_locked"
         assert int(locked.headers["retry-after"]) >= 1
         import asyncio
 
         await asyncio.sleep(2.2)
-        assert (await client.post("/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})).status_code == 200
+        assert (
+            await client.post("/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})
+        ).status_code == 200
 
 
 async def test_refresh_rotation_and_reuse_detection(app_client: tuple[httpx.AsyncClient, Runtime]) -> None:
     client, _ = app_client
-    first = (await client.post("/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})).json()
+    first = (
+        await client.post("/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})
+    ).json()
     second = await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert second.status_code == 200
     new = second.json()
@@ -64,7 +72,9 @@ async def test_refresh_rotation_and_reuse_detection(app_client: tuple[httpx.Asyn
 
 async def test_logout_revokes_refresh_token(app_client: tuple[httpx.AsyncClient, Runtime]) -> None:
     client, _ = app_client
-    tokens = (await client.post("/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})).json()
+    tokens = (
+        await client.post("/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})
+    ).json()
     out = await client.post("/api/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]})
     assert out.status_code == 204
     again = await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
@@ -76,7 +86,11 @@ async def test_expired_and_forged_access_tokens(tmp_path: Path) -> None:
 
     async with running_app(tmp_path, access_token_ttl_s=1) as (client, _):
         headers = await admin_headers(client)
-        forged = jwt.encode({"sub": "x", "tid": "y", "role": "platform-admin", "typ": "access", "exp": 9999999999}, "wrong-key-wrong-key-wrong-key-32b", algorithm="HS256")
+        forged = jwt.encode(
+            {"sub": "x", "tid": "y", "role": "platform-admin", "typ": "access", "exp": 9999999999},
+            "wrong-key-wrong-key-wrong-key-32b",
+            algorithm="HS256",
+        )
         resp = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {forged}"})
         assert resp.status_code == 401
         import asyncio
@@ -129,7 +143,9 @@ async def test_role_escalation_is_refused(app_client: tuple[httpx.AsyncClient, R
     eng = await login(client, "eng1", "engineer-password")
     # engineers have no users:write at all
     resp = await client.post(
-        "/api/v1/users", json={"username": "x2", "password": "another-password", "role": "viewer"}, headers=eng
+        "/api/v1/users",
+        json={"username": "x2", "password": "another-password", "role": "viewer"},
+        headers=eng,
     )
     assert resp.status_code == 403
     # a tenant admin cannot mint a platform admin

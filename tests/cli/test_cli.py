@@ -30,7 +30,18 @@ def test_accounts_round_trip(tmp_path: Path) -> None:
     assert "up to date" in _run(data, "db", "upgrade").stdout
     _run(data, "tenant", "add", "plant-1", "--display-name", "Plant One")
     assert "plant-1" in _run(data, "tenant", "list").stdout
-    _run(data, "user", "add", "carol", "--tenant", "plant-1", "--role", "engineer", "--password", "carol-password")
+    _run(
+        data,
+        "user",
+        "add",
+        "carol",
+        "--tenant",
+        "plant-1",
+        "--role",
+        "engineer",
+        "--password",
+        "carol-password",
+    )
     listing = _run(data, "user", "list").stdout
     assert "carol" in listing and "engineer" in listing
     _run(data, "user", "passwd", "carol", "--password", "carol-password-2")
@@ -76,7 +87,11 @@ def test_serve_prints_generated_password_once_and_listens_on_both_loopbacks(tmp_
     env = {**os.environ, "GONGYUN_DATA_DIR": str(tmp_path / "var")}
     env.pop("GONGYUN_ADMIN_PASSWORD", None)
     proc = subprocess.Popen(
-        [GONGYUN, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [GONGYUN, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         _wait_ready(f"http://127.0.0.1:{port}", proc)  # type: ignore[arg-type]

@@ -57,7 +57,9 @@ async def test_kill_9_during_write_burst_loses_no_acknowledged_write(tmp_path: P
         _wait_ready(base, proc)
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
             token = (
-                await client.post("/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})
+                await client.post(
+                    "/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}
+                )
             ).json()["access_token"]
             key = (
                 await client.post(

@@ -70,7 +70,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = _field_errors(exc)
     if any(e["type"] == "json_invalid" for e in errors):
-        problem = _problem(400, "malformed_json", "Malformed JSON", "the body is not valid JSON", request.url.path)
+        problem = _problem(
+            400, "malformed_json", "Malformed JSON", "the body is not valid JSON", request.url.path
+        )
     else:
         detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
         problem = _problem(422, "validation_failed", "Validation failed", detail, request.url.path)

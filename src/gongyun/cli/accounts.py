@@ -130,7 +130,11 @@ def tenant_list() -> None:
     table = Table("name", "id", "display name", "disabled", "created")
     for t in run(go()):
         table.add_row(
-            t.name, t.id, t.display_name, "yes" if t.disabled else "", t.created_at.isoformat(timespec="seconds")
+            t.name,
+            t.id,
+            t.display_name,
+            "yes" if t.disabled else "",
+            t.created_at.isoformat(timespec="seconds"),
         )
     console.print(table)
 

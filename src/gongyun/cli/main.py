@@ -61,7 +61,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", envvar="GONGYUN_DATA_DIR", help="Data directory (default ./var).")
+        Path | None,
+        typer.Option("--data-dir", envvar="GONGYUN_DATA_DIR", help="Data directory (default ./var)."),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     version: Annotated[

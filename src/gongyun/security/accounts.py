@@ -120,9 +120,7 @@ async def create_api_key(
     """Create an API key; the full key is returned once and only its hash is kept."""
     if not name or len(name) > 100:
         raise ValidationFailed("API key name must have 1-100 characters", field="name")
-    dup = await session.execute(
-        select(ApiKey.id).where(ApiKey.tenant_id == tenant_id, ApiKey.name == name)
-    )
+    dup = await session.execute(select(ApiKey.id).where(ApiKey.tenant_id == tenant_id, ApiKey.name == name))
     if dup.first() is not None:
         raise Conflict(f"an API key named {name!r} exists")
     key, prefix, secret_hash = new_api_key_secret()

@@ -10,7 +10,14 @@ even if it forgets a filter; objects of other tenants simply do not exist for it
 from __future__ import annotations
 
 from sqlalchemy import String, event
-from sqlalchemy.orm import Mapped, ORMExecuteState, Session, UOWTransaction, mapped_column, with_loader_criteria
+from sqlalchemy.orm import (
+    Mapped,
+    ORMExecuteState,
+    Session,
+    UOWTransaction,
+    mapped_column,
+    with_loader_criteria,
+)
 
 from gongyun.errors import PermissionDenied
 

@@ -64,7 +64,9 @@ async def list_keys(ctx: Annotated[Ctx, Depends(require(Perm.apikeys_read))]) ->
 
 
 @router.post("", response_model=ApiKeyCreated, status_code=201, summary="Create an API key")
-async def create_key(body: ApiKeyIn, ctx: Annotated[Ctx, Depends(require(Perm.apikeys_write))]) -> ApiKeyCreated:
+async def create_key(
+    body: ApiKeyIn, ctx: Annotated[Ctx, Depends(require(Perm.apikeys_write))]
+) -> ApiKeyCreated:
     """Create a key with a role no higher than the caller's; the key is returned once."""
     if not can_grant(ctx.role, body.role):
         raise PermissionDenied(f"role {ctx.role.value!r} cannot grant {body.role.value!r}")

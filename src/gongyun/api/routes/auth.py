@@ -43,7 +43,9 @@ class MeOut(BaseModel):
 
 
 def _out(pair: auth.TokenPair) -> TokenOut:
-    return TokenOut(access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in)
+    return TokenOut(
+        access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
+    )
 
 
 @router.post("/auth/token", response_model=TokenOut, summary="Log in (OAuth2 password flow)")

@@ -34,7 +34,9 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
         except ServiceUnavailable as exc:
             checks[name] = exc.message
             ok = False
-    return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+    return JSONResponse(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
+    )
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
