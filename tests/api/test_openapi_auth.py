@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from gongyun.api.public import is_public
+from gongyun.api.public import PUBLIC_PREFIXES, is_public
 from gongyun.runtime import Runtime
 from tests.apphelp import admin_headers, login
 
@@ -97,3 +97,30 @@ async def test_tenant_a_gets_404_for_every_object_of_tenant_b(
     # B's objects are intact.
     still = await client.get(f"/api/v1/users/{b['user']['id']}", headers=b["headers"])
     assert still.status_code == 200
+
+
+async def test_routes_outside_the_schema_are_declared_public_or_authenticated(
+    app_client: tuple[httpx.AsyncClient, Runtime],
+) -> None:
+    """Console pages and mounts are not in OpenAPI; each must be public or answer 401."""
+    from starlette.routing import Mount, Route
+
+    client, _ = app_client
+    app = client._transport.app  # type: ignore[attr-defined]
+    schema_paths = set((await client.get("/openapi.json")).json()["paths"])
+    mounts = 0
+    for route in app.routes:
+        if isinstance(route, Mount):
+            assert any(p.startswith(route.path + "/") for p in PUBLIC_PREFIXES), route.path
+            mounts += 1
+            continue
+        if not isinstance(route, Route) or route.path in schema_paths:
+            continue
+        for method in route.methods or ():
+            if method == "HEAD":
+                continue
+            if is_public(method, route.path):
+                continue
+            resp = await client.request(method, PARAM.sub("x", route.path))
+            assert resp.status_code == 401, f"{method} {route.path} is neither public nor authenticated"
+    assert mounts >= 1  # the console's static files

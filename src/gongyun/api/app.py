@@ -24,6 +24,7 @@ ROUTER_MODULES = (
     "tenants",
     "users",
     "apikeys",
+    "audit",
     "assets",
     "devices",
     "telemetry",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.errors import AuthError, NotFound, PermissionDenied
 from gongyun.runtime import Runtime
+from gongyun.security.audit import record as record_audit
 from gongyun.security.auth import API_KEY_PREFIX, Principal, authenticate_access_token, authenticate_api_key
 from gongyun.security.models import Tenant
 from gongyun.security.rbac import Perm, Role, has_permission, permissions
@@ -41,6 +42,11 @@ class Ctx:
     def can(self, perm: Perm) -> bool:
         """True when the caller's role grants ``perm``."""
         return has_permission(self.role, perm)
+
+    async def audit(self, action: str, target: str = "", outcome: str = "success", **detail: Any) -> None:
+        """Append a security event for this caller to the tenant's audit chain."""
+        actor = self.username if self.principal_kind == "user" else f"apikey:{self.username}"
+        await record_audit(self.session, self.tenant_id, actor, action, target, outcome, **detail)
 
     @property
     def permissions(self) -> frozenset[Perm]:

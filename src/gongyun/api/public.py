@@ -9,10 +9,16 @@ PUBLIC_ROUTES: set[tuple[str, str]] = {
     ("GET", "/readyz"),
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
+    ("GET", "/docs/oauth2-redirect"),
     ("POST", "/api/v1/auth/token"),
     ("POST", "/api/v1/auth/refresh"),
     ("POST", "/api/v1/auth/logout"),
 }
+
+# The console's HTML shell pages and its language switch (data comes from the API).
+from gongyun.console.pages import PUBLIC_ROUTES as _CONSOLE_ROUTES  # noqa: E402
+
+PUBLIC_ROUTES |= {(method.upper(), path) for method, path in _CONSOLE_ROUTES}
 
 # Path prefixes served publicly outside the OpenAPI schema (console pages and static files:
 # the data they show comes from authenticated API calls).

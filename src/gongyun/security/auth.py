@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gongyun.config import Settings
 from gongyun.db.base import new_id, utcnow
 from gongyun.errors import AccountLocked, InvalidCredentials, TokenInvalid
+from gongyun.security.audit import record as audit
 from gongyun.security.models import ApiKey, RefreshToken, Tenant, User
 from gongyun.security.rbac import Role
 
@@ -142,13 +143,16 @@ async def login(session: AsyncSession, settings: Settings, username: str, passwo
         if user.first_failed_at is None or user.first_failed_at < window_start:
             user.first_failed_at, user.failed_logins = now, 0
         user.failed_logins += 1
+        await audit(session, user.tenant_id, username, "auth.login", username, "failure")
         if user.failed_logins >= settings.lockout_threshold:
             user.locked_until = now + timedelta(seconds=settings.lockout_duration_s)
             user.failed_logins, user.first_failed_at = 0, None
+            await audit(session, user.tenant_id, username, "auth.lockout", username, "failure")
         await session.commit()
         raise InvalidCredentials("invalid username or password")
     await _active_user(session, user)
     user.failed_logins, user.first_failed_at, user.locked_until = 0, None, None
+    await audit(session, user.tenant_id, username, "auth.login", username)
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     return await _issue_pair(session, settings, user, family=new_id())
@@ -174,6 +178,11 @@ async def refresh(session: AsyncSession, settings: Settings, token: str) -> Toke
             .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=now)
         )
+        owner = await session.get(User, row.user_id)
+        if owner is not None:
+            await audit(
+                session, owner.tenant_id, owner.username, "auth.refresh_reuse", owner.username, "failure"
+            )
         await session.commit()
         raise TokenInvalid("refresh token already used or revoked")
     if row.expires_at <= now:
@@ -194,6 +203,9 @@ async def logout(session: AsyncSession, token: str) -> None:
         .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
+    owner = await session.get(User, row.user_id)
+    if owner is not None:
+        await audit(session, owner.tenant_id, owner.username, "auth.logout", owner.username)
 
 
 def new_api_key_secret() -> tuple[str, str, str]:

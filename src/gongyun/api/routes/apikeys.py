@@ -73,6 +73,7 @@ async def create_key(
     made = await accounts.create_api_key(
         ctx.session, ctx.tenant_id, body.name, body.role, ctx.username, body.expires_in_days
     )
+    await ctx.audit("apikey.create", made.row.name, role=made.row.role, prefix=made.row.prefix)
     return ApiKeyCreated(**ApiKeyOut.model_validate(made.row).model_dump(), key=made.key)
 
 
@@ -88,3 +89,4 @@ async def revoke_key(key_id: str, ctx: Annotated[Ctx, Depends(require(Perm.apike
     row = await _get(ctx, key_id)
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        await ctx.audit("apikey.revoke", row.name, prefix=row.prefix)

@@ -67,7 +67,9 @@ async def list_tenants(ctx: Annotated[Ctx, Depends(require(Perm.tenants_read))])
 @router.post("", response_model=TenantOut, status_code=201, summary="Create a tenant")
 async def create_tenant(body: TenantIn, ctx: Annotated[Ctx, Depends(require(Perm.tenants_write))]) -> Tenant:
     """Create a tenant (platform admins only)."""
-    return await accounts.create_tenant(ctx.session, body.name, body.display_name)
+    tenant = await accounts.create_tenant(ctx.session, body.name, body.display_name)
+    await ctx.audit("tenant.create", tenant.name, new_tenant=tenant.id)
+    return tenant
 
 
 @router.get("/{tenant_id}", response_model=TenantOut, summary="Get a tenant")
@@ -88,5 +90,6 @@ async def patch_tenant(
         tenant.display_name = body.display_name
     if body.disabled is not None:
         tenant.disabled = body.disabled
+    await ctx.audit("tenant.update", tenant.name, **body.model_dump(exclude_none=True))
     await ctx.session.flush()
     return tenant

@@ -74,9 +74,11 @@ async def list_users(ctx: Annotated[Ctx, Depends(require(Perm.users_read))]) -> 
 async def create_user(body: UserIn, ctx: Annotated[Ctx, Depends(require(Perm.users_write))]) -> User:
     """Create a user in the caller's tenant with a role no higher than the caller's."""
     _check_grant(ctx, body.role)
-    return await accounts.create_user(
+    user = await accounts.create_user(
         ctx.session, ctx.tenant_id, body.username, body.password, body.role, body.display_name
     )
+    await ctx.audit("user.create", user.username, role=user.role)
+    return user
 
 
 @router.get("/{user_id}", response_model=UserOut, summary="Get a user")
@@ -103,5 +105,9 @@ async def patch_user(
         user.disabled = body.disabled
     if body.password is not None:
         await accounts.set_password(user, body.password)
+    changes = body.model_dump(exclude_none=True, exclude={"password"})
+    if body.password is not None:
+        changes["password"] = "changed"
+    await ctx.audit("user.update", user.username, **changes)
     await ctx.session.flush()
     return user

@@ -1,0 +1,242 @@
+"""Telemetry: batch ingest, queries (raw, buckets, aligned, latest), cleaning, retention, export, live."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from gongyun.api.deps import Ctx, require
+from gongyun.core.types import Sample
+from gongyun.errors import InvalidInput
+from gongyun.security.rbac import Perm
+from gongyun.telemetry import export as ex
+from gongyun.telemetry.cleaning import CleaningConfig
+from gongyun.telemetry.consumer import sample_from_dict
+from gongyun.telemetry.ingest import Reason, Rejection
+from gongyun.telemetry.query import TelemetryQuery, span
+from gongyun.telemetry.service import TelemetryService, get_service
+from gongyun.telemetry.store.base import RetentionPolicy, from_us
+
+router = APIRouter(prefix="/api/v1/telemetry", tags=["telemetry"])
+
+Read = Annotated[Ctx, Depends(require(Perm.telemetry_read))]
+Write = Annotated[Ctx, Depends(require(Perm.telemetry_write))]
+Series = Annotated[Literal["raw", "clean"], Query()]
+Tags = Annotated[list[str], Query(min_length=1, max_length=100)]
+
+
+def _svc(ctx: Ctx) -> TelemetryService:
+    return get_service(ctx.runtime)
+
+
+class IngestBody(BaseModel):
+    """A batch: ``{"samples": [{"tag": "dev/tag", "value": 1.5, "ts": "...", "quality": "good"}]}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    samples: list[dict[str, Any]] = Field(max_length=100_000)
+
+
+@router.post("/ingest", summary="Ingest a batch of samples")
+async def ingest(body: IngestBody, ctx: Write) -> dict[str, Any]:
+    """Validate each sample; store the good ones; answer with the count and each rejection."""
+    svc = _svc(ctx)
+    samples: list[Sample] = []
+    malformed: list[Rejection] = []
+    for item in body.samples:
+        try:
+            samples.append(sample_from_dict(item))
+        except InvalidInput as exc:
+            tag = str(item.get("tag", "")) if isinstance(item, dict) else ""
+            malformed.append(Rejection(tag, None, Reason.malformed, exc.message))
+    result = await svc.ingestor.ingest(ctx.tenant_id, samples)
+    for rej in malformed:
+        svc.ingestor.note_rejection(ctx.tenant_id, result, rej)
+    return result.to_dict()
+
+
+@router.get("/stats", summary="Ingest counters per tag")
+async def stats(ctx: Read) -> dict[str, Any]:
+    """Accepted samples and rejections by reason, per tag, since the process started."""
+    return _svc(ctx).ingestor.stats.for_tenant(ctx.tenant_id)
+
+
+@router.get("/tags", summary="Tags with stored data")
+async def tags(ctx: Read) -> list[str]:
+    """Every ``device/tag`` the tenant has telemetry for."""
+    return await _svc(ctx).store.tags(ctx.tenant_id)
+
+
+@router.get("/raw", summary="Raw points of one tag")
+async def raw(
+    ctx: Read,
+    tag: str,
+    start: datetime,
+    end: datetime,
+    series: Series = "raw",
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+) -> dict[str, Any]:
+    """Points in [start, end), oldest first."""
+    return await TelemetryQuery(_svc(ctx).store, ctx.tenant_id).raw(
+        tag, start, end, series=series, limit=limit
+    )
+
+
+@router.get("/downsample", summary="One tag in N buckets")
+async def downsample(
+    ctx: Read,
+    tag: str,
+    start: datetime,
+    end: datetime,
+    buckets: Annotated[int, Query(ge=1, le=10_000)] = 500,
+    series: Series = "raw",
+    source: Literal["auto", "raw", "1m", "1h"] = "auto",
+) -> dict[str, Any]:
+    """avg, min, max, first, last and count per bucket (rollups serve long ranges)."""
+    q = TelemetryQuery(_svc(ctx).store, ctx.tenant_id)
+    return await q.downsample(tag, start, end, buckets, series=series, source=source)
+
+
+@router.get("/aligned", summary="Several tags on one time axis")
+async def aligned(
+    ctx: Read,
+    tag: Tags,
+    start: datetime,
+    end: datetime,
+    buckets: Annotated[int, Query(ge=1, le=10_000)] = 500,
+    agg: Literal["avg", "min", "max", "first", "last", "count"] = "avg",
+    series: Series = "raw",
+    source: Literal["auto", "raw", "1m", "1h"] = "auto",
+) -> dict[str, Any]:
+    """One aggregate of every tag in the same buckets."""
+    q = TelemetryQuery(_svc(ctx).store, ctx.tenant_id)
+    return await q.aligned(tag, start, end, buckets, agg=agg, series=series, source=source)
+
+
+@router.get("/latest", summary="Latest value per tag")
+async def latest(
+    ctx: Read, tag: Annotated[list[str] | None, Query(max_length=1000)] = None, series: Series = "raw"
+) -> dict[str, Any]:
+    """The newest point of each tag (all tags when none is given)."""
+    return await TelemetryQuery(_svc(ctx).store, ctx.tenant_id).latest(tag, series=series)
+
+
+class CleanBody(BaseModel):
+    """Clean one tag over a range, with its configured settings or the ones given here."""
+
+    model_config = ConfigDict(extra="forbid")
+    tag: str = Field(min_length=3, max_length=300)
+    start: datetime
+    end: datetime
+    config: CleaningConfig | None = None
+
+
+@router.post("/clean", summary="Clean a tag over a range")
+async def clean(body: CleanBody, ctx: Write) -> dict[str, Any]:
+    """Write the tag's clean series for the range and answer with the cleaning report."""
+    a, b = span(body.start, body.end)
+    report = await _svc(ctx).clean(ctx.tenant_id, body.tag, a, b, body.config)
+    return report.to_dict()
+
+
+@router.get("/clean/report", summary="Last cleaning report of a tag")
+async def clean_report(ctx: Read, tag: str) -> dict[str, Any]:
+    """What the last cleaning run changed in the tag, and why."""
+    return _svc(ctx).report(ctx.tenant_id, tag).to_dict()
+
+
+class RetentionBody(BaseModel):
+    """Retention for the tenant (no tag) or one tag; rollups are kept at least as long."""
+
+    model_config = ConfigDict(extra="forbid")
+    tag: str | None = Field(default=None, min_length=3, max_length=300)
+    raw_days: float = Field(gt=0, le=36500)
+    rollup_days: float = Field(gt=0, le=36500)
+
+
+@router.get("/retention", summary="Retention policies")
+async def get_retention(ctx: Read) -> list[dict[str, Any]]:
+    """The tenant's retention policies."""
+    out = await _svc(ctx).store.retention_policies(ctx.tenant_id)
+    return [
+        {
+            "tag": p.tag,
+            "raw_days": p.raw_keep / timedelta(days=1),
+            "rollup_days": p.rollup_keep / timedelta(days=1),
+        }
+        for p in out
+    ]
+
+
+@router.put("/retention", summary="Set a retention policy")
+async def put_retention(body: RetentionBody, ctx: Write) -> dict[str, Any]:
+    """Create or replace the policy of the tenant or of one tag."""
+    policy = RetentionPolicy(
+        ctx.tenant_id, timedelta(days=body.raw_days), timedelta(days=body.rollup_days), body.tag
+    )
+    await _svc(ctx).store.set_retention(policy)
+    await ctx.audit(
+        "telemetry.retention", body.tag or "*", raw_days=body.raw_days, rollup_days=body.rollup_days
+    )
+    return body.model_dump()
+
+
+@router.get("/export", summary="Export a range to CSV or Parquet")
+async def export(
+    ctx: Read,
+    tag: Tags,
+    start: datetime,
+    end: datetime,
+    format: Literal["csv", "parquet"] = "csv",
+    series: Series = "raw",
+) -> Response:
+    """The points of the tags in [start, end) as a file."""
+    a, b = span(start, end)
+    buf = io.BytesIO()
+    await ex.export(_svc(ctx).store, ctx.tenant_id, tag, a, b, buf, format, series)
+    media = "text/csv" if format == "csv" else "application/vnd.apache.parquet"
+    name = f"telemetry-{from_us(a):%Y%m%dT%H%M%S}.{format}"
+    return Response(
+        buf.getvalue(), media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
+
+
+@router.get("/stream", summary="Live points (server-sent events)")
+async def stream(
+    ctx: Read, request: Request, tag: Annotated[list[str] | None, Query(max_length=100)] = None
+) -> StreamingResponse:
+    """Each stored batch of the tenant (optionally of some tags) as an SSE ``points`` event."""
+    svc = _svc(ctx)
+    wanted = set(tag or [])
+    tenant = ctx.tenant_id
+
+    async def events() -> AsyncIterator[bytes]:
+        q = svc.listen()
+        try:
+            yield b": connected\n\n"
+            while not await request.is_disconnected():
+                try:
+                    t, points = await asyncio.wait_for(q.get(), timeout=15)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                if t != tenant:
+                    continue
+                data = [
+                    {"tag": p.tag, "ts": from_us(p.ts).isoformat(), "value": p.value}
+                    for p in points
+                    if not wanted or p.tag in wanted
+                ]
+                if data:
+                    yield b"event: points\ndata: " + orjson.dumps(data) + b"\n\n"
+        finally:
+            svc.unlisten(q)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

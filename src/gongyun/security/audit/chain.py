@@ -1,0 +1,143 @@
+"""Append-only, hash-chained audit events.
+
+Each tenant's events form a chain: ``hash = sha256(prev_hash | canonical event)``. Editing,
+deleting or reordering a stored event breaks every later hash, which ``verify`` reports
+with the first bad sequence number. The chain head lives in ``audit_heads``; appending
+first bumps the head (``UPDATE ... RETURNING``), which takes the write lock on SQLite and
+the row lock on PostgreSQL, so concurrent writers serialise instead of forking the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Integer, String, UniqueConstraint, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gongyun.db.base import Base, UTCDateTime, utcnow
+from gongyun.security.tenancy import TenantScoped
+
+GENESIS = "0" * 64
+
+
+class AuditHead(Base):
+    """The newest sequence number and hash of one tenant's chain."""
+
+    __tablename__ = "audit_heads"
+
+    tenant_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    hash: Mapped[str] = mapped_column(String(64), default=GENESIS)
+
+
+class AuditEvent(TenantScoped, Base):
+    """One security-relevant event."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(32), index=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200), default="")
+    outcome: Mapped[str] = mapped_column(String(16), default="success")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("tenant_id", "seq"),)
+
+
+def _digest(prev: str, tenant_id: str, seq: int, ts: datetime, fields: dict[str, Any]) -> str:
+    body = json.dumps(
+        {"tenant": tenant_id, "seq": seq, "ts": ts.isoformat(), **fields},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256(f"{prev}|{body}".encode()).hexdigest()
+
+
+async def record(
+    session: AsyncSession,
+    tenant_id: str,
+    actor: str,
+    action: str,
+    target: str = "",
+    outcome: str = "success",
+    **detail: Any,
+) -> int:
+    """Append an event to the tenant's chain (in the caller's transaction); return its seq."""
+    bumped = await session.execute(
+        update(AuditHead)
+        .where(AuditHead.tenant_id == tenant_id)
+        .values(seq=AuditHead.seq + 1)
+        .returning(AuditHead.seq, AuditHead.hash)
+        .execution_options(synchronize_session=False)
+    )
+    row = bumped.first()
+    if row is None:
+        await session.execute(insert(AuditHead).values(tenant_id=tenant_id, seq=1, hash=GENESIS))
+        seq, prev = 1, GENESIS
+    else:
+        seq, prev = int(row[0]), str(row[1])
+    ts = utcnow()
+    fields = {"actor": actor, "action": action, "target": target, "outcome": outcome, "detail": detail}
+    digest = _digest(prev, tenant_id, seq, ts, fields)
+    await session.execute(
+        insert(AuditEvent).values(tenant_id=tenant_id, seq=seq, ts=ts, prev_hash=prev, hash=digest, **fields)
+    )
+    await session.execute(
+        update(AuditHead)
+        .where(AuditHead.tenant_id == tenant_id)
+        .values(hash=digest)
+        .execution_options(synchronize_session=False)
+    )
+    return seq
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """Result of checking a chain."""
+
+    ok: bool
+    count: int
+    head: str
+    first_bad_seq: int | None = None
+    reason: str = ""
+
+
+async def verify(session: AsyncSession, tenant_id: str) -> Verification:
+    """Recompute the tenant's chain and compare it with the stored hashes and head."""
+    prev, expected_seq, count = GENESIS, 1, 0
+    query = (
+        select(AuditEvent)
+        .where(AuditEvent.tenant_id == tenant_id)
+        .order_by(AuditEvent.seq)
+        .execution_options(yield_per=1000)
+    )
+    async for ev in await session.stream_scalars(query):
+        if ev.seq != expected_seq:
+            return Verification(False, count, prev, expected_seq, "event missing or reordered")
+        fields = {
+            "actor": ev.actor,
+            "action": ev.action,
+            "target": ev.target,
+            "outcome": ev.outcome,
+            "detail": ev.detail,
+        }
+        if ev.prev_hash != prev or _digest(prev, tenant_id, ev.seq, ev.ts, fields) != ev.hash:
+            return Verification(False, count, prev, ev.seq, "event altered")
+        prev, expected_seq, count = ev.hash, expected_seq + 1, count + 1
+    head = await session.get(AuditHead, tenant_id)
+    if head is not None and (head.seq != count or head.hash != prev):
+        return Verification(False, count, prev, count + 1, "events removed from the end")
+    return Verification(True, count, prev)
