@@ -1,0 +1,1 @@
+"""Device connectivity: drivers, profiles, store-and-forward buffer, uplink and gateway runtime."""

@@ -1,0 +1,125 @@
+"""The gateway configuration file (``edge.toml``): gateway, buffer, uplink and devices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from gongyun.edge import tomlloc
+from gongyun.edge.profiles import Profile, Protocol, Strict, load_profile, validation_problems
+
+
+class GatewaySection(Strict):
+    """``[gateway]``: identity and the store-and-forward buffer."""
+
+    id: str = Field(default="gateway", pattern=r"^[A-Za-z0-9_\-]+$")
+    buffer: Path = Path("var/edge/buffer.db")
+    max_buffer_mb: float = Field(default=512.0, gt=0)
+    max_age_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    status_interval: float = Field(default=10.0, gt=0)
+
+
+class UplinkSection(Strict):
+    """``[uplink]``: where samples go: Sparkplug B over MQTT, the bus (nats:// or memory://), or nowhere."""
+
+    kind: Literal["mqtt", "bus", "nats", "none"] = "mqtt"
+    url: str = "mqtt://127.0.0.1:1883"
+    group: str = Field(default="Gongyun", pattern=r"^[^/#+]+$")
+    node: str | None = Field(default=None, pattern=r"^[^/#+]+$")
+    primary_host: str | None = None
+    confirm: bool = Field(default=False, description="wait for the host's gongyun/confirm acknowledgements")
+    subject: str = Field(default="telemetry", pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+    tenant: str = Field(default="default", pattern=r"^[A-Za-z0-9_\-]+$")
+    batch: int = Field(default=500, ge=1, le=10000)
+
+
+class DeviceConfig(Strict):
+    """``[[devices]]``: one device instance and how to reach it."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    profile: Path
+    enabled: bool = True
+    # modbus
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=1, le=65535)
+    unit_id: int = Field(default=1, ge=0, le=255)
+    timeout: float = Field(default=1.0, gt=0)
+    retries: int = Field(default=1, ge=0, le=10)
+    reconnect_delay: float = Field(default=0.5, gt=0)
+    reconnect_max: float = Field(default=10.0, gt=0, description="reconnect back-off doubles up to this")
+    # opcua
+    url: str | None = None
+    security: Literal["None", "Basic256Sha256"] = "None"
+    certificate: Path | None = None
+    private_key: Path | None = None
+    server_certificate: Path | None = None
+    username: str | None = None
+    password: str | None = None
+    subscription_interval: float = Field(default=0.5, gt=0)
+    # mqtt / sparkplug
+    broker: str = "127.0.0.1:1883"
+    group: str | None = None
+    node: str | None = None
+    sparkplug_device: str | None = None
+    host_id: str | None = None
+
+    @model_validator(mode="after")
+    def _security(self) -> DeviceConfig:
+        if self.security != "None" and (self.certificate is None or self.private_key is None):
+            raise ValueError("security Basic256Sha256 needs certificate and private_key")
+        return self
+
+
+class EdgeConfig(Strict):
+    """The whole ``edge.toml``."""
+
+    gateway: GatewaySection = GatewaySection()
+    uplink: UplinkSection = UplinkSection()
+    devices: list[DeviceConfig] = Field(default_factory=list)
+
+
+def load_config(path: str | Path) -> tuple[EdgeConfig, dict[str, Profile]]:
+    """Load ``edge.toml`` and every profile it names (paths relative to the file)."""
+    file = Path(path)
+    data, lines = tomlloc.load(file)
+    try:
+        config = EdgeConfig.model_validate(data)
+    except ValidationError as exc:
+        raise tomlloc.invalid(file, lines, validation_problems(exc)) from None
+    base = file.parent
+    problems: list[tuple[tomlloc.Loc, str]] = []
+    names = set()
+    for i, device in enumerate(config.devices):
+        if device.name in names:
+            problems.append((("devices", i, "name"), f"duplicate device name {device.name!r}"))
+        names.add(device.name)
+    if problems:
+        raise tomlloc.invalid(file, lines, problems)
+    resolved = []
+    profiles: dict[str, Profile] = {}
+    for raw in config.devices:
+        updates: dict[str, Path] = {}
+        for key in ("profile", "certificate", "private_key", "server_certificate"):
+            value = getattr(raw, key)
+            if value is not None and not value.is_absolute():
+                updates[key] = base / value
+        device = raw.model_copy(update=updates)
+        resolved.append(device)
+        profiles[device.name] = load_profile(device.profile)
+    buffer = config.gateway.buffer if config.gateway.buffer.is_absolute() else base / config.gateway.buffer
+    config = config.model_copy(
+        update={"devices": resolved, "gateway": config.gateway.model_copy(update={"buffer": buffer})}
+    )
+    for i, device in enumerate(config.devices):
+        protocol = profiles[device.name].profile.protocol
+        if protocol is Protocol.opcua and not device.url:
+            problems.append((("devices", i), "an OPC UA device needs url"))
+        if protocol is Protocol.modbus and device.port is None:
+            problems.append((("devices", i), "a Modbus device needs port"))
+        if protocol is Protocol.sparkplug and not (device.group and device.node):
+            problems.append((("devices", i), "a Sparkplug device needs group and node"))
+    if problems:
+        raise tomlloc.invalid(file, lines, problems)
+    return config, profiles

@@ -1,0 +1,350 @@
+"""Sparkplug B host application (aiomqtt): consumes N/D BIRTH, DATA and DEATH, tracks bdSeq, seq
+and aliases, and requests a rebirth on a sequence gap, an unknown alias or data before birth.
+
+:class:`SparkplugHost` is protocol only (metrics in, callbacks out); :class:`SparkplugDriver`
+maps one edge node's metrics to the tags of a profile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiomqtt
+
+from gongyun import __version__
+from gongyun.core.types import Quality
+from gongyun.edge import spb
+from gongyun.edge.drivers.base import Driver, DriverManifest, Value
+from gongyun.edge.errors import DecodeError, DeviceError
+from gongyun.edge.profiles import Tag
+from gongyun.edge.spnode import REBIRTH
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Metric:
+    """A decoded metric: name resolved from its alias, value, source time, properties."""
+
+    name: str
+    value: Value
+    ts: datetime
+    datatype: int
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class NodeState:
+    """What the host knows about one edge node."""
+
+    bdseq: int | None = None
+    seq: int | None = None
+    online: bool = False
+    aliases: dict[tuple[str | None, int], str] = field(default_factory=dict)
+    types: dict[tuple[str | None, str], int] = field(default_factory=dict)
+    last_rebirth_request: float = 0.0
+
+
+def quality_property(props: dict[str, Any]) -> Quality:
+    """Quality from a ``Quality`` property (OPC DA codes: 192 good, 64-127 uncertain, else bad)."""
+    code = props.get("Quality")
+    if code is None:
+        return Quality.good
+    code = int(code)
+    return Quality.good if code >= 192 else Quality.uncertain if 64 <= code < 128 else Quality.bad
+
+
+# on_data(node key "group/node", device or None, metrics, kind), on_state(node key, device, online)
+OnData = Callable[[str, str | None, list[Metric], str], None]
+OnState = Callable[[str, str | None, bool], None]
+OnError = Callable[[str, str, str], None]
+
+
+class SparkplugHost:
+    """A Sparkplug B host application for the edge nodes matching ``group``/``node`` (``+`` for any)."""
+
+    def __init__(
+        self,
+        broker: tuple[str, int],
+        group: str,
+        node: str = "+",
+        *,
+        host_id: str | None = None,
+        on_data: OnData,
+        on_state: OnState | None = None,
+        on_error: OnError | None = None,
+        rebirth_holdoff: float = 1.0,
+    ) -> None:
+        self.broker, self.group, self.node, self.host_id = broker, group, node, host_id
+        self.on_data, self.on_state, self.on_error = on_data, on_state, on_error
+        self.rebirth_holdoff = rebirth_holdoff
+        self.nodes: dict[str, NodeState] = {}
+        self.client: aiomqtt.Client | None = None
+        self.connected = asyncio.Event()
+        self.rebirths_requested = 0
+        self.errors: dict[str, int] = {}
+
+    def _error(self, key: str, kind: str, message: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+        log.warning("sparkplug %s: %s: %s", key, kind, message)
+        if self.on_error:
+            self.on_error(key, kind, message)
+
+    def _state_payload(self, online: bool) -> bytes:
+        return json.dumps({"online": online, "timestamp": spb.now_ms()}).encode()
+
+    async def request_rebirth(self, group: str, node: str) -> None:
+        """Send ``Node Control/Rebirth`` to an edge node (rate limited per node)."""
+        state = self.nodes.setdefault(f"{group}/{node}", NodeState())
+        now = time.monotonic()
+        if now - state.last_rebirth_request < self.rebirth_holdoff or self.client is None:
+            return
+        state.last_rebirth_request = now
+        payload = spb.Payload()
+        payload.timestamp = spb.now_ms()
+        metric = payload.metrics.add()
+        metric.name = REBIRTH
+        spb.set_metric_value(metric, True, spb.SpbType.Boolean)
+        self.rebirths_requested += 1
+        await self.client.publish(str(spb.Topic(group, "NCMD", node)), payload.SerializeToString(), qos=0)
+
+    def _metrics(
+        self, state: NodeState, device: str | None, payload: Any, birth: bool
+    ) -> tuple[list[Metric], int]:
+        out: list[Metric] = []
+        unknown = 0
+        for m in payload.metrics:
+            if m.HasField("name") and m.name:
+                name = m.name
+                if m.HasField("alias"):
+                    state.aliases[(device, m.alias)] = name
+            elif m.HasField("alias") and (device, m.alias) in state.aliases:
+                name = state.aliases[(device, m.alias)]
+            else:
+                unknown += 1
+                continue
+            if birth:
+                state.types[(device, name)] = m.datatype
+            props = {
+                k: spb.metric_value(v) for k, v in zip(m.properties.keys, m.properties.values, strict=False)
+            }
+            stamp = m.timestamp or payload.timestamp
+            ts = datetime.fromtimestamp(stamp / 1000, UTC) if stamp else datetime.now(UTC)
+            dtype = m.datatype or state.types.get((device, name), 0)
+            out.append(Metric(name, spb.metric_value(m), ts, dtype, props))
+        return out, unknown
+
+    async def handle(self, topic_text: str, raw: bytes) -> None:
+        """Process one message (public so tests and the receiver can feed it directly)."""
+        topic = spb.parse_topic(topic_text)
+        if topic is None or topic.kind in ("NCMD", "DCMD"):
+            return
+        key = f"{topic.group}/{topic.node}"
+        state = self.nodes.setdefault(key, NodeState())
+        try:
+            payload = spb.parse(raw)
+        except DecodeError as exc:
+            self._error(key, "decode", f"{topic_text}: {exc}")
+            return
+        kind = topic.kind
+        if kind == "NBIRTH":
+            state.aliases = {k: v for k, v in state.aliases.items() if k[0] is not None}
+            state.bdseq = next(
+                (int(spb.metric_value(m) or 0) for m in payload.metrics if m.name == "bdSeq"), None
+            )
+            state.seq, state.online = payload.seq, True
+            metrics, _ = self._metrics(state, None, payload, birth=True)
+            if self.on_state:
+                self.on_state(key, None, True)
+            self.on_data(key, None, [m for m in metrics if m.name not in ("bdSeq", REBIRTH)], kind)
+            return
+        if kind == "NDEATH":
+            bd = next((int(spb.metric_value(m) or 0) for m in payload.metrics if m.name == "bdSeq"), None)
+            if bd is not None and state.bdseq is not None and bd != state.bdseq:
+                log.info("ignoring stale NDEATH of %s (bdSeq %s, current %s)", key, bd, state.bdseq)
+                return
+            state.online, state.seq = False, None
+            if self.on_state:
+                self.on_state(key, None, False)
+            return
+        if state.seq is None:  # data from a node whose birth we have not seen
+            self._error(key, "no_birth", f"{kind} before NBIRTH")
+            await self.request_rebirth(topic.group, topic.node)
+            return
+        expected = (state.seq + 1) % 256
+        state.seq = payload.seq
+        if payload.seq != expected:
+            self._error(key, "sequence", f"{kind} seq {payload.seq}, expected {expected}")
+            await self.request_rebirth(topic.group, topic.node)
+        device = topic.device
+        if kind == "DBIRTH":
+            state.aliases = {k: v for k, v in state.aliases.items() if k[0] != device}
+        if kind == "DDEATH":
+            if self.on_state:
+                self.on_state(key, device, False)
+            return
+        metrics, unknown = self._metrics(state, device, payload, birth=kind == "DBIRTH")
+        if unknown:
+            self._error(key, "alias", f"{unknown} metric(s) with unknown alias in {kind}")
+            await self.request_rebirth(topic.group, topic.node)
+        if kind == "DBIRTH" and self.on_state:
+            self.on_state(key, device, True)
+        if metrics:
+            self.on_data(key, device, metrics, kind)
+
+    async def run(self, retry_delay: float = 0.5) -> None:
+        """Connect, announce STATE online, consume; reconnect forever."""
+        state_topic = f"{spb.NAMESPACE}/STATE/{self.host_id}" if self.host_id else None
+        while True:
+            will = (
+                aiomqtt.Will(state_topic, self._state_payload(False), qos=1, retain=True)
+                if state_topic
+                else None
+            )
+            try:
+                async with aiomqtt.Client(
+                    self.broker[0], self.broker[1], will=will, clean_session=True
+                ) as client:
+                    self.client = client
+                    base = f"{spb.NAMESPACE}/{self.group}/+/{self.node}"
+                    await client.subscribe(base, qos=1)
+                    await client.subscribe(f"{base}/+", qos=1)
+                    if state_topic:
+                        await client.publish(state_topic, self._state_payload(True), qos=1, retain=True)
+                    self.connected.set()
+                    for key in list(self.nodes):  # a new session may have missed births: ask again
+                        group, node = key.split("/", 1)
+                        self.nodes[key].seq = None
+                        await self.request_rebirth(group, node)
+                    async for message in client.messages:
+                        raw = message.payload if isinstance(message.payload, bytes) else b""
+                        try:
+                            await self.handle(str(message.topic), raw)
+                        except aiomqtt.MqttError:
+                            raise
+                        except Exception as exc:  # one bad message must not stop the host
+                            log.exception("sparkplug host: failed to process %s", message.topic)
+                            self._error(str(message.topic), "internal", repr(exc))
+            except aiomqtt.MqttError as exc:
+                log.warning("sparkplug host: MQTT error %s; reconnecting", exc)
+            finally:
+                self.connected.clear()
+                self.client = None
+            await asyncio.sleep(retry_delay)
+
+    async def command(
+        self,
+        group: str,
+        node: str,
+        device: str | None,
+        name: str,
+        value: Value,
+        properties: dict[str, str] | None = None,
+    ) -> None:
+        """Send an NCMD/DCMD writing one metric (string ``properties`` ride along)."""
+        if self.client is None:
+            raise DeviceError("not connected to the broker", kind="connect")
+        state = self.nodes.get(f"{group}/{node}", NodeState())
+        dtype = state.types.get((device, name)) or int(spb.type_for(value))
+        payload = spb.Payload()
+        payload.timestamp = spb.now_ms()
+        metric = payload.metrics.add()
+        metric.name = name
+        spb.set_metric_value(metric, value, spb.SpbType(dtype))
+        for key, text in (properties or {}).items():
+            metric.properties.keys.append(key)
+            spb.set_metric_value(metric.properties.values.add(), text, spb.SpbType.String, type_field="type")
+        kind = "DCMD" if device else "NCMD"
+        await self.client.publish(
+            str(spb.Topic(group, kind, node, device)), payload.SerializeToString(), qos=1
+        )
+
+
+class SparkplugDriver(Driver):
+    """One Sparkplug B edge node (and optionally one of its devices) as a gateway device."""
+
+    protocol = "sparkplug"
+    manifest = DriverManifest(
+        name="sparkplug",
+        version=__version__,
+        protocol="sparkplug",
+        library="aiomqtt==2.5.1, protobuf==7.36.2",
+        reads="Sparkplug B births, data and deaths",
+        writes="NCMD/DCMD metric writes",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        host, _, port = self.config.broker.rpartition(":")
+        self.by_metric = {(t.device or self.config.sparkplug_device, t.metric): t for t in self.profile.tags}
+        self.last: dict[str, Value] = {}
+        self.host = SparkplugHost(
+            (host or "127.0.0.1", int(port or 1883)),
+            self.config.group or "",
+            self.config.node or "",
+            host_id=self.config.host_id,
+            on_data=self._on_data,
+            on_state=self._on_state,
+            on_error=self._on_error,
+        )
+
+    def _on_data(self, key: str, device: str | None, metrics: list[Metric], kind: str) -> None:
+        samples = []
+        for m in metrics:
+            tag = self.by_metric.get((device, m.name))
+            if tag is None:
+                continue
+            value = m.value
+            if (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and (tag.scale != 1 or tag.offset != 0)
+            ):
+                value = float(value) * tag.scale + tag.offset
+            quality = quality_property(m.properties) if value is not None else Quality.bad
+            self.last[tag.name] = value
+            samples.append(self.sample(tag, value, m.ts, quality))
+        if samples:
+            self.status.good()
+            self.emit(samples)
+
+    def _on_state(self, key: str, device: str | None, online: bool) -> None:
+        mine = [
+            t
+            for t in self.profile.tags
+            if device is None or (t.device or self.config.sparkplug_device) == device
+        ]
+        if device is None:
+            self.status.connected = online
+        if not online:
+            self.mark_bad(mine)
+
+    def _on_error(self, key: str, kind: str, message: str) -> None:
+        self.status.error(kind, message)
+
+    async def run(self) -> None:
+        """Consume the node's messages until cancelled."""
+        await self.host.run(self.config.reconnect_delay)
+
+    async def read(self, tag: Tag) -> Value:
+        """The last value reported (Sparkplug is report-by-exception)."""
+        if tag.name not in self.last:
+            raise DeviceError(f"no value reported yet for {tag.name}", kind="no_data")
+        return self.last[tag.name]
+
+    async def write(self, tag: Tag, value: Value) -> None:
+        """Send a DCMD (or NCMD for node metrics) to the edge node."""
+        await self.host.command(
+            self.config.group or "",
+            self.config.node or "",
+            tag.device or self.config.sparkplug_device,
+            tag.metric or tag.name,
+            value,
+        )

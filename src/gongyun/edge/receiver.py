@@ -1,0 +1,137 @@
+"""The platform side of the Sparkplug uplink: a host application that turns the gateway's NDATA back
+into samples, drops duplicates by sequence number (per buffer epoch), confirms receipt, and sends
+device commands to remote gateways."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import aiomqtt
+
+from gongyun.core.types import Sample, TagRef
+from gongyun.edge.drivers.sparkplug import Metric, SparkplugHost, quality_property
+from gongyun.edge.uplink import EPOCH_METRIC, RESULT_METRIC, SEQ_PROP, confirm_topic
+
+log = logging.getLogger(__name__)
+
+
+class UplinkReceiver:
+    """Platform side of the Sparkplug uplink: samples out, duplicates dropped, receipt confirmed."""
+
+    def __init__(
+        self,
+        broker: tuple[str, int],
+        group: str,
+        on_samples: Callable[[str, list[Sample]], None],
+        *,
+        host_id: str | None = None,
+        confirm: bool = True,
+        confirm_interval: float = 0.1,
+    ) -> None:
+        self.on_samples, self.confirm, self.confirm_interval = on_samples, confirm, confirm_interval
+        self.host = SparkplugHost(broker, group, "+", host_id=host_id, on_data=self._on_data)
+        self.last_seq: dict[str, int] = {}
+        self.epochs: dict[str, int] = {}
+        self.duplicates = 0
+        self.received = 0
+        self._dirty: set[str] = set()
+        self._results: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    def _on_data(self, key: str, device: str | None, metrics: list[Metric], kind: str) -> None:
+        if device is not None:
+            return
+        for m in metrics:
+            if m.name == RESULT_METRIC and kind == "NDATA" and isinstance(m.value, str):
+                self._on_result(m.value)
+        if kind == "NBIRTH":
+            epoch = next((m.value for m in metrics if m.name == EPOCH_METRIC), None)
+            if isinstance(epoch, int) and self.epochs.get(key) != epoch:
+                if key in self.epochs:
+                    log.warning(
+                        "gateway %s has a new buffer (epoch %s): sequence numbers restart", key, epoch
+                    )
+                self.epochs[key], self.last_seq[key] = epoch, 0
+        last = self.last_seq.get(key, 0)
+        out = []
+        for m in metrics:
+            seq = m.properties.get(SEQ_PROP)
+            if seq is None or "/" not in m.name:
+                continue
+            if int(seq) <= last:
+                self.duplicates += 1
+                continue
+            last = int(seq)
+            dev, _, tag = m.name.partition("/")
+            out.append(
+                Sample(
+                    TagRef(dev, tag), m.value, m.ts, quality_property(m.properties), last, datetime.now(UTC)
+                )
+            )
+        self.last_seq[key] = last
+        if out:
+            self.received += len(out)
+            self._dirty.add(key)
+            self.on_samples(key, out)
+
+    def _on_result(self, text: str) -> None:
+        try:
+            result = json.loads(text)
+            future = self._results.pop(str(result["command_id"]), None)
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring malformed command result %r", text[:200])
+            return
+        if future is not None and not future.done():
+            future.set_result(result)
+
+    async def command(
+        self,
+        node_key: str,
+        device: str,
+        tag: str,
+        value: Any,
+        properties: dict[str, str],
+        wait_s: float = 10.0,
+    ) -> dict[str, Any]:
+        """Ask a gateway to write ``device/tag`` (NCMD); return its result record (``status`` etc.).
+
+        ``properties`` travel with the command: ``requested_by``, ``role``, ``tenant``, ``reason``.
+        """
+        command_id = uuid.uuid4().hex
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._results[command_id] = future
+        group, node = node_key.split("/", 1)
+        try:
+            await self.host.command(
+                group, node, None, f"{device}/{tag}", value, {**properties, "command_id": command_id}
+            )
+            return await asyncio.wait_for(future, wait_s)
+        finally:
+            self._results.pop(command_id, None)
+
+    async def _confirmer(self) -> None:
+        while True:
+            await asyncio.sleep(self.confirm_interval)
+            client = self.host.client
+            if client is None or not self._dirty:
+                continue
+            for key in list(self._dirty):
+                group, node = key.split("/", 1)
+                with contextlib.suppress(aiomqtt.MqttError):
+                    await client.publish(
+                        confirm_topic(group, node), json.dumps({"seq": self.last_seq[key]}), qos=1
+                    )
+                    self._dirty.discard(key)
+
+    async def run(self) -> None:
+        """Consume and confirm forever."""
+        tasks = [self.host.run()]
+        if self.confirm:
+            tasks.append(self._confirmer())
+        await asyncio.gather(*tasks)

@@ -1,0 +1,281 @@
+"""Uplinks: carry buffered samples to the platform in sequence order, acknowledging only what arrived.
+
+* :class:`SparkplugUplink` — the gateway is a Sparkplug B edge node; each batch is one NDATA whose
+  metrics are named ``device/tag`` and carry the buffer sequence number (property ``gy_seq``) and
+  quality (``Quality``, OPC DA codes). It publishes only while the primary host's STATE is online.
+  With ``confirm`` the buffer is acknowledged when the host confirms (``gongyun/confirm/<group>/<node>``,
+  JSON ``{"seq": n}``), else on the broker's PUBACK; after a reconnect it replays from the last ack.
+* :class:`BusUplink` — JSON batches on the platform bus (``gongyun.bus``: NATS JetStream or in-process),
+  deduplicated by message id.
+The platform side of the Sparkplug uplink is :class:`gongyun.edge.receiver.UplinkReceiver`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import aiomqtt
+
+from gongyun.core.types import Quality, Sample
+from gongyun.edge import spb
+from gongyun.edge.buffer import Buffer
+from gongyun.edge.codec import DataType
+from gongyun.edge.profiles import Profile
+from gongyun.edge.spnode import EdgeNode, NotOnline, Point
+from gongyun.errors import GongyunError
+
+log = logging.getLogger(__name__)
+QUALITY_CODE = {Quality.good: 192, Quality.uncertain: 64, Quality.bad: 0}
+SEQ_PROP = "gy_seq"
+EPOCH_METRIC = "Gateway/BufferEpoch"
+RESULT_METRIC = "Gateway/CommandResult"
+OnCommand = Callable[[str | None, str, Any, dict[str, Any]], Awaitable[None]]
+HISTORICAL_AFTER_S = 10.0
+
+
+def confirm_topic(group: str, node: str) -> str:
+    """Topic on which a host confirms receipt up to a sequence number."""
+    return f"gongyun/confirm/{group}/{node}"
+
+
+def spb_type(dtype: DataType, scaled: bool) -> spb.SpbType:
+    """The Sparkplug type a tag is published as."""
+    if dtype is DataType.bool:
+        return spb.SpbType.Boolean
+    if dtype is DataType.string:
+        return spb.SpbType.String
+    if scaled or dtype in (DataType.float32, DataType.float64):
+        return spb.SpbType.Double
+    return spb.SpbType.Int64
+
+
+def metric_types(profiles: dict[str, Profile]) -> dict[str, spb.SpbType]:
+    """``device/tag`` -> Sparkplug type for every tag of every device."""
+    return {
+        f"{device}/{tag.name}": spb_type(tag.type, tag.scale != 1 or tag.offset != 0)
+        for device, profile in profiles.items()
+        for tag in profile.tags
+    }
+
+
+class Uplink(Protocol):
+    """What the runtime needs from an uplink."""
+
+    def wake(self) -> None:
+        """New samples are in the buffer."""
+
+    async def run(self) -> None:
+        """Deliver forever."""
+
+    def status(self) -> dict[str, Any]:
+        """JSON-ready status."""
+
+
+class SparkplugUplink:
+    """The gateway as a Sparkplug B edge node, fed from the buffer."""
+
+    def __init__(
+        self,
+        buffer: Buffer,
+        broker: tuple[str, int],
+        group: str,
+        node: str,
+        types: dict[str, spb.SpbType],
+        *,
+        primary_host: str | None = None,
+        confirm: bool = False,
+        batch: int = 500,
+        on_command: OnCommand | None = None,
+    ) -> None:
+        self.buffer, self.batch, self.confirm = buffer, batch, confirm
+        self.edge = EdgeNode(
+            group,
+            node,
+            broker[0],
+            broker[1],
+            primary_host=primary_host,
+            subscriptions=[confirm_topic(group, node)] if confirm else [],
+            on_message=self._on_message,
+            on_command=on_command,
+        )
+        self.edge.define(None, EPOCH_METRIC, spb.SpbType.Int64, buffer.epoch)
+        self.edge.define(None, RESULT_METRIC, spb.SpbType.String, "")
+        for name, dtype in types.items():
+            self.edge.define(None, name, dtype)
+        self._wake = asyncio.Event()
+        self.published = 0
+        self.messages = 0
+        self.cursor = buffer.acked
+
+    def wake(self) -> None:
+        """New samples are in the buffer."""
+        self._wake.set()
+
+    async def _on_message(self, topic: str, raw: bytes) -> None:
+        if topic != confirm_topic(self.edge.group, self.edge.node):
+            return
+        try:
+            seq = int(json.loads(raw)["seq"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring malformed confirmation %r", raw[:100])
+            return
+        self.buffer.ack(min(seq, self.cursor))
+
+    def _points(self, samples: list[Sample]) -> list[Point]:
+        now = time.time()
+        points = []
+        for s in samples:
+            props: dict[str, tuple[spb.SpbType, Any]] = {
+                SEQ_PROP: (spb.SpbType.UInt64, s.seq),
+                "Quality": (spb.SpbType.Int32, QUALITY_CODE[s.quality]),
+            }
+            point = Point(f"{s.tag.device}/{s.tag.tag}", s.value, int(s.ts.timestamp() * 1000), props)
+            if now - s.ts.timestamp() > HISTORICAL_AFTER_S:
+                props["historical"] = (spb.SpbType.Boolean, True)
+            points.append(point)
+        return points
+
+    async def _deliver(self) -> None:
+        births = -1
+        while True:
+            if not self.edge.online.is_set():
+                self.cursor = self.buffer.acked  # replay what the platform has not acknowledged
+                await self.edge.online.wait()
+            if self.confirm and self.edge.births != births:
+                births, self.cursor = self.edge.births, self.buffer.acked
+            samples = self.buffer.read(self.cursor, self.batch)
+            if not samples:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 0.2)
+                continue
+            try:
+                await self.edge.publish(None, self._points(samples))
+            except (NotOnline, aiomqtt.MqttError) as exc:
+                log.info("uplink paused: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            self.cursor = samples[-1].seq or self.cursor
+            self.published += len(samples)
+            self.messages += 1
+            if not self.confirm:
+                self.buffer.ack(self.cursor)
+
+    async def publish_result(self, text: str) -> None:
+        """Report a command outcome (JSON) to the platform as the ``Gateway/CommandResult`` metric."""
+        await self.edge.publish(None, [Point(RESULT_METRIC, text, spb.now_ms())])
+
+    async def run(self) -> None:
+        """Run the edge node and the delivery loop."""
+        await asyncio.gather(self.edge.run(), self._deliver())
+
+    def status(self) -> dict[str, Any]:
+        """Uplink state for status pages."""
+        return {
+            "kind": "sparkplug",
+            "online": self.edge.online.is_set(),
+            "host_online": self.edge.host_online,
+            "bdseq": self.edge.bdseq,
+            "published": self.published,
+            "messages": self.messages,
+            "cursor": self.cursor,
+        }
+
+
+class BusUplink:
+    """JSON batches on the platform bus (``gongyun.bus``: NATS JetStream, or in-process ``memory://``).
+
+    Subject ``<prefix>.<tenant>.<gateway>``; body ``{"tenant", "gateway", "samples": [{"seq", "tag":
+    "device/tag", "value", "ts", "quality"}]}`` (the telemetry consumer's envelope). The message id
+    ``<gateway>:<epoch>:<first>-<last>`` makes a replayed batch a duplicate the bus drops; a batch is
+    acknowledged in the buffer once the bus has stored it.
+    """
+
+    def __init__(
+        self,
+        buffer: Buffer,
+        bus: Any,
+        gateway: str,
+        *,
+        tenant: str = "default",
+        prefix: str = "telemetry",
+        batch: int = 500,
+    ) -> None:
+        self.buffer, self.bus, self.gateway, self.batch = buffer, bus, gateway, batch
+        self.tenant = tenant
+        self.subject = f"{prefix}.{tenant}.{gateway}"
+        self._wake = asyncio.Event()
+        self.published = 0
+        self.connected = False
+        self.last_error: str | None = None
+
+    def wake(self) -> None:
+        """New samples are in the buffer."""
+        self._wake.set()
+
+    async def _open(self) -> Any:
+        if not isinstance(self.bus, str):
+            return self.bus
+        from gongyun.bus import open_bus
+
+        bus = open_bus(self.bus)
+        await bus.connect()
+        return bus
+
+    def body(self, samples: list[Sample]) -> bytes:
+        """The JSON envelope of a batch."""
+        return json.dumps(
+            {"tenant": self.tenant, "gateway": self.gateway, "samples": [sample_json(s) for s in samples]}
+        ).encode()
+
+    async def run(self) -> None:
+        """Publish batches in order; a batch is acknowledged when the bus accepted it."""
+        bus = None
+        while True:
+            try:
+                bus = bus or await self._open()
+                samples = self.buffer.read(self.buffer.acked, self.batch)
+                if not samples:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), 0.2)
+                    continue
+                msg_id = f"{self.gateway}:{self.buffer.epoch}:{samples[0].seq}-{samples[-1].seq}"
+                await bus.publish(
+                    self.subject, self.body(samples), headers={"gongyun-gateway": self.gateway}, msg_id=msg_id
+                )
+            except (GongyunError, OSError, TimeoutError) as exc:  # BusUnavailable and friends: retry
+                self.connected, self.last_error = False, str(exc)
+                log.warning("bus uplink paused: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            self.connected, self.last_error = True, None
+            self.published += len(samples)
+            self.buffer.ack(samples[-1].seq or 0)
+
+    def status(self) -> dict[str, Any]:
+        """Uplink state for status pages."""
+        return {
+            "kind": "bus",
+            "subject": self.subject,
+            "online": self.connected,
+            "published": self.published,
+            "last_error": self.last_error,
+        }
+
+
+def sample_json(sample: Sample) -> dict[str, Any]:
+    """A sample as a JSON object (the wire format of the bus uplink)."""
+    return {
+        "seq": sample.seq,
+        "tag": str(sample.tag),
+        "value": sample.value,
+        "ts": sample.ts.isoformat(),
+        "quality": str(sample.quality),
+    }

@@ -1,0 +1,1 @@
+"""Virtual factory: real protocol servers (Modbus TCP, OPC UA, Sparkplug B) with plausible signals."""
