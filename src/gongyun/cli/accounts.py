@@ -87,7 +87,7 @@ def user_passwd(
 
     async def go() -> None:
         async with db_session(settings()) as session:
-            await accounts.set_password(await accounts.get_user_by_name(session, username), secret)
+            await accounts.set_password(session, await accounts.get_user_by_name(session, username), secret)
 
     run(go())
     console.print(f"[green]password changed[/] for {username}")
@@ -102,7 +102,7 @@ def user_disable(
     async def go() -> None:
         async with db_session(settings()) as session:
             user = await accounts.get_user_by_name(session, username)
-            user.disabled = not enable
+            await accounts.set_disabled(session, user, not enable)
 
     run(go())
     console.print(f"[green]{'enabled' if enable else 'disabled'}[/] {username}")

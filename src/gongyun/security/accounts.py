@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.db.base import utcnow
 from gongyun.errors import Conflict, NotFound, ValidationFailed
-from gongyun.security.auth import hash_password, new_api_key_secret
+from gongyun.security.auth import hash_password, new_api_key_secret, revoke_user_tokens
 from gongyun.security.models import ApiKey, Tenant, User
 from gongyun.security.rbac import Role
 
@@ -93,12 +93,20 @@ async def get_user_by_name(session: AsyncSession, username: str) -> User:
     return row
 
 
-async def set_password(user: User, password: str) -> None:
-    """Change a password; tokens issued before stop working."""
+async def set_password(session: AsyncSession, user: User, password: str) -> None:
+    """Change a password; every access and refresh token issued before stops working."""
     check_password_policy(password)
     user.password_hash = hash_password(password)
-    user.password_changed_at = utcnow() + timedelta(seconds=1)
+    user.password_changed_at = utcnow()
     user.failed_logins, user.first_failed_at, user.locked_until = 0, None, None
+    await revoke_user_tokens(session, user.id)
+
+
+async def set_disabled(session: AsyncSession, user: User, disabled: bool) -> None:
+    """Disable or enable a user; disabling ends every session of the user."""
+    user.disabled = disabled
+    if disabled:
+        await revoke_user_tokens(session, user.id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select, update
+from sqlalchemy import case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.config import Settings
@@ -67,6 +67,11 @@ class TokenPair:
     expires_in: int
 
 
+def password_version(user: User) -> int:
+    """The user's password version (microseconds of its last change), carried in tokens."""
+    return int(user.password_changed_at.timestamp() * 1_000_000)
+
+
 def issue_access_token(settings: Settings, user: User) -> str:
     """A short-lived signed JWT for ``user``."""
     now = utcnow()
@@ -79,6 +84,7 @@ def issue_access_token(settings: Settings, user: User) -> str:
         "iat": int(now.timestamp()),
         "exp": int((now + timedelta(seconds=settings.access_token_ttl_s)).timestamp()),
         "jti": new_id(),
+        "pwv": password_version(user),
     }
     return jwt.encode(claims, settings.jwt_secret(), algorithm=JWT_ALG)
 
@@ -128,33 +134,80 @@ async def _active_user(session: AsyncSession, user: User | None) -> User:
     return user
 
 
-async def login(session: AsyncSession, settings: Settings, username: str, password: str) -> TokenPair:
-    """Check a password (with lockout) and return an access and a refresh token."""
-    user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
+async def _claim_attempt(session: AsyncSession, settings: Settings, user: User) -> int | None:
+    """Count this attempt before checking the password; None when the account is locked.
+
+    The counter is bumped atomically in the database (and committed) *before* the slow
+    password check, so concurrent guesses cannot all read the same count: at most
+    ``lockout_threshold`` passwords are ever checked per window.
+    """
     now = utcnow()
+    window_start = now - timedelta(seconds=settings.lockout_window_s)
+    fresh = or_(User.first_failed_at.is_(None), User.first_failed_at < window_start)
+    result = await session.execute(
+        update(User)
+        .where(User.id == user.id, or_(User.locked_until.is_(None), User.locked_until <= now))
+        .values(
+            failed_logins=case((fresh, 1), else_=User.failed_logins + 1),
+            first_failed_at=case((fresh, now), else_=User.first_failed_at),
+        )
+        .returning(User.failed_logins)
+        .execution_options(synchronize_session=False)
+    )
+    count = result.scalar_one_or_none()
+    if count is not None and count > settings.lockout_threshold:
+        await _lock(session, settings, user)
+        count = None
+    await session.commit()
+    return None if count is None else int(count)
+
+
+async def _lock(session: AsyncSession, settings: Settings, user: User) -> None:
+    until = utcnow() + timedelta(seconds=settings.lockout_duration_s)
+    await session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(locked_until=until, failed_logins=0, first_failed_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    await audit(session, user.tenant_id, user.username, "auth.lockout", user.username, "failure")
+
+
+async def _locked_error(session: AsyncSession, user: User) -> AccountLocked:
+    await session.refresh(user)
+    retry = 1
+    if user.locked_until is not None:
+        retry = max(1, int((user.locked_until - utcnow()).total_seconds()) + 1)
+    return AccountLocked("account locked after repeated wrong passwords", retry_after_s=retry)
+
+
+async def check_password(session: AsyncSession, settings: Settings, username: str, password: str) -> User:
+    """Verify a username and password with lockout; return the active user or raise."""
+    user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
     if user is None:
         verify_password(_DUMMY_HASH, password)  # same work whether or not the user exists
         raise InvalidCredentials("invalid username or password")
-    if user.locked_until is not None and user.locked_until > now:
-        retry = int((user.locked_until - now).total_seconds()) + 1
-        raise AccountLocked("account locked after repeated wrong passwords", retry_after_s=retry)
+    count = await _claim_attempt(session, settings, user)
+    if count is None:
+        raise await _locked_error(session, user)
     if not verify_password(user.password_hash, password):
-        window_start = now - timedelta(seconds=settings.lockout_window_s)
-        if user.first_failed_at is None or user.first_failed_at < window_start:
-            user.first_failed_at, user.failed_logins = now, 0
-        user.failed_logins += 1
         await audit(session, user.tenant_id, username, "auth.login", username, "failure")
-        if user.failed_logins >= settings.lockout_threshold:
-            user.locked_until = now + timedelta(seconds=settings.lockout_duration_s)
-            user.failed_logins, user.first_failed_at = 0, None
-            await audit(session, user.tenant_id, username, "auth.lockout", username, "failure")
+        if count >= settings.lockout_threshold:
+            await _lock(session, settings, user)
         await session.commit()
         raise InvalidCredentials("invalid username or password")
+    await session.refresh(user)
     await _active_user(session, user)
     user.failed_logins, user.first_failed_at, user.locked_until = 0, None, None
-    await audit(session, user.tenant_id, username, "auth.login", username)
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
+    return user
+
+
+async def login(session: AsyncSession, settings: Settings, username: str, password: str) -> TokenPair:
+    """Check a password (with lockout) and return an access and a refresh token."""
+    user = await check_password(session, settings, username, password)
+    await audit(session, user.tenant_id, username, "auth.login", username)
     return await _issue_pair(session, settings, user, family=new_id())
 
 
@@ -172,12 +225,18 @@ async def refresh(session: AsyncSession, settings: Settings, token: str) -> Toke
     now = utcnow()
     if row is None or not hmac.compare_digest(row.token_hash, _sha256(secret)):
         raise TokenInvalid("refresh token invalid")
-    if row.used_at is not None or row.revoked_at is not None:
-        await session.execute(
-            update(RefreshToken)
-            .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
-            .values(revoked_at=now)
-        )
+    if row.expires_at <= now and row.used_at is None and row.revoked_at is None:
+        raise TokenInvalid("refresh token expired")
+    # Claim the token atomically: of several concurrent uses exactly one wins; the others
+    # are treated as reuse, which revokes the family (and so the winner's new token too).
+    claimed = await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == token_id, RefreshToken.used_at.is_(None), RefreshToken.revoked_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        await revoke_family(session, row.family_id)
         owner = await session.get(User, row.user_id)
         if owner is not None:
             await audit(
@@ -185,11 +244,28 @@ async def refresh(session: AsyncSession, settings: Settings, token: str) -> Toke
             )
         await session.commit()
         raise TokenInvalid("refresh token already used or revoked")
-    if row.expires_at <= now:
-        raise TokenInvalid("refresh token expired")
     user = await _active_user(session, await session.get(User, row.user_id))
-    row.used_at = now
     return await _issue_pair(session, settings, user, family=row.family_id)
+
+
+async def revoke_family(session: AsyncSession, family_id: str) -> None:
+    """Revoke every live token of a refresh family."""
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def revoke_user_tokens(session: AsyncSession, user_id: str) -> None:
+    """Revoke every refresh token of a user (password change, disable)."""
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def logout(session: AsyncSession, token: str) -> None:
@@ -198,11 +274,7 @@ async def logout(session: AsyncSession, token: str) -> None:
     row = await session.get(RefreshToken, token_id)
     if row is None or not hmac.compare_digest(row.token_hash, _sha256(secret)):
         raise TokenInvalid("refresh token invalid")
-    await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
+    await revoke_family(session, row.family_id)
     owner = await session.get(User, row.user_id)
     if owner is not None:
         await audit(session, owner.tenant_id, owner.username, "auth.logout", owner.username)
@@ -243,7 +315,7 @@ async def authenticate_access_token(session: AsyncSession, settings: Settings, t
     user = await session.get(User, claims["sub"])
     if user is None or user.disabled or user.tenant_id != claims["tid"]:
         raise TokenInvalid("user no longer active")
-    if int(user.password_changed_at.timestamp()) > int(claims.get("iat", 0)):
+    if claims.get("pwv") != password_version(user):
         raise TokenInvalid("password changed since the token was issued")
     tenant = await session.get(Tenant, user.tenant_id)
     if tenant is None or tenant.disabled:
@@ -251,14 +323,9 @@ async def authenticate_access_token(session: AsyncSession, settings: Settings, t
     return Principal("user", user.id, user.username, user.tenant_id, Role(user.role))
 
 
-async def authenticate_basic(session: AsyncSession, username: str, password: str) -> Principal:
-    """Check a username and password without issuing tokens (for Basic auth callers)."""
-    user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
-    if user is None or not verify_password(user.password_hash, password):
-        if user is None:
-            verify_password(_DUMMY_HASH, password)
-        raise InvalidCredentials("invalid username or password")
-    if user.locked_until is not None and user.locked_until > utcnow():
-        raise AccountLocked("account locked after repeated wrong passwords")
-    user = await _active_user(session, user)
+async def authenticate_basic(
+    session: AsyncSession, settings: Settings, username: str, password: str
+) -> Principal:
+    """Check a username and password for Basic-auth callers (same lockout as login)."""
+    user = await check_password(session, settings, username, password)
     return Principal("user", user.id, user.username, user.tenant_id, Role(user.role))
