@@ -72,7 +72,9 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("definition_json", sa.Text(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.UniqueConstraint("tenant_id", "prefix_norm", "name", "version", name="uq_idres_templates_tenant_id"),
+        sa.UniqueConstraint(
+            "tenant_id", "prefix_norm", "name", "version", name="uq_idres_templates_tenant_id"
+        ),
     )
     op.create_index("ix_idres_templates_tenant_id", "idres_templates", ["tenant_id"])
 

@@ -1,0 +1,156 @@
+"""Identifiers for the console: records, batch registration, prefixes (filing), templates.
+
+The public, Handle-compatible resolution API is served by identifier nodes
+(``gongyun idnode``); these routes are the tenant's management view behind Gongyun auth.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from gongyun.api.deps import Ctx, require
+from gongyun.idres import prefixes as pfx
+from gongyun.idres.registry import MAX_BATCH, Registry
+from gongyun.idres.values import decode_values
+from gongyun.security.rbac import Perm
+
+router = APIRouter(prefix="/api/v1/identifiers", tags=["identifiers"])
+
+Read = Annotated[Ctx, Depends(require(Perm.identifiers_read))]
+Write = Annotated[Ctx, Depends(require(Perm.identifiers_write))]
+Admin = Annotated[Ctx, Depends(require(Perm.identifiers_admin))]
+
+
+class RecordIn(BaseModel):
+    """Values of a record in Handle JSON form."""
+
+    model_config = ConfigDict(extra="forbid")
+    values: list[dict[str, Any]] = Field(default_factory=list)
+    overwrite: bool = False
+
+
+class BatchItem(BaseModel):
+    """One record of a batch."""
+
+    model_config = ConfigDict(extra="forbid")
+    handle: str
+    values: list[dict[str, Any]]
+
+
+class BatchIn(BaseModel):
+    """Up to 2,000 records."""
+
+    model_config = ConfigDict(extra="forbid")
+    records: list[BatchItem] = Field(max_length=MAX_BATCH)
+    overwrite: bool = False
+
+
+class PrefixIn(BaseModel):
+    """A prefix filing."""
+
+    model_config = ConfigDict(extra="forbid")
+    prefix: str
+    kind: str = "enterprise"
+    org_name: str = ""
+    contact: str = ""
+
+
+class TransitionIn(BaseModel):
+    """A filing status change."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: str = ""
+    note: str = ""
+
+
+def _registry(ctx: Ctx) -> Registry:
+    return Registry(ctx.runtime.db)
+
+
+@router.get("/records", summary="List identifiers under a prefix")
+async def list_records(
+    ctx: Read,
+    prefix: Annotated[str, Query(min_length=1)],
+    page: Annotated[int, Query(ge=0)] = 0,
+    page_size: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> dict[str, Any]:
+    """One page of the tenant's identifiers under ``prefix``."""
+    total, handles = await _registry(ctx).list_handles(ctx.tenant_id, prefix, page, page_size, ctx.session)
+    return {"prefix": prefix, "total": total, "page": page, "pageSize": page_size, "handles": handles}
+
+
+@router.get("/records/{handle:path}", summary="Get an identifier's record")
+async def get_record(handle: str, ctx: Read) -> dict[str, Any]:
+    """The record with every value (the tenant's own records, private values included)."""
+    rec = await _registry(ctx).get(ctx.tenant_id, handle, ctx.session)
+    return rec.to_json() | {"version": rec.version, "updatedAt": rec.updated_at.isoformat()}
+
+
+@router.put("/records/{handle:path}", summary="Register or replace an identifier")
+async def put_record(handle: str, body: RecordIn, ctx: Write) -> dict[str, Any]:
+    """Create a record (``overwrite`` replaces an existing one)."""
+    values = decode_values(body.values)
+    rec, created = await _registry(ctx).put(ctx.tenant_id, handle, values, body.overwrite, ctx.session)
+    await ctx.audit("identifier.register" if created else "identifier.update", rec.handle)
+    return {"handle": rec.handle, "created": created, "version": rec.version}
+
+
+@router.delete("/records/{handle:path}", status_code=204, summary="Delete an identifier")
+async def delete_record(handle: str, ctx: Write) -> None:
+    """Delete a record."""
+    await _registry(ctx).delete(ctx.tenant_id, handle, ctx.session)
+    await ctx.audit("identifier.delete", handle)
+
+
+@router.post("/batch", summary="Register up to 2,000 identifiers")
+async def batch(body: BatchIn, ctx: Write) -> dict[str, Any]:
+    """Per-item results; re-sending the same batch is harmless (items come back ``unchanged``)."""
+    results = await _registry(ctx).register_batch(
+        ctx.tenant_id,
+        [(r.handle, r.values) for r in body.records],
+        overwrite=body.overwrite,
+        session=ctx.session,
+    )
+    await ctx.audit("identifier.batch", "", count=len(results))
+    return {"results": [r.to_json() for r in results]}
+
+
+@router.get("/prefixes", summary="List prefixes and their filing status")
+async def list_prefixes(ctx: Read, status: str | None = None) -> list[dict[str, Any]]:
+    """The tenant's prefixes."""
+    return [p.to_json() for p in await pfx.list_prefixes(ctx.session, ctx.tenant_id, status)]
+
+
+@router.post("/prefixes", status_code=201, summary="File a prefix")
+async def file_prefix(body: PrefixIn, ctx: Admin) -> dict[str, Any]:
+    """Submit a prefix filing (status ``submitted``)."""
+    info = await pfx.submit(
+        ctx.session, ctx.tenant_id, body.prefix, body.kind, org_name=body.org_name, contact=body.contact
+    )
+    await ctx.audit("identifier.prefix.submit", info.prefix)
+    return info.to_json()
+
+
+@router.post("/prefixes/{prefix}/status", summary="Change a filing's status")
+async def set_status(prefix: str, body: TransitionIn, ctx: Admin) -> dict[str, Any]:
+    """Move a filing through submitted, verified, active, rejected, suspended."""
+    info = await pfx.transition(ctx.session, ctx.tenant_id, prefix, body.status, body.note)
+    await ctx.audit("identifier.prefix.status", info.prefix, status=info.status)
+    return info.to_json()
+
+
+@router.get("/templates", summary="List metadata templates")
+async def list_templates(ctx: Read) -> list[dict[str, Any]]:
+    """Every template version of the tenant."""
+    return [t.to_json() for t in await _registry(ctx).list_templates(ctx.tenant_id, ctx.session)]
+
+
+@router.post("/templates", status_code=201, summary="Save a metadata template")
+async def save_template(body: dict[str, Any], ctx: Write) -> dict[str, Any]:
+    """Store a definition as the next version of its name; every problem is listed on 422."""
+    template = await _registry(ctx).save_template(ctx.tenant_id, body, ctx.session)
+    await ctx.audit("identifier.template.save", template.ref, prefix=template.prefix)
+    return template.to_json()

@@ -1,0 +1,152 @@
+"""Who is calling a node: pluggable authenticators and Handle-style admin names.
+
+An ``Authenticator`` looks at the request headers and returns a ``Principal``, ``None``
+when the credentials are not of its kind, or raises ``AuthError`` when they are of its
+kind but wrong. Nodes try their authenticators in order. ``HandleBasicAuth`` implements
+Handle.Net's Basic authentication: the user name is an admin name ``index:prefix/suffix``
+(``300:88.100.1/admin``) and the password is the ``HS_SECKEY`` value at that index of that
+record (plain, as Handle.Net keeps it, or a ``pbkdf2_sha256$`` hash made by
+``hash_secret``). Gongyun users and API keys plug in as another authenticator.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from gongyun.errors import GongyunError, InvalidCredentials, MalformedIdentifier
+from gongyun.idres.syntax import fold, is_under, parse_indexed
+
+_ITERATIONS = 120_000
+_CACHE_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller, the prefixes it administers (``None`` = every prefix of the
+    node) and whether it operates the node (filing decisions)."""
+
+    name: str
+    prefixes: tuple[str, ...] | None
+    can_write: bool = True
+    operator: bool = False
+
+    def covers(self, prefix: str) -> bool:
+        """True when the caller administers ``prefix`` (or an ancestor of it)."""
+        if self.prefixes is None:
+            return True
+        return any(is_under(prefix, p) for p in self.prefixes)
+
+
+Authenticator = Callable[[Mapping[str, str]], Awaitable[Principal | None]]
+SecretLookup = Callable[[str, int], Awaitable[str | None]]
+
+
+def hash_secret(secret: str) -> str:
+    """A ``pbkdf2_sha256$iterations$salt$hash`` string for an ``HS_SECKEY`` value."""
+    salt = secrets.token_hex(16)
+    digest = hashlib.pbkdf2_hmac("sha256", secret.encode(), salt.encode(), _ITERATIONS).hex()
+    return f"pbkdf2_sha256${_ITERATIONS}${salt}${digest}"
+
+
+def verify_secret(stored: str, given: str) -> bool:
+    """Check a password against an ``HS_SECKEY`` value (hashed or plain) in constant time."""
+    if stored.startswith("pbkdf2_sha256$"):
+        try:
+            _, iterations, salt, digest = stored.split("$")
+            rounds = int(iterations)
+        except ValueError:
+            return False
+        got = hashlib.pbkdf2_hmac("sha256", given.encode(), salt.encode(), rounds).hex()
+        return hmac.compare_digest(got, digest)
+    return hmac.compare_digest(stored.encode(), given.encode())
+
+
+def basic_credentials(headers: Mapping[str, str]) -> tuple[str, str] | None:
+    """``(user, password)`` from an ``Authorization: Basic`` header (user name unquoted)."""
+    value = headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidCredentials("the Basic authorization header is not valid base64") from None
+    # pyhandle percent-quotes the user name, so the first ':' separates it from the password
+    user, sep, password = decoded.partition(":")
+    if not sep:
+        raise InvalidCredentials("the Basic authorization header has no password")
+    if user.isdigit() and "/" in password:
+        # an unquoted admin name "300:88.100.1/admin:pw": the password follows the first ':' after '/'
+        handle, sep, rest = password.partition("/")
+        suffix, sep2, pw = rest.partition(":")
+        if sep and sep2:
+            return f"{user}:{handle}/{suffix}", pw
+    return unquote(user), password
+
+
+class HandleBasicAuth:
+    """Basic authentication with Handle admin names, checked against ``HS_SECKEY`` values."""
+
+    def __init__(self, lookup: SecretLookup) -> None:
+        self.lookup = lookup
+        self._cache: dict[str, tuple[float, Principal, str]] = {}
+
+    async def __call__(self, headers: Mapping[str, str]) -> Principal | None:
+        """Authenticate from the headers; None when there is no Basic header."""
+        creds = basic_credentials(headers)
+        if creds is None:
+            return None
+        user, password = creds
+        key = hashlib.sha256(f"{user}\x00{password}".encode()).hexdigest()
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        try:
+            admin = parse_indexed(user)
+        except MalformedIdentifier:
+            raise InvalidCredentials("the user name must be an admin name like 300:88.100.1/admin") from None
+        try:
+            stored = await self.lookup(str(admin.handle), admin.index)
+        except GongyunError:
+            stored = None
+        if stored is None or not verify_secret(stored, password):
+            raise InvalidCredentials(f"authentication failed for {user}")
+        h = admin.handle
+        scope = h.suffix if h.is_prefix_record else h.prefix
+        principal = Principal(name=str(admin), prefixes=(fold(scope),))
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (now + _CACHE_S, principal, h.norm)
+        return principal
+
+    def forget(self, admin_norm: str | None = None) -> None:
+        """Drop cached verifications of one admin record (after it changed), or all of them."""
+        if admin_norm is None:
+            self._cache.clear()
+            return
+        for key in [k for k, v in self._cache.items() if v[2] == admin_norm]:
+            del self._cache[key]
+
+
+def static_token_auth(tokens: Mapping[str, Principal]) -> Authenticator:
+    """An authenticator for ``Authorization: Bearer <token>`` from a fixed table (node operators)."""
+
+    async def check(headers: Mapping[str, str]) -> Principal | None:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        for known, principal in tokens.items():
+            if hmac.compare_digest(known.encode(), token.strip().encode()):
+                return principal
+        return None
+
+    return check

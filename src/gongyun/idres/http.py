@@ -1,0 +1,357 @@
+"""The Handle.Net REST API (``/api/handles``, ``/hrls/handles``) served from a registry.
+
+A lean ASGI app (see ``gongyun.idres.asgi``): public GETs of a record are answered from an
+LRU of rendered JSON keyed by the raw request path; a miss reads one row (a direct
+``sqlite3`` point read on the embedded backend) and concatenates the stored JSON without
+re-encoding it. Writes go through the registry and invalidate the cache.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections import OrderedDict
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import orjson
+
+from gongyun.errors import AuthError, GongyunError, InvalidInput, PermissionDenied
+from gongyun.idres.asgi import AsgiApp, Request, Response, json_response
+from gongyun.idres.auth import Authenticator, HandleBasicAuth, Principal
+from gongyun.idres.errors import RC_SUCCESS, RC_VALUES_NOT_FOUND, HandleNotFound
+from gongyun.idres.registry import MAX_BATCH, Registry
+from gongyun.idres.syntax import fold, parse
+from gongyun.idres.values import HandleValue, admin_value, decode_values, encode_values
+
+API = "/api/handles"
+_API_SLASH = API.encode() + b"/"
+_POINT_READ = (
+    "SELECT handle, values_json, public_json, min_ttl FROM idres_records "
+    "WHERE handle_norm = ? AND tenant_id = ?"
+)
+_NOT_FOUND = b'{"responseCode":100,"message":"Handle Not Found"}'
+
+
+class RecordCache:
+    """An LRU of rendered public responses keyed by normalised identifier, each with an expiry.
+
+    Bodies and expiry times live in two flat dicts (no per-entry tuples), so a million
+    entries add almost nothing for the garbage collector to walk.
+    """
+
+    def __init__(self, size: int = 200_000, max_age: float = 5.0) -> None:
+        self.size = size
+        self.max_age = max_age
+        self.bodies: OrderedDict[str, bytes] = OrderedDict()
+        self.expires: dict[str, float] = {}
+
+    def get(self, norm: str) -> bytes | None:
+        """A fresh cached body, or None."""
+        body = self.bodies.get(norm)
+        if body is None:
+            return None
+        if self.expires[norm] < time.monotonic():
+            self.invalidate(norm)
+            return None
+        self.bodies.move_to_end(norm)
+        return body
+
+    def put(self, norm: str, body: bytes, ttl: float) -> None:
+        """Remember a body for ``min(ttl, max_age)`` seconds."""
+        if self.size <= 0:
+            return
+        self.bodies[norm] = body
+        self.bodies.move_to_end(norm)
+        self.expires[norm] = time.monotonic() + min(ttl, self.max_age)
+        if len(self.bodies) > self.size:
+            old, _ = self.bodies.popitem(last=False)
+            self.expires.pop(old, None)
+
+    def invalidate(self, norm: str) -> None:
+        """Forget one identifier."""
+        self.bodies.pop(norm, None)
+        self.expires.pop(norm, None)
+
+
+def _render(handle: str, values_json: str) -> bytes:
+    return b'{"responseCode":1,"handle":' + orjson.dumps(handle) + b',"values":' + values_json.encode() + b"}"
+
+
+class HandleService:
+    """Serves one tenant's records over the Handle.Net REST API."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        tenant_id: str,
+        *,
+        authenticators: list[Authenticator] | None = None,
+        cache_size: int = 200_000,
+        cache_max_age: float = 5.0,
+    ) -> None:
+        self.registry = registry
+        self.tenant_id = tenant_id
+        self.cache = RecordCache(cache_size, cache_max_age)
+        self.basic = HandleBasicAuth(self._secret)
+        self.authenticators: list[Authenticator] = [self.basic, *(authenticators or [])]
+        registry.listeners.append(self._changed)
+        self._sqlite: sqlite3.Connection | None = None
+        self._sqlite_path: str | None = None
+        if registry.db.dialect == "sqlite" and registry.db.engine.url.database not in (None, "", ":memory:"):
+            self._sqlite_path = registry.db.engine.url.database
+
+    def _changed(self, norm: str) -> None:
+        self.cache.invalidate(norm)
+        self.basic.forget(norm)
+
+    async def _secret(self, handle: str, index: int) -> str | None:
+        try:
+            rec = await self.registry.get(self.tenant_id, handle)
+        except HandleNotFound:
+            return None
+        for v in rec.values:
+            if v.index == index and v.type == "HS_SECKEY" and isinstance(v.value, str):
+                return v.value
+        return None
+
+    def install(self, app: AsgiApp) -> None:
+        """Mount the Handle API routes on an app and enable its fast GET path."""
+        app.authenticators.extend(self.authenticators)
+        app.mount(API, self.handles)
+        app.mount("/hrls/handles", self.reverse)
+        app.mount("/api/batch", self.batch)
+        app.fast_get = self.fast_get
+
+    def _reader(self) -> sqlite3.Connection | None:
+        if self._sqlite is None and self._sqlite_path is not None:
+            conn = sqlite3.connect(f"file:{self._sqlite_path}?mode=ro", uri=True, check_same_thread=False)
+            conn.execute("PRAGMA mmap_size=2147483648")
+            conn.execute("PRAGMA cache_size=-131072")
+            self._sqlite = conn
+        return self._sqlite
+
+    def _fetch_sync(self, conn: sqlite3.Connection, norm: str) -> tuple[str, str, str, int] | None:
+        row = conn.execute(_POINT_READ, (norm, self.tenant_id)).fetchone()
+        return None if row is None else (row[0], row[1], row[2], row[3])
+
+    async def _fetch(self, norm: str) -> tuple[str, str, str, int] | None:
+        conn = self._reader()
+        if conn is not None:
+            return self._fetch_sync(conn, norm)
+        return await self.registry.get_raw(self.tenant_id, norm)
+
+    def fast_get(self, raw_path: bytes) -> bytes | None:
+        """The public answer to ``GET /api/handles/<handle>`` from the cache or one SQLite read."""
+        if not raw_path.startswith(_API_SLASH):
+            return None
+        tail = raw_path[len(_API_SLASH) :]
+        try:
+            text = (unquote_to_bytes(tail) if b"%" in tail else tail).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        body = self.cache.get(fold(text))
+        if body is not None:
+            return body
+        conn = self._reader()
+        if conn is None:
+            return None
+        try:
+            h = parse(text)
+        except GongyunError:
+            return None
+        row = self._fetch_sync(conn, h.norm)
+        if row is None:
+            return None
+        body = _render(row[0], row[2])
+        self.cache.put(h.norm, body, float(row[3]))
+        return body
+
+    def _can_admin(self, req: Request, prefix: str) -> bool:
+        return req.principal is not None and req.principal.covers(prefix)
+
+    def _require_admin(self, req: Request, prefix: str) -> Principal:
+        if req.principal is None:
+            raise AuthError("authentication is needed to change or list identifiers")
+        if not req.principal.covers(prefix) or not req.principal.can_write:
+            raise PermissionDenied(f"{req.principal.name} does not administer prefix {prefix}")
+        return req.principal
+
+    async def handles(self, req: Request) -> Response:
+        """``GET|PUT|DELETE /api/handles/{handle}`` and ``GET /api/handles?prefix=``."""
+        rest = req.path[len(API) :]
+        if rest in {"", "/"}:
+            if req.method != "GET":
+                raise InvalidInput("only GET is allowed on /api/handles")
+            return await self._list(req)
+        handle = rest[1:]
+        if req.method == "GET":
+            return await self._get(req, handle)
+        if req.method == "PUT":
+            return await self._put(req, handle)
+        if req.method == "DELETE":
+            return await self._delete(req, handle)
+        raise InvalidInput(f"method {req.method} is not allowed")
+
+    async def _get(self, req: Request, handle: str) -> Response:
+        h = parse(handle)
+        row = await self._fetch(h.norm)
+        if row is None:
+            return Response(404, _NOT_FOUND)
+        stored, values_json, public_json, min_ttl = row
+        admin = self._can_admin(req, h.prefix) and not req.flag("publicOnly")
+        indexes, types = req.query.get("index"), req.query.get("type")
+        if not indexes and not types:
+            body = _render(stored, values_json if admin else public_json)
+            if not req.query and req.principal is None:
+                self.cache.put(h.norm, body, float(min_ttl))
+            return Response(200, body)
+        values = decode_values(orjson.loads(values_json))
+        wanted_idx = {int(i) for i in indexes or [] if i.isdigit()}
+        wanted_types = set(types or [])
+        picked = [
+            v
+            for v in values
+            if (admin or v.public)
+            and ((not wanted_idx and not wanted_types) or v.index in wanted_idx or v.type in wanted_types)
+        ]
+        if not picked:
+            return json_response(200, {"responseCode": RC_VALUES_NOT_FOUND, "handle": stored})
+        return json_response(
+            200, {"responseCode": RC_SUCCESS, "handle": stored, "values": encode_values(picked)}
+        )
+
+    def _values_from_body(self, req: Request) -> list[HandleValue]:
+        body = req.json()
+        raw = body.get("values") if isinstance(body, dict) else body
+        return decode_values(raw)
+
+    async def _put(self, req: Request, handle: str) -> Response:
+        if req.flag("mintNewSuffix"):
+            handle = handle + uuid.uuid4().hex if handle.endswith("/") else f"{handle}{uuid.uuid4().hex}"
+        h = parse(handle)
+        principal = self._require_admin(req, h.prefix)
+        values = self._values_from_body(req)
+        if req.query.get("index"):
+            try:
+                rec = await self.registry.update_values(self.tenant_id, str(h), values)
+                return json_response(200, {"responseCode": RC_SUCCESS, "handle": rec.handle})
+            except HandleNotFound:
+                pass
+        if not any(v.type == "HS_ADMIN" for v in values):
+            admin_name = principal.name.partition(":")
+            used = {v.index for v in values}
+            index = next(i for i in range(100, 10_000) if i not in used)
+            if admin_name[1] and admin_name[0].isdigit():
+                values.append(admin_value(admin_name[2], int(admin_name[0]), index))
+            else:
+                values.append(admin_value(f"0.NA/{h.prefix}", 200, index))
+        rec, created = await self.registry.put(
+            self.tenant_id, str(h), values, overwrite=req.flag("overwrite")
+        )
+        return json_response(201 if created else 200, {"responseCode": RC_SUCCESS, "handle": rec.handle})
+
+    async def _delete(self, req: Request, handle: str) -> Response:
+        h = parse(handle)
+        self._require_admin(req, h.prefix)
+        indexes = [int(i) for i in req.query.get("index", []) if i.isdigit()]
+        if indexes:
+            await self.registry.delete_values(self.tenant_id, str(h), indexes)
+        else:
+            await self.registry.delete(self.tenant_id, str(h))
+        return json_response(200, {"responseCode": RC_SUCCESS, "handle": str(h)})
+
+    async def _list(self, req: Request) -> Response:
+        prefix = req.arg("prefix")
+        if not prefix:
+            raise InvalidInput("GET /api/handles needs ?prefix=")
+        self._require_admin(req, prefix)
+        try:
+            page = int(req.arg("page", "0") or 0)
+            size = int(req.arg("pageSize", "1000") or 1000)
+        except ValueError:
+            raise InvalidInput("page and pageSize must be integers") from None
+        if page < 0 or not 0 <= size <= 100_000:
+            raise InvalidInput("page must be >= 0 and pageSize 0..100000")
+        total, handles = await self.registry.list_handles(self.tenant_id, prefix, page, size)
+        body: dict[str, Any] = {"responseCode": RC_SUCCESS, "prefix": prefix, "totalCount": str(total)}
+        if size:
+            body.update(page=page, pageSize=size)
+        body["handles"] = handles
+        return json_response(200, body)
+
+    async def reverse(self, req: Request) -> Response:
+        """``GET /hrls/handles?TYPE=pattern``: matching identifiers in the caller's prefixes."""
+        if req.principal is None:
+            raise AuthError("reverse lookup needs authentication")
+        criteria = {k: v[0] for k, v in req.query.items() if k not in {"limit", "prefix"} and v}
+        limit = int(req.arg("limit", "1000") or 1000) if (req.arg("limit") or "1").isdigit() else 1000
+        prefixes = list(req.principal.prefixes) if req.principal.prefixes is not None else None
+        if req.arg("prefix"):
+            wanted = fold(req.arg("prefix") or "")
+            prefixes = [wanted] if req.principal.covers(wanted) else []
+        handles = await self.registry.reverse_lookup(
+            self.tenant_id, criteria, prefixes=prefixes, include_private=True, limit=min(limit, 10_000)
+        )
+        return json_response(200, handles)
+
+    async def batch(self, req: Request) -> Response:
+        """``POST /api/batch``: register up to 2,000 records, one result per item."""
+        if req.method != "POST":
+            raise InvalidInput("use POST /api/batch")
+        body = req.json()
+        if not isinstance(body, dict) or not isinstance(body.get("records"), list):
+            raise InvalidInput('the body must be {"records": [{"handle", "values"}], "overwrite": false}')
+        records = body["records"]
+        if len(records) > MAX_BATCH:
+            raise InvalidInput(f"a batch holds at most {MAX_BATCH} records, got {len(records)}")
+        if req.principal is None:
+            raise AuthError("batch registration needs authentication")
+        items: list[tuple[str, Any]] = []
+        for rec in records:
+            handle = str(rec.get("handle", "")) if isinstance(rec, dict) else ""
+            values = rec.get("values") if isinstance(rec, dict) else None
+            prefix = handle.partition("/")[0]
+            if not req.principal.covers(prefix):
+                items.append((handle, "forbidden"))
+            else:
+                items.append((handle, values))
+        results = await self.registry.register_batch(
+            self.tenant_id,
+            [(h, v) for h, v in items if v != "forbidden"],
+            overwrite=bool(body.get("overwrite", False)),
+        )
+        it = iter(results)
+        out = []
+        for handle, v in items:
+            if v == "forbidden":
+                out.append(
+                    {
+                        "handle": handle,
+                        "status": "error",
+                        "responseCode": 401,
+                        "code": "forbidden",
+                        "message": "not an administrator of this prefix",
+                    }
+                )
+            else:
+                out.append(next(it).to_json())
+        ok = all(r["status"] != "error" for r in out)
+        return json_response(200, {"responseCode": RC_SUCCESS if ok else 2, "results": out})
+
+    def close(self) -> None:
+        """Close the direct SQLite reader."""
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
+
+
+def make_app(service: HandleService) -> AsgiApp:
+    """An ASGI app serving just the Handle API of one service."""
+    app = AsgiApp()
+    service.install(app)
+    return app
+
+
+__all__ = ["HandleService", "RecordCache", "make_app"]

@@ -1,0 +1,234 @@
+"""One program, four roles: root, secondary, enterprise and recursive identifier nodes.
+
+``build_app(config)`` returns the ASGI app of a node; ``prepare(config)`` migrates its
+database and makes sure the prefixes it serves exist (active) with an ``<prefix>/admin``
+record whose ``HS_SECKEY`` at index 300 is the configured admin secret. ``serve`` runs a
+node with uvicorn (several workers share the port when asked). A root started with
+``mirror_of`` copies the prefix records the other root originated every ``mirror_interval``
+seconds; two roots started with each other as ``mirror_of`` mirror both ways.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import httpx
+import orjson
+
+from gongyun.db import Database, upgrade
+from gongyun.errors import ConfigError, GongyunError
+from gongyun.idres import prefixes as pfx
+from gongyun.idres.asgi import AsgiApp, Request, Response, json_response
+from gongyun.idres.auth import Principal, hash_secret, static_token_auth
+from gongyun.idres.cache import open_cache
+from gongyun.idres.errors import HandleNotFound, PrefixNotServed
+from gongyun.idres.http import HandleService
+from gongyun.idres.node_routes import NodeRoutes, RecursiveRoutes
+from gongyun.idres.registry import Registry
+from gongyun.idres.resolver import Resolver
+from gongyun.idres.values import ADMIN_ONLY, HandleValue, admin_value
+
+log = logging.getLogger(__name__)
+ENV_CONFIG = "GONGYUN_IDNODE_CONFIG"
+
+
+class Role(StrEnum):
+    """The role a node plays in the hierarchy."""
+
+    root = "root"
+    secondary = "secondary"
+    enterprise = "enterprise"
+    recursive = "recursive"
+
+
+@dataclass(slots=True)
+class NodeConfig:
+    """Everything a node needs to start."""
+
+    role: Role
+    db_url: str | None = None
+    tenant: str = "default"
+    prefixes: list[str] = field(default_factory=list)
+    roots: list[str] = field(default_factory=list)
+    mirror_of: str | None = None
+    mirror_interval: float = 2.0
+    node_id: str | None = None
+    cache_url: str | None = None
+    cache_size: int = 200_000
+    cache_max_age: float = 5.0
+    negative_ttl: float = 30.0
+    max_ttl: float = 86_400.0
+    admin_token: str | None = None
+    admin_secret: str | None = None
+    platform_auth: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8100
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        self.role = Role(self.role)
+        if self.role is Role.recursive and not self.roots:
+            raise ConfigError("a recursive node needs at least one --root URL")
+        if self.role is not Role.recursive and not self.db_url:
+            raise ConfigError(f"a {self.role.value} node needs a database URL (--db)")
+        if self.role in {Role.secondary, Role.enterprise} and not self.prefixes:
+            raise ConfigError(f"a {self.role.value} node needs at least one --prefix")
+
+    def to_env(self) -> str:
+        """JSON for the environment variable read by worker processes."""
+        return orjson.dumps(asdict(self)).decode()
+
+    @classmethod
+    def from_env(cls) -> NodeConfig:
+        """The config a parent process put into ``GONGYUN_IDNODE_CONFIG``."""
+        raw = os.environ.get(ENV_CONFIG)
+        if not raw:
+            raise ConfigError(f"{ENV_CONFIG} is not set")
+        data: dict[str, Any] = orjson.loads(raw)
+        return cls(**data)
+
+
+async def prepare(config: NodeConfig) -> None:
+    """Migrate the node's database; create its served prefixes and admin records."""
+    if config.role is Role.recursive or config.db_url is None:
+        return
+    await upgrade(config.db_url)
+    db = Database(config.db_url)
+    try:
+        registry = Registry(db)
+        kind = {Role.root: "top", Role.secondary: "secondary", Role.enterprise: "enterprise"}[config.role]
+        for prefix in config.prefixes:
+            async with db.session() as s:
+                try:
+                    await pfx.require_active(s, config.tenant, prefix)
+                except PrefixNotServed:
+                    await pfx.submit(
+                        s, config.tenant, prefix, kind, status=pfx.FilingStatus.active, note="served"
+                    )
+            if config.admin_secret:
+                admin = f"{prefix}/admin"
+                try:
+                    await registry.get(config.tenant, admin)
+                except HandleNotFound:
+                    secret = HandleValue(
+                        300, "HS_SECKEY", "string", hash_secret(config.admin_secret), permissions=ADMIN_ONLY
+                    )
+                    await registry.put(config.tenant, admin, [admin_value(admin, 300), secret])
+    finally:
+        await db.dispose()
+
+
+def _health(role: Role) -> Any:
+    async def health(req: Request) -> Response:
+        return json_response(200, {"status": "ok", "role": role.value})
+
+    return health
+
+
+def build_app(config: NodeConfig) -> AsgiApp:
+    """The ASGI app of a node (call ``prepare`` first for database-backed roles)."""
+    auths = []
+    if config.admin_token:
+        auths.append(static_token_auth({config.admin_token: Principal("operator", None, operator=True)}))
+    app = AsgiApp(authenticators=auths)
+    app.mount("/health", _health(config.role))
+    if config.role is Role.recursive:
+        cache = open_cache(config.cache_url, config.cache_size)
+        resolver = Resolver(config.roots, cache, negative_ttl=config.negative_ttl, max_ttl=config.max_ttl)
+        RecursiveRoutes(resolver).install(app)
+        app.on_shutdown.append(resolver.close)
+        return app
+    assert config.db_url is not None
+    db = Database(config.db_url)
+    registry = Registry(db)
+    if config.platform_auth:
+        # the node shares the platform's database: Gongyun users and API keys of its tenant
+        from gongyun.config import load_settings
+        from gongyun.idres.platform_auth import platform_authenticator
+
+        app.authenticators.append(platform_authenticator(db, load_settings(), config.tenant))
+    service = HandleService(
+        registry, config.tenant, cache_size=config.cache_size, cache_max_age=config.cache_max_age
+    )
+    service.install(app)
+    routes = NodeRoutes(
+        registry, config.tenant, config.prefixes, config.node_id or f"{config.host}:{config.port}"
+    )
+    routes.install(app, config.role.value)
+    from gongyun.idres.schemes import install_schemes
+
+    install_schemes(app, registry, config.tenant)
+    if config.role is Role.root and config.mirror_of:
+        mirror = Mirror(routes, config.mirror_of, config.mirror_interval)
+        app.on_startup.append(mirror.start)
+        app.on_shutdown.append(mirror.stop)
+
+    async def close() -> None:
+        service.close()
+        await db.dispose()
+
+    app.on_shutdown.append(close)
+    return app
+
+
+class Mirror:
+    """Pulls the prefix records a peer root originated into this root, periodically."""
+
+    def __init__(self, routes: NodeRoutes, peer: str, interval: float) -> None:
+        self.routes = routes
+        self.peer = peer.rstrip("/")
+        self.interval = interval
+        self.task: asyncio.Task[None] | None = None
+        self.synced = 0
+
+    async def sync_once(self, client: httpx.AsyncClient) -> int:
+        """One pull; returns how many records changed."""
+        r = await client.get(f"{self.peer}/api/mirror")
+        r.raise_for_status()
+        changed = await self.routes.apply_mirror(r.content)
+        self.synced += 1
+        return changed
+
+    async def _run(self) -> None:
+        async with httpx.AsyncClient(timeout=5.0, trust_env=False) as client:
+            while True:
+                try:
+                    await self.sync_once(client)
+                except (httpx.HTTPError, GongyunError, ValueError) as exc:
+                    log.warning("mirroring %s failed: %s", self.peer, exc)
+                await asyncio.sleep(self.interval)
+
+    async def start(self) -> None:
+        """Start the background pull loop."""
+        self.task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop it."""
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+
+def app_from_env() -> AsgiApp:
+    """uvicorn factory for worker processes (config from ``GONGYUN_IDNODE_CONFIG``)."""
+    return build_app(NodeConfig.from_env())
+
+
+def serve(config: NodeConfig) -> None:
+    """Prepare and run a node in the foreground until interrupted (Gongyun's lean server)."""
+    from gongyun.idres import server
+
+    asyncio.run(prepare(config))
+    if config.workers > 1:
+        env = dict(os.environ, **{ENV_CONFIG: config.to_env()})
+        argv = [sys.executable, "-m", "gongyun.idres.server"]
+        raise SystemExit(server.run_workers(argv, config.workers, env))
+    server.run(build_app(config), config.host, config.port)

@@ -1,0 +1,442 @@
+"""The identifier registry: records, batch registration, reverse lookup, templates.
+
+Every function takes the tenant id and only sees that tenant's records; a record of
+another tenant is ``HandleNotFound``. Methods take an optional ``AsyncSession`` (the API's
+request session); without one they open and commit their own. Prefixes and filing live
+in ``gongyun.idres.prefixes``; bulk import in ``gongyun.idres.bulk``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gongyun.db import Database, utcnow
+from gongyun.errors import GongyunError, InvalidInput
+from gongyun.idres import prefixes as pfx
+from gongyun.idres.errors import HandleExists, HandleNotFound, response_code
+from gongyun.idres.models import IdRecord, IdTemplate, IdValue
+from gongyun.idres.syntax import Handle, fold, parse, prefix_chain
+from gongyun.idres.templates import Template, parse_template, template_ref
+from gongyun.idres.values import (
+    DEFAULT_TTL,
+    MAX_RECORD_BYTES,
+    HandleValue,
+    RecordTooLarge,
+    decode_values,
+    encode_values,
+)
+
+MAX_BATCH = 2_000
+_CHUNK = 500
+
+
+@dataclass(slots=True)
+class Record:
+    """A record as stored: identifier (as registered) and its values."""
+
+    handle: str
+    values: list[HandleValue]
+    version: int
+    updated_at: datetime
+
+    def to_json(self, public_only: bool = False) -> dict[str, Any]:
+        """Handle.Net REST JSON (without ``responseCode``)."""
+        return {"handle": self.handle, "values": encode_values(self.values, public_only)}
+
+
+@dataclass(slots=True)
+class ItemResult:
+    """The outcome of one item of a batch registration."""
+
+    handle: str
+    status: str  # created | updated | unchanged | error
+    response_code: int = 1
+    code: str | None = None
+    message: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (errors only when the item failed)."""
+        out: dict[str, Any] = {
+            "handle": self.handle,
+            "status": self.status,
+            "responseCode": self.response_code,
+        }
+        if self.code:
+            out.update(code=self.code, message=self.message)
+        if self.errors:
+            out["errors"] = self.errors
+        return out
+
+
+def encode_row(tenant_id: str, handle: Handle, values: list[HandleValue], version: int = 1) -> dict[str, Any]:
+    """The ``idres_records`` row for a record (raises ``RecordTooLarge``)."""
+    full = orjson.dumps(encode_values(values)).decode()
+    if len(full) > MAX_RECORD_BYTES:
+        raise RecordTooLarge(f"the record is {len(full)} bytes, at most {MAX_RECORD_BYTES} allowed")
+    public = [v for v in values if v.public]
+    now = utcnow()
+    return {
+        "handle_norm": handle.norm,
+        "tenant_id": tenant_id,
+        "handle": str(handle),
+        "prefix_norm": handle.prefix_norm,
+        "values_json": full,
+        "public_json": full if len(public) == len(values) else orjson.dumps(encode_values(public)).decode(),
+        "all_public": len(public) == len(values),
+        "min_ttl": min((v.ttl for v in values), default=DEFAULT_TTL),
+        "version": version,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def value_rows(tenant_id: str, norm: str, values: list[HandleValue]) -> list[dict[str, Any]]:
+    """The reverse-lookup rows of a record."""
+    return [
+        {
+            "handle_norm": norm,
+            "idx": v.index,
+            "tenant_id": tenant_id,
+            "type": v.type[:255],
+            "value_key": v.text()[:255],
+            "public": v.public,
+        }
+        for v in values
+    ]
+
+
+def _like(pattern: str) -> str:
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%")
+
+
+class Registry:
+    """Tenant-scoped access to identifier records on one database."""
+
+    def __init__(self, db: Database, enforce_prefixes: bool = True) -> None:
+        self.db = db
+        self.enforce_prefixes = enforce_prefixes
+        self.listeners: list[Any] = []  # callables(norm) told about every change (cache invalidation)
+
+    @asynccontextmanager
+    async def _session(self, session: AsyncSession | None) -> AsyncIterator[AsyncSession]:
+        if session is not None:
+            yield session
+        else:
+            async with self.db.session() as s:
+                yield s
+
+    def _changed(self, norms: list[str]) -> None:
+        for listener in self.listeners:
+            for norm in norms:
+                listener(norm)
+
+    async def get(self, tenant_id: str, handle: str, session: AsyncSession | None = None) -> Record:
+        """The record of ``handle``; ``HandleNotFound`` if absent or another tenant's."""
+        h = parse(handle)
+        async with self._session(session) as s:
+            row = await s.get(IdRecord, h.norm)
+        if row is None or row.tenant_id != tenant_id:
+            raise HandleNotFound(f"identifier {handle} not found", handle=handle)
+        return Record(row.handle, decode_values(orjson.loads(row.values_json)), row.version, row.updated_at)
+
+    async def get_raw(self, tenant_id: str, norm: str) -> tuple[str, str, str, int] | None:
+        """``(handle, values_json, public_json, min_ttl)`` for a normalised key, or None."""
+        async with self.db.sessions() as s:
+            row = (
+                await s.execute(
+                    select(
+                        IdRecord.handle, IdRecord.values_json, IdRecord.public_json, IdRecord.min_ttl
+                    ).where(IdRecord.handle_norm == norm, IdRecord.tenant_id == tenant_id)
+                )
+            ).first()
+        return None if row is None else (row[0], row[1], row[2], row[3])
+
+    async def _check(self, s: AsyncSession, tenant_id: str, h: Handle, values: list[HandleValue]) -> None:
+        if self.enforce_prefixes and not h.is_prefix_record:
+            await pfx.require_active(s, tenant_id, h.prefix)
+        ref = template_ref(values)
+        if ref is not None:
+            template = await self.get_template(tenant_id, h.prefix, ref[0], ref[1], session=s)
+            template.check(values)
+
+    async def put(
+        self,
+        tenant_id: str,
+        handle: str,
+        values: list[HandleValue],
+        overwrite: bool = False,
+        session: AsyncSession | None = None,
+    ) -> tuple[Record, bool]:
+        """Create (or with ``overwrite`` replace) a record; returns it and whether it was created."""
+        results = await self.register_batch(
+            tenant_id,
+            [(handle, values)],
+            overwrite=overwrite,
+            session=session,
+            raise_errors=True,
+            idempotent=overwrite,
+        )
+        rec = await self.get(tenant_id, handle, session=session)
+        return rec, results[0].status == "created"
+
+    async def update_values(
+        self, tenant_id: str, handle: str, values: list[HandleValue], session: AsyncSession | None = None
+    ) -> Record:
+        """Add or replace the given values (by index), keeping the others."""
+        async with self._session(session) as s:
+            current = await self.get(tenant_id, handle, session=s)
+            merged = {v.index: v for v in current.values}
+            merged.update({v.index: v for v in values})
+            await self.register_batch(
+                tenant_id,
+                [(handle, sorted(merged.values(), key=lambda v: v.index))],
+                overwrite=True,
+                session=s,
+                raise_errors=True,
+            )
+            return await self.get(tenant_id, handle, session=s)
+
+    async def delete(self, tenant_id: str, handle: str, session: AsyncSession | None = None) -> None:
+        """Delete a whole record."""
+        h = parse(handle)
+        async with self._session(session) as s:
+            row = await s.get(IdRecord, h.norm)
+            if row is None or row.tenant_id != tenant_id:
+                raise HandleNotFound(f"identifier {handle} not found", handle=handle)
+            await s.delete(row)
+            await s.execute(delete(IdValue).where(IdValue.handle_norm == h.norm))
+        self._changed([h.norm])
+
+    async def delete_values(
+        self, tenant_id: str, handle: str, indexes: list[int], session: AsyncSession | None = None
+    ) -> Record:
+        """Remove the values with the given indexes from a record."""
+        async with self._session(session) as s:
+            current = await self.get(tenant_id, handle, session=s)
+            keep = [v for v in current.values if v.index not in set(indexes)]
+            await self.register_batch(
+                tenant_id, [(handle, keep)], overwrite=True, session=s, raise_errors=True
+            )
+            return await self.get(tenant_id, handle, session=s)
+
+    async def register_batch(
+        self,
+        tenant_id: str,
+        items: list[tuple[str, Any]],
+        *,
+        overwrite: bool = False,
+        session: AsyncSession | None = None,
+        raise_errors: bool = False,
+        idempotent: bool = True,
+    ) -> list[ItemResult]:
+        """Register up to 2,000 records; idempotent (an identical record is ``unchanged``)."""
+        if len(items) > MAX_BATCH:
+            raise InvalidInput(f"a batch holds at most {MAX_BATCH} records, got {len(items)}")
+        results: list[ItemResult] = []
+        parsed: dict[str, tuple[int, Handle, list[HandleValue]]] = {}
+        async with self._session(session) as s:
+            for i, (handle, raw_values) in enumerate(items):
+                results.append(ItemResult(str(handle), "error"))
+                try:
+                    h = parse(handle)
+                    values = raw_values if _all_decoded(raw_values) else decode_values(raw_values)
+                    if h.norm in parsed:
+                        raise InvalidInput(f"{handle} appears twice in the batch")
+                    await self._check(s, tenant_id, h, values)
+                    parsed[h.norm] = (i, h, values)
+                except GongyunError as exc:
+                    if raise_errors:
+                        raise
+                    _fail(results[i], exc)
+            existing: dict[str, IdRecord] = {}
+            norms = list(parsed)
+            for start in range(0, len(norms), _CHUNK):
+                chunk = norms[start : start + _CHUNK]
+                rows = (await s.execute(select(IdRecord).where(IdRecord.handle_norm.in_(chunk)))).scalars()
+                existing.update({r.handle_norm: r for r in rows})
+            changed: list[str] = []
+            for norm, (i, h, values) in parsed.items():
+                res = results[i]
+                try:
+                    row = existing.get(norm)
+                    if row is not None and row.tenant_id != tenant_id:
+                        raise HandleExists(f"identifier {h} is registered elsewhere", handle=str(h))
+                    if row is None:
+                        s.add(IdRecord(**encode_row(tenant_id, h, values)))
+                        res.status = "created"
+                    else:
+                        old = decode_values(orjson.loads(row.values_json))
+                        if idempotent and _same(old, values):
+                            res.status = "unchanged"
+                            continue
+                        if not overwrite:
+                            raise HandleExists(f"identifier {h} already exists", handle=str(h))
+                        fresh = encode_row(tenant_id, h, values, row.version + 1)
+                        for key in (
+                            "handle",
+                            "values_json",
+                            "public_json",
+                            "all_public",
+                            "min_ttl",
+                            "version",
+                        ):
+                            setattr(row, key, fresh[key])
+                        row.updated_at = fresh["updated_at"]
+                        await s.execute(delete(IdValue).where(IdValue.handle_norm == norm))
+                        res.status = "updated"
+                    s.add_all(IdValue(**r) for r in value_rows(tenant_id, norm, values))
+                    changed.append(norm)
+                except GongyunError as exc:
+                    if raise_errors:
+                        raise
+                    _fail(res, exc)
+            await s.flush()
+        self._changed(changed)
+        return results
+
+    async def list_handles(
+        self,
+        tenant_id: str,
+        prefix: str,
+        page: int = 0,
+        page_size: int = 1000,
+        session: AsyncSession | None = None,
+    ) -> tuple[int, list[str]]:
+        """``(total, handles)`` under a prefix, ordered, one page (``page_size`` 0 = all)."""
+        norm = fold(prefix)
+        cond = (IdRecord.tenant_id == tenant_id, IdRecord.prefix_norm == norm)
+        async with self._session(session) as s:
+            total = (await s.execute(select(func.count()).select_from(IdRecord).where(*cond))).scalar_one()
+            q = select(IdRecord.handle).where(*cond).order_by(IdRecord.handle_norm)
+            if page_size > 0:
+                q = q.offset(page * page_size).limit(page_size)
+            handles = list((await s.execute(q)).scalars())
+        return int(total), handles
+
+    async def reverse_lookup(
+        self,
+        tenant_id: str,
+        criteria: dict[str, str],
+        *,
+        prefixes: list[str] | None = None,
+        include_private: bool = False,
+        limit: int = 1000,
+        session: AsyncSession | None = None,
+    ) -> list[str]:
+        """Identifiers whose values match every ``type -> pattern`` (``*`` wildcards)."""
+        if not criteria:
+            raise InvalidInput("reverse lookup needs at least one TYPE=value criterion")
+        async with self._session(session) as s:
+            found: set[str] | None = None
+            for vtype, pattern in criteria.items():
+                q = select(IdValue.handle_norm).where(IdValue.tenant_id == tenant_id, IdValue.type == vtype)
+                if "*" in pattern:
+                    q = q.where(IdValue.value_key.like(_like(pattern[:255]), escape="\\"))
+                else:
+                    q = q.where(IdValue.value_key == pattern[:255])
+                if not include_private:
+                    q = q.where(IdValue.public.is_(True))
+                hits = set((await s.execute(q.limit(100_000))).scalars())
+                found = hits if found is None else found & hits
+            if not found:
+                return []
+            q2 = select(IdRecord.handle, IdRecord.prefix_norm).where(
+                IdRecord.handle_norm.in_(sorted(found)[:limit])
+            )
+            rows = (await s.execute(q2)).all()
+        allowed = [fold(p) for p in prefixes] if prefixes is not None else None
+        out = [h for h, p in rows if allowed is None or any(p == a or p.startswith(a + ".") for a in allowed)]
+        return sorted(out)[:limit]
+
+    async def save_template(self, tenant_id: str, raw: Any, session: AsyncSession | None = None) -> Template:
+        """Store a template definition as the next version of its name under its prefix."""
+        draft = parse_template(raw)
+        norm = fold(draft.prefix)
+        async with self._session(session) as s:
+            latest = (
+                await s.execute(
+                    select(func.max(IdTemplate.version)).where(
+                        IdTemplate.tenant_id == tenant_id,
+                        IdTemplate.prefix_norm == norm,
+                        IdTemplate.name == draft.name,
+                    )
+                )
+            ).scalar_one()
+            body = draft.to_json() | {"version": (latest or 0) + 1}
+            template = parse_template(body)
+            s.add(
+                IdTemplate(
+                    tenant_id=tenant_id,
+                    prefix_norm=norm,
+                    name=template.name,
+                    version=template.version,
+                    definition_json=orjson.dumps(template.to_json()).decode(),
+                )
+            )
+            await s.flush()
+        return template
+
+    async def get_template(
+        self,
+        tenant_id: str,
+        prefix: str,
+        name: str,
+        version: int | None = None,
+        session: AsyncSession | None = None,
+    ) -> Template:
+        """A template by name on ``prefix`` or its nearest ancestor (latest version by default)."""
+        chain = [fold(p) for p in prefix_chain(prefix)]
+        async with self._session(session) as s:
+            q = select(IdTemplate).where(
+                IdTemplate.tenant_id == tenant_id, IdTemplate.prefix_norm.in_(chain), IdTemplate.name == name
+            )
+            if version is not None:
+                q = q.where(IdTemplate.version == version)
+            rows = list((await s.execute(q)).scalars())
+        if not rows:
+            label = f"{name}@{version}" if version else name
+            raise HandleNotFound(f"template {label} not found for prefix {prefix}", template=label)
+        best = max(rows, key=lambda r: (len(r.prefix_norm), r.version))
+        return parse_template(orjson.loads(best.definition_json))
+
+    async def list_templates(self, tenant_id: str, session: AsyncSession | None = None) -> list[Template]:
+        """Every template version of the tenant."""
+        async with self._session(session) as s:
+            rows = (
+                await s.execute(
+                    select(IdTemplate)
+                    .where(IdTemplate.tenant_id == tenant_id)
+                    .order_by(IdTemplate.prefix_norm, IdTemplate.name, IdTemplate.version)
+                )
+            ).scalars()
+            return [parse_template(orjson.loads(r.definition_json)) for r in rows]
+
+
+def _all_decoded(raw: Any) -> bool:
+    return isinstance(raw, list) and all(isinstance(v, HandleValue) for v in raw)
+
+
+def _same(old: list[HandleValue], new: list[HandleValue]) -> bool:
+    if len(old) != len(new):
+        return False
+    a, b = sorted(old, key=lambda v: v.index), sorted(new, key=lambda v: v.index)
+    return all(x.same_content(y) for x, y in zip(a, b, strict=True))
+
+
+def _fail(res: ItemResult, exc: GongyunError) -> None:
+    res.status = "error"
+    res.response_code = response_code(exc)[0]
+    res.code = exc.code
+    res.message = exc.message
+    errors = exc.details.get("errors")
+    res.errors = errors if isinstance(errors, list) else None

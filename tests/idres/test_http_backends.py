@@ -1,0 +1,37 @@
+"""The Handle API on both registry backends (PostgreSQL reads go through the async engine)."""
+
+from __future__ import annotations
+
+import httpx
+
+from gongyun.idres.auth import Principal, static_token_auth
+from gongyun.idres.http import HandleService, make_app
+from gongyun.idres.registry import Registry
+
+from .conftest import TENANT
+
+OP = {"Authorization": "Bearer tok"}
+
+
+async def test_handle_api_on_backend(registry: Registry) -> None:
+    service = HandleService(
+        registry, TENANT, authenticators=[static_token_auth({"tok": Principal("op", None, operator=True)})]
+    )
+    app = make_app(service)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n") as c:
+        values = {"values": [{"index": 1, "type": "URL", "data": "https://b.example/1"}]}
+        assert (await c.put("/api/handles/88.100.1/b1", json=values, headers=OP)).status_code == 201
+        first = await c.get("/api/handles/88.100.1/b1")
+        second = await c.get("/api/handles/88.100.1/B1")
+        assert first.status_code == second.status_code == 200 and first.content == second.content
+        values["values"][0]["data"] = "https://b.example/2"
+        r = await c.put("/api/handles/88.100.1/b1?overwrite=true", json=values, headers=OP)
+        assert r.status_code == 200
+        assert (await c.get("/api/handles/88.100.1/b1")).json()["values"][0]["data"]["value"].endswith("/2")
+        assert (await c.get("/hrls/handles", params={"URL": "*b.example/2"}, headers=OP)).json() == [
+            "88.100.1/b1"
+        ]
+        assert (await c.delete("/api/handles/88.100.1/b1", headers=OP)).status_code == 200
+        r = await c.get("/api/handles/88.100.1/b1")
+        assert (r.status_code, r.json()["responseCode"]) == (404, 100)
+    service.close()

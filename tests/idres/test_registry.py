@@ -1,0 +1,149 @@
+"""Registry contract suite, run on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from gongyun.idres import prefixes as pfx
+from gongyun.idres.bulk import import_records
+from gongyun.idres.errors import FilingTransition, HandleExists, HandleNotFound, PrefixNotServed
+from gongyun.idres.registry import MAX_BATCH, Registry
+from gongyun.idres.templates import TemplateViolation
+from gongyun.idres.values import decode_values, string_value
+
+from .conftest import OTHER, TENANT
+
+
+def url(i: int, u: str = "https://example.org/p") -> list[dict[str, object]]:
+    return [{"index": 1, "type": "URL", "data": f"{u}/{i}"}, {"index": 2, "type": "GY_KIND", "data": "pump"}]
+
+
+async def test_create_get_update_delete(registry: Registry) -> None:
+    rec, created = await registry.put(TENANT, "88.100.1/Pump-1", decode_values(url(1)))
+    assert created and rec.handle == "88.100.1/Pump-1"
+    got = await registry.get(TENANT, "88.100.1/PUMP-1")
+    assert [v.type for v in got.values] == ["URL", "GY_KIND"]
+    with pytest.raises(HandleExists):
+        await registry.put(TENANT, "88.100.1/pump-1", decode_values(url(2)))
+    _, created = await registry.put(TENANT, "88.100.1/pump-1", decode_values(url(2)), overwrite=True)
+    assert not created
+    rec = await registry.update_values(TENANT, "88.100.1/pump-1", [string_value(3, "EMAIL", "a@b.c")])
+    assert [v.index for v in rec.values] == [1, 2, 3] and rec.version == 3
+    rec = await registry.delete_values(TENANT, "88.100.1/pump-1", [2])
+    assert [v.index for v in rec.values] == [1, 3]
+    await registry.delete(TENANT, "88.100.1/pump-1")
+    with pytest.raises(HandleNotFound):
+        await registry.get(TENANT, "88.100.1/pump-1")
+
+
+async def test_tenant_isolation(registry: Registry) -> None:
+    await registry.put(TENANT, "88.100.1/a", decode_values(url(1)))
+    with pytest.raises(HandleNotFound):
+        await registry.get(OTHER, "88.100.1/a")
+    with pytest.raises(HandleNotFound):
+        await registry.delete(OTHER, "88.100.1/a")
+    with pytest.raises(PrefixNotServed):
+        await registry.put(OTHER, "88.100.1/b", decode_values(url(1)))
+    with pytest.raises(PrefixNotServed):
+        await registry.put(TENANT, "88.200/x", decode_values(url(1)))
+    assert await registry.reverse_lookup(OTHER, {"URL": "*"}) == []
+
+
+async def test_batch_per_item_and_idempotent(registry: Registry) -> None:
+    items = [(f"88.100.1/b{i}", url(i)) for i in range(50)]
+    items.append(("no-slash", url(0)))
+    items.append(("88.100.1/bad", [{"index": 1, "type": "URL", "data": {"format": "weird", "value": "x"}}]))
+    items.append(("88.200/theirs", url(0)))
+    res = await registry.register_batch(TENANT, items)
+    assert [r.status for r in res[:50]] == ["created"] * 50
+    assert [(r.status, r.response_code) for r in res[50:]] == [("error", 102), ("error", 202), ("error", 301)]
+    again = await registry.register_batch(TENANT, items[:50])
+    assert {r.status for r in again} == {"unchanged"}
+    changed = await registry.register_batch(TENANT, [("88.100.1/b0", url(99))])
+    assert changed[0].status == "error" and changed[0].response_code == 101
+    changed = await registry.register_batch(TENANT, [("88.100.1/b0", url(99))], overwrite=True)
+    assert changed[0].status == "updated"
+    with pytest.raises(Exception, match="at most"):
+        await registry.register_batch(TENANT, [("88.100.1/x", url(1))] * (MAX_BATCH + 1))
+
+
+async def test_list_and_reverse_lookup(registry: Registry) -> None:
+    await registry.register_batch(TENANT, [(f"88.100.1/r{i:02d}", url(i)) for i in range(25)])
+    hidden = [{"index": 1, "type": "URL", "data": "https://example.org/p/secret", "permissions": "1100"}]
+    await registry.register_batch(TENANT, [("88.100.1/hidden", hidden)])
+    total, page = await registry.list_handles(TENANT, "88.100.1", page=1, page_size=10)
+    assert total == 26 and page[0] == "88.100.1/r09"
+    assert await registry.reverse_lookup(TENANT, {"URL": "https://example.org/p/7"}) == ["88.100.1/r07"]
+    assert len(await registry.reverse_lookup(TENANT, {"URL": "*example.org/p/1*"})) == 11
+    assert await registry.reverse_lookup(TENANT, {"URL": "*secret"}) == []
+    assert await registry.reverse_lookup(TENANT, {"URL": "*secret"}, include_private=True) == [
+        "88.100.1/hidden"
+    ]
+    assert await registry.reverse_lookup(TENANT, {"URL": "*", "GY_KIND": "pump"}, prefixes=["88.999"]) == []
+    assert await registry.reverse_lookup(TENANT, {"URL": "100%"}) == []
+
+
+async def test_templates_versioned_and_enforced(registry: Registry) -> None:
+    t1 = await registry.save_template(
+        TENANT, {"prefix": "88.100", "name": "pump", "items": [{"type": "GY_MODEL", "required": True}]}
+    )
+    t2 = await registry.save_template(
+        TENANT,
+        {
+            "prefix": "88.100",
+            "name": "pump",
+            "items": [{"type": "GY_MODEL", "required": True, "maxLength": 3}],
+        },
+    )
+    assert (t1.version, t2.version) == (1, 2)
+    ok = [
+        {"index": 1, "type": "GY_TEMPLATE", "data": "pump@1"},
+        {"index": 2, "type": "GY_MODEL", "data": "LONGER"},
+    ]
+    await registry.put(TENANT, "88.100.1/t1", decode_values(ok))
+    latest = [
+        {"index": 1, "type": "GY_TEMPLATE", "data": "pump"},
+        {"index": 2, "type": "GY_MODEL", "data": "LONGER"},
+    ]
+    with pytest.raises(TemplateViolation):
+        await registry.put(TENANT, "88.100.1/t2", decode_values(latest))
+    res = await registry.register_batch(TENANT, [("88.100.1/t3", latest)])
+    assert res[0].errors and res[0].errors[0]["rule"] == "maxLength"
+    assert [t.ref for t in await registry.list_templates(TENANT)] == ["pump@1", "pump@2"]
+
+
+async def test_filing_workflow(registry: Registry) -> None:
+    async with registry.db.session() as s:
+        info = await pfx.submit(s, TENANT, "88.100.2", "enterprise", org_name="Acme")
+        assert info.status == "submitted"
+    with pytest.raises(PrefixNotServed):
+        await registry.put(TENANT, "88.100.2/x", decode_values(url(1)))
+    async with registry.db.session() as s:
+        await pfx.transition(s, TENANT, "88.100.2", "verified", "docs ok")
+        await pfx.transition(s, TENANT, "88.100.2", "active")
+    await registry.put(TENANT, "88.100.2/x", decode_values(url(1)))
+    async with registry.db.session() as s:
+        info = await pfx.transition(s, TENANT, "88.100.2", "suspended")
+        assert [h["status"] for h in info.history] == ["submitted", "verified", "active", "suspended"]
+        with pytest.raises(FilingTransition):
+            await pfx.transition(s, TENANT, "88.100.2", "verified")
+        with pytest.raises(PrefixNotServed):
+            await pfx.get(s, OTHER, "88.100.2")
+        assert [p.prefix for p in await pfx.list_prefixes(s, TENANT, "active")] == ["88.100.1"]
+    with pytest.raises(PrefixNotServed):
+        await registry.put(TENANT, "88.100.2/y", decode_values(url(1)))
+
+
+async def test_bulk_import(registry: Registry) -> None:
+    rows = [(f"88.100.1/imp-{i}", url(i)) for i in range(3000)]
+    rows.append(("bad id", url(0)))
+    odd = "tab\there back\\slash\nnew line ✓"
+    rows.append(("88.100.1/odd", [{"index": 1, "type": "NOTE", "data": odd}]))
+    stats = await import_records(registry.db, TENANT, rows, batch_size=1000)
+    assert (stats.inserted, stats.failed) == (3001, 1)
+    assert (await registry.get(TENANT, "88.100.1/odd")).values[0].value == odd
+    again = await import_records(registry.db, TENANT, rows[:1500], batch_size=1000)
+    assert (again.inserted, again.skipped) == (0, 1500)
+    rec = await registry.get(TENANT, "88.100.1/IMP-2999")
+    assert rec.values[0].value == "https://example.org/p/2999"
+    assert await registry.reverse_lookup(TENANT, {"URL": "https://example.org/p/42"}) == ["88.100.1/imp-42"]

@@ -1,0 +1,98 @@
+"""Gongyun's lean HTTP server: fast path, ASGI path, ordering of pipelined requests, bad input."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from gongyun.idres.asgi import AsgiApp, Request, Response, json_response
+
+from .serving import serve_lean_in_thread
+
+
+def make_app() -> AsgiApp:
+    app = AsgiApp()
+
+    async def echo(req: Request) -> Response:
+        return json_response(
+            201, {"method": req.method, "path": req.path, "q": req.arg("q"), "len": len(req.body)}
+        )
+
+    app.mount("/echo", echo)
+    app.fast_get = lambda raw: b'{"fast":true}' if raw == b"/fast" else None
+    return app
+
+
+@pytest.fixture
+def base() -> Iterator[tuple[str, int]]:
+    with serve_lean_in_thread(make_app()) as url:
+        host, port = url[len("http://") :].split(":")
+        yield host, int(port)
+
+
+def exchange(addr: tuple[str, int], payload: bytes, expect: int) -> list[bytes]:
+    """Send raw bytes; read until ``expect`` responses arrived; return their bodies."""
+    with socket.create_connection(addr, timeout=5) as s:
+        s.sendall(payload)
+        data = b""
+        while data.count(b"HTTP/1.1 ") < expect or not data.endswith(b"}"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    parts = data.split(b"HTTP/1.1 ")[1:]
+    return [p.split(b"\r\n\r\n", 1)[1] for p in parts]
+
+
+def test_fast_and_asgi_paths_in_order(base: tuple[str, int]) -> None:
+    pipelined = (
+        b"POST /echo/a?q=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+        b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /echo/%E6%B3%B5 HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    bodies = exchange(base, pipelined, 3)
+    assert bodies[0] == b'{"method":"POST","path":"/echo/a","q":"1","len":3}'
+    assert bodies[1] == b'{"fast":true}'
+    assert "泵".encode() in bodies[2]
+
+
+def test_authorization_skips_fast_path(base: tuple[str, int]) -> None:
+    bodies = exchange(base, b"GET /fast HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\n", 1)
+    assert b"no such endpoint" in bodies[0]
+
+
+def test_bad_request(base: tuple[str, int]) -> None:
+    with socket.create_connection(base, timeout=5) as s:
+        s.sendall(b"GARBAGE\r\n\r\n")
+        assert s.recv(1024).startswith(b"HTTP/1.1 400")
+
+
+def test_oversize_body_is_refused(base: tuple[str, int]) -> None:
+    from gongyun.idres.asgi import MAX_BODY
+
+    with socket.create_connection(base, timeout=5) as s:
+        s.sendall(f"PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {MAX_BODY + 10}\r\n\r\n".encode())
+        chunk = b"x" * 65536
+        answer = b""
+        try:
+            for _ in range(MAX_BODY // len(chunk) + 2):
+                s.sendall(chunk)
+        except OSError:
+            pass
+        answer = s.recv(1024)
+        assert answer.startswith(b"HTTP/1.1 413")
+
+
+def test_idle_connections_are_closed(base: tuple[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from gongyun.idres import server
+
+    monkeypatch.setattr(server, "IDLE_TIMEOUT", 0.3)
+    with socket.create_connection(base, timeout=5) as s:
+        s.sendall(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(1024).endswith(b'{"fast":true}')
+        time.sleep(0.8)
+        assert s.recv(1024) == b""  # closed by the server
