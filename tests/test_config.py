@@ -30,6 +30,7 @@ def test_toml_then_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     )
     monkeypatch.setenv("GONGYUN_CONFIG", str(cfg))
     monkeypatch.setenv("GONGYUN_PORT", "9100")
+    monkeypatch.setenv("GONGYUN_SECRET_KEY", "k" * 40)
     s = load_settings()
     assert s.profile is Profile.server
     assert s.effective_bus_url == "nats://127.0.0.1:4222"
@@ -39,7 +40,17 @@ def test_toml_then_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 def test_server_profile_needs_urls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GONGYUN_PROFILE", "server")
-    with pytest.raises(ConfigError, match="database_url"):
+    with pytest.raises(ConfigError, match="database_url") as info:
+        load_settings()
+    assert "secret_key" in info.value.message
+
+
+def test_short_secret_key_and_missing_config_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="32 characters"):
+        load_settings(secret_key="short")
+    monkeypatch.setenv("GONGYUN_CONFIG", str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match="does not exist"):
         load_settings()
 
 

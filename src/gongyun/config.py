@@ -27,10 +27,22 @@ class Profile(StrEnum):
     server = "server"
 
 
+_CONFIG_OVERRIDE: list[Path] = []
+
+
+def use_config_file(path: Path) -> None:
+    """Read settings from ``path`` (the CLI's ``--config``) instead of the default file."""
+    _CONFIG_OVERRIDE[:] = [path]
+    get_settings.cache_clear()
+
+
 def _config_file() -> Path | None:
-    explicit = os.environ.get("GONGYUN_CONFIG")
+    explicit = _CONFIG_OVERRIDE[0] if _CONFIG_OVERRIDE else os.environ.get("GONGYUN_CONFIG")
     if explicit:
-        return Path(explicit)
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"configuration file {path} does not exist")
+        return path
     default = Path("gongyun.toml")
     return default if default.exists() else None
 
@@ -67,9 +79,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _server_needs_urls(self) -> Settings:
         if self.profile is Profile.server:
-            missing = [n for n in ("database_url", "bus_url") if getattr(self, n) is None]
+            missing = [n for n in ("database_url", "bus_url", "secret_key") if getattr(self, n) is None]
             if missing:
                 raise ValueError(f"profile 'server' needs {', '.join(missing)}")
+        if self.secret_key is not None and len(self.secret_key.get_secret_value()) < 32:
+            raise ValueError("secret_key must have at least 32 characters")
         return self
 
     @classmethod
@@ -109,12 +123,33 @@ class Settings(BaseSettings):
         """The token signing secret: configured, or generated once into the data directory."""
         if self.secret_key is not None:
             return self.secret_key.get_secret_value()
-        path = self.ensure_data_dir() / "secret.key"
+        path = (self.ensure_data_dir() / "secret.key").resolve()
+        cached = _SECRETS.get(path)
+        if cached:
+            return cached
         if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            # Write a private temp file, then link it into place: a concurrent starter either
+            # wins the link or reads the complete file, never an empty one.
+            tmp = path.with_name(f".secret.{secrets.token_hex(6)}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_urlsafe(48))
-        return path.read_text().strip()
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        value = path.read_text().strip()
+        if len(value) < 32:
+            raise ConfigError(f"{path} holds a signing key shorter than 32 characters")
+        _SECRETS[path] = value
+        return value
+
+
+_SECRETS: dict[Path, str] = {}
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import text
+from sqlalchemy.pool import NullPool
+
 from gongyun.bus import Bus, open_bus
 from gongyun.config import Settings
-from gongyun.db import Database, upgrade
+from gongyun.db import Database, make_engine, upgrade
 from gongyun.db.base import utcnow
 from gongyun.security.accounts import ensure_bootstrap
 
 log = logging.getLogger("gongyun.runtime")
+_PREPARE_LOCK_KEY = 0x67_6F_6E_67  # "gong": one advisory lock id for migrations + bootstrap
 
 
 @dataclass
@@ -31,17 +39,43 @@ class Runtime:
         await self.db.dispose()
 
 
+@asynccontextmanager
+async def _prepare_lock(settings: Settings) -> AsyncIterator[None]:
+    """Serialise migrations and bootstrap across processes starting at the same time."""
+    url = settings.effective_database_url
+    if url.startswith("postgresql"):
+        engine = make_engine(url, poolclass=NullPool)
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PREPARE_LOCK_KEY})
+                try:
+                    yield
+                finally:
+                    await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PREPARE_LOCK_KEY})
+        finally:
+            await engine.dispose()
+        return
+    lock_path = settings.ensure_data_dir() / ".prepare.lock"
+    with open(lock_path, "a+") as fh:  # noqa: ASYNC230 (a tiny local lock file)
+        await asyncio.to_thread(fcntl.flock, fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 async def prepare_database(settings: Settings) -> str | None:
     """Run migrations and bootstrap the first admin; return a generated password, if any."""
     settings.ensure_data_dir()
-    await upgrade(settings.effective_database_url)
-    db = Database(settings.effective_database_url)
-    try:
-        async with db.session() as session:
-            given = settings.admin_password.get_secret_value() if settings.admin_password else None
-            return await ensure_bootstrap(session, settings.admin_username, given)
-    finally:
-        await db.dispose()
+    async with _prepare_lock(settings):
+        await upgrade(settings.effective_database_url)
+        db = Database(settings.effective_database_url)
+        try:
+            async with db.session() as session:
+                given = settings.admin_password.get_secret_value() if settings.admin_password else None
+                return await ensure_bootstrap(session, settings.admin_username, given)
+        finally:
+            await db.dispose()
 
 
 async def start_runtime(settings: Settings) -> Runtime:

@@ -9,6 +9,7 @@ import httpx
 
 from gongyun.api.public import PUBLIC_PREFIXES, is_public
 from gongyun.runtime import Runtime
+from tests.api.tenant_objects import NONEXISTENT, make_objects
 from tests.apphelp import admin_headers, login
 
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -45,58 +46,86 @@ async def test_every_non_public_operation_requires_authentication(
     assert checked >= 10
 
 
-async def _tenant_with_admin(client: httpx.AsyncClient, root: dict[str, str], name: str) -> dict[str, Any]:
+async def _tenant(client: httpx.AsyncClient, root: dict[str, str], name: str) -> dict[str, Any]:
     tenant = (await client.post("/api/v1/tenants", json={"name": name}, headers=root)).json()
-    # Platform admins act in another tenant with X-Tenant.
-    as_tenant = {**root, "X-Tenant": tenant["id"]}
-    password = f"{name}-admin-password"
-    user = await client.post(
-        "/api/v1/users",
-        json={"username": f"{name}-admin", "password": password, "role": "tenant-admin"},
-        headers=as_tenant,
-    )
-    assert user.status_code == 201, user.text
-    headers = await login(client, f"{name}-admin", password)
-    key = (await client.post("/api/v1/apikeys", json={"name": "k", "role": "viewer"}, headers=headers)).json()
-    return {"tenant": tenant, "headers": headers, "user": user.json(), "key": key}
+    as_tenant = {**root, "X-Tenant": tenant["id"]}  # platform admins act in a tenant with X-Tenant
+    callers: dict[str, dict[str, str]] = {}
+    first_user: dict[str, Any] = {}
+    for role in ("tenant-admin", "engineer", "operator"):
+        password = f"{name}-{role}-password"
+        user = await client.post(
+            "/api/v1/users",
+            json={"username": f"{name}-{role}", "password": password, "role": role},
+            headers=as_tenant,
+        )
+        assert user.status_code == 201, user.text
+        first_user = first_user or user.json()
+        callers[role] = await login(client, f"{name}-{role}", password)
+    key = (
+        await client.post(
+            "/api/v1/apikeys", json={"name": "k", "role": "viewer"}, headers=callers["tenant-admin"]
+        )
+    ).json()
+    callers["viewer-key"] = {"X-API-Key": key["key"]}
+    base = {"tenant_id": tenant["id"], "user_id": first_user["id"], "key_id": key["id"]}
+    ids = await make_objects(client, callers["tenant-admin"], base, name)
+    return {"tenant": tenant, "callers": callers, "ids": ids, "user": first_user}
 
 
-async def test_tenant_a_gets_404_for_every_object_of_tenant_b(
+def _url(path: str, ids: dict[str, str]) -> str:
+    missing = [p for p in PARAM.findall(path) if p.split(":")[0] not in ids]
+    assert not missing, f"tests/api/tenant_objects.py has no object for path parameter(s) {missing} of {path}"
+    return PARAM.sub(lambda m: ids[m.group(1).split(":")[0]], path)
+
+
+async def test_tenant_b_objects_are_indistinguishable_from_nonexistent_ones(
     app_client: tuple[httpx.AsyncClient, Runtime],
 ) -> None:
+    """For every role of tenant A, B's objects answer exactly like objects that do not exist."""
     client, _ = app_client
     root = await admin_headers(client)
-    a = await _tenant_with_admin(client, root, "alpha")
-    b = await _tenant_with_admin(client, root, "beta")
-    ids = {"tenant_id": b["tenant"]["id"], "user_id": b["user"]["id"], "key_id": b["key"]["id"]}
-    schema = (await client.get("/openapi.json")).json()
-    tried = 0
-    for method, path in _operations(schema):
-        params = PARAM.findall(path)
-        if not params or is_public(method, path):
-            continue
-        missing = [p for p in params if p not in ids]
-        assert not missing, f"no tenant-B object for path parameter(s) {missing} of {method} {path}"
-        url = path.format(**ids)
-        body: dict[str, Any] | None = {} if method in {"POST", "PUT", "PATCH"} else None
-        resp = await client.request(method, url, json=body, headers=a["headers"])
-        assert resp.status_code == 404, f"{method} {path} answered {resp.status_code} across tenants"
-        assert b["user"]["username"] not in resp.text
-        tried += 1
-    assert tried >= 5
+    a = await _tenant(client, root, "alpha")
+    b = await _tenant(client, root, "beta")
+    ops = [(m, p) for m, p in _operations((await client.get("/openapi.json")).json()) if PARAM.search(p)]
+    ops = [(m, p) for m, p in ops if not is_public(m, p)]
+    assert len(ops) >= 10
+    secrets_of_b = [b["user"]["username"], b["ids"]["handle"], f"dev-{'beta'}"]
+    for role, headers in a["callers"].items():
+        for method, path in ops:
+            body: dict[str, Any] | None = {} if method in {"POST", "PUT", "PATCH"} else None
+            resp_b = await client.request(method, _url(path, b["ids"]), json=body, headers=headers)
+            resp_none = await client.request(method, _url(path, NONEXISTENT), json=body, headers=headers)
+            where = f"{role}: {method} {path}"
+            assert resp_b.status_code < 200 or resp_b.status_code >= 300, f"{where} reached tenant B's object"
+            assert resp_b.status_code == resp_none.status_code, (
+                f"{where}: B's object answers {resp_b.status_code}, a missing one {resp_none.status_code}"
+            )
+            assert not any(s in resp_b.text for s in secrets_of_b), f"{where} leaked B's data"
+            if role == "tenant-admin" and method == "GET":
+                assert resp_b.status_code == 404, f"{where} answered {resp_b.status_code}, not 404"
     # Listings show only the caller's own tenant.
-    users = (await client.get("/api/v1/users", headers=a["headers"])).json()
-    assert {u["username"] for u in users} == {"alpha-admin"}
-    keys = (await client.get("/api/v1/apikeys", headers=a["headers"])).json()
+    admin_a = a["callers"]["tenant-admin"]
+    users = (await client.get("/api/v1/users", headers=admin_a)).json()
+    assert {u["username"] for u in users} == {"alpha-tenant-admin", "alpha-engineer", "alpha-operator"}
+    keys = (await client.get("/api/v1/apikeys", headers=admin_a)).json()
     assert {k["tenant_id"] for k in keys} == {a["tenant"]["id"]}
-    tenants = (await client.get("/api/v1/tenants", headers=a["headers"])).json()
+    tenants = (await client.get("/api/v1/tenants", headers=admin_a)).json()
     assert [t["name"] for t in tenants] == ["alpha"]
     # A tenant admin cannot borrow another tenant with X-Tenant.
-    borrowed = await client.get("/api/v1/users", headers={**a["headers"], "X-Tenant": b["tenant"]["id"]})
+    borrowed = await client.get("/api/v1/users", headers={**admin_a, "X-Tenant": b["tenant"]["id"]})
     assert borrowed.status_code == 404
-    # B's objects are intact.
-    still = await client.get(f"/api/v1/users/{b['user']['id']}", headers=b["headers"])
-    assert still.status_code == 200
+    # Every object of B survived tenant A's attempts.
+    admin_b = b["callers"]["tenant-admin"]
+    for path in (
+        f"/api/v1/users/{b['ids']['user_id']}",
+        f"/api/v1/apikeys/{b['ids']['key_id']}",
+        f"/api/v1/assets/devices/{b['ids']['device_id']}",
+        f"/api/v1/assets/tags/{b['ids']['tag_id']}",
+        f"/api/v1/assets/{b['ids']['node_id']}",
+        f"/api/v1/alarms/rules/{b['ids']['rule_id']}",
+        f"/api/v1/identifiers/records/{b['ids']['handle']}",
+    ):
+        assert (await client.get(path, headers=admin_b)).status_code == 200, path
 
 
 async def test_routes_outside_the_schema_are_declared_public_or_authenticated(

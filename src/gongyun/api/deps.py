@@ -86,6 +86,7 @@ async def get_ctx(request: Request, runtime: RuntimeDep) -> AsyncIterator[Ctx]:
                     raise NotFound("tenant not found")
                 tenant_id = acting
             await session.commit()  # persist last-used stamps before scoping
+            session.expunge_all()  # objects loaded before scoping must not be served from the map
             scope_session(session.sync_session, tenant_id)
             request.state.principal = f"{principal.kind}:{principal.name}"
             yield Ctx(

@@ -6,6 +6,7 @@ per request, and so that the body limit can stop a chunked upload mid-stream.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -15,7 +16,7 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gongyun.errors import PayloadTooLarge
+from gongyun.errors import InvalidInput, PayloadTooLarge
 from gongyun.log import request_id_var
 
 log = logging.getLogger("gongyun.access")
@@ -32,9 +33,23 @@ _RID_OK = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 def _problem_bytes(limit: int) -> bytes:
     exc = PayloadTooLarge(f"request body exceeds the limit of {limit} bytes", limit=limit)
-    import json
-
     return json.dumps(exc.to_problem()).encode()
+
+
+def _nul_problem() -> bytes:
+    exc = InvalidInput("NUL characters are not allowed in paths, queries or headers")
+    return json.dumps(exc.to_problem()).encode()
+
+
+def _has_nul(scope: Scope, headers: dict[str, str]) -> bool:
+    # PostgreSQL cannot store NUL in text; no identifier, name or header legitimately has one.
+    query: bytes = scope.get("query_string", b"")
+    return (
+        "\x00" in scope["path"]
+        or b"%00" in query
+        or b"\x00" in query
+        or any("\x00" in v for v in headers.values())
+    )
 
 
 class RequestContextMiddleware:
@@ -59,7 +74,10 @@ class RequestContextMiddleware:
             if length is not None and (not length.isdigit() or int(length) > self.max_body):
                 await self._reject_large(send, rid, status)
                 return
-            if length is None and "chunked" in headers.get("transfer-encoding", ""):
+            if _has_nul(scope, headers):
+                await self._reject(send, rid, status, 400, _nul_problem())
+                return
+            if length is None and "chunked" in headers.get("transfer-encoding", "").lower():
                 # No declared length: read up to the limit first, then replay to the app.
                 body = await self._read_limited(receive)
                 if body is None:
@@ -143,12 +161,15 @@ class RequestContextMiddleware:
         return wrapped
 
     async def _reject_large(self, send: Send, rid: str, status: dict[str, int]) -> None:
-        body = _problem_bytes(self.max_body)
-        status["code"] = 413
+        await self._reject(send, rid, status, 413, _problem_bytes(self.max_body))
+
+    @staticmethod
+    async def _reject(send: Send, rid: str, status: dict[str, int], code: int, body: bytes) -> None:
+        status["code"] = code
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": code,
                 "headers": [
                     (b"content-type", b"application/problem+json"),
                     (b"content-length", str(len(body)).encode()),

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gongyun.errors import GongyunError
@@ -88,6 +89,22 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(problem, dict(exc.headers) if exc.headers else None)
 
 
+async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
+    # A unique constraint caught a race that the pre-checks could not see.
+    problem = _problem(
+        409, "conflict", "Conflict", "the object conflicts with an existing one", request.url.path
+    )
+    return problem_response(problem)
+
+
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    # The database refused a value (NUL byte, number out of range, ...): the caller's fault.
+    problem = _problem(
+        400, "invalid_input", "Invalid input", "a value is not acceptable to the database", request.url.path
+    )
+    return problem_response(problem)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", extra={"path": request.url.path})
     problem = _problem(500, "internal", "Internal error", "an unexpected error occurred", request.url.path)
@@ -99,4 +116,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(GongyunError, _gongyun_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(Exception, _unexpected)

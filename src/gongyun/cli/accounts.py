@@ -119,6 +119,20 @@ def tenant_add(name: str, display_name: Annotated[str, typer.Option(help="Displa
     console.print(f"[green]created[/] tenant {name} (id {run(go())})")
 
 
+@tenant_app.command("disable")
+def tenant_disable(
+    name: str, enable: Annotated[bool, typer.Option("--enable", help="Enable instead.")] = False
+) -> None:
+    """Disable (or re-enable) a tenant: its users and keys stop working."""
+
+    async def go() -> None:
+        async with db_session(settings()) as session:
+            (await accounts.get_tenant_by_name(session, name)).disabled = not enable
+
+    run(go())
+    console.print(f"[green]{'enabled' if enable else 'disabled'}[/] tenant {name}")
+
+
 @tenant_app.command("list")
 def tenant_list() -> None:
     """List tenants."""

@@ -15,6 +15,7 @@ import typer
 from gongyun import __version__
 from gongyun.cli.accounts import apikey_app, tenant_app, user_app
 from gongyun.cli.common import STATE, announce_password, console, err_console, run, settings
+from gongyun.config import use_config_file
 from gongyun.errors import ConfigError, GongyunError
 
 app = typer.Typer(
@@ -64,6 +65,9 @@ def main(
         Path | None,
         typer.Option("--data-dir", envvar="GONGYUN_DATA_DIR", help="Data directory (default ./var)."),
     ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", envvar="GONGYUN_CONFIG", help="Settings file (gongyun.toml).")
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
@@ -72,6 +76,8 @@ def main(
     """Gongyun (工云): open industrial internet platform."""
     STATE.data_dir = data_dir
     STATE.debug = debug
+    if config is not None:
+        use_config_file(config)
 
 
 def _sockets(hosts: list[str], port: int) -> list[socket.socket]:
@@ -147,27 +153,29 @@ def db_upgrade() -> None:
 _add_room_commands()
 
 
+def _one_line(exc: BaseException) -> str:
+    first = str(exc).strip().splitlines()
+    return first[0] if first else type(exc).__name__
+
+
 def run_cli() -> None:
     """Run the CLI, printing one line (no traceback unless --debug) on failure."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
-        app(standalone_mode=False)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
+        app()  # standalone: usage errors print the usage and exit 2, as click does
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
         if STATE.debug or "--debug" in sys.argv:
             traceback.print_exc()
         if isinstance(exc, GongyunError):
             err_console.print(f"[red]error[/] ({exc.code}): {exc.message}", highlight=False)
+        elif isinstance(exc, SQLAlchemyError):
+            orig = getattr(exc, "orig", None) or exc
+            err_console.print(f"[red]error[/] (database): {_one_line(orig)}", highlight=False)
+        elif isinstance(exc, OSError):
+            err_console.print(f"[red]error[/] ({type(exc).__name__}): {_one_line(exc)}", highlight=False)
         else:
-            err_console.print(f"[red]error[/]: {type(exc).__name__}: {exc}", highlight=False)
+            err_console.print(f"[red]error[/]: {type(exc).__name__}: {_one_line(exc)}", highlight=False)
         sys.exit(1)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.db.base import utcnow
@@ -20,6 +21,20 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
 MIN_PASSWORD = 10
 DEFAULT_TENANT = "default"
+
+
+# Usernames are global (login needs no tenant), so the message must not reveal which
+# tenant holds a name.
+USERNAME_TAKEN = "this username is not available"
+
+
+async def _insert(session: AsyncSession, obj: object, conflict: str) -> None:
+    """Insert in a savepoint so that a lost race on a unique key becomes ``Conflict``."""
+    try:
+        async with session.begin_nested():
+            session.add(obj)
+    except IntegrityError as exc:
+        raise Conflict(conflict) from exc
 
 
 def check_password_policy(password: str) -> None:
@@ -43,8 +58,7 @@ async def create_tenant(session: AsyncSession, name: str, display_name: str = ""
     if exists.first() is not None:
         raise Conflict(f"tenant {name!r} already exists")
     tenant = Tenant(name=name, display_name=display_name or name)
-    session.add(tenant)
-    await session.flush()
+    await _insert(session, tenant, f"tenant {name!r} already exists")
     return tenant
 
 
@@ -72,7 +86,7 @@ async def create_user(
         select(User.id).where(User.username == username).execution_options(all_tenants=True)
     )
     if taken.first() is not None:
-        raise Conflict(f"username {username!r} is taken")
+        raise Conflict(USERNAME_TAKEN)
     user = User(
         tenant_id=tenant_id,
         username=username,
@@ -80,8 +94,7 @@ async def create_user(
         role=role.value,
         display_name=display_name,
     )
-    session.add(user)
-    await session.flush()
+    await _insert(session, user, USERNAME_TAKEN)
     return user
 
 
@@ -142,8 +155,7 @@ async def create_api_key(
         created_by=created_by,
         expires_at=expires,
     )
-    session.add(row)
-    await session.flush()
+    await _insert(session, row, f"an API key named {name!r} exists")
     return NewApiKey(row, key)
 
 

@@ -190,10 +190,11 @@ async def check_password(session: AsyncSession, settings: Settings, username: st
     count = await _claim_attempt(session, settings, user)
     if count is None:
         raise await _locked_error(session, user)
+    # Lock order everywhere: the users row first, then the audit chain head.
     if not verify_password(user.password_hash, password):
-        await audit(session, user.tenant_id, username, "auth.login", username, "failure")
         if count >= settings.lockout_threshold:
             await _lock(session, settings, user)
+        await audit(session, user.tenant_id, username, "auth.login", username, "failure")
         await session.commit()
         raise InvalidCredentials("invalid username or password")
     await session.refresh(user)
@@ -201,6 +202,7 @@ async def check_password(session: AsyncSession, settings: Settings, username: st
     user.failed_logins, user.first_failed_at, user.locked_until = 0, None, None
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
+    await session.flush()
     return user
 
 

@@ -37,7 +37,7 @@ def _tags_changed(ctx: Ctx) -> None:
     from gongyun.telemetry.service import get_service
 
     with contextlib.suppress(ServiceUnavailable):
-        get_service(ctx.runtime).catalog.invalidate(ctx.tenant_id)
+        get_service(ctx.runtime).ingestor.invalidate(ctx.tenant_id)
 
 
 # -- tree and nodes ----------------------------------------------------------------------------

@@ -44,7 +44,7 @@ class VerificationOut(BaseModel):
 async def list_events(
     ctx: Annotated[Ctx, Depends(require(Perm.audit_read))],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before_seq: Annotated[int | None, Query(ge=1)] = None,
+    before_seq: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
 ) -> list[AuditEvent]:
     """Audit events of the caller's tenant, newest first, paged by ``before_seq``."""

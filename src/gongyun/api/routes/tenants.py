@@ -89,6 +89,10 @@ async def patch_tenant(
     if body.display_name is not None:
         tenant.display_name = body.display_name
     if body.disabled is not None:
+        if body.disabled and tenant.id == ctx.tenant_id:
+            raise PermissionDenied("you cannot disable the tenant you act in")
+        if body.disabled and tenant.name == accounts.DEFAULT_TENANT:
+            raise PermissionDenied("the default tenant holds the platform admins and cannot be disabled")
         tenant.disabled = body.disabled
     await ctx.audit("tenant.update", tenant.name, **body.model_dump(exclude_none=True))
     await ctx.session.flush()

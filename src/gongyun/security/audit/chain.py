@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Integer, String, UniqueConstraint, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -66,6 +68,18 @@ def _digest(prev: str, tenant_id: str, seq: int, ts: datetime, fields: dict[str,
     return hashlib.sha256(f"{prev}|{body}".encode()).hexdigest()
 
 
+async def _bump(session: AsyncSession, tenant_id: str) -> tuple[int, str] | None:
+    bumped = await session.execute(
+        update(AuditHead)
+        .where(AuditHead.tenant_id == tenant_id)
+        .values(seq=AuditHead.seq + 1)
+        .returning(AuditHead.seq, AuditHead.hash)
+        .execution_options(synchronize_session=False)
+    )
+    row = bumped.first()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
 async def record(
     session: AsyncSession,
     tenant_id: str,
@@ -76,19 +90,17 @@ async def record(
     **detail: Any,
 ) -> int:
     """Append an event to the tenant's chain (in the caller's transaction); return its seq."""
-    bumped = await session.execute(
-        update(AuditHead)
-        .where(AuditHead.tenant_id == tenant_id)
-        .values(seq=AuditHead.seq + 1)
-        .returning(AuditHead.seq, AuditHead.hash)
-        .execution_options(synchronize_session=False)
-    )
-    row = bumped.first()
+    row = await _bump(session, tenant_id)
     if row is None:
-        await session.execute(insert(AuditHead).values(tenant_id=tenant_id, seq=1, hash=GENESIS))
-        seq, prev = 1, GENESIS
-    else:
-        seq, prev = int(row[0]), str(row[1])
+        # First event of this tenant: create the head (a concurrent creator may win; fine).
+        dialect = session.get_bind().dialect.name
+        make_insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        await session.execute(
+            make_insert(AuditHead).values(tenant_id=tenant_id, seq=0, hash=GENESIS).on_conflict_do_nothing()
+        )
+        row = await _bump(session, tenant_id)
+        assert row is not None
+    seq, prev = row
     ts = utcnow()
     fields = {"actor": actor, "action": action, "target": target, "outcome": outcome, "detail": detail}
     digest = _digest(prev, tenant_id, seq, ts, fields)

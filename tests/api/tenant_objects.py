@@ -1,0 +1,79 @@
+"""Create one object of every kind a path parameter can name, inside one tenant, via the API.
+
+The cross-tenant test needs, for every ``{param}`` in the OpenAPI schema, an object that
+belongs to tenant B. A room that adds a route with a new path parameter adds its factory here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+
+# Path parameter values that name nothing at all (the "does not exist" baseline).
+NONEXISTENT: dict[str, str] = {
+    "tenant_id": "0" * 32,
+    "user_id": "0" * 32,
+    "key_id": "0" * 32,
+    "node_id": "0" * 32,
+    "device_id": "0" * 32,
+    "tag_id": "0" * 32,
+    "rule_id": "0" * 32,
+    "notifier_id": "0" * 32,
+    "prefix": "88.999.999",
+    "handle": "88.999.999/NOTHING-HERE",
+}
+
+
+async def _post(client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str]) -> Any:
+    resp = await client.post(url, json=body, headers=headers)
+    assert resp.status_code in (200, 201), f"POST {url}: {resp.status_code} {resp.text}"
+    return resp.json()
+
+
+async def make_objects(
+    client: httpx.AsyncClient, headers: dict[str, str], base: dict[str, str], tag: str
+) -> dict[str, str]:
+    """Objects of one tenant for every known path parameter; ``base`` holds tenant/user/key ids."""
+    ids = dict(base)
+    node = await _post(client, "/api/v1/assets", {"level": "enterprise", "name": f"ent-{tag}"}, headers)
+    ids["node_id"] = node["id"]
+    device = await _post(
+        client, "/api/v1/assets/devices", {"name": f"dev-{tag}", "protocol": "modbus"}, headers
+    )
+    ids["device_id"] = device["id"]
+    tag_row = await _post(client, f"/api/v1/assets/devices/{device['id']}/tags", {"name": "temp"}, headers)
+    ids["tag_id"] = tag_row["id"]
+    rule = await _post(
+        client,
+        "/api/v1/alarms/rules",
+        {"kind": "threshold", "name": f"hot-{tag}", "tag": f"dev-{tag}/temp", "limit": 80},
+        headers,
+    )
+    ids["rule_id"] = rule["id"]
+    notifier = await _post(
+        client,
+        "/api/v1/alarms/notifiers",
+        {"name": f"hook-{tag}", "config": {"kind": "webhook", "url": "http://127.0.0.1:9/hook"}},
+        headers,
+    )
+    ids["notifier_id"] = notifier["id"]
+    prefix = f"88.{100 + uuid.uuid4().int % 800}.{uuid.uuid4().int % 100000}"
+    await _post(client, "/api/v1/identifiers/prefixes", {"prefix": prefix}, headers)
+    for status in ("verified", "active"):
+        await _post(client, f"/api/v1/identifiers/prefixes/{prefix}/status", {"status": status}, headers)
+    ids["prefix"] = prefix
+    handle = f"{prefix}/OBJ-{tag}"
+    put = await client.put(
+        f"/api/v1/identifiers/records/{handle}",
+        json={
+            "values": [
+                {"index": 1, "type": "URL", "data": {"format": "string", "value": "https://example.com"}}
+            ]
+        },
+        headers=headers,
+    )
+    assert put.status_code in (200, 201), put.text
+    ids["handle"] = handle
+    return ids
