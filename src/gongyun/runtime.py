@@ -34,7 +34,16 @@ class Runtime:
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def close(self) -> None:
-        """Close the bus and the database pool."""
+        """Stop the rooms' services, then close the bus and the database pool."""
+        for name in reversed(list(self.extras)):
+            service = self.extras[name]
+            stop = getattr(service, "stop", None)
+            if stop is not None:
+                try:
+                    await stop()
+                except Exception:
+                    log.exception("stopping %s failed", name)
+        self.extras.clear()
         await self.bus.close()
         await self.db.dispose()
 
@@ -78,10 +87,19 @@ async def prepare_database(settings: Settings) -> str | None:
             await db.dispose()
 
 
-async def start_runtime(settings: Settings) -> Runtime:
-    """Open the database and the bus (migrations must have run)."""
+async def start_runtime(settings: Settings, *, platform: bool = True) -> Runtime:
+    """Open the database and the bus (migrations must have run), then the platform services."""
+    from gongyun.telemetry.service import TelemetryService
+
     db = Database(settings.effective_database_url)
     bus = open_bus(settings.effective_bus_url)
     await bus.connect()
+    runtime = Runtime(settings=settings, db=db, bus=bus)
+    if platform:
+        try:
+            await TelemetryService.start(runtime)
+        except BaseException:
+            await runtime.close()
+            raise
     log.info("runtime started", extra={"profile": settings.profile.value, "bus": settings.effective_bus_url})
-    return Runtime(settings=settings, db=db, bus=bus)
+    return runtime

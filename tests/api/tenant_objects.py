@@ -69,7 +69,7 @@ async def make_objects(
         f"/api/v1/identifiers/records/{handle}",
         json={
             "values": [
-                {"index": 1, "type": "URL", "data": {"format": "string", "value": "https://example.com"}}
+                {"index": 1, "type": "URL", "data": {"format": "string", "value": f"https://secret-{tag}.example/x"}}
             ]
         },
         headers=headers,
