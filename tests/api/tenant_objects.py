@@ -23,6 +23,7 @@ NONEXISTENT: dict[str, str] = {
     "notifier_id": "0" * 32,
     "prefix": "88.999.999",
     "handle": "88.999.999/NOTHING-HERE",
+    "device": "no-such-device",
 }
 
 
@@ -43,6 +44,7 @@ async def make_objects(
         client, "/api/v1/assets/devices", {"name": f"dev-{tag}", "protocol": "modbus"}, headers
     )
     ids["device_id"] = device["id"]
+    ids["device"] = device["name"]
     tag_row = await _post(client, f"/api/v1/assets/devices/{device['id']}/tags", {"name": "temp"}, headers)
     ids["tag_id"] = tag_row["id"]
     rule = await _post(
@@ -69,7 +71,11 @@ async def make_objects(
         f"/api/v1/identifiers/records/{handle}",
         json={
             "values": [
-                {"index": 1, "type": "URL", "data": {"format": "string", "value": f"https://secret-{tag}.example/x"}}
+                {
+                    "index": 1,
+                    "type": "URL",
+                    "data": {"format": "string", "value": f"https://secret-{tag}.example/x"},
+                }
             ]
         },
         headers=headers,

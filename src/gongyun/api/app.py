@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -45,8 +46,18 @@ def _include_routers(app: FastAPI) -> None:
         app.include_router(module.router)
 
 
-def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    """Build the API + console app; a given ``runtime`` is used as is (tests), else one is started."""
+StartHook = Callable[[Runtime], Awaitable[Any]]
+
+
+def create_app(
+    settings: Settings | None = None,
+    runtime: Runtime | None = None,
+    on_start: Sequence[StartHook] = (),
+) -> FastAPI:
+    """Build the API + console app; a given ``runtime`` is used as is (tests), else one is started.
+
+    ``on_start`` hooks run once the runtime is up (``gongyun demo`` starts the factory there).
+    """
     settings = settings or (runtime.settings if runtime else get_settings())
 
     @asynccontextmanager
@@ -57,6 +68,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             app.state.runtime = await start_runtime(settings)
         else:
             app.state.runtime = runtime
+        for hook in on_start:
+            await hook(app.state.runtime)
         try:
             yield
         finally:

@@ -113,8 +113,12 @@ def _serve(host: list[str] | None, port: int | None, demo: bool) -> None:
     cfg = settings(**({"host": host} if host else {}), port=port)
     setup_logging(cfg.log_level, cfg.log_format)
     announce_password(cfg, run(prepare_database(cfg)))
-    cfg_app = create_app(cfg)
-    cfg_app.state.demo = demo
+    hooks = []
+    if demo:
+        from gongyun.demo import start_demo
+
+        hooks.append(start_demo)
+    cfg_app = create_app(cfg, on_start=hooks)
     socks = _sockets(cfg.host, cfg.port)
     for s in socks:
         addr = s.getsockname()
@@ -136,7 +140,7 @@ def serve(host: HostOpt = None, port: PortOpt = None) -> None:
 
 @app.command()
 def demo(host: HostOpt = None, port: PortOpt = None) -> None:
-    """Serve with the virtual factory (the same as serve until the simulators are wired)."""
+    """Serve with the virtual factory: simulators, an edge gateway and a seeded asset model."""
     _serve(host, port, demo=True)
 
 

@@ -1,0 +1,180 @@
+"""``gongyun demo``: the virtual factory, its gateway and its asset model inside the server.
+
+The simulators (``gongyun.sim``) speak real Modbus TCP, OPC UA and Sparkplug B on loopback;
+an edge gateway (``gongyun.edge``) polls them and uplinks over the process's bus; platform
+ingest stores what it carries. Nothing here reads a device directly: the demo only starts
+the pieces and seeds the asset tree and alarm rules that describe them.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gongyun.assets.seed import Placement, factory_layout, seed
+from gongyun.edge.config import load_config
+from gongyun.edge.runtime import Gateway
+from gongyun.errors import Conflict, NotFound, ValidationFailed
+from gongyun.runtime import Runtime
+from gongyun.security.accounts import DEFAULT_TENANT, get_tenant_by_name
+from gongyun.sim.factory import Factory, FactoryConfig, profiles_dir
+
+log = logging.getLogger("gongyun.demo")
+GATEWAYS_KEY = "gateways"
+DEMO_KEY = "demo"
+MACHINES = {"pump": "pump", "cnc": "cnc", "packaging": "packaging"}
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _broker_reachable(url: str) -> tuple[str, int] | None:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 1883
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return host, port
+    except OSError:
+        return None
+
+
+@dataclass
+class GatewayRegistry:
+    """Gateways running in this process, per tenant (what the devices API reports on)."""
+
+    by_tenant: dict[str, list[Gateway]] = field(default_factory=dict)
+
+    def add(self, tenant_id: str, gateway: Gateway) -> None:
+        """Register a running gateway for a tenant."""
+        self.by_tenant.setdefault(tenant_id, []).append(gateway)
+
+    def of(self, tenant_id: str) -> list[Gateway]:
+        """The tenant's gateways."""
+        return list(self.by_tenant.get(tenant_id, []))
+
+    def gateway_for(self, tenant_id: str, device: str) -> Gateway:
+        """The tenant's gateway that drives ``device``."""
+        for gw in self.of(tenant_id):
+            if device in gw.drivers:
+                return gw
+        raise NotFound(f"device {device!r} is not connected to a gateway")
+
+    async def stop(self) -> None:
+        """Stop every gateway."""
+        for gateways in self.by_tenant.values():
+            for gw in gateways:
+                await gw.stop()
+        self.by_tenant.clear()
+
+
+def gateways(runtime: Runtime) -> GatewayRegistry:
+    """The process's gateway registry (created on first use)."""
+    reg = runtime.extras.get(GATEWAYS_KEY)
+    if reg is None:
+        reg = runtime.extras[GATEWAYS_KEY] = GatewayRegistry()
+    assert isinstance(reg, GatewayRegistry)
+    return reg
+
+
+def _edge_toml(layout: list[Placement], fc: FactoryConfig, buffer: Path, tenant_id: str) -> str:
+    host = fc.hosts[0]
+    url_host = f"[{host}]" if ":" in host else host
+    text = (
+        f'[gateway]\nid = "demo-gateway"\nbuffer = "{buffer}"\n\n'
+        f'[uplink]\nkind = "bus"\nsubject = "telemetry"\ntenant = "{tenant_id}"\n'
+    )
+    for p in layout:
+        text += f'\n[[devices]]\nname = "{p.device}"\nprofile = "{p.profile}"\n'
+        if p.profile.name == "pump.toml":
+            text += f'host = "{host}"\nport = {fc.modbus_port}\n'
+        elif p.profile.name == "cnc.toml":
+            text += f'url = "opc.tcp://{url_host}:{fc.opcua_port}/gongyun/cnc"\n'
+        else:
+            text += (
+                f'broker = "{fc.mqtt_host}:{fc.mqtt_port}"\ngroup = "{fc.group}"\n'
+                'node = "PackLine1"\nsparkplug_device = "Filler"\n'
+            )
+    return text
+
+
+@dataclass
+class Demo:
+    """The running virtual factory of one tenant."""
+
+    factory: Factory
+    gateway: Gateway
+    tenant_id: str
+
+    def inject(self, machine: str, fault: str, rate: float | None = None) -> None:
+        """Start a fault in a simulated machine (bearing wear, clogging, tool wear, ...)."""
+        models: dict[str, Any] = {"pump": self.factory.pump.model, "cnc": self.factory.cnc.model}
+        if self.factory.packaging is not None:
+            models["packaging"] = self.factory.packaging.model
+        model = models.get(machine)
+        if model is None:
+            raise NotFound(f"no simulated machine {machine!r}; choose from {sorted(models)}")
+        try:
+            model.inject(fault) if rate is None else model.inject(fault, rate)
+        except ValueError as exc:
+            raise ValidationFailed(str(exc)) from exc
+
+    async def stop(self) -> None:
+        """Stop the simulators (the gateway is stopped by the registry)."""
+        await self.factory.stop()
+
+
+async def start_demo(runtime: Runtime, *, time_scale: float = 1.0) -> Demo:
+    """Start simulators and a gateway, seed the default tenant, register both on the runtime."""
+    settings = runtime.settings
+    async with runtime.db.session() as session:
+        tenant_id = (await get_tenant_by_name(session, DEFAULT_TENANT)).id
+    broker = _broker_reachable(settings.mqtt_url)
+    modbus = 5020 if _port_free(5020) else _free_port()
+    opcua = 4840 if _port_free(4840) else _free_port()
+    fc = FactoryConfig(
+        modbus_port=modbus, opcua_port=opcua, time_scale=time_scale, packaging=broker is not None
+    )
+    if broker is not None:
+        fc.mqtt_host, fc.mqtt_port = broker
+    else:
+        log.warning("no MQTT broker at %s: the packaging line (Sparkplug B) is left out", settings.mqtt_url)
+    layout = [p for p in factory_layout(profiles_dir()) if fc.packaging or p.profile.name != "packaging.toml"]
+    try:
+        async with runtime.db.session() as session:
+            await seed(session, tenant_id, layout)
+        log.info("seeded the virtual factory's asset model")
+    except Conflict:
+        log.info("the virtual factory's asset model exists already")
+    from gongyun.telemetry.service import get_service
+
+    await get_service(runtime).alarms.load()
+    factory = Factory(fc)
+    await factory.start()
+    edge_dir = settings.ensure_data_dir() / "edge"
+    edge_dir.mkdir(exist_ok=True)
+    config_path = edge_dir / "edge.toml"
+    config_path.write_text(_edge_toml(layout, fc, edge_dir / "buffer.db", tenant_id))
+    config, profiles = load_config(config_path)
+    gateway = Gateway(config, profiles, bus=runtime.bus)
+    await gateway.start()
+    gateways(runtime).add(tenant_id, gateway)
+    demo = Demo(factory, gateway, tenant_id)
+    runtime.extras[DEMO_KEY] = demo
+    log.info("virtual factory running: Modbus TCP :%d, OPC UA :%d", modbus, opcua)
+    return demo
