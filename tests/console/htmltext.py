@@ -52,6 +52,7 @@ ZH_ALLOWED_WORDS = {
     "GONGYUN_ADMIN_PASSWORD",
     "ISA-18.2",
     "ISA-95",
+    "JSON",
     "JavaScript",
     "MQTT",
     "Modbus",

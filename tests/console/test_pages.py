@@ -134,8 +134,16 @@ async def test_pages_send_security_headers(client: httpx.AsyncClient) -> None:
 async def test_static_files_are_served_and_local(client: httpx.AsyncClient) -> None:
     html = (await client.get("/overview")).text
     assets = re.findall(r'(?:href|src)="(/console/static/[^"]+)"', html)
-    names = {a.split("?")[0].rsplit("/", 1)[1] for a in assets}
-    assert names == {"console.css", "console.js", "overview.js", "favicon.svg"}
+    names = {a.split("?")[0].removeprefix("/console/static/") for a in assets}
+    assert names == {
+        "console.css",
+        "console.js",
+        "overview.js",
+        "favicon.svg",
+        "charts.js",
+        "vendor/uPlot.iife.min.js",
+        "vendor/uPlot.min.css",
+    }
     for asset in assets:
         assert (await client.get(asset)).status_code == 200
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")

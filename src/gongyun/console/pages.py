@@ -77,10 +77,10 @@ _ICONS = {
 
 PAGES: tuple[Page, ...] = (
     Page("overview", "overview.html", _ICONS["overview"], ready=True),
-    Page("assets", icon=_ICONS["assets"]),
-    Page("devices", icon=_ICONS["devices"]),
-    Page("identifiers", icon=_ICONS["identifiers"]),
-    Page("alarms", icon=_ICONS["alarms"]),
+    Page("assets", "assets.html", _ICONS["assets"], ready=True),
+    Page("devices", "devices.html", _ICONS["devices"], ready=True),
+    Page("identifiers", "identifiers.html", _ICONS["identifiers"], ready=True),
+    Page("alarms", "alarms.html", _ICONS["alarms"], ready=True),
     Page("apps", icon=_ICONS["apps"]),
     Page("security", icon=_ICONS["security"]),
     Page("admin", "admin.html", _ICONS["admin"], ready=True),
@@ -96,8 +96,8 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
 
 def _asset_version() -> str:
     digest = hashlib.sha256()
-    for path in sorted(STATIC_DIR.iterdir()):
-        digest.update(path.name.encode())
+    for path in sorted(p for p in STATIC_DIR.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(STATIC_DIR).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 

@@ -85,6 +85,7 @@
       super((problem && problem.detail) || "HTTP " + status);
       this.status = status;
       this.code = (problem && problem.code) || null;
+      this.problem = problem;
     }
   }
 
@@ -168,6 +169,16 @@
     not_found: "error.not_found",
     conflict: "error.conflict",
     rate_limited: "error.rate_limited",
+    malformed_identifier: "error.identifier_invalid",
+    identifier_value_invalid: "error.identifier_invalid",
+    identifier_record_too_large: "error.too_large",
+    identifier_prefix_not_served: "error.prefix_not_served",
+    identifier_exists: "error.identifier_exists",
+    identifier_filing_transition: "error.filing_transition",
+    identifier_template_invalid: "error.template_invalid",
+    identifier_template_violation: "error.template_violation",
+    alarm_transition_invalid: "error.alarm_transition",
+    service_unavailable: "error.unavailable",
   };
 
   function errorMessage(err) {
@@ -175,6 +186,153 @@
     let key = ERROR_KEYS[err.code];
     if (!key) key = err.status >= 500 ? "error.server" : "error.generic";
     return t(key, { code: err.code || err.status });
+  }
+
+  /* ---------- live streams (server-sent events over fetch, so the token goes in a header) ---------- */
+
+  function sleep(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
+  /* Parse one SSE block ("event: x\ndata: {...}") into [name, data]; comments give null. */
+  function parseEvent(block) {
+    let name = "message";
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (!line || line.startsWith(":")) continue;
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+      if (field === "event") name = value;
+      else if (field === "data") data.push(value);
+    }
+    if (!data.length) return null;
+    try {
+      return [name, JSON.parse(data.join("\n"))];
+    } catch (e) {
+      return [name, data.join("\n")];
+    }
+  }
+
+  /*
+   * Follow an SSE endpoint; onEvent(name, data) for each event, onState("open"|"retrying"|"closed").
+   * Reconnects with back-off after a drop or a server error; gives up on 403/404. Returns {close()}.
+   */
+  function stream(path, onEvent, onState) {
+    let stopped = false;
+    let controller = null;
+    const state = (s) => onState && onState(s);
+    async function connect() {
+      const expires = Number(store.getItem("gy_expires") || 0);
+      if (expires && expires - Date.now() < 30000) await refreshOnce();
+      controller = new AbortController();
+      const r = await fetch(path, {
+        headers: { Authorization: "Bearer " + session.access(), Accept: "text/event-stream" },
+        signal: controller.signal,
+        cache: "no-store",
+      });
+      if (r.status === 401 && (await refreshOnce())) return "again";
+      if (r.status === 401) {
+        session.clear();
+        toLogin("expired");
+        return "stop";
+      }
+      if (r.status === 403 || r.status === 404) return "stop";
+      if (!r.ok || !r.body) return "retry";
+      state("open");
+      const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return "retry";
+        buffer += value.replace(/\r\n/g, "\n");
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const parsed = parseEvent(buffer.slice(0, cut));
+          buffer = buffer.slice(cut + 2);
+          if (parsed) {
+            try {
+              onEvent(parsed[0], parsed[1]);
+            } catch (err) {
+              console.error("gongyun: stream handler failed", err);
+            }
+          }
+        }
+      }
+    }
+    (async () => {
+      let delay = 1000;
+      while (!stopped) {
+        let outcome;
+        try {
+          outcome = await connect();
+          if (outcome === "again") continue;
+        } catch (e) {
+          outcome = "retry";
+        }
+        if (stopped || outcome === "stop") break;
+        state("retrying");
+        await sleep(delay);
+        delay = Math.min(delay * 2, 10000);
+      }
+      state("closed");
+    })();
+    return {
+      close() {
+        stopped = true;
+        if (controller) controller.abort();
+      },
+    };
+  }
+
+  /* ---------- alarm banner (every page) ---------- */
+
+  /* Alarm transitions from the one shared stream, for pages: hub.addEventListener("alarm", e => e.detail). */
+  const alarmHub = new EventTarget();
+
+  async function refreshBanner() {
+    const banner = $("#gy-alarm-banner");
+    let alarms;
+    try {
+      alarms = items(await api("GET", "/api/v1/alarms?active=true"));
+    } catch (err) {
+      banner.hidden = true;
+      return;
+    }
+    const count = alarms.filter((a) => a.state === "unack_active").length;
+    banner.dataset.count = String(count);
+    $("#gy-alarm-count").textContent = t("banner.alarms", { count });
+    banner.classList.toggle("alarm-banner-quiet", count === 0);
+    banner.hidden = false;
+  }
+
+  function startBanner() {
+    let timer = null;
+    refreshBanner();
+    stream("/api/v1/alarms/stream", (name, data) => {
+      if (name !== "alarm") return;
+      alarmHub.dispatchEvent(new CustomEvent("alarm", { detail: data }));
+      clearTimeout(timer);
+      timer = setTimeout(refreshBanner, 150);
+    }, (s) => {
+      alarmHub.state = s;
+      alarmHub.dispatchEvent(new CustomEvent("state", { detail: s }));
+      if (s === "open") refreshBanner();
+    });
+  }
+
+  /* ---------- shared widgets ---------- */
+
+  function formatNumber(value, digits) {
+    if (value === null || value === undefined || Number.isNaN(Number(value))) return "—";
+    return new Intl.NumberFormat(LANG, { maximumFractionDigits: digits === undefined ? 3 : digits }).format(value);
+  }
+
+  function formatTime(value) {
+    if (!value) return "—";
+    const date = new Date(value);
+    if (Number.isNaN(date.getTime())) return String(value);
+    return new Intl.DateTimeFormat(LANG, { dateStyle: "short", timeStyle: "medium" }).format(date);
   }
 
   /* ---------- shared widgets ---------- */
@@ -338,6 +496,7 @@
     }
     if (document.body.dataset.auth !== "required") return;
     const me = await initShell();
+    if (me && can(me, "alarms:read")) startBanner();
     if (me && pages[PAGE]) {
       try {
         await pages[PAGE](me);
@@ -350,7 +509,7 @@
 
   window.Gongyun = {
     t, $, el, api, items, errorMessage, flash, roleName, permName, formatDate, badge, table, formData,
-    submitting, can, pages,
+    submitting, can, pages, stream, alarmHub, formatNumber, formatTime, sleep, LANG,
   };
   /* Deferred page scripts run before DOMContentLoaded, so every page has registered by then. */
   document.addEventListener("DOMContentLoaded", start);
