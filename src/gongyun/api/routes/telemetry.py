@@ -14,6 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gongyun.api.deps import Ctx, require
+from gongyun.assets import crud
 from gongyun.core.types import Sample
 from gongyun.errors import InvalidInput
 from gongyun.security.rbac import Perm
@@ -153,10 +154,14 @@ async def clean_report(ctx: Read, tag: str) -> dict[str, Any]:
 
 
 class RetentionBody(BaseModel):
-    """Retention for the tenant (no tag) or one tag; rollups are kept at least as long."""
+    """Retention for the tenant (no tag, no asset), one tag, or every tag below an asset node.
+
+    Rollups are kept at least as long as raw data.
+    """
 
     model_config = ConfigDict(extra="forbid")
     tag: str | None = Field(default=None, min_length=3, max_length=300)
+    asset_id: str | None = Field(default=None, max_length=32)
     raw_days: float = Field(gt=0, le=36500)
     rollup_days: float = Field(gt=0, le=36500)
 
@@ -177,15 +182,18 @@ async def get_retention(ctx: Read) -> list[dict[str, Any]]:
 
 @router.put("/retention", summary="Set a retention policy")
 async def put_retention(body: RetentionBody, ctx: Write) -> dict[str, Any]:
-    """Create or replace the policy of the tenant or of one tag."""
-    policy = RetentionPolicy(
-        ctx.tenant_id, timedelta(days=body.raw_days), timedelta(days=body.rollup_days), body.tag
-    )
-    await _svc(ctx).store.set_retention(policy)
-    await ctx.audit(
-        "telemetry.retention", body.tag or "*", raw_days=body.raw_days, rollup_days=body.rollup_days
-    )
-    return body.model_dump()
+    """Create or replace the policy of the tenant, of one tag, or of every tag below an asset."""
+    if body.tag and body.asset_id:
+        raise InvalidInput("give a tag or an asset, not both")
+    raw, rollup = timedelta(days=body.raw_days), timedelta(days=body.rollup_days)
+    tags: list[str | None] = [body.tag]
+    if body.asset_id:
+        tags = list(await crud.tag_refs_under(ctx.session, ctx.tenant_id, body.asset_id))
+    for tag in tags:
+        await _svc(ctx).store.set_retention(RetentionPolicy(ctx.tenant_id, raw, rollup, tag))
+    target = body.tag or body.asset_id or "*"
+    await ctx.audit("telemetry.retention", target, raw_days=body.raw_days, rollup_days=body.rollup_days)
+    return {**body.model_dump(), "tags": [t for t in tags if t]}
 
 
 @router.get("/export", summary="Export a range to CSV or Parquet")

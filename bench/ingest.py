@@ -1,0 +1,372 @@
+"""bench/ingest: Sparkplug B and JSON through Mosquitto into each store, beside mosquitto_sub.
+
+Publisher processes send messages carrying many points each to the Mosquitto at
+127.0.0.1:1883. In the same run, for each store (DuckDB file, PostgreSQL scratch database),
+a paho subscriber decodes the messages, validates them against the tags (ingest) and
+stores them; the C client ``mosquitto_sub`` subscribes to the same stream at the same time.
+Reported: points/s stored end to end (first message received -> last point committed) per
+store, our messages/s, and mosquitto_sub's messages/s of the same stream.
+
+    .venv/bin/python bench/ingest.py [--messages 3000] [--points 100] [--publishers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from gongyun.core.types import Quality, Sample, TagRef
+from gongyun.edge import spb
+from gongyun.telemetry.catalog import StaticCatalog, TagSpec
+from gongyun.telemetry.ingest import Ingestor
+from gongyun.telemetry.store import open_store
+
+HOST, PORT = "127.0.0.1", 1883
+ADMIN_DSN = os.environ.get("GONGYUN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+TENANT = "bench"
+DEVICES_PER_PUBLISHER = 10
+
+
+def publisher(idx: int, group: str, fmt: str, messages: int, points: int, base_ms: int, rate: float) -> None:
+    """Publish ``messages`` messages of ``points`` metrics each at ``rate`` msg/s (0: flat out), QoS 0."""
+    import paho.mqtt.client as mqtt
+
+    out: list[tuple[str, bytes]] = []  # built before publishing: the broker, not the encoder, sets the pace
+    for m in range(messages):
+        dev = f"p{idx}d{m % DEVICES_PER_PUBLISHER}"
+        ts = base_ms + m  # unique per device and message
+        if fmt == "spb":
+            payload = spb.Payload()
+            payload.timestamp = ts
+            payload.seq = m % 256
+            for k in range(points):
+                metric = payload.metrics.add()
+                metric.name = f"m{k}"
+                metric.timestamp = ts
+                metric.datatype = int(spb.SpbType.Double)
+                metric.double_value = float(k + m % 50)
+            out.append((f"spBv1.0/{group}/DDATA/node{idx}/{dev}", payload.SerializeToString()))
+        else:
+            samples = [{"tag": f"{dev}/m{k}", "value": float(k + m % 50), "ts": ts} for k in range(points)]
+            out.append((f"gongyun/{group}/json/{dev}", orjson.dumps({"samples": samples})))
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{group}-pub{idx}")
+    client.max_queued_messages_set(0)
+    client.connect(HOST, PORT)
+    client.loop_start()
+    info = None
+    t0 = time.perf_counter()
+    for i, (topic, data) in enumerate(out):
+        info = client.publish(topic, data)
+        if rate and i % 10 == 9:
+            ahead = t0 + (i + 1) / rate - time.perf_counter()
+            if ahead > 0:
+                time.sleep(ahead)
+    if info is not None:
+        info.wait_for_publish(timeout=120)
+    client.loop_stop()
+    client.disconnect()
+
+
+_REFS: dict[str, dict[str, TagRef]] = {}
+_TS: dict[int, datetime] = {}
+_DOUBLE = int(spb.SpbType.Double)
+
+
+def _refs(device: str) -> dict[str, TagRef]:
+    refs = _REFS.get(device)
+    if refs is None:
+        refs = _REFS[device] = {}
+    return refs
+
+
+def _ref(refs: dict[str, TagRef], device: str, name: str) -> TagRef:
+    ref = refs.get(name)
+    if ref is None:
+        ref = refs[name] = TagRef(device, name)
+    return ref
+
+
+def _ts(ms: int) -> datetime:
+    ts = _TS.get(ms)
+    if ts is None:
+        if len(_TS) > 10_000:
+            _TS.clear()
+        ts = _TS[ms] = datetime.fromtimestamp(ms / 1000, UTC)
+    return ts
+
+
+def decode(topic: str, data: bytes) -> list[Sample]:
+    """Sparkplug B DDATA or the JSON envelope into Samples (the bench's own small decoder)."""
+    now = datetime.now(UTC)
+    good = Quality.good
+    if topic.startswith("spBv1.0/"):
+        device = topic.rsplit("/", 1)[1]
+        refs = _refs(device)
+        msg = spb.parse(data)
+        return [
+            Sample(
+                _ref(refs, device, mt.name),
+                mt.double_value if mt.datatype == _DOUBLE else spb.metric_value(mt),
+                _ts(mt.timestamp),
+                good,
+                None,
+                now,
+            )
+            for mt in msg.metrics
+        ]
+    body = orjson.loads(data)
+    out = []
+    for s in body["samples"]:
+        device, _, name = s["tag"].partition("/")
+        out.append(Sample(_ref(_refs(device), device, name), s["value"], _ts(s["ts"]), good, None, now))
+    return out
+
+
+def _rate(out: str) -> tuple[int, float]:
+    """Messages and messages/s from mosquitto_sub's ``%U`` receive timestamps."""
+    stamps = [float(x) for x in out.split()]
+    if len(stamps) < 2 or stamps[-1] <= stamps[0]:
+        return len(stamps), 0.0
+    return len(stamps), (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+
+async def reference_phase(args: argparse.Namespace, fmt: str) -> dict[str, Any]:
+    """mosquitto_sub alone on the same kind of stream, publishers flat out: the broker's pace."""
+    group = f"gybench{uuid.uuid4().hex[:8]}"
+    topic = f"spBv1.0/{group}/DDATA/#" if fmt == "spb" else f"gongyun/{group}/json/#"
+    total = args.messages * args.publishers
+    sub = await asyncio.create_subprocess_exec(
+        *("mosquitto_sub", "-h", HOST, "-p", str(PORT), "-t", topic),
+        *("-C", str(total), "-F", "%U", "-W", "120"),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        await asyncio.sleep(0.5)
+        base_ms = int((datetime.now(UTC) - timedelta(hours=1)).timestamp() * 1000)
+        ctx = mp.get_context("spawn")
+        procs = [
+            ctx.Process(target=publisher, args=(i, group, fmt, args.messages, args.points, base_ms, 0.0))
+            for i in range(args.publishers)
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            await asyncio.to_thread(p.join)
+        raw, _ = await asyncio.wait_for(sub.communicate(), 130)
+    finally:
+        if sub.returncode is None:
+            sub.kill()
+            await sub.wait()
+    n, rate = _rate(raw.decode())
+    return {"format": fmt, "messages": n, "msgs_per_s": rate}
+
+
+def _receiver(group: str, topic: str, inbox: asyncio.Queue[tuple[str, bytes]]) -> Any:
+    """A paho subscriber whose network thread drains the socket into ``inbox`` at once.
+
+    Reading in its own thread keeps the broker from dropping QoS 0 messages while the event
+    loop is busy ingesting (the backlog waits in memory instead).
+    """
+    import paho.mqtt.client as mqtt
+
+    loop = asyncio.get_running_loop()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{group}-ingest")
+
+    def on_message(_c: Any, _u: Any, msg: Any) -> None:
+        loop.call_soon_threadsafe(inbox.put_nowait, (msg.topic, msg.payload))
+
+    client.on_message = on_message
+    client.connect(HOST, PORT)
+    client.subscribe(topic)
+    client.loop_start()
+    return client
+
+
+async def run_phase(store_name: str, store_url: str, args: argparse.Namespace, fmt: str) -> dict[str, Any]:
+    """One store, one payload format: publishers, our consumer and mosquitto_sub on one stream."""
+    group = f"gybench{uuid.uuid4().hex[:8]}"
+    topic = f"spBv1.0/{group}/DDATA/#" if fmt == "spb" else f"gongyun/{group}/json/#"
+    total_msgs = args.messages * args.publishers
+    store = open_store(store_url)
+    await store.open()
+    specs = [
+        TagSpec(f"p{i}d{d}/m{k}")
+        for i in range(args.publishers)
+        for d in range(DEVICES_PER_PUBLISHER)
+        for k in range(args.points)
+    ]
+    ingestor = Ingestor(store, StaticCatalog({TENANT: specs}))
+    await ingestor.start()
+    sub = await asyncio.create_subprocess_exec(
+        *("mosquitto_sub", "-h", HOST, "-p", str(PORT), "-t", topic),
+        *("-C", str(total_msgs), "-F", "%U", "-W", "300"),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    received = 0
+    first = last_rx = 0.0
+    busy = [0.0, 0.0]  # seconds decoding, seconds submitting (validation + waiting for queue room)
+    futures = []
+    try:
+        inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        client = _receiver(group, topic, inbox)
+        try:
+            await asyncio.sleep(0.5)  # let both subscriptions settle
+            base_ms = int((datetime.now(UTC) - timedelta(hours=1)).timestamp() * 1000)
+            ctx = mp.get_context("spawn")
+            procs = [
+                ctx.Process(
+                    target=publisher,
+                    args=(i, group, fmt, args.messages, args.points, base_ms, args.rate / args.publishers),
+                )
+                for i in range(args.publishers)
+            ]
+            for p in procs:
+                p.start()
+            while received < total_msgs:
+                try:
+                    msg_topic, payload = await asyncio.wait_for(inbox.get(), timeout=5 if received else 90)
+                except TimeoutError:
+                    break
+                if not first:
+                    first = time.perf_counter()
+                t_a = time.perf_counter()
+                samples = decode(msg_topic, payload)
+                t_b = time.perf_counter()
+                futures.append((await ingestor.submit(TENANT, samples)).stored)
+                busy[0] += t_b - t_a
+                busy[1] += time.perf_counter() - t_b
+                received += 1
+                last_rx = time.perf_counter()
+            for p in procs:
+                await asyncio.to_thread(p.join)
+        finally:
+            client.loop_stop()
+            client.disconnect()
+        await asyncio.gather(*futures)
+        stored_at = time.perf_counter()
+        await ingestor.stop()
+        try:
+            raw, _ = await asyncio.wait_for(sub.communicate(), 30)
+        except TimeoutError:
+            sub.kill()
+            raw, _ = await sub.communicate()
+        out = raw.decode()
+    finally:
+        if sub.returncode is None:
+            sub.kill()
+            await sub.wait()
+        await store.close()
+    sub_msgs, sub_rate = _rate(out)
+    stored = ingestor.stats.stored_points
+    dt = stored_at - first
+    return {
+        "store": store_name,
+        "format": fmt,
+        "messages": received,
+        "points_per_message": args.points,
+        "points_stored": stored,
+        "seconds": round(dt, 3),
+        "points_per_s": stored / dt,
+        "msgs_per_s": received / dt,
+        "receive_msgs_per_s": received / max(last_rx - first, 1e-9),
+        "mosquitto_sub_msgs": sub_msgs,
+        "mosquitto_sub_msgs_per_s": sub_rate,
+        "rejected": sum(ingestor.stats.rejected.values()),
+        "published_messages": total_msgs,
+        "lost_messages": total_msgs - received,
+        "decode_s": round(busy[0], 2),
+        "submit_s": round(busy[1], 2),
+    }
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--messages", type=int, default=3000, help="messages per publisher per phase")
+    ap.add_argument("--points", type=int, default=100, help="points per message")
+    ap.add_argument("--publishers", type=int, default=2)
+    ap.add_argument(
+        "--rate", type=float, default=2000, help="offered messages/s, all publishers (0: flat out)"
+    )
+    ap.add_argument("--stores", default="duckdb,postgres")
+    ap.add_argument("--formats", default="spb,json")
+    args = ap.parse_args()
+    if shutil.which("mosquitto_sub") is None:
+        raise SystemExit("mosquitto_sub not found (apt-get install mosquitto-clients)")
+    results: list[dict[str, Any]] = []
+    refs: list[dict[str, Any]] = []
+    for fmt in args.formats.split(","):
+        refs.append(await reference_phase(args, fmt))
+        print(
+            f"  mosquitto_sub alone, {fmt}, publishers flat out: {refs[-1]['msgs_per_s']:,.0f} msg/s "
+            f"({refs[-1]['messages']:,} msgs)",
+            flush=True,
+        )
+    tmp = Path(tempfile.mkdtemp(prefix="gybench-"))
+    try:
+        for store_name in args.stores.split(","):
+            for fmt in args.formats.split(","):
+                if store_name == "duckdb":
+                    results.append(
+                        await run_phase(store_name, f"duckdb://{tmp / f'{fmt}.duckdb'}", args, fmt)
+                    )
+                else:
+                    db = f"gy_bench_{uuid.uuid4().hex[:10]}"
+                    with psycopg.connect(ADMIN_DSN, autocommit=True) as c:
+                        c.execute(f'CREATE DATABASE "{db}"')
+                    try:
+                        url = ADMIN_DSN.rsplit("/", 1)[0] + f"/{db}"
+                        results.append(await run_phase(store_name, url, args, fmt))
+                    finally:
+                        with psycopg.connect(ADMIN_DSN, autocommit=True) as c:
+                            c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+                r = results[-1]
+                print(
+                    f"  {r['store']:8} {r['format']:4}: {r['points_stored']:,} points "
+                    f"in {r['seconds']:.2f} s = "
+                    f"{r['points_per_s']:,.0f} points/s, {r['msgs_per_s']:,.0f} msg/s; mosquitto_sub "
+                    f"{r['mosquitto_sub_msgs_per_s']:,.0f} msg/s ({r['mosquitto_sub_msgs']:,} msgs); "
+                    f"lost {r['lost_messages']:,}",
+                    flush=True,
+                )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    Path(__file__).with_name("results").mkdir(exist_ok=True)
+    Path(__file__).with_name("results").joinpath("ingest.json").write_text(
+        json.dumps(
+            {"args": vars(args), "reference": refs, "results": results, "at": datetime.now(UTC).isoformat()},
+            indent=2,
+        )
+    )
+    best = {
+        s: max((r["points_per_s"] for r in results if r["store"] == s), default=0.0)
+        for s in ("duckdb", "postgres")
+    }
+    fmt0 = "spb" if any(r["format"] == "spb" for r in refs) else refs[0]["format"]
+    ours = max(r["msgs_per_s"] for r in results if r["format"] == fmt0)
+    ref = max(r["msgs_per_s"] for r in refs if r["format"] == fmt0)
+    print(
+        f"ingest: {best['duckdb']:,.0f} points/s duckdb, {best['postgres']:,.0f} points/s postgres; "
+        f"{ours:,.0f} msg/s = {ours / ref if ref else 0:.2f} x mosquitto_sub ({ref:,.0f} msg/s) "
+        f"[{fmt0}, {args.points} points/msg, {args.publishers}x{args.messages} msgs per phase, "
+        f"offered {args.rate:,.0f} msg/s]"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

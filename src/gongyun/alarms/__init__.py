@@ -1,0 +1,1 @@
+"""Alarms: rules, ISA-18.2 states, shelving, notifications (webhook, e-mail) and history."""

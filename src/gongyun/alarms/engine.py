@@ -1,0 +1,299 @@
+"""The alarm engine: evaluates rules on stored samples and on the clock, keeps ISA-18.2 states,
+records history, notifies, and tells live listeners (the console banner) what changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from gongyun.alarms import repo
+from gongyun.alarms.models import AlarmEventRow
+from gongyun.alarms.notify import AlarmNotice, Notifier, dispatch, make_notifier
+from gongyun.alarms.rules import Condition, Debouncer
+from gongyun.alarms.states import AlarmStateMachine, State, Transition
+from gongyun.db import Database
+from gongyun.errors import NotFound
+from gongyun.telemetry.store.base import Point
+
+_log = logging.getLogger("gongyun.alarms.engine")
+US = 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _dt(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def _us(dt: datetime) -> int:
+    return (dt - _EPOCH) // timedelta(microseconds=1)
+
+
+@dataclass
+class LiveAlarm:
+    """One rule's evaluation state."""
+
+    tenant: str
+    rule_id: str
+    spec: Any
+    condition: Condition
+    debounce: Debouncer
+    machine: AlarmStateMachine
+
+    def view(self) -> dict[str, Any]:
+        """The alarm as the console shows it."""
+        return {
+            "rule_id": self.rule_id,
+            "name": self.spec.name,
+            "kind": self.spec.kind,
+            "priority": str(self.spec.priority),
+            "state": str(self.machine.state),
+            "condition": self.machine.condition,
+            "shelved_until": _dt(self.machine.shelved_until).isoformat()
+            if self.machine.shelved_until
+            else None,
+            "value": self.condition.last_value,
+            "message": self.spec.message,
+        }
+
+
+class AlarmEngine:
+    """Holds every enabled rule of every tenant in memory; the database keeps what survives restarts."""
+
+    def __init__(self, db: Database | None = None, *, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.clock = clock
+        self._alarms: dict[tuple[str, str], LiveAlarm] = {}
+        self._by_tag: dict[tuple[str, str], list[LiveAlarm]] = {}
+        self._notifiers: dict[str, list[Notifier]] = {}
+        self._listeners: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.notified = 0
+
+    # -- rules -----------------------------------------------------------------------------
+    def put_rule(self, tenant: str, rule_id: str, spec: Any, saved: AlarmStateMachine | None = None) -> None:
+        """Add or replace a rule (keeping the alarm's state when the rule already ran)."""
+        old = self._alarms.get((tenant, rule_id))
+        self.drop_rule(tenant, rule_id)
+        if not spec.enabled:
+            return
+        machine = saved or (old.machine if old else AlarmStateMachine())
+        live = LiveAlarm(
+            tenant, rule_id, spec, Condition(spec), Debouncer(spec.on_delay_s, spec.off_delay_s), machine
+        )
+        live.debounce.active = machine.condition
+        self._alarms[(tenant, rule_id)] = live
+        for tag in live.condition.tags:
+            self._by_tag.setdefault((tenant, tag), []).append(live)
+
+    def drop_rule(self, tenant: str, rule_id: str) -> None:
+        """Stop evaluating a rule."""
+        live = self._alarms.pop((tenant, rule_id), None)
+        if live is None:
+            return
+        for tag in live.condition.tags:
+            lst = self._by_tag.get((tenant, tag), [])
+            self._by_tag[(tenant, tag)] = [x for x in lst if x is not live]
+
+    def set_notifiers(self, tenant: str, notifiers: list[Notifier]) -> None:
+        """Replace the tenant's notification targets."""
+        self._notifiers[tenant] = list(notifiers)
+
+    async def load(self) -> int:
+        """Load every rule, saved state and notification target from the database."""
+        if self.db is None:
+            return 0
+        async with self.db.session() as s:
+            rows = await repo.all_rules(s)
+            targets = await repo.list_notifiers(s, None)
+        for rule, st in rows:
+            saved = None
+            if st is not None:
+                saved = AlarmStateMachine(
+                    State(st.state), st.condition, _us(st.shelved_until) if st.shelved_until else None
+                )
+            self.put_rule(rule.tenant_id, rule.id, repo.rule_spec(rule), saved)
+        by_tenant: dict[str, list[Notifier]] = {}
+        for t in targets:
+            by_tenant.setdefault(t.tenant_id, []).append(
+                make_notifier(repo.parse_target(orjson.loads(t.config_json)))
+            )
+        self._notifiers = by_tenant
+        return len(rows)
+
+    # -- evaluation ------------------------------------------------------------------------
+    async def on_points(self, tenant: str, points: list[Point]) -> None:
+        """Ingest hook: evaluate the rules reading these tags."""
+        changes: list[tuple[LiveAlarm, Transition]] = []
+        async with self._lock:
+            for p in sorted(points, key=lambda x: x.ts):
+                for live in self._by_tag.get((tenant, p.tag), ()):
+                    cond = live.condition.observe(p.tag, p.ts, p.value)
+                    if cond is None:
+                        continue
+                    tr = live.machine.set_condition(live.debounce.update(cond, p.ts), p.ts, p.value)
+                    if tr:
+                        changes.append((live, tr))
+        await self._publish(changes)
+
+    async def tick(self, now_us: int | None = None) -> None:
+        """Let time pass: delays elapse, stale rules fire, shelving expires."""
+        now = int(self.clock() * US) if now_us is None else now_us
+        changes: list[tuple[LiveAlarm, Transition]] = []
+        async with self._lock:
+            for live in list(self._alarms.values()):
+                cond = live.condition.at(now)
+                active = live.debounce.update(cond, now) if cond is not None else live.debounce.tick(now)
+                tr = live.machine.set_condition(active, now, live.condition.last_value)
+                if tr:
+                    changes.append((live, tr))
+                tr2 = live.machine.tick(now)
+                if tr2:
+                    changes.append((live, tr2))
+        await self._publish(changes)
+
+    # -- operator actions ------------------------------------------------------------------
+    def _get(self, tenant: str, rule_id: str) -> LiveAlarm:
+        live = self._alarms.get((tenant, rule_id))
+        if live is None:
+            raise NotFound("alarm not found")
+        return live
+
+    async def ack(self, tenant: str, rule_id: str, user: str) -> dict[str, Any]:
+        """Acknowledge an alarm."""
+        live = self._get(tenant, rule_id)
+        await self._publish([(live, live.machine.ack(user, int(self.clock() * US)))])
+        return live.view()
+
+    async def shelve(self, tenant: str, rule_id: str, user: str, duration_s: float) -> dict[str, Any]:
+        """Shelve an alarm for ``duration_s`` seconds."""
+        live = self._get(tenant, rule_id)
+        now = int(self.clock() * US)
+        await self._publish([(live, live.machine.shelve(user, now, now + int(duration_s * US)))])
+        return live.view()
+
+    async def unshelve(self, tenant: str, rule_id: str, user: str) -> dict[str, Any]:
+        """Bring a shelved alarm back."""
+        live = self._get(tenant, rule_id)
+        await self._publish([(live, live.machine.unshelve(int(self.clock() * US), user))])
+        return live.view()
+
+    def alarms(self, tenant: str, *, only_active: bool = False) -> list[dict[str, Any]]:
+        """The tenant's alarms (highest priority first)."""
+        out = [a.view() for (t, _), a in self._alarms.items() if t == tenant]
+        if only_active:
+            out = [a for a in out if a["state"] != State.normal]
+        return sorted(
+            out, key=lambda a: (-["low", "medium", "high", "critical"].index(a["priority"]), a["name"])
+        )
+
+    def state(self, tenant: str, rule_id: str) -> State:
+        """The current state of one alarm."""
+        return self._get(tenant, rule_id).machine.state
+
+    # -- fan-out ---------------------------------------------------------------------------
+    def listen(self, maxsize: int = 1000) -> asyncio.Queue[dict[str, Any]]:
+        """A queue receiving every transition (drop it with ``unlisten``)."""
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=maxsize)
+        self._listeners.add(q)
+        return q
+
+    def unlisten(self, q: asyncio.Queue[dict[str, Any]]) -> None:
+        """Stop delivering to a queue."""
+        self._listeners.discard(q)
+
+    async def _publish(self, changes: list[tuple[LiveAlarm, Transition]]) -> None:
+        if not changes:
+            return
+        if self.db is not None:
+            async with self.db.session() as s:
+                for live, tr in changes:
+                    m = live.machine
+                    await repo.save_state(
+                        s,
+                        live.tenant,
+                        live.rule_id,
+                        str(m.state),
+                        m.condition,
+                        _dt(m.shelved_until) if m.shelved_until else None,
+                    )
+                    await repo.add_event(
+                        s,
+                        AlarmEventRow(
+                            tenant_id=live.tenant,
+                            rule_id=live.rule_id,
+                            name=live.spec.name,
+                            priority=str(live.spec.priority),
+                            ts=_dt(tr.ts),
+                            before=str(tr.before),
+                            after=str(tr.after),
+                            cause=tr.cause,
+                            user=tr.user,
+                            value=tr.value,
+                        ),
+                    )
+        for live, tr in changes:
+            notice = AlarmNotice(
+                live.tenant,
+                live.rule_id,
+                live.spec.name,
+                live.spec.priority,
+                str(tr.after),
+                tr.cause,
+                _dt(tr.ts).isoformat(),
+                live.spec.message,
+                tr.value,
+                tr.user,
+            )
+            event = {"tenant": live.tenant, **notice.to_dict(), "before": str(tr.before)}
+            for q in list(self._listeners):
+                with contextlib.suppress(asyncio.QueueFull):
+                    q.put_nowait(event)
+            targets = self._notifiers.get(live.tenant)
+            if targets:
+                task = asyncio.create_task(self._notify(targets, notice))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _notify(self, targets: list[Notifier], notice: AlarmNotice) -> None:
+        sent = await dispatch(targets, notice)
+        self.notified += sent
+
+    async def drain(self) -> None:
+        """Wait for notifications in flight."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self, interval_s: float = 1.0) -> None:
+        """Tick every ``interval_s`` seconds in the background."""
+
+        async def loop() -> None:
+            while True:
+                try:
+                    await self.tick()
+                except Exception:
+                    _log.exception("alarm tick failed")
+                await asyncio.sleep(interval_s)
+
+        if self._ticker is None:
+            self._ticker = asyncio.create_task(loop(), name="alarm-ticker")
+
+    async def stop(self) -> None:
+        """Stop ticking and wait for notifications in flight."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        await self.drain()

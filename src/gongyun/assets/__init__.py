@@ -1,0 +1,1 @@
+"""Assets: the ISA-95 hierarchy, devices bound to equipment, tags with units, ranges and classification."""

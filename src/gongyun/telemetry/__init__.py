@@ -1,0 +1,1 @@
+"""Telemetry: ingestion, cleaning, the time-series store, queries, rollups and export."""

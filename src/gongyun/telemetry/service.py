@@ -1,0 +1,126 @@
+"""The running platform-data services of a process: store, ingest, rollups, cleaning, alarms.
+
+``await TelemetryService.start(runtime)`` opens the store (DuckDB file in the data directory,
+or PostgreSQL when the metadata database is PostgreSQL), starts ingest with the asset model
+as its tag catalog, subscribes ingest to the bus, starts rollup maintenance and the alarm
+engine, and keeps itself at ``runtime.extras["telemetry"]`` for the API routers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from gongyun.alarms.engine import AlarmEngine
+from gongyun.assets.catalog import AssetCatalog
+from gongyun.errors import GongyunError, NotFound, ServiceUnavailable
+from gongyun.telemetry.cleaning import CleaningConfig, CleaningReport, clean_range
+from gongyun.telemetry.consumer import SUBJECT, IngestConsumer
+from gongyun.telemetry.ingest import IngestConfig, Ingestor
+from gongyun.telemetry.rollups import RollupWorker
+from gongyun.telemetry.store import TimeSeriesStore, open_store, store_url_for
+from gongyun.telemetry.store.base import Point
+
+_log = logging.getLogger("gongyun.telemetry.service")
+EXTRA_KEY = "telemetry"
+STREAM = "TELEMETRY"
+
+
+@dataclass
+class TelemetryService:
+    """Everything platform data needs at run time."""
+
+    store: TimeSeriesStore
+    catalog: AssetCatalog
+    ingestor: Ingestor
+    alarms: AlarmEngine
+    rollups: RollupWorker
+    consumer: IngestConsumer
+    subscription: Any = None
+    reports: dict[tuple[str, str], CleaningReport] = field(default_factory=dict)
+    _live: set[asyncio.Queue[tuple[str, list[Point]]]] = field(default_factory=set)
+
+    @classmethod
+    async def start(
+        cls, runtime: Any, *, store_url: str | None = None, subscribe_bus: bool = True, tick_s: float = 1.0
+    ) -> TelemetryService:
+        """Open and start everything; keep the service at ``runtime.extras['telemetry']``."""
+        settings = runtime.settings
+        url = store_url or store_url_for(settings.ensure_data_dir(), settings.database_url)
+        store = open_store(url)
+        await store.open()
+        catalog = AssetCatalog(runtime.db)
+        ingestor = Ingestor(store, catalog, IngestConfig())
+        alarms = AlarmEngine(runtime.db)
+        await alarms.load()
+        svc = cls(store, catalog, ingestor, alarms, RollupWorker(store), IngestConsumer(ingestor))
+        ingestor.hooks += [alarms.on_points, svc._fan_out]
+        await ingestor.start()
+        alarms.start(tick_s)
+        svc.rollups.start()
+        if subscribe_bus:
+            bus = runtime.bus
+            with contextlib.suppress(GongyunError):  # another room may own a stream over telemetry.>
+                await bus.ensure_stream(STREAM, [SUBJECT], max_age_s=7 * 86400)
+            svc.subscription = await svc.consumer.subscribe(bus)
+        runtime.extras[EXTRA_KEY] = svc
+        return svc
+
+    async def stop(self) -> None:
+        """Stop consuming, flush ingest, stop background work and close the store."""
+        if self.subscription is not None:
+            await self.subscription.close()
+        await self.consumer.drain()
+        await self.ingestor.stop()
+        await self.rollups.stop()
+        await self.alarms.stop()
+        await self.store.close()
+
+    # -- live data -------------------------------------------------------------------------
+    def listen(self, maxsize: int = 1000) -> asyncio.Queue[tuple[str, list[Point]]]:
+        """A queue receiving every stored batch as (tenant, points); drop it with ``unlisten``."""
+        q: asyncio.Queue[tuple[str, list[Point]]] = asyncio.Queue(maxsize=maxsize)
+        self._live.add(q)
+        return q
+
+    def unlisten(self, q: asyncio.Queue[tuple[str, list[Point]]]) -> None:
+        """Stop delivering to a queue."""
+        self._live.discard(q)
+
+    async def _fan_out(self, tenant: str, points: list[Point]) -> None:
+        for q in list(self._live):
+            with contextlib.suppress(asyncio.QueueFull):
+                q.put_nowait((tenant, points))
+
+    # -- cleaning --------------------------------------------------------------------------
+    async def clean(
+        self, tenant: str, tag: str, start: int, end: int, config: CleaningConfig | None = None
+    ) -> CleaningReport:
+        """Clean one tag over [start, end) with its configured (or the given) settings."""
+        cfg = config or await self.catalog.cleaning(tenant, tag)
+        if cfg is None:
+            if await self.catalog.get(tenant, tag) is None:
+                raise NotFound("tag not found")
+            cfg = CleaningConfig()
+        report = await clean_range(self.store, tenant, tag, start, end, cfg=cfg)
+        self.reports[(tenant, tag)] = report
+        return report
+
+    def report(self, tenant: str, tag: str) -> CleaningReport:
+        """The last cleaning report of a tag."""
+        rep = self.reports.get((tenant, tag))
+        if rep is None:
+            raise NotFound("no cleaning report for this tag yet")
+        return rep
+
+
+def get_service(runtime: Any) -> TelemetryService:
+    """The running service (ServiceUnavailable when platform data was not started)."""
+    svc = getattr(runtime, "extras", {}).get(EXTRA_KEY)
+    if svc is None:
+        raise ServiceUnavailable("telemetry is not running in this process")
+    assert isinstance(svc, TelemetryService)
+    return svc

@@ -1,0 +1,188 @@
+"""Server time-series store: PostgreSQL, points partitioned by day, writes through COPY."""
+
+# ruff: noqa: S608  (SQL is assembled from fixed table names and integer ids; values are bound)
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql as psql
+
+from gongyun.errors import DatabaseUnavailable, ServiceUnavailable
+from gongyun.telemetry.store import sql
+from gongyun.telemetry.store.base import DAY_US, Point, SeriesKind
+from gongyun.telemetry.store.common import SqlStore
+
+_SERIES_DDL = [
+    """CREATE TABLE IF NOT EXISTS ts_series (
+        sid SERIAL PRIMARY KEY, tenant VARCHAR(32) NOT NULL, tag VARCHAR(300) NOT NULL,
+        UNIQUE (tenant, tag))""",
+]
+_TEMP_DDL = [
+    """CREATE TEMP TABLE IF NOT EXISTS batch (sid INTEGER, ts BIGINT, value DOUBLE PRECISION,
+        quality SMALLINT, flags SMALLINT) ON COMMIT DELETE ROWS""",
+    "CREATE TEMP TABLE IF NOT EXISTS snap (sid INTEGER, hour BIGINT, gen INTEGER) ON COMMIT DELETE ROWS",
+]
+
+
+def plain_url(url: str) -> str:
+    """Turn a SQLAlchemy URL (``postgresql+psycopg://``) into a libpq one."""
+    for prefix in ("postgresql+psycopg://", "postgresql+asyncpg://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    return url
+
+
+class PostgresStore(SqlStore):
+    """``TimeSeriesStore`` in PostgreSQL (one connection writes, one reads)."""
+
+    kind = "postgres"
+    dialect = sql.POSTGRES
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = plain_url(url)
+        self._w: psycopg.AsyncConnection[Any] | None = None
+        self._r: psycopg.AsyncConnection[Any] | None = None
+        self._wlock = asyncio.Lock()
+        self._rlock = asyncio.Lock()
+        self._partitions: set[tuple[str, int]] = set()
+
+    def _conn(self, which: str) -> psycopg.AsyncConnection[Any]:
+        conn = self._w if which == "w" else self._r
+        if conn is None:
+            raise ServiceUnavailable("the PostgreSQL store is not open")
+        return conn
+
+    async def open(self) -> None:
+        """Connect twice and create the schema."""
+        try:
+            self._w = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            self._r = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(f"time-series database not reachable: {exc}") from exc
+        ddl = [*_SERIES_DDL, *sql.common_schema()]
+        for k in ("raw", "clean"):
+            ddl += sql.schema(self.dialect, k, " PARTITION BY RANGE (ts)")
+        async with self._wlock:
+            w = self._conn("w")
+            await w.execute("SELECT pg_advisory_lock(727001)")
+            try:
+                for stmt in ddl:
+                    await w.execute(stmt)
+            finally:
+                await w.execute("SELECT pg_advisory_unlock(727001)")
+            for stmt in _TEMP_DDL:
+                await w.execute(stmt)
+
+    async def close(self) -> None:
+        """Close both connections."""
+        for conn in (self._w, self._r):
+            if conn is not None:
+                await conn.close()
+        self._w = self._r = None
+
+    @staticmethod
+    def _params(stmt: str, params: dict[str, Any] | None) -> dict[str, Any] | None:
+        used = {k: v for k, v in (params or {}).items() if f"%({k})s" in stmt}
+        return used or None
+
+    async def _run(self, statements: Sequence[str], params: dict[str, Any] | None = None) -> list[int]:
+        counts: list[int] = []
+        async with self._wlock:
+            w = self._conn("w")
+            async with w.transaction(), w.cursor() as cur:
+                for stmt in statements:
+                    await cur.execute(stmt, self._params(stmt, params))
+                    counts.append(max(cur.rowcount, 0))
+        return counts
+
+    async def _fetch(self, query: str, params: dict[str, Any] | None = None) -> list[sql.Row]:
+        async with self._rlock:
+            cur = await self._conn("r").execute(query, self._params(query, params))
+            return [tuple(r) for r in await cur.fetchall()]
+
+    async def _register(self, tenant: str, tags: Sequence[str]) -> None:
+        async with self._wlock:
+            w = self._conn("w")
+            async with w.transaction(), w.cursor() as cur:
+                await cur.execute(
+                    "INSERT INTO ts_series (tenant, tag) SELECT %s, unnest(%s::text[]) "
+                    "ON CONFLICT (tenant, tag) DO NOTHING",
+                    (tenant, list(tags)),
+                )
+
+    async def _ensure_partitions(self, series: SeriesKind, days: set[int]) -> None:
+        w = self._conn("w")
+        for day in sorted(days):
+            if (series, day) in self._partitions:
+                continue
+            name = psql.Identifier(f"ts_{series}_points_d{day}")
+            stmt = psql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})"
+            ).format(name, psql.Identifier(f"ts_{series}_points"), day * DAY_US, (day + 1) * DAY_US)
+            # another process may create it at the same moment
+            with contextlib.suppress(psycopg.errors.DuplicateTable, psycopg.errors.UniqueViolation):
+                await w.execute(stmt)
+            self._partitions.add((series, day))
+
+    async def _merge(self, series: SeriesKind, sids: list[int], points: list[Point]) -> None:
+        days = {p[1] // DAY_US for p in points}
+        data = "".join(
+            f"{s}\t{p[1]}\t{float(p[2])!r}\t{p[3]}\t{p[4]}\n" for s, p in zip(sids, points, strict=True)
+        ).encode()
+        async with self._wlock:
+            await self._ensure_partitions(series, days)
+            w = self._conn("w")
+            async with w.transaction(), w.cursor() as cur:
+                async with cur.copy("COPY batch (sid, ts, value, quality, flags) FROM STDIN") as copy:
+                    await copy.write(data)
+                for stmt in sql.merge_batch(self.dialect, series, "batch"):
+                    await cur.execute(stmt)
+
+    async def _refresh(self, series: SeriesKind) -> int:
+        async with self._wlock:
+            w = self._conn("w")
+            async with w.transaction(), w.cursor() as cur:
+                await cur.execute(f"INSERT INTO snap SELECT sid, hour, gen FROM ts_{series}_dirty")
+                n = max(cur.rowcount, 0)
+                if n:
+                    for stmt in sql.refresh(self.dialect, series):
+                        await cur.execute(stmt)
+            return n
+
+    async def apply_retention(self, now: int | None = None) -> dict[str, int]:
+        """Delete expired rows, then drop day partitions no series keeps any more."""
+        now_us = int(time.time() * 1_000_000) if now is None else int(now)
+        out = await super().apply_retention(now_us)
+        rows = await self._fetch(
+            """SELECT bool_and(COALESCE(t.raw_keep_us, a.raw_keep_us) IS NOT NULL),
+                      max(COALESCE(t.raw_keep_us, a.raw_keep_us))
+               FROM ts_series s LEFT JOIN ts_retention t ON t.tenant = s.tenant AND t.tag = s.tag
+               LEFT JOIN ts_retention a ON a.tenant = s.tenant AND a.tag = ''"""
+        )
+        all_covered, longest = rows[0] if rows else (None, None)
+        if all_covered and longest is not None:
+            cutoff_day = (now_us - int(longest)) // DAY_US
+            dropped = 0
+            for k in ("raw", "clean"):
+                for (name,) in await self._fetch(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                    f"JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'ts_{k}_points'"
+                ):
+                    day = int(str(name).rsplit("_d", 1)[1])
+                    if day + 1 <= cutoff_day:
+                        await self._run([f'DROP TABLE IF EXISTS "{name}"'])
+                        self._partitions.discard((k, day))
+                        dropped += 1
+            out["partitions_dropped"] = dropped
+        return out
+
+    async def execute_sql(self, query: str) -> list[sql.Row]:
+        """Run a hand-written read-only query (benchmark reference)."""
+        return await self._fetch(query)

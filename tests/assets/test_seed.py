@@ -1,0 +1,39 @@
+"""Seeding the virtual factory's asset tree from the simulator profiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gongyun.alarms import repo
+from gongyun.assets import crud
+from gongyun.assets.seed import factory_layout, seed
+from gongyun.db import Database, upgrade
+from gongyun.errors import Conflict
+from gongyun.sim.factory import profiles_dir
+
+
+async def test_seed_virtual_factory(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+    await upgrade(url)
+    db = Database(url)
+    try:
+        async with db.session() as s:
+            devices = await seed(s, "t1", factory_layout(profiles_dir()))
+        async with db.session() as s:
+            tree = await crud.tree(s, "t1")
+            tags = await crud.list_tags(s, "t1", devices["pump-station"])
+            rules = await repo.list_rules(s, "t1")
+            flow = await crud.find_tag(s, "t1", "pump-station/flow")
+        site = tree[0]["children"][0]
+        assert [a["name"] for a in site["children"]] == ["Machining", "Packaging", "Utilities"]
+        assert set(devices) == {"pump-station", "cnc-cell", "packaging-line"}
+        assert "bearing_temp" in {t.name for t in tags}
+        assert flow is not None and flow[0].unit == "m3/h"
+        assert [r.name for r in rules] == ["Pump P-101 bearing hot"]
+        with pytest.raises(Conflict):
+            async with db.session() as s:
+                await seed(s, "t1", factory_layout(profiles_dir()))
+    finally:
+        await db.dispose()
