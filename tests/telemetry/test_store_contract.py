@@ -215,3 +215,14 @@ def test_duckdb_file_held_by_another_process_is_a_clear_error(tmp_path: object) 
     finally:
         holder.kill()
         holder.wait()
+
+
+async def test_write_after_rollup_refresh_and_interleaved_reads(store: TimeSeriesStore) -> None:
+    """Regression: a refresh must leave the connection ready for the next write (DuckDB)."""
+    for round_ in range(3):
+        base = T0 + round_ * 3_600_000_000
+        pts = [Point("d/r", base + i * 1_000_000, float(i)) for i in range(50)]
+        assert await store.write("t1", pts) == 50
+        assert await store.refresh_rollups() >= 1
+        assert await store.write("t1", [Point("d/r", base + 3_000_000_000, 1.0)]) == 1
+        assert len(await store.raw("t1", "d/r", base, base + 3_600_000_000)) == 51

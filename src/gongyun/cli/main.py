@@ -37,6 +37,7 @@ ROOM_COMMANDS = (
     ("gongyun.cli.idres", "idnode_app", "idnode"),
     ("gongyun.cli.edge", "edge_app", "edge"),
     ("gongyun.cli.sim", "sim_app", "sim"),
+    ("gongyun.telemetry.cli", "telemetry_app", "telemetry"),
 )
 
 

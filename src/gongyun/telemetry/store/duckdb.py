@@ -84,7 +84,9 @@ class DuckDBStore(SqlStore):
             for stmt in statements:
                 used = {k: v for k, v in (params or {}).items() if f"${k}" in stmt}
                 res = c.execute(stmt, used) if used else c.execute(stmt)
-                row = res.fetchone() if res.description else None
+                # fetch to the end: DuckDB refuses new work while a result is unfinished
+                rows = res.fetchall() if res.description else []
+                row = rows[0] if rows else None
                 counts.append(int(row[0]) if row and isinstance(row[0], int) else 0)
             c.execute("COMMIT")
         except BaseException:
@@ -108,7 +110,7 @@ class DuckDBStore(SqlStore):
                 "INSERT INTO ts_series (tenant, tag) SELECT $tenant, unnest($tags) "
                 "ON CONFLICT (tenant, tag) DO NOTHING",
                 {"tenant": tenant, "tags": list(tags)},
-            )
+            ).fetchall()
 
         await self._call(go)
 
@@ -136,8 +138,8 @@ class DuckDBStore(SqlStore):
     async def _refresh(self, series: SeriesKind) -> int:
         def go() -> int:
             c = self.conn
-            c.execute(f"CREATE OR REPLACE TEMP TABLE snap AS SELECT sid, hour, gen FROM ts_{series}_dirty")
-            row = c.execute("SELECT count(*) FROM snap").fetchone()
+            c.execute(f"CREATE OR REPLACE TEMP TABLE snap AS SELECT sid, hour, gen FROM ts_{series}_dirty").fetchall()
+            row = c.execute("SELECT count(*) FROM snap").fetchall()[0]
             n = int(row[0]) if row else 0
             if n:
                 self._run_sync(sql.refresh(self.dialect, series), None)
