@@ -18,7 +18,7 @@ logging.getLogger("asyncua").setLevel(logging.ERROR)
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
-async def wait_for(cond: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> None:  # noqa: ASYNC109
+async def wait_for(cond: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> None:
     """Wait until ``cond()`` is true or fail."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout

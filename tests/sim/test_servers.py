@@ -67,7 +67,7 @@ async def test_pump_protocol_fault_answers_exception(pump: PumpServer) -> None:
         client.close()
 
 
-async def run_tool(*args: str, timeout: float = 20) -> str:  # noqa: ASYNC109
+async def run_tool(*args: str, timeout: float = 20) -> str:
     proc = await asyncio.create_subprocess_exec(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)

@@ -1,6 +1,6 @@
 """Imports every room's table modules so ``Base.metadata`` knows all tables."""
 
-import gongyun.security.audit.chain  # noqa: F401
+import gongyun.assets.models
+import gongyun.idres.models
+import gongyun.security.audit.chain
 import gongyun.security.models  # noqa: F401
-import gongyun.idres.models  # noqa: F401
-import gongyun.assets.models  # noqa: F401

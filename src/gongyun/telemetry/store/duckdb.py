@@ -138,7 +138,9 @@ class DuckDBStore(SqlStore):
     async def _refresh(self, series: SeriesKind) -> int:
         def go() -> int:
             c = self.conn
-            c.execute(f"CREATE OR REPLACE TEMP TABLE snap AS SELECT sid, hour, gen FROM ts_{series}_dirty").fetchall()
+            c.execute(
+                f"CREATE OR REPLACE TEMP TABLE snap AS SELECT sid, hour, gen FROM ts_{series}_dirty"
+            ).fetchall()
             row = c.execute("SELECT count(*) FROM snap").fetchall()[0]
             n = int(row[0]) if row else 0
             if n:
