@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gongyun.db import Database, upgrade
 from gongyun.runtime import Runtime
 from tests.apphelp import running_app
 from tests.services import scratch_postgres_database
@@ -21,6 +22,17 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     else:
         with scratch_postgres_database() as url:
             yield url
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    """A migrated metadata database on each backend."""
+    await upgrade(db_url)
+    database = Database(db_url)
+    try:
+        yield database
+    finally:
+        await database.dispose()
 
 
 @pytest.fixture

@@ -2,39 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-
 import pytest
 
-from gongyun.db import Database, upgrade
+from gongyun.db import Database
 from gongyun.idres import prefixes as pfx
 from gongyun.idres.registry import Registry
-from tests.services import scratch_postgres_database
 
 TENANT = "t1"
 OTHER = "t2"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL per backend."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'idres.db'}"
-    else:
-        with scratch_postgres_database() as url:
-            yield url
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    """A migrated database."""
-    await upgrade(db_url)
-    database = Database(db_url)
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture

@@ -5,21 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-import pytest
 from sqlalchemy import text
 
-from gongyun.db import Database, upgrade
+from gongyun.db import Database
 from gongyun.runtime import Runtime
 from gongyun.security.audit import record, verify
 from tests.apphelp import admin_headers
-
-
-@pytest.fixture
-async def db(db_url: str):  # type: ignore[no-untyped-def]
-    await upgrade(db_url)
-    database = Database(db_url)
-    yield database
-    await database.dispose()
 
 
 async def test_chain_verifies_and_detects_tampering(db: Database) -> None:

@@ -5,21 +5,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import delete, select, update
 
-from gongyun.db import Database, upgrade
+from gongyun.db import Database
 from gongyun.errors import Conflict, PermissionDenied, ValidationFailed
 from gongyun.security import accounts, auth
 from gongyun.security.models import ApiKey, User
 from gongyun.security.rbac import Role
 from gongyun.security.tenancy import scope_session
-
-
-@pytest.fixture
-async def db(db_url: str):  # type: ignore[no-untyped-def]
-    await upgrade(db_url)
-    await upgrade(db_url)  # migrations are idempotent
-    database = Database(db_url)
-    yield database
-    await database.dispose()
 
 
 async def test_create_and_find_accounts(db: Database) -> None:
