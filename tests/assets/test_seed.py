@@ -30,6 +30,9 @@ async def test_seed_virtual_factory(tmp_path: Path) -> None:
         assert [a["name"] for a in site["children"]] == ["Machining", "Packaging", "Utilities"]
         assert set(devices) == {"pump-station", "cnc-cell", "packaging-line"}
         assert "bearing_temp" in {t.name for t in tags}
+        types = {t.name: t.data_type for t in tags}
+        # scaled integer registers arrive as engineering values: stored as float
+        assert types["total_volume"] == "float" and types["bearing_temp_x10"] == "float"
         assert flow is not None and flow[0].unit == "m3/h"
         assert [r.name for r in rules] == ["Pump P-101 bearing hot"]
         with pytest.raises(Conflict):

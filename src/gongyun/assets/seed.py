@@ -67,6 +67,8 @@ def _tags(profile: dict[str, Any]) -> list[TagIn]:
         dtype = _TYPES.get(str(t.get("type", "float32")))
         if dtype is None:
             continue  # strings are not telemetry values
+        if dtype is DataType.int and float(t.get("scale", 1)) != 1:
+            dtype = DataType.float  # a scaled register arrives as an engineering value
         unit = t.get("unit")
         if unit is not None:
             try:
