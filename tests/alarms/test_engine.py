@@ -60,8 +60,10 @@ async def test_threshold_alarm_lifecycle_with_history(db: Database) -> None:
     await eng.on_points("t2", [Point("p/t", T0 + 3 * S, 10.0)])  # another tenant's tag
     assert eng.state("t1", rid) is State.unack_active
     clock.t = T0 / S + 3.5
-    await eng.ack("t1", rid, "olga")
+    view = await eng.ack("t1", rid, "olga")
     assert eng.state("t1", rid) is State.ack_active
+    assert view["changed_by"] == "olga" and view["tags"] == ["p/t"]
+    assert view["since"] is not None and view["since"].startswith("2026-01-01")
     with pytest.raises(InvalidTransition):
         await eng.ack("t1", rid, "olga")
     await eng.on_points("t1", [Point("p/t", T0 + 4 * S, 70.0)])

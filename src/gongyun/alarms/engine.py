@@ -62,6 +62,9 @@ class LiveAlarm:
             else None,
             "value": self.condition.last_value,
             "message": self.spec.message,
+            "tags": sorted(self.condition.tags),
+            "since": _dt(self.machine.last_change).isoformat() if self.machine.last_change else None,
+            "changed_by": self.machine.last_user,
         }
 
 

@@ -73,12 +73,15 @@ class AlarmStateMachine:
         self.state = state
         self.condition = condition
         self.shelved_until = shelved_until
+        self.last_change: int | None = None  # when the state last changed (µs since epoch)
+        self.last_user: str | None = None  # who caused that change (None: the system)
 
     def _go(
         self, to: State, cause: str, ts: int, user: str | None = None, value: float | None = None
     ) -> Transition:
         tr = Transition(self.state, to, cause, ts, user, value)
         self.state = to
+        self.last_change, self.last_user = ts, user
         return tr
 
     def set_condition(self, active: bool, ts: int, value: float | None = None) -> Transition | None:
