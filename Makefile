@@ -38,8 +38,10 @@ typecheck: $(VENV)/.installed-dev
 
 check: lint typecheck test
 
-bench-%: $(VENV)/.installed-dev
-	$(BIN)/python bench/$*.py
+# Explicit rules: make applies no pattern rule to a .PHONY target.
+BENCHES := resolve registry edge ingest query
+$(addprefix bench-,$(BENCHES)): bench-%: $(VENV)/.installed-dev
+	$(BIN)/python bench/$*.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -31,10 +31,10 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from gongyun.core.types import Quality, Sample, TagRef
 from gongyun.edge import spb
 from gongyun.telemetry.catalog import StaticCatalog, TagSpec
-from gongyun.telemetry.ingest import Ingestor
+from gongyun.telemetry.consumer import json_batch, sparkplug_batch
+from gongyun.telemetry.ingest import Ingestor, SampleBatch
 from gongyun.telemetry.store import open_store
 
 HOST, PORT = "127.0.0.1", 1883
@@ -46,6 +46,7 @@ DEVICES_PER_PUBLISHER = 10
 def publisher(idx: int, group: str, fmt: str, messages: int, points: int, base_ms: int, rate: float) -> None:
     """Publish ``messages`` messages of ``points`` metrics each at ``rate`` msg/s (0: flat out), QoS 0."""
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
     out: list[tuple[str, bytes]] = []  # built before publishing: the broker, not the encoder, sets the pace
     for m in range(messages):
@@ -65,7 +66,7 @@ def publisher(idx: int, group: str, fmt: str, messages: int, points: int, base_m
         else:
             samples = [{"tag": f"{dev}/m{k}", "value": float(k + m % 50), "ts": ts} for k in range(points)]
             out.append((f"gongyun/{group}/json/{dev}", orjson.dumps({"samples": samples})))
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{group}-pub{idx}")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{group}-pub{idx}")
     client.max_queued_messages_set(0)
     client.connect(HOST, PORT)
     client.loop_start()
@@ -83,59 +84,11 @@ def publisher(idx: int, group: str, fmt: str, messages: int, points: int, base_m
     client.disconnect()
 
 
-_REFS: dict[str, dict[str, TagRef]] = {}
-_TS: dict[int, datetime] = {}
-_DOUBLE = int(spb.SpbType.Double)
-
-
-def _refs(device: str) -> dict[str, TagRef]:
-    refs = _REFS.get(device)
-    if refs is None:
-        refs = _REFS[device] = {}
-    return refs
-
-
-def _ref(refs: dict[str, TagRef], device: str, name: str) -> TagRef:
-    ref = refs.get(name)
-    if ref is None:
-        ref = refs[name] = TagRef(device, name)
-    return ref
-
-
-def _ts(ms: int) -> datetime:
-    ts = _TS.get(ms)
-    if ts is None:
-        if len(_TS) > 10_000:
-            _TS.clear()
-        ts = _TS[ms] = datetime.fromtimestamp(ms / 1000, UTC)
-    return ts
-
-
-def decode(topic: str, data: bytes) -> list[Sample]:
-    """Sparkplug B DDATA or the JSON envelope into Samples (the bench's own small decoder)."""
-    now = datetime.now(UTC)
-    good = Quality.good
+def decode(topic: str, data: bytes) -> SampleBatch:
+    """Sparkplug B DDATA or the JSON envelope into columns, with the consumer's own decoders."""
     if topic.startswith("spBv1.0/"):
-        device = topic.rsplit("/", 1)[1]
-        refs = _refs(device)
-        msg = spb.parse(data)
-        return [
-            Sample(
-                _ref(refs, device, mt.name),
-                mt.double_value if mt.datatype == _DOUBLE else spb.metric_value(mt),
-                _ts(mt.timestamp),
-                good,
-                None,
-                now,
-            )
-            for mt in msg.metrics
-        ]
-    body = orjson.loads(data)
-    out = []
-    for s in body["samples"]:
-        device, _, name = s["tag"].partition("/")
-        out.append(Sample(_ref(_refs(device), device, name), s["value"], _ts(s["ts"]), good, None, now))
-    return out
+        return sparkplug_batch(topic.rsplit("/", 1)[1], data)
+    return json_batch(orjson.loads(data)["samples"])
 
 
 def _rate(out: str) -> tuple[int, float]:
@@ -146,16 +99,46 @@ def _rate(out: str) -> tuple[int, float]:
     return len(stamps), (len(stamps) - 1) / (stamps[-1] - stamps[0])
 
 
+class _Sub:
+    """``mosquitto_sub`` printing receive times into a file (a pipe would fill and stall it)."""
+
+    def __init__(self, topic: str, count: int) -> None:
+        self.topic, self.count = topic, count
+        self.out = tempfile.NamedTemporaryFile(prefix="gybench-sub-", suffix=".txt")  # noqa: SIM115
+        self.proc: asyncio.subprocess.Process | None = None
+        self.text = ""
+
+    async def start(self) -> None:
+        """Subscribe."""
+        self.proc = await asyncio.create_subprocess_exec(
+            *("mosquitto_sub", "-h", HOST, "-p", str(PORT), "-t", self.topic),
+            *("-C", str(self.count), "-F", "%U", "-W", "300"),
+            stdout=self.out,
+        )
+
+    async def finish(self, grace_s: float) -> str:
+        """Wait up to ``grace_s`` for the last message (QoS 0 may lose some), stop, read the times."""
+        if self.out.closed:
+            return self.text
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                await asyncio.wait_for(self.proc.wait(), grace_s)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        self.out.seek(0)
+        self.text = self.out.read().decode()
+        self.out.close()
+        return self.text
+
+
 async def reference_phase(args: argparse.Namespace, fmt: str) -> dict[str, Any]:
     """mosquitto_sub alone on the same kind of stream, publishers flat out: the broker's pace."""
     group = f"gybench{uuid.uuid4().hex[:8]}"
     topic = f"spBv1.0/{group}/DDATA/#" if fmt == "spb" else f"gongyun/{group}/json/#"
     total = args.messages * args.publishers
-    sub = await asyncio.create_subprocess_exec(
-        *("mosquitto_sub", "-h", HOST, "-p", str(PORT), "-t", topic),
-        *("-C", str(total), "-F", "%U", "-W", "120"),
-        stdout=asyncio.subprocess.PIPE,
-    )
+    sub = _Sub(topic, total)
+    await sub.start()
     try:
         await asyncio.sleep(0.5)
         base_ms = int((datetime.now(UTC) - timedelta(hours=1)).timestamp() * 1000)
@@ -168,12 +151,9 @@ async def reference_phase(args: argparse.Namespace, fmt: str) -> dict[str, Any]:
             p.start()
         for p in procs:
             await asyncio.to_thread(p.join)
-        raw, _ = await asyncio.wait_for(sub.communicate(), 130)
     finally:
-        if sub.returncode is None:
-            sub.kill()
-            await sub.wait()
-    n, rate = _rate(raw.decode())
+        out = await sub.finish(5.0)
+    n, rate = _rate(out)
     return {"format": fmt, "messages": n, "msgs_per_s": rate}
 
 
@@ -184,9 +164,10 @@ def _receiver(group: str, topic: str, inbox: asyncio.Queue[tuple[str, bytes]]) -
     loop is busy ingesting (the backlog waits in memory instead).
     """
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
     loop = asyncio.get_running_loop()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{group}-ingest")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{group}-ingest")
 
     def on_message(_c: Any, _u: Any, msg: Any) -> None:
         loop.call_soon_threadsafe(inbox.put_nowait, (msg.topic, msg.payload))
@@ -213,15 +194,17 @@ async def run_phase(store_name: str, store_url: str, args: argparse.Namespace, f
     ]
     ingestor = Ingestor(store, StaticCatalog({TENANT: specs}))
     await ingestor.start()
-    sub = await asyncio.create_subprocess_exec(
-        *("mosquitto_sub", "-h", HOST, "-p", str(PORT), "-t", topic),
-        *("-C", str(total_msgs), "-F", "%U", "-W", "300"),
-        stdout=asyncio.subprocess.PIPE,
-    )
+    sub = _Sub(topic, total_msgs)
+    await sub.start()
     received = 0
     first = last_rx = 0.0
     busy = [0.0, 0.0]  # seconds decoding, seconds submitting (validation + waiting for queue room)
     futures = []
+    committed = [0.0]  # when the last batch was stored (publishers may still be shutting down)
+
+    def on_stored(_fut: asyncio.Future[None]) -> None:
+        committed[0] = time.perf_counter()
+
     try:
         inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         client = _receiver(group, topic, inbox)
@@ -240,15 +223,21 @@ async def run_phase(store_name: str, store_url: str, args: argparse.Namespace, f
                 p.start()
             while received < total_msgs:
                 try:
-                    msg_topic, payload = await asyncio.wait_for(inbox.get(), timeout=5 if received else 90)
-                except TimeoutError:
-                    break
+                    msg_topic, payload = inbox.get_nowait()
+                except asyncio.QueueEmpty:
+                    try:
+                        wait_s = 5 if received else 90
+                        msg_topic, payload = await asyncio.wait_for(inbox.get(), timeout=wait_s)
+                    except TimeoutError:
+                        break
                 if not first:
                     first = time.perf_counter()
                 t_a = time.perf_counter()
                 samples = decode(msg_topic, payload)
                 t_b = time.perf_counter()
-                futures.append((await ingestor.submit(TENANT, samples)).stored)
+                done = (await ingestor.submit(TENANT, samples)).stored
+                done.add_done_callback(on_stored)
+                futures.append(done)
                 busy[0] += t_b - t_a
                 busy[1] += time.perf_counter() - t_b
                 received += 1
@@ -259,18 +248,12 @@ async def run_phase(store_name: str, store_url: str, args: argparse.Namespace, f
             client.loop_stop()
             client.disconnect()
         await asyncio.gather(*futures)
-        stored_at = time.perf_counter()
+        joined_at = time.perf_counter()
+        stored_at = committed[0] or joined_at
         await ingestor.stop()
-        try:
-            raw, _ = await asyncio.wait_for(sub.communicate(), 30)
-        except TimeoutError:
-            sub.kill()
-            raw, _ = await sub.communicate()
-        out = raw.decode()
+        out = await sub.finish(10.0)
     finally:
-        if sub.returncode is None:
-            sub.kill()
-            await sub.wait()
+        await sub.finish(0.0)  # a no-op once finished
         await store.close()
     sub_msgs, sub_rate = _rate(out)
     stored = ingestor.stats.stored_points
@@ -282,6 +265,7 @@ async def run_phase(store_name: str, store_url: str, args: argparse.Namespace, f
         "points_per_message": args.points,
         "points_stored": stored,
         "seconds": round(dt, 3),
+        "seconds_until_publishers_exited": round(joined_at - first, 3),
         "points_per_s": stored / dt,
         "msgs_per_s": received / dt,
         "receive_msgs_per_s": received / max(last_rx - first, 1e-9),

@@ -4,6 +4,10 @@ Every sample is judged alone: a bad one is rejected with a reason (counted per t
 rest of the batch is stored. The queue between validation and the store is bounded, so a
 slow store makes producers wait (backpressure) instead of growing memory. The writer
 group-commits: whatever queued up while the previous write ran goes into the next one.
+
+Batches travel as columns (``SampleBatch``): plain float samples of plain float tags are
+judged with numpy over the whole batch; only the others (other types, unit conversion,
+anything rejected) take the per-sample path, which says why.
 """
 
 from __future__ import annotations
@@ -18,23 +22,30 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from operator import itemgetter
+from itertools import compress
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from gongyun.core.types import Quality, Sample
 from gongyun.errors import ServiceUnavailable
 from gongyun.telemetry.catalog import DataType, TagCatalog, TagSpec
-from gongyun.telemetry.store.base import QUALITY_CODES, Point, TimeSeriesStore
+from gongyun.telemetry.store.base import QUALITY_CODES, Point, TimeSeriesStore, from_us
 from gongyun.telemetry.units import UnitError, converter
 
 _log = logging.getLogger("gongyun.telemetry.ingest")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
 _NUMBERS = (int, float)
-_Bounds = tuple[float, float]
 _QUALITY: dict[object, int] = {Quality(k): v for k, v in QUALITY_CODES.items()}
+_FAST, _SLOW, _UNKNOWN = 0, 1, 2  # how a tag's samples are judged
+_MAX_TAGS = 1_000_000  # per tenant, before the tag table starts over
 
 StoredHook = Callable[[str, list[Point]], Awaitable[None]]
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+I16 = npt.NDArray[np.int16]
 
 
 class Reason(StrEnum):
@@ -99,6 +110,79 @@ class IngestConfig:
 
 
 @dataclass(slots=True)
+class SampleBatch:
+    """Samples as columns: ``device/tag`` names, µs timestamps, values, quality codes.
+
+    ``values`` is a float64 array when every value is a float (the fast case), else a list
+    of anything a device may send. ``quality`` None means all good. ``naive`` maps the index
+    of each sample whose timestamp had no time zone to that timestamp (it is rejected).
+    """
+
+    tags: list[str]
+    ts: I64
+    values: F64 | list[Any]
+    quality: I16 | None = None
+    naive: dict[int, datetime] | None = None
+
+    def __len__(self) -> int:
+        return len(self.tags)
+
+    @classmethod
+    def from_samples(cls, samples: Sequence[Sample]) -> SampleBatch:
+        """Columns of a sequence of ``Sample`` objects."""
+        tags = [str(s.tag) for s in samples]
+        stamps: list[int] = []
+        naive: dict[int, datetime] = {}
+        last: datetime | None = None
+        us = 0
+        for i, s in enumerate(samples):
+            ts = s.ts
+            if ts is not last:  # samples of one message usually share their timestamp object
+                last = ts
+                us = 0 if ts.tzinfo is None else (ts - _EPOCH) // _ONE_US
+            if ts.tzinfo is None:
+                naive[i] = ts
+            stamps.append(us)
+        quality = [_QUALITY.get(s.quality, 2) for s in samples]
+        return cls(
+            tags,
+            np.array(stamps, np.int64),
+            [s.value for s in samples],
+            np.array(quality, np.int16) if any(quality) else None,
+            naive or None,
+        )
+
+
+@dataclass(slots=True)
+class Columns:
+    """Accepted points as columns (what the writer queues and the store takes)."""
+
+    tags: list[str]
+    ts: I64
+    values: F64
+    quality: I16
+
+    def points(self) -> list[Point]:
+        """The same points as ``Point`` tuples."""
+        return list(map(Point, self.tags, self.ts.tolist(), self.values.tolist(), self.quality.tolist()))
+
+    @classmethod
+    def concat(cls, parts: Sequence[Columns]) -> Columns:
+        """One set of columns from several."""
+        if len(parts) == 1:
+            return parts[0]
+        tags: list[str] = []
+        for p in parts:
+            tags.extend(p.tags)
+        return cls(
+            tags,
+            np.concatenate([p.ts for p in parts]),
+            np.concatenate([p.values for p in parts]),
+            np.concatenate([p.quality for p in parts]),
+        )
+
+
+@dataclass(slots=True)
 class Submitted:
     """A validated batch in the queue: its result now, and a future set once it is stored."""
 
@@ -106,21 +190,78 @@ class Submitted:
     stored: asyncio.Future[None]
 
 
+class _TagTable:
+    """One tenant's tags as small integers, with per-tag spec, bounds, expiry and counters."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.names: list[str] = []
+        self.specs: list[TagSpec | None] = []
+        self.kind = np.zeros(0, np.int8)
+        self.lo = np.zeros(0, np.float64)
+        self.hi = np.zeros(0, np.float64)
+        self.expires = np.zeros(0, np.float64)
+        self.accepted = np.zeros(0, np.int64)
+
+    def _grow(self, need: int) -> None:
+        size = max(64, len(self.kind))
+        while size < need:
+            size *= 2
+        if size > len(self.kind):
+            for name in ("kind", "lo", "hi", "expires", "accepted"):
+                old = getattr(self, name)
+                new = np.zeros(size, old.dtype)
+                new[: len(old)] = old
+                setattr(self, name, new)
+
+    def set(self, i: int, spec: TagSpec | None, expires: float) -> None:
+        """Record a tag's spec and how its samples are judged."""
+        self.specs[i] = spec
+        self.expires[i] = expires
+        if spec is None:
+            self.kind[i] = _UNKNOWN
+        elif spec.data_type is not DataType.float or (spec.source_unit and spec.unit):
+            self.kind[i] = _SLOW
+        else:
+            self.kind[i] = _FAST
+            self.lo[i] = -math.inf if spec.low is None else spec.low
+            self.hi[i] = math.inf if spec.high is None else spec.high
+
+    def add(self, name: str) -> int:
+        """A new tag's index (its spec is set by the caller)."""
+        i = len(self.names)
+        self._grow(i + 1)
+        self.index[name] = i
+        self.names.append(name)
+        self.specs.append(None)
+        return i
+
+    def counts(self) -> Counter[str]:
+        """Accepted samples per tag."""
+        out: Counter[str] = Counter()
+        for name, c in zip(self.names, self.accepted[: len(self.names)].tolist(), strict=True):
+            if c:
+                out[name] += c
+        return out
+
+
 class IngestStats:
     """Counters per (tenant, tag): accepted samples and rejections by reason."""
 
     def __init__(self) -> None:
-        self.accepted: dict[str, Counter[str]] = {}  # tenant -> tag -> samples accepted
+        self._earlier: dict[str, Counter[str]] = {}  # counts of tag tables that started over
+        self._tables: dict[str, _TagTable] = {}
         self.rejected: Counter[tuple[str, str, str]] = Counter()
         self.stored_points = 0
         self.write_errors = 0
 
-    def count_accepted(self, tenant: str, points: list[Point]) -> None:
-        """Add a batch's accepted points to the tenant's per-tag counters."""
-        counter = self.accepted.get(tenant)
-        if counter is None:
-            counter = self.accepted[tenant] = Counter()
-        counter.update(map(itemgetter(0), points))
+    @property
+    def accepted(self) -> dict[str, Counter[str]]:
+        """tenant -> tag -> samples accepted."""
+        out = {t: Counter(c) for t, c in self._earlier.items()}
+        for tenant, table in self._tables.items():
+            out.setdefault(tenant, Counter()).update(table.counts())
+        return out
 
     def for_tenant(self, tenant: str) -> dict[str, dict[str, Any]]:
         """``{tag: {"accepted": n, "rejected": {reason: n}}}`` for one tenant."""
@@ -132,8 +273,17 @@ class IngestStats:
                 out.setdefault(tag, {"accepted": 0, "rejected": {}})["rejected"][reason] = n
         return out
 
+    def table(self, tenant: str) -> _TagTable:
+        """The tenant's tag table (a fresh one once it grew too big)."""
+        table = self._tables.get(tenant)
+        if table is None or len(table.names) > _MAX_TAGS:
+            if table is not None:
+                self._earlier.setdefault(tenant, Counter()).update(table.counts())
+            table = self._tables[tenant] = _TagTable()
+        return table
 
-_Item = tuple[str, list[Point], asyncio.Future[None]]
+
+_Item = tuple[str, Columns, asyncio.Future[None]]
 
 
 class Ingestor:
@@ -154,7 +304,6 @@ class Ingestor:
         self.stats = IngestStats()
         self.hooks: list[StoredHook] = []
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=self.config.queue_chunks)
-        self._spec_cache: dict[str, dict[str, tuple[float, TagSpec | None, _Bounds | None]]] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -174,85 +323,129 @@ class Ingestor:
         """Chunks waiting for the writer."""
         return self._queue.qsize()
 
-    async def _specs(self, tenant: str, names: list[str]) -> dict[str, tuple[TagSpec | None, _Bounds | None]]:
-        """Tag specs (with fast-path bounds) from a short-lived local cache over the catalog."""
+    async def _lookup(self, tenant: str, tags: list[str]) -> tuple[_TagTable, npt.NDArray[np.intp]]:
+        """Each tag's index in the tenant's table; specs come from the catalog, cached briefly."""
+        table = self.stats.table(tenant)
+        index = table.index
         now = time.monotonic()
-        cache = self._spec_cache.get(tenant)
-        if cache is None or len(cache) > 1_000_000:
-            cache = self._spec_cache[tenant] = {}
-        out: dict[str, tuple[TagSpec | None, _Bounds | None]] = {}
-        for name in set(names):
-            hit = cache.get(name)
-            if hit is None or hit[0] < now:
-                spec = await self.catalog.get(tenant, name)
-                hit = cache[name] = (now + self.config.spec_ttl_s, spec, _bounds(spec))
-            out[name] = (hit[1], hit[2])
-        return out
+        try:
+            idx = np.fromiter(map(index.__getitem__, tags), np.intp, len(tags))
+        except KeyError:
+            for name in set(tags).difference(index):
+                if name not in index:  # another batch may have added it while we awaited the catalog
+                    i = table.add(name)
+                    table.set(i, await self.catalog.get(tenant, name), now + self.config.spec_ttl_s)
+            idx = np.fromiter(map(index.__getitem__, tags), np.intp, len(tags))
+        stale = table.expires[idx] < now
+        if stale.any():
+            for i in np.unique(idx[stale]).tolist():
+                spec = await self.catalog.get(tenant, table.names[i])
+                table.set(i, spec, now + self.config.spec_ttl_s)
+        return table, idx
 
     def invalidate(self, tenant: str | None = None) -> None:
         """Forget cached tag specs (after the asset model changed)."""
-        if tenant is None:
-            self._spec_cache.clear()
-        else:
-            self._spec_cache.pop(tenant, None)
+        for t, table in self.stats._tables.items():
+            if tenant is None or t == tenant:
+                table.expires[:] = 0.0
         invalidate = getattr(self.catalog, "invalidate", None)
         if invalidate is not None:
             invalidate(tenant)
 
     async def validate(self, tenant: str, samples: Sequence[Sample]) -> tuple[list[Point], IngestResult]:
         """Judge every sample: points to store, and the result with each rejection."""
+        cols, result = await self.validate_batch(tenant, SampleBatch.from_samples(samples))
+        return cols.points(), result
+
+    async def validate_batch(self, tenant: str, batch: SampleBatch) -> tuple[Columns, IngestResult]:
+        """Judge every sample of a columnar batch: columns to store, and the result."""
         result = IngestResult()
         cfg = self.config
-        if len(samples) > cfg.max_batch:
-            for s in samples[cfg.max_batch :]:
+        tags, ts, values, naive = batch.tags, batch.ts, batch.values, batch.naive or {}
+        n = len(tags)
+        if n > cfg.max_batch:
+            for i in range(cfg.max_batch, n):
+                when = naive.get(i) or _when(int(ts[i]))
                 self._reject(
-                    tenant, result, Rejection(str(s.tag), s.ts, Reason.oversize_batch, f"max {cfg.max_batch}")
+                    tenant, result, Rejection(tags[i], when, Reason.oversize_batch, f"max {cfg.max_batch}")
                 )
-            samples = samples[: cfg.max_batch]
-        names = [str(s.tag) for s in samples]
-        specs = await self._specs(tenant, names)
+            n = cfg.max_batch
+            tags, ts, values = tags[:n], ts[:n], values[:n]
+        table, idx = await self._lookup(tenant, tags)
         now_us = int(self.clock() * 1_000_000)
-        hi = now_us + cfg.max_future // _ONE_US
-        lo = now_us - cfg.max_past // _ONE_US
-        points: list[Point] = []
-        append = points.append
-        last_ts: datetime | None = None
-        us = 0
-        for s, name in zip(samples, names, strict=True):
-            spec, bounds = specs[name]
-            if spec is None:
-                self._reject(tenant, result, Rejection(name, s.ts, Reason.unknown_tag))
-                continue
-            ts = s.ts
-            if ts is not last_ts:  # samples of one message usually share their timestamp object
-                if ts.tzinfo is None:
-                    self._reject(tenant, result, Rejection(name, ts, Reason.naive_timestamp))
-                    continue
-                us = (ts - _EPOCH) // _ONE_US
-                last_ts = ts
-            if us > hi:
-                self._reject(
-                    tenant, result, Rejection(name, ts, Reason.future, f"more than {cfg.max_future} ahead")
+        hi_ts = now_us + cfg.max_future // _ONE_US
+        lo_ts = now_us - cfg.max_past // _ONE_US
+        if isinstance(values, np.ndarray) or set(map(type, values)) <= {float}:
+            fvals = np.array(values, np.float64)
+            good = np.ones(n, np.bool_)
+        else:
+            good = np.fromiter((type(v) is float for v in values), np.bool_, n)
+            fvals = np.fromiter((v if type(v) is float else 0.0 for v in values), np.float64, n)
+        # the fast path: plain floats of plain float tags, finite, in range, in the time window
+        good &= table.kind[idx] == _FAST
+        good &= np.isfinite(fvals)
+        good &= fvals >= table.lo[idx]
+        good &= fvals <= table.hi[idx]
+        good &= ts <= hi_ts
+        good &= ts >= lo_ts
+        for i in naive:
+            if i < n:
+                good[i] = False
+        if not good.all():
+            for i in np.flatnonzero(~good).tolist():
+                value = self._judge(
+                    tenant,
+                    result,
+                    table.specs[idx[i]],
+                    tags[i],
+                    int(ts[i]),
+                    values[i],
+                    naive.get(i),
+                    (lo_ts, hi_ts),
                 )
-                continue
-            if us < lo:
-                self._reject(
-                    tenant, result, Rejection(name, ts, Reason.past, f"more than {cfg.max_past} old")
-                )
-                continue
-            v = s.value
-            # plain float tags take a fast path: bounds only (NaN and infinities fail ``v - v == 0``)
-            if bounds is not None and type(v) is float and v - v == 0.0 and bounds[0] <= v <= bounds[1]:
-                append(Point(name, us, v, _QUALITY.get(s.quality, 2)))
-                continue
-            value, reason, detail = check_value(spec, v)
-            if reason is not None:
-                self._reject(tenant, result, Rejection(name, ts, reason, detail))
-                continue
-            append(Point(name, us, value, _QUALITY.get(s.quality, 2)))
-        self.stats.count_accepted(tenant, points)
-        result.accepted = len(points)
-        return points, result
+                if value is not None:
+                    good[i] = True
+                    fvals[i] = value
+        quality = batch.quality[:n] if batch.quality is not None else np.zeros(n, np.int16)
+        if good.all():
+            cols = Columns(list(tags), ts, fvals, quality)
+        else:
+            cols = Columns(list(compress(tags, good.tolist())), ts[good], fvals[good], quality[good])
+            idx = idx[good]
+        np.add.at(table.accepted, idx, 1)
+        result.accepted = len(cols.tags)
+        return cols, result
+
+    def _judge(
+        self,
+        tenant: str,
+        result: IngestResult,
+        spec: TagSpec | None,
+        name: str,
+        us: int,
+        value: object,
+        naive_ts: datetime | None,
+        window: tuple[int, int],
+    ) -> float | None:
+        """One sample off the fast path: its stored value, or None once it is rejected."""
+        ts = naive_ts or _when(us)
+        reason: Reason | None = None
+        detail = ""
+        cfg = self.config
+        if spec is None:
+            reason = Reason.unknown_tag
+        elif naive_ts is not None:
+            reason = Reason.naive_timestamp
+        elif us > window[1]:
+            reason, detail = Reason.future, f"more than {cfg.max_future} ahead"
+        elif us < window[0]:
+            reason, detail = Reason.past, f"more than {cfg.max_past} old"
+        else:
+            v, reason, detail = check_value(spec, value)
+            if reason is None:
+                return v
+        self._reject(tenant, result, Rejection(name, ts, reason, detail))
+        return None
 
     def _reject(self, tenant: str, result: IngestResult, rejection: Rejection) -> None:
         result.rejected.append(rejection)
@@ -262,19 +455,20 @@ class Ingestor:
         """Record a sample rejected before validation (e.g. one that could not be decoded)."""
         self._reject(tenant, result, rejection)
 
-    async def submit(self, tenant: str, samples: Sequence[Sample]) -> Submitted:
+    async def submit(self, tenant: str, samples: Sequence[Sample] | SampleBatch) -> Submitted:
         """Validate and queue a batch (waits while the queue is full); ``stored`` resolves later."""
         if self._task is None:
             raise ServiceUnavailable("telemetry ingest is not running")
-        points, result = await self.validate(tenant, samples)
+        batch = samples if isinstance(samples, SampleBatch) else SampleBatch.from_samples(samples)
+        cols, result = await self.validate_batch(tenant, batch)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if points:
-            await self._queue.put((tenant, points, fut))
+        if cols.tags:
+            await self._queue.put((tenant, cols, fut))
         else:
             fut.set_result(None)
         return Submitted(result, fut)
 
-    async def ingest(self, tenant: str, samples: Sequence[Sample]) -> IngestResult:
+    async def ingest(self, tenant: str, samples: Sequence[Sample] | SampleBatch) -> IngestResult:
         """Validate, queue and wait until the accepted samples are stored."""
         sub = await self.submit(tenant, samples)
         await sub.stored
@@ -288,7 +482,7 @@ class Ingestor:
             if item is None:
                 break
             batch = [item]
-            n = len(item[1])
+            n = len(item[1].tags)
             # Group commit: take what is queued; while the batch is small, linger briefly for more
             # (every store commit has a fixed cost, so few large writes beat many small ones).
             deadline = loop.time() + self.config.linger_s
@@ -307,26 +501,35 @@ class Ingestor:
                     stop = True
                     break
                 batch.append(nxt)
-                n += len(nxt[1])
+                n += len(nxt[1].tags)
             await self._write(batch)
 
     async def _write(self, batch: list[_Item]) -> None:
-        by_tenant: dict[str, list[Point]] = {}
-        for tenant, points, _ in batch:
-            by_tenant.setdefault(tenant, []).extend(points)
+        by_tenant: dict[str, list[Columns]] = {}
+        for tenant, cols, _ in batch:
+            by_tenant.setdefault(tenant, []).append(cols)
         error: BaseException | None = None
-        for tenant, points in by_tenant.items():
+        write_columns = getattr(self.store, "write_columns", None)
+        for tenant, parts in by_tenant.items():
+            cols = Columns.concat(parts)
+            points: list[Point] | None = None
             try:
-                await self.store.write(tenant, points)
-                self.stats.stored_points += len(points)
+                if write_columns is not None:
+                    await write_columns(tenant, cols.tags, cols.ts, cols.values, cols.quality)
+                else:
+                    points = cols.points()
+                    await self.store.write(tenant, points)
+                self.stats.stored_points += len(cols.tags)
             except Exception as exc:
-                _log.exception("writing %d points of tenant %s failed", len(points), tenant)
+                _log.exception("writing %d points of tenant %s failed", len(cols.tags), tenant)
                 self.stats.write_errors += 1
                 error = exc
                 continue
+            if self.hooks and points is None:
+                points = cols.points()
             for hook in self.hooks:
                 try:
-                    await hook(tenant, points)
+                    await hook(tenant, points or [])
                 except Exception:
                     _log.exception("ingest hook %r failed", hook)
         for _, _, fut in batch:
@@ -339,11 +542,12 @@ class Ingestor:
                         fut.exception()  # mark retrieved: the caller may have stopped waiting
 
 
-def _bounds(spec: TagSpec | None) -> _Bounds | None:
-    """Range of a plain float tag (no unit conversion), for the fast path; None otherwise."""
-    if spec is None or spec.data_type is not DataType.float or (spec.source_unit and spec.unit):
+def _when(us: int) -> datetime | None:
+    """A stored timestamp as a datetime for a rejection (None beyond what datetime holds)."""
+    try:
+        return from_us(us)
+    except OverflowError:
         return None
-    return (-math.inf if spec.low is None else spec.low, math.inf if spec.high is None else spec.high)
 
 
 def check_value(spec: TagSpec, value: object) -> tuple[float, Reason | None, str]:
@@ -358,7 +562,10 @@ def check_value(spec: TagSpec, value: object) -> tuple[float, Reason | None, str
         return 0.0, Reason.wrong_type, f"expected bool, got {type(value).__name__}"
     if isinstance(value, bool) or not isinstance(value, _NUMBERS):
         return 0.0, Reason.wrong_type, f"expected {spec.data_type}, got {type(value).__name__}"
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond float range
+        return math.inf, Reason.infinite, ""
     if math.isnan(v):
         return v, Reason.nan, ""
     if math.isinf(v):

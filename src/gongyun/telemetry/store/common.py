@@ -10,6 +10,9 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from gongyun.telemetry.store import sql
 from gongyun.telemetry.store.base import (
     Agg,
@@ -24,12 +27,29 @@ from gongyun.telemetry.store.base import (
     StoreError,
     check_agg,
     check_series,
-    dedupe,
     fill_buckets,
     plan_buckets,
 )
 
 MAX_TAG_LEN = 300
+I32 = npt.NDArray[np.int32]
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+I16 = npt.NDArray[np.int16]
+
+
+def dedupe_keys(sid: I32, ts: I64) -> npt.NDArray[np.intp] | None:
+    """Positions to keep so each (sid, ts) appears once (the last one wins); None: no duplicates."""
+    if len(sid) < 2:
+        return None
+    order = np.lexsort((ts, sid))  # stable: equal keys stay in arrival order
+    s, t = sid[order], ts[order]
+    same = (s[1:] == s[:-1]) & (t[1:] == t[:-1])
+    if not same.any():
+        return None
+    keep = np.ones(len(order), np.bool_)
+    keep[:-1] = ~same  # of equal neighbours only the last survives
+    return np.sort(order[keep])
 
 
 class SqlStore(ABC):
@@ -39,7 +59,7 @@ class SqlStore(ABC):
     dialect: sql.Dialect
 
     def __init__(self) -> None:
-        self._sids: dict[tuple[str, str], int] = {}
+        self._sids: dict[str, dict[str, int]] = {}  # tenant -> tag -> sid
 
     # -- primitives a backend implements -------------------------------------------------
     @abstractmethod
@@ -51,8 +71,10 @@ class SqlStore(ABC):
         """Run one query and return its rows."""
 
     @abstractmethod
-    async def _merge(self, series: SeriesKind, sids: list[int], points: list[Point]) -> None:
-        """Stage points (with their series ids) and merge them (sql.merge_batch)."""
+    async def _merge(
+        self, series: SeriesKind, sid: I32, ts: I64, value: F64, quality: I16, flags: I16
+    ) -> None:
+        """Stage rows (series id, µs, value, quality, flags) and merge them (sql.merge_batch)."""
 
     @abstractmethod
     async def _register(self, tenant: str, tags: Sequence[str]) -> None:
@@ -64,8 +86,8 @@ class SqlStore(ABC):
 
     # -- series ids ----------------------------------------------------------------------
     async def _sid_map(self, tenant: str, tags: Sequence[str], create: bool) -> dict[str, int]:
-        known = self._sids
-        missing = [t for t in set(tags) if (tenant, t) not in known]
+        known = self._sids.setdefault(tenant, {})
+        missing = [t for t in set(tags) if t not in known]
         if missing:
             for t in missing:
                 if not t or len(t) > MAX_TAG_LEN:
@@ -77,19 +99,57 @@ class SqlStore(ABC):
                 {"tenant": tenant},
             )
             for tag, sid in rows:
-                self._sids[(tenant, str(tag))] = int(sid)
-        return {t: self._sids[(tenant, t)] for t in tags if (tenant, t) in self._sids}
+                known[str(tag)] = int(sid)
+        return {t: known[t] for t in tags if t in known}
 
     # -- protocol ------------------------------------------------------------------------
     async def write(self, tenant: str, points: Sequence[Point], series: SeriesKind = "raw") -> int:
         """Upsert points (idempotent on tenant, tag, ts); return how many were written."""
-        k = check_series(series)
         if not points:
+            check_series(series)
             return 0
-        pts = dedupe(points)
-        sids = await self._sid_map(tenant, list({p.tag for p in pts}), create=True)
-        await self._merge(k, [sids[p.tag] for p in pts], pts)
-        return len(pts)
+        tags, ts, value, quality, flags = zip(*points, strict=True)
+        return await self.write_columns(
+            tenant,
+            list(tags),
+            np.array(ts, np.int64),
+            np.array(value, np.float64),
+            np.array(quality, np.int16),
+            np.array(flags, np.int16),
+            series=series,
+        )
+
+    async def write_columns(
+        self,
+        tenant: str,
+        tags: Sequence[str],
+        ts: I64,
+        value: F64,
+        quality: I16,
+        flags: I16 | None = None,
+        *,
+        series: SeriesKind = "raw",
+    ) -> int:
+        """``write`` for points given as columns (one tag name per point)."""
+        k = check_series(series)
+        if not len(tags):
+            return 0
+        if flags is None:
+            flags = np.zeros(len(tags), np.int16)
+        known = self._sids.get(tenant)
+        try:
+            if known is None:
+                raise KeyError(tenant)
+            sid = np.fromiter(map(known.__getitem__, tags), np.int32, len(tags))
+        except KeyError:
+            await self._sid_map(tenant, tags, create=True)
+            known = self._sids[tenant]
+            sid = np.fromiter(map(known.__getitem__, tags), np.int32, len(tags))
+        keep = dedupe_keys(sid, ts)
+        if keep is not None:
+            sid, ts, value, quality, flags = sid[keep], ts[keep], value[keep], quality[keep], flags[keep]
+        await self._merge(k, sid, ts, value, quality, flags)
+        return len(sid)
 
     async def delete(self, tenant: str, tag: str, start: int, end: int, series: SeriesKind = "raw") -> None:
         """Delete one tag's points in [start, end) (rollups follow on the next refresh)."""

@@ -15,8 +15,8 @@ import pyarrow as pa
 
 from gongyun.errors import ServiceUnavailable
 from gongyun.telemetry.store import sql
-from gongyun.telemetry.store.base import Point, SeriesKind
-from gongyun.telemetry.store.common import SqlStore
+from gongyun.telemetry.store.base import SeriesKind
+from gongyun.telemetry.store.common import F64, I16, I32, I64, SqlStore
 
 T = TypeVar("T")
 
@@ -114,14 +114,16 @@ class DuckDBStore(SqlStore):
 
         await self._call(go)
 
-    async def _merge(self, series: SeriesKind, sids: list[int], points: list[Point]) -> None:
-        batch = pa.table(  # DuckDB reads this local variable by name
+    async def _merge(
+        self, series: SeriesKind, sid: I32, ts: I64, value: F64, quality: I16, flags: I16
+    ) -> None:
+        batch = pa.table(  # DuckDB reads this local variable by name; numpy columns are not copied
             {
-                "sid": pa.array(sids, pa.int32()),
-                "ts": pa.array([p[1] for p in points], pa.int64()),
-                "value": pa.array([p[2] for p in points], pa.float64()),
-                "quality": pa.array([p[3] for p in points], pa.int16()),
-                "flags": pa.array([p[4] for p in points], pa.int16()),
+                "sid": pa.array(sid, pa.int32()),
+                "ts": pa.array(ts, pa.int64()),
+                "value": pa.array(value, pa.float64()),
+                "quality": pa.array(quality, pa.int16()),
+                "flags": pa.array(flags, pa.int16()),
             }
         )
 

@@ -10,13 +10,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import psycopg
 from psycopg import sql as psql
 
 from gongyun.errors import DatabaseUnavailable, ServiceUnavailable
 from gongyun.telemetry.store import sql
-from gongyun.telemetry.store.base import DAY_US, Point, SeriesKind
-from gongyun.telemetry.store.common import SqlStore
+from gongyun.telemetry.store.base import DAY_US, SeriesKind
+from gongyun.telemetry.store.common import F64, I16, I32, I64, SqlStore
 
 _SERIES_DDL = [
     """CREATE TABLE IF NOT EXISTS ts_series (
@@ -28,6 +29,34 @@ _TEMP_DDL = [
         quality SMALLINT, flags SMALLINT) ON COMMIT DELETE ROWS""",
     "CREATE TEMP TABLE IF NOT EXISTS snap (sid INTEGER, hour BIGINT, gen INTEGER) ON COMMIT DELETE ROWS",
 ]
+
+# one row of COPY's binary format: field count, then (length, big-endian value) per column
+_COPY_ROW = np.dtype(
+    [
+        ("n", ">i2"),
+        ("l_sid", ">i4"),
+        ("sid", ">i4"),
+        ("l_ts", ">i4"),
+        ("ts", ">i8"),
+        ("l_value", ">i4"),
+        ("value", ">f8"),
+        ("l_quality", ">i4"),
+        ("quality", ">i2"),
+        ("l_flags", ">i4"),
+        ("flags", ">i2"),
+    ]
+)
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+_COPY_TRAILER = b"\xff\xff"
+
+
+def copy_binary(sid: I32, ts: I64, value: F64, quality: I16, flags: I16) -> bytes:
+    """Rows (sid, ts, value, quality, flags) in PostgreSQL's binary COPY format, built by numpy."""
+    rows = np.empty(len(sid), _COPY_ROW)
+    rows["n"] = 5
+    rows["l_sid"], rows["l_ts"], rows["l_value"], rows["l_quality"], rows["l_flags"] = 4, 8, 8, 2, 2
+    rows["sid"], rows["ts"], rows["value"], rows["quality"], rows["flags"] = sid, ts, value, quality, flags
+    return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
 
 
 def plain_url(url: str) -> str:
@@ -131,16 +160,17 @@ class PostgresStore(SqlStore):
                 await w.execute(stmt)
             self._partitions.add((series, day))
 
-    async def _merge(self, series: SeriesKind, sids: list[int], points: list[Point]) -> None:
-        days = {p[1] // DAY_US for p in points}
-        data = "".join(
-            f"{s}\t{p[1]}\t{float(p[2])!r}\t{p[3]}\t{p[4]}\n" for s, p in zip(sids, points, strict=True)
-        ).encode()
+    async def _merge(
+        self, series: SeriesKind, sid: I32, ts: I64, value: F64, quality: I16, flags: I16
+    ) -> None:
+        days = set(np.unique(ts // DAY_US).tolist())
+        data = copy_binary(sid, ts, value, quality, flags)
         async with self._wlock:
             await self._ensure_partitions(series, days)
             w = self._conn("w")
             async with w.transaction(), w.cursor() as cur:
-                async with cur.copy("COPY batch (sid, ts, value, quality, flags) FROM STDIN") as copy:
+                copy_sql = "COPY batch (sid, ts, value, quality, flags) FROM STDIN (FORMAT BINARY)"
+                async with cur.copy(copy_sql) as copy:
                     await copy.write(data)
                 for stmt in sql.merge_batch(self.dialect, series, "batch"):
                     await cur.execute(stmt)
