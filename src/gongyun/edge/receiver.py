@@ -116,8 +116,15 @@ class UplinkReceiver:
             self._results.pop(command_id, None)
 
     async def _confirmer(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(self.confirm_interval)
+            ticks += 1
+            if ticks % 10 == 0:
+                # Re-confirm every node now and then: a confirmation published while the edge
+                # node was reconnecting (or ignored while it replayed) is otherwise lost, and the
+                # gateway would keep samples the platform already has.
+                self._dirty.update(self.last_seq)
             client = self.host.client
             if client is None or not self._dirty:
                 continue
