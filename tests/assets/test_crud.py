@@ -89,10 +89,14 @@ async def test_cells_and_nested_equipment_are_allowed(db: Database) -> None:
     ids = await plant(db)
     async with db.session() as s:
         cell = await crud.create_node(s, "t1", NodeIn(level=Level.cell, name="Cell A", parent_id=ids["area"]))
-        await crud.create_node(s, "t1", NodeIn(level=Level.equipment, name="Robot", parent_id=cell.id))
-        await crud.create_node(
+        robot = await crud.create_node(
+            s, "t1", NodeIn(level=Level.equipment, name="Robot", parent_id=cell.id)
+        )
+        pump = await crud.create_node(
             s, "t1", NodeIn(level=Level.equipment, name="Pump", parent_id=ids["equipment"])
         )
+    assert robot.parent_id == cell.id and robot.level == "equipment"
+    assert pump.parent_id == ids["equipment"]
 
 
 async def test_duplicates_conflict(db: Database) -> None:
