@@ -53,10 +53,12 @@ def create_app(
     settings: Settings | None = None,
     runtime: Runtime | None = None,
     on_start: Sequence[StartHook] = (),
+    prepare: bool = True,
 ) -> FastAPI:
     """Build the API + console app; a given ``runtime`` is used as is (tests), else one is started.
 
-    ``on_start`` hooks run once the runtime is up (``gongyun demo`` starts the factory there).
+    ``on_start`` hooks run once the runtime is up (``gongyun demo`` starts the factory there);
+    ``prepare=False`` skips migrations and bootstrap when the caller has just done them.
     """
     settings = settings or (runtime.settings if runtime else get_settings())
 
@@ -64,7 +66,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = runtime is None
         if own:
-            await prepare_database(settings)
+            if prepare:
+                await prepare_database(settings)
             app.state.runtime = await start_runtime(settings)
         else:
             app.state.runtime = runtime

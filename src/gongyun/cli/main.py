@@ -119,7 +119,7 @@ def _serve(host: list[str] | None, port: int | None, demo: bool) -> None:
         from gongyun.demo import start_demo
 
         hooks.append(start_demo)
-    cfg_app = create_app(cfg, on_start=hooks)
+    cfg_app = create_app(cfg, on_start=hooks, prepare=False)  # prepared just above
     socks = _sockets(cfg.host, cfg.port)
     for s in socks:
         addr = s.getsockname()
