@@ -118,6 +118,22 @@ async def test_rollups_are_incremental_for_late_data(store: TimeSeriesStore) -> 
     assert await store.refresh_rollups() == 0
 
 
+async def test_backfill_over_days_refreshes_every_hour_once(store: TimeSeriesStore) -> None:
+    # 3 days at 5 min across a day boundary each: the refresh runs day by day, every hour once.
+    start = T0 - 2 * HOUR_US
+    pts = ramp("d/a", 3 * 24 * 12, step_us=5 * MINUTE_US, start=start)
+    pts += ramp("d/b", 10, step_us=HOUR_US, start=T0 + DAY_US - 5 * HOUR_US)
+    await store.write("t1", pts)
+    assert await store.refresh_rollups() == 3 * 24 + 10
+    assert await store.refresh_rollups() == 0
+    end = start + 3 * DAY_US
+    hourly = await store.downsample("t1", "d/a", start, end, 72, source="1h")
+    assert [b.count for b in hourly.buckets] == [12] * 72
+    assert [b.first for b in hourly.buckets] == [float(12 * i) for i in range(72)]
+    daily = await store.aligned("t1", ["d/b"], T0, T0 + 2 * DAY_US, 48, agg="count", source="1h")
+    assert daily.values["d/b"] == [None] * 19 + [1.0] * 10 + [None] * 19
+
+
 async def test_latest_per_tag(store: TimeSeriesStore) -> None:
     await store.write("t1", ramp("d/a", 10) + ramp("d/b", 3))
     latest = await store.latest("t1")

@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from gongyun.telemetry.store import sql
 from gongyun.telemetry.store.base import (
+    DAY_US,
     Agg,
     Aligned,
     Bucket,
@@ -81,8 +82,21 @@ class SqlStore(ABC):
         """Insert missing (tenant, tag) series rows (idempotently)."""
 
     @abstractmethod
+    async def _refresh_span(self, series: SeriesKind, lo: int, hi: int) -> int:
+        """Snapshot the dirty hours in [lo, hi) into temp table ``snap``, run sql.refresh; return hours."""
+
     async def _refresh(self, series: SeriesKind) -> int:
-        """Snapshot dirty hours into temp table ``snap`` and run sql.refresh; return hours."""
+        """Refresh every dirty hour, one day per transaction; return how many hours were refreshed.
+
+        A bulk backfill (a month of 100 tags) becomes a few dozen day-sized statements that
+        each touch one partition, and writers get the connection between them.
+        """
+        k = check_series(series)
+        days = await self._fetch(f"SELECT DISTINCT {self.dialect.div('hour', str(DAY_US))} FROM ts_{k}_dirty")
+        done = 0
+        for day in sorted(int(r[0]) for r in days):
+            done += await self._refresh_span(k, day * DAY_US, (day + 1) * DAY_US)
+        return done
 
     # -- series ids ----------------------------------------------------------------------
     async def _sid_map(self, tenant: str, tags: Sequence[str], create: bool) -> dict[str, int]:

@@ -137,16 +137,17 @@ class DuckDBStore(SqlStore):
 
         await self._call(go)
 
-    async def _refresh(self, series: SeriesKind) -> int:
+    async def _refresh_span(self, series: SeriesKind, lo: int, hi: int) -> int:
         def go() -> int:
             c = self.conn
             c.execute(
-                f"CREATE OR REPLACE TEMP TABLE snap AS SELECT sid, hour, gen FROM ts_{series}_dirty"
+                f"CREATE OR REPLACE TEMP TABLE snap AS SELECT sid, hour, gen FROM ts_{series}_dirty "
+                f"WHERE hour >= {int(lo)} AND hour < {int(hi)}"
             ).fetchall()
             row = c.execute("SELECT count(*) FROM snap").fetchall()[0]
             n = int(row[0]) if row else 0
             if n:
-                self._run_sync(sql.refresh(self.dialect, series), None)
+                self._run_sync(sql.refresh(self.dialect, series, lo, hi), None)
             return n
 
         return await self._call(go)

@@ -175,14 +175,18 @@ class PostgresStore(SqlStore):
                 for stmt in sql.merge_batch(self.dialect, series, "batch"):
                     await cur.execute(stmt)
 
-    async def _refresh(self, series: SeriesKind) -> int:
+    async def _refresh_span(self, series: SeriesKind, lo: int, hi: int) -> int:
         async with self._wlock:
             w = self._conn("w")
             async with w.transaction(), w.cursor() as cur:
-                await cur.execute(f"INSERT INTO snap SELECT sid, hour, gen FROM ts_{series}_dirty")
+                await cur.execute(
+                    f"INSERT INTO snap SELECT sid, hour, gen FROM ts_{series}_dirty "
+                    f"WHERE hour >= {int(lo)} AND hour < {int(hi)}"
+                )
                 n = max(cur.rowcount, 0)
                 if n:
-                    for stmt in sql.refresh(self.dialect, series):
+                    await cur.execute("ANALYZE snap")  # a temp table has no statistics otherwise
+                    for stmt in sql.refresh(self.dialect, series, lo, hi):
                         await cur.execute(stmt)
             return n
 

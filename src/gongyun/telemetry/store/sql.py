@@ -112,20 +112,31 @@ def merge_batch(d: Dialect, k: SeriesKind, batch: str) -> list[str]:
     ]
 
 
-def refresh(d: Dialect, k: SeriesKind) -> list[str]:
-    """Recompute 1-minute then 1-hour rollups of the hours listed in temp table ``snap``."""
+def refresh(d: Dialect, k: SeriesKind, lo: int, hi: int) -> list[str]:
+    """Recompute 1-minute then 1-hour rollups of the hours in temp table ``snap``, all in [lo, hi).
+
+    The constant bounds let PostgreSQL prune the points table to the partitions of [lo, hi)
+    when it plans the statement, instead of joining ``snap`` against every partition.
+    """
+    lo, hi = int(lo), int(hi)
     in_hour = "{t}.sid = s.sid AND {t}.{c} >= s.hour AND {t}.{c} < s.hour + " + str(HOUR_US)
+    span = " AND {t}.{c} >= " + str(lo) + " AND {t}.{c} < " + str(hi)
     minute = d.div("p.ts", str(MINUTE_US)) + f" * {MINUTE_US}"
     hour = d.div("r.bucket", str(HOUR_US)) + f" * {HOUR_US}"
+    join_p = in_hour.format(t="p", c="ts") + span.format(t="p", c="ts")
+    join_r = in_hour.format(t="r", c="bucket") + span.format(t="r", c="bucket")
     stmts: list[str] = []
     for r in ("1m", "1h"):
-        cond = in_hour.format(t=f"ts_{k}_rollup_{r}", c="bucket")
-        stmts.append(f"DELETE FROM ts_{k}_rollup_{r} WHERE EXISTS (SELECT 1 FROM snap s WHERE {cond})")
+        t = f"ts_{k}_rollup_{r}"
+        cond = in_hour.format(t=t, c="bucket")
+        stmts.append(
+            f"DELETE FROM {t} WHERE EXISTS (SELECT 1 FROM snap s WHERE {cond}){span.format(t=t, c='bucket')}"
+        )
     stmts.append(
         f"""INSERT INTO ts_{k}_rollup_1m ({ROLLUP_COLS})
             SELECT p.sid, {minute}, count(*), sum(p.value), min(p.value), max(p.value),
                    min(p.ts), {d.first("p.value", "p.ts")}, max(p.ts), {d.last("p.value", "p.ts")}
-            FROM ts_{k}_points p JOIN snap s ON {in_hour.format(t="p", c="ts")}
+            FROM ts_{k}_points p JOIN snap s ON {join_p}
             GROUP BY p.sid, {minute}
             ON CONFLICT (sid, bucket) DO UPDATE SET {_SET_ROLLUP}"""
     )
@@ -134,7 +145,7 @@ def refresh(d: Dialect, k: SeriesKind) -> list[str]:
             SELECT r.sid, {hour}, sum(r.cnt), sum(r.total), min(r.mn), max(r.mx),
                    min(r.first_ts), {d.first("r.first_v", "r.first_ts")},
                    max(r.last_ts), {d.last("r.last_v", "r.last_ts")}
-            FROM ts_{k}_rollup_1m r JOIN snap s ON {in_hour.format(t="r", c="bucket")}
+            FROM ts_{k}_rollup_1m r JOIN snap s ON {join_r}
             GROUP BY r.sid, {hour}
             ON CONFLICT (sid, bucket) DO UPDATE SET {_SET_ROLLUP}"""
     )
