@@ -27,6 +27,14 @@ class Profile(StrEnum):
     server = "server"
 
 
+class MqttEmbedded(StrEnum):
+    """Whether the embedded profile starts its own MQTT broker at ``mqtt_url``."""
+
+    auto = "auto"  # only when nothing answers there and the host is loopback
+    on = "on"
+    off = "off"
+
+
 _CONFIG_OVERRIDE: list[Path] = []
 
 
@@ -61,6 +69,9 @@ class Settings(BaseSettings):
     bus_url: str | None = None
     redis_url: str | None = None
     mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_embedded: MqttEmbedded = MqttEmbedded.auto
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
 
     secret_key: SecretStr | None = None
     admin_password: SecretStr | None = None
@@ -71,6 +82,9 @@ class Settings(BaseSettings):
     lockout_threshold: int = Field(default=5, gt=0)
     lockout_window_s: int = Field(default=900, gt=0)
     lockout_duration_s: int = Field(default=900, gt=0)
+    login_ip_threshold: int = Field(default=20, gt=0)  # failed sign-ins per client address...
+    login_ip_window_s: int = Field(default=600, gt=0)  # ...within this window...
+    login_ip_block_s: int = Field(default=900, gt=0)  # ...before the address waits this long
     max_body_bytes: int = Field(default=1_048_576, gt=0)
 
     log_level: str = "INFO"
@@ -82,6 +96,12 @@ class Settings(BaseSettings):
             missing = [n for n in ("database_url", "bus_url", "secret_key") if getattr(self, n) is None]
             if missing:
                 raise ValueError(f"profile 'server' needs {', '.join(missing)}")
+        if self.profile is Profile.server and self.mqtt_embedded is MqttEmbedded.on:
+            raise ValueError(
+                "mqtt_embedded 'on' is for the embedded profile; the server profile uses Mosquitto"
+            )
+        if (self.mqtt_username is None) != (self.mqtt_password is None):
+            raise ValueError("mqtt_username and mqtt_password go together")
         if self.secret_key is not None and len(self.secret_key.get_secret_value()) < 32:
             raise ValueError("secret_key must have at least 32 characters")
         return self

@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import logging
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from gongyun.assets.seed import Placement, factory_layout, seed
 from gongyun.edge.config import load_config
+from gongyun.edge.registry import GatewayRegistry, gateways, watch_remote_gateways  # noqa: F401 (re-exported)
 from gongyun.edge.runtime import Gateway
 from gongyun.errors import Conflict, NotFound, ValidationFailed
-from gongyun.runtime import Runtime
+from gongyun.runtime import MQTT_BROKER_KEY, Runtime
 from gongyun.security.accounts import DEFAULT_TENANT, get_tenant_by_name
 from gongyun.sim.factory import Factory, FactoryConfig, profiles_dir
 
 log = logging.getLogger("gongyun.demo")
-GATEWAYS_KEY = "gateways"
 DEMO_KEY = "demo"
 MACHINES = {"pump": "pump", "cnc": "cnc", "packaging": "packaging"}
 
@@ -52,44 +52,6 @@ def _broker_reachable(url: str) -> tuple[str, int] | None:
             return host, port
     except OSError:
         return None
-
-
-@dataclass
-class GatewayRegistry:
-    """Gateways running in this process, per tenant (what the devices API reports on)."""
-
-    by_tenant: dict[str, list[Gateway]] = field(default_factory=dict)
-
-    def add(self, tenant_id: str, gateway: Gateway) -> None:
-        """Register a running gateway for a tenant."""
-        self.by_tenant.setdefault(tenant_id, []).append(gateway)
-
-    def of(self, tenant_id: str) -> list[Gateway]:
-        """The tenant's gateways."""
-        return list(self.by_tenant.get(tenant_id, []))
-
-    def gateway_for(self, tenant_id: str, device: str) -> Gateway:
-        """The tenant's gateway that drives ``device``."""
-        for gw in self.of(tenant_id):
-            if device in gw.drivers:
-                return gw
-        raise NotFound(f"device {device!r} is not connected to a gateway")
-
-    async def stop(self) -> None:
-        """Stop every gateway."""
-        for gateways in self.by_tenant.values():
-            for gw in gateways:
-                await gw.stop()
-        self.by_tenant.clear()
-
-
-def gateways(runtime: Runtime) -> GatewayRegistry:
-    """The process's gateway registry (created on first use)."""
-    reg = runtime.extras.get(GATEWAYS_KEY)
-    if reg is None:
-        reg = runtime.extras[GATEWAYS_KEY] = GatewayRegistry()
-    assert isinstance(reg, GatewayRegistry)
-    return reg
 
 
 def _edge_toml(layout: list[Placement], fc: FactoryConfig, buffer: Path, tenant_id: str) -> str:
@@ -144,7 +106,11 @@ async def start_demo(runtime: Runtime, *, time_scale: float = 1.0) -> Demo:
     settings = runtime.settings
     async with runtime.db.session() as session:
         tenant_id = (await get_tenant_by_name(session, DEFAULT_TENANT)).id
-    broker = _broker_reachable(settings.mqtt_url)
+    embedded = runtime.extras.get(MQTT_BROKER_KEY)  # the runtime's own broker: no need to probe it
+    broker = embedded.address if embedded is not None else _broker_reachable(settings.mqtt_url)
+    if broker is not None and settings.mqtt_username is not None:
+        log.warning("the MQTT broker requires a login and the simulators connect anonymously")
+        broker = None
     modbus = 5020 if _port_free(5020) else _free_port()
     opcua = 4840 if _port_free(4840) else _free_port()
     fc = FactoryConfig(

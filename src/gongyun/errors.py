@@ -18,6 +18,7 @@ the HTTP status the API answers with::
     ├── NotFound                      404 not_found
     ├── Conflict                      409 conflict
     ├── RateLimited                   429 rate_limited
+    │   └── LoginThrottled            429 login_throttled
     └── ServiceUnavailable            503 service_unavailable
         ├── DatabaseUnavailable       503 database_unavailable
         └── BusUnavailable            503 bus_unavailable
@@ -117,7 +118,11 @@ class TokenInvalid(AuthError):
 
 
 class AccountLocked(AuthError):
-    """Too many wrong passwords: the account is locked for a while."""
+    """Too many wrong passwords: the account is locked for a while.
+
+    Sign-in never raises it (a locked account answers like a wrong password, so the answer
+    does not reveal that the account exists); kept so clients that know the code still parse.
+    """
 
     code = "account_locked"
     status = 423
@@ -154,6 +159,13 @@ class RateLimited(GongyunError):
     code = "rate_limited"
     status = 429
     title = "Too many requests"
+
+
+class LoginThrottled(RateLimited):
+    """Too many failed sign-ins from one client address: wait ``retry_after_s``."""
+
+    code = "login_throttled"
+    title = "Too many sign-in attempts"
 
 
 class ServiceUnavailable(GongyunError):

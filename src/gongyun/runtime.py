@@ -20,6 +20,7 @@ from gongyun.db.base import utcnow
 from gongyun.security.accounts import ensure_bootstrap
 
 log = logging.getLogger("gongyun.runtime")
+MQTT_BROKER_KEY = "mqtt_broker"  # the embedded MQTT broker, when this process runs one
 _PREPARE_LOCK_KEY = 0x67_6F_6E_67  # "gong": one advisory lock id for migrations + bootstrap
 
 
@@ -89,17 +90,23 @@ async def prepare_database(settings: Settings) -> str | None:
 
 async def start_runtime(settings: Settings, *, platform: bool = True) -> Runtime:
     """Open the database and the bus (migrations must have run), then the platform services."""
+    from gongyun.edge.broker import start_embedded_broker
+    from gongyun.edge.registry import watch_remote_gateways
     from gongyun.telemetry.service import TelemetryService
 
     db = Database(settings.effective_database_url)
     bus = open_bus(settings.effective_bus_url)
     await bus.connect()
     runtime = Runtime(settings=settings, db=db, bus=bus)
-    if platform:
-        try:
+    try:
+        broker = await start_embedded_broker(settings)
+        if broker is not None:
+            runtime.extras[MQTT_BROKER_KEY] = broker  # first in, so stopped last
+        if platform:
             await TelemetryService.start(runtime)
-        except BaseException:
-            await runtime.close()
-            raise
+            await watch_remote_gateways(runtime)  # remote gateways report device status over the bus
+    except BaseException:
+        await runtime.close()
+        raise
     log.info("runtime started", extra={"profile": settings.profile.value, "bus": settings.effective_bus_url})
     return runtime

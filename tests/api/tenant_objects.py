@@ -21,6 +21,7 @@ NONEXISTENT: dict[str, str] = {
     "tag_id": "0" * 32,
     "rule_id": "0" * 32,
     "notifier_id": "0" * 32,
+    "command_id": "0" * 32,
     "prefix": "88.999.999",
     "handle": "88.999.999/NOTHING-HERE",
     "device": "no-such-device",
@@ -54,6 +55,8 @@ async def make_objects(
         headers,
     )
     ids["rule_id"] = rule["id"]
+    shelved = await _post(client, f"/api/v1/alarms/{rule['id']}/shelve", {"duration_s": 60}, headers)
+    ids["command_id"] = shelved["command_id"]
     notifier = await _post(
         client,
         "/api/v1/alarms/notifiers",

@@ -417,3 +417,24 @@ async def test_in_progress_holds_off_redelivery(bus: Bus, stream: Stream) -> Non
         await finished.wait()
     await asyncio.sleep(SHORT_ACK_S * 2)
     assert deliveries == [1]
+
+
+async def test_forgotten_consumer_starts_over(bus_url: str, bus: Bus, stream: Stream) -> None:
+    # a per-process consumer (forget_after_s) is deleted once idle; a kept one resumes
+    for i in range(3):
+        await bus.publish(stream.subject("f"), f"{i}".encode())
+    forgotten, kept = durable(), durable()
+    for name, forget in ((forgotten, 1.0), (kept, None)):
+        got = Collector()
+        sub = await bus.subscribe(stream.subject("f"), durable=name, handler=got, forget_after_s=forget)
+        await wait_for(lambda got=got: len(got.msgs) == 3, what="three messages")  # type: ignore[misc]
+        await sub.close()
+    await asyncio.sleep(4.0 if bus_url.startswith("nats") else 0.1)  # the server checks idleness lazily
+    again = {name: Collector() for name in (forgotten, kept)}
+    for name, got in again.items():
+        await bus.subscribe(stream.subject("f"), durable=name, handler=got)
+    await wait_for(lambda: len(again[forgotten].msgs) == 3, what="the forgotten consumer to start over")
+    await asyncio.sleep(0.3)
+    assert again[kept].msgs == []
+    with pytest.raises(InvalidBusArgument):
+        await bus.subscribe(stream.subject("f"), durable=durable(), handler=Collector(), forget_after_s=0)

@@ -18,6 +18,6 @@ async def test_upgrade_twice_reaches_every_head_and_creates_every_table(db_url: 
             tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
     finally:
         await db.dispose()
-    assert {"foundation_0002", "idres_0001", "assets_0001"} <= versions
+    assert {"foundation_0003", "idres_0001", "assets_0002"} <= versions
     missing = set(Base.metadata.tables) - tables
     assert not missing, f"models without a migration: {sorted(missing)}"

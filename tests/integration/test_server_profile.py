@@ -23,3 +23,65 @@ async def test_app_on_postgres_and_nats(tmp_path: Path) -> None:
             assert "pg-tenant" in names
             metrics = await client.get("/metrics", headers=headers)
             assert metrics.status_code == 200 and "gongyun_http_requests_total" in metrics.text
+
+
+async def test_remote_gateway_reports_device_state_over_nats(tmp_path: Path) -> None:
+    # a gateway in another place (its own bus connection) -> NATS -> the platform's devices API
+    import asyncio
+    import uuid
+
+    from gongyun.bus import open_bus
+    from gongyun.edge.config import load_config
+    from gongyun.edge.runtime import Gateway
+    from gongyun.security.accounts import DEFAULT_TENANT, get_tenant_by_name
+    from gongyun.sim.pump import PumpServer
+    from tests.edge.conftest import PROFILES
+    from tests.services import free_port
+
+    require_service("nats")
+
+    async def states(client: object, headers: dict[str, str], gateway: str) -> dict[str, str]:
+        resp = await client.get("/api/v1/devices/status", headers=headers)  # type: ignore[attr-defined]
+        assert resp.status_code == 200, resp.text
+        return {d["device"]: d["state"] for d in resp.json() if d["gateway"] == gateway}
+
+    async def until(cond: object, what: str, within: float = 15.0) -> None:
+        deadline = asyncio.get_running_loop().time() + within
+        while not await cond():  # type: ignore[operator]
+            assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.2)
+
+    with scratch_postgres_database() as url:
+        async with running_app(tmp_path, db_url=url, bus_url=NATS_URL, profile="server") as (client, runtime):
+            headers = await admin_headers(client)
+            async with runtime.db.session() as session:
+                tenant_id = (await get_tenant_by_name(session, DEFAULT_TENANT)).id
+            pump = PumpServer(port=free_port())
+            await pump.start()
+            name = f"gw-{uuid.uuid4().hex[:8]}"
+            path = tmp_path / "edge.toml"
+            path.write_text(
+                f'[gateway]\nid = "{name}"\nbuffer = "{tmp_path / "b.db"}"\n\n'
+                f'[uplink]\nkind = "bus"\nurl = "{NATS_URL}"\ntenant = "{tenant_id}"\n'
+                "status_interval = 0.5\n\n"
+                f'[[devices]]\nname = "pump1"\nprofile = "{PROFILES / "pump.toml"}"\n'
+                f"port = {pump.port}\ntimeout = 0.3\n"
+            )
+            config, profiles = load_config(path)
+            remote_bus = open_bus(NATS_URL)
+            await remote_bus.connect()
+            gateway = Gateway(config, profiles, bus=remote_bus)
+            await gateway.start()
+            try:
+                await until(lambda: _is(states(client, headers, name), "online"), "pump1 online")
+                await pump.stop()
+                await until(lambda: _is(states(client, headers, name), "offline"), "pump1 offline", 8.0)
+            finally:
+                await gateway.stop()
+                await pump.stop()
+                await remote_bus.close()
+
+
+async def _is(states: object, want: str) -> bool:
+    got = await states  # type: ignore[misc]
+    return bool(got.get("pump1") == want)

@@ -6,17 +6,20 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import func, insert, select, update
 
 from gongyun.db import Database
 from gongyun.errors import PermissionDenied
+from gongyun.security.audit.chain import AuditEvent
 from gongyun.security.models import ApiKey, User
 from gongyun.security.tenancy import scope_session
 from tests.apphelp import ADMIN_PASSWORD, admin_headers, running_app
 
 
 async def test_parallel_wrong_passwords_lock_and_check_at_most_threshold(tmp_path: Path, db_url: str) -> None:
-    async with running_app(tmp_path, db_url, lockout_threshold=5, lockout_duration_s=60) as (client, _):
+    async with running_app(
+        tmp_path, db_url, lockout_threshold=5, lockout_duration_s=60, login_ip_threshold=1000
+    ) as (client, runtime):
 
         async def guess(i: int) -> int:
             resp = await client.post(
@@ -25,12 +28,25 @@ async def test_parallel_wrong_passwords_lock_and_check_at_most_threshold(tmp_pat
             return resp.status_code
 
         codes = await asyncio.gather(*(guess(i) for i in range(30)))
-        assert codes.count(401) <= 5, codes  # never more than the threshold passwords checked
-        assert set(codes) <= {401, 423}
+        assert set(codes) == {401}, codes  # a locked account answers like a wrong password
+        async with runtime.db.session() as session:
+            admin = (await session.execute(select(User).where(User.username == "admin"))).scalar_one()
+            checked = (
+                await session.execute(
+                    select(func.count())
+                    .select_from(AuditEvent)
+                    .where(
+                        AuditEvent.action == "auth.login",
+                        AuditEvent.detail["reason"].as_string() == "password",
+                    )
+                )
+            ).scalar_one()
+        assert admin.locked_until is not None
+        assert checked <= 5  # never more than the threshold passwords checked
         right = await client.post(
             "/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}
         )
-        assert right.status_code == 423
+        assert right.status_code == 401 and right.json()["code"] == "invalid_credentials"
 
 
 async def test_parallel_use_of_one_refresh_token_leaves_no_live_session(tmp_path: Path, db_url: str) -> None:

@@ -253,3 +253,43 @@ async def test_concurrent_batches_share_one_tag_table(duck: TimeSeriesStore) -> 
     assert [r.accepted for r in results] == [20] * 5
     assert ing.stats.for_tenant("t1")["dev/m3"] == {"accepted": 5, "rejected": {}}
     assert len(ing.stats.accepted["t1"]) == 20
+
+
+def test_sparkplug_template_members_become_samples_and_datasets_are_not_values() -> None:
+    from gongyun.edge import spbvalues
+    from gongyun.edge.spbvalues import DataSet, Member, Template
+
+    inner = Template([Member("Kp", spb.SpbType.Float, 0.5)], ref="Pid")
+    recipe = Template(
+        [
+            Member("TargetWeight", spb.SpbType.Double, 12.5),
+            Member("Batch", spb.SpbType.Int32, -4),
+            Member("Loop", spb.SpbType.Template, inner),
+        ],
+        ref="Recipe",
+    )
+    table = DataSet(("lot", "kg"), (spb.SpbType.String, spb.SpbType.Double), (("L1", 1.0),))
+    p = spb.Payload()
+    p.timestamp = NOW_MS
+    p.metrics.add(name="speed", datatype=int(spb.SpbType.Double), double_value=3.0)
+    m = p.metrics.add(name="Recipe", datatype=int(spb.SpbType.Template), timestamp=NOW_MS - 5)
+    spbvalues.encode_template(m.template_value, recipe)
+    d = p.metrics.add(name="Weighings", datatype=int(spb.SpbType.DataSet))
+    spbvalues.encode_dataset(d.dataset_value, table)
+    bad = p.metrics.add(name="Broken", datatype=int(spb.SpbType.DataSet))
+    bad.dataset_value.num_of_columns = 2
+    bad.dataset_value.columns.append("only-one")
+    b = sparkplug_batch("dev", bytes(p.SerializeToString()))
+    assert b.tags == [
+        "dev/speed",
+        "dev/Weighings",
+        "dev/Broken",
+        "dev/Recipe/TargetWeight",
+        "dev/Recipe/Batch",
+        "dev/Recipe/Loop/Kp",
+    ]
+    values = list(b.values)
+    assert values[0] == 3.0 and values[3:] == [12.5, -4, 0.5]
+    assert values[1] == table
+    assert type(values[2]).__name__ == "DataSetInvalid"
+    assert b.ts.tolist()[3:] == [(NOW_MS - 5) * 1000] * 3

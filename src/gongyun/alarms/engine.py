@@ -14,19 +14,26 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.alarms import repo
-from gongyun.alarms.models import AlarmEventRow
+from gongyun.alarms.models import AlarmCommandRow, AlarmEventRow, AlarmRuleRow, AlarmStateRow
 from gongyun.alarms.notify import AlarmNotice, Notifier, dispatch, make_notifier
 from gongyun.alarms.rules import Condition, Debouncer
-from gongyun.alarms.states import AlarmStateMachine, State, Transition
+from gongyun.alarms.states import AlarmStateMachine, InvalidTransition, State, Transition
 from gongyun.db import Database
-from gongyun.errors import NotFound
+from gongyun.db.base import utcnow
+from gongyun.errors import Conflict, GongyunError, NotFound, ServiceUnavailable
 from gongyun.telemetry.store.base import Point
 
 _log = logging.getLogger("gongyun.alarms.engine")
 US = 1_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_PRIORITIES = ["low", "medium", "high", "critical"]
+PENDING, APPLIED, REJECTED = "pending", "applied", "rejected"
+COMMAND_TTL = timedelta(minutes=10)
+"""An operator action not applied within this time is rejected rather than applied late."""
 
 
 def _dt(us: int) -> datetime:
@@ -66,6 +73,24 @@ class LiveAlarm:
             "since": _dt(self.machine.last_change).isoformat() if self.machine.last_change else None,
             "changed_by": self.machine.last_user,
         }
+
+
+def sort_views(views: list[dict[str, Any]], only_active: bool = False) -> list[dict[str, Any]]:
+    """Alarm views highest priority first, then by name (only non-normal ones with ``only_active``)."""
+    if only_active:
+        views = [a for a in views if a["state"] != State.normal]
+    return sorted(views, key=lambda a: (-_PRIORITIES.index(a["priority"]), a["name"]))
+
+
+def _restore(m: AlarmStateMachine, saved: tuple[Any, ...]) -> None:
+    m.state, m.condition, m.shelved_until, m.last_change, m.last_user = saved
+
+
+class CommandExpired(Conflict):
+    """A queued operator action waited longer than ``COMMAND_TTL`` for the engine."""
+
+    code = "alarm_command_expired"
+    title = "Alarm request expired"
 
 
 class AlarmEngine:
@@ -191,14 +216,89 @@ class AlarmEngine:
         await self._publish([(live, live.machine.unshelve(int(self.clock() * US), user))])
         return live.view()
 
+    # -- queued commands (from any API process) ---------------------------------------------
+    async def execute(self, command_id: str) -> str | None:
+        """Apply one queued command exactly once; return its status (None: no such command).
+
+        Safe under at-least-once delivery: a command that already left ``pending`` is not
+        applied again. The state change, its history row and the command's outcome commit
+        together; if that commit fails the alarm's in-memory state is put back.
+        """
+        if self.db is None:
+            raise ServiceUnavailable("the alarm engine has no database")
+        changes: list[tuple[LiveAlarm, Transition]] = []
+        async with self._lock:
+            saved: tuple[AlarmStateMachine, tuple[Any, ...]] | None = None
+            try:
+                async with self.db.session() as s:
+                    q = select(AlarmCommandRow).where(AlarmCommandRow.id == command_id)
+                    row = (await s.execute(q.with_for_update())).scalar_one_or_none()
+                    if row is None or row.status != PENDING:
+                        return None if row is None else row.status
+                    saved, change = await self._apply(s, row)
+                    if change is not None:
+                        changes.append(change)
+                        await self._persist(s, changes)
+                    row.applied_at = utcnow()
+                    status = row.status
+            except BaseException:
+                if saved is not None:
+                    _restore(*saved)
+                raise
+        self._fan_out(changes)
+        return status
+
+    async def _apply(
+        self, s: AsyncSession, row: AlarmCommandRow
+    ) -> tuple[tuple[AlarmStateMachine, tuple[Any, ...]] | None, tuple[LiveAlarm, Transition] | None]:
+        tenant, action = row.tenant_id, row.action
+        row.status = APPLIED
+        if action == "reload_rule":
+            assert row.rule_id is not None
+            found = await s.get(AlarmRuleRow, row.rule_id)
+            if found is None or found.tenant_id != tenant:
+                self.drop_rule(tenant, row.rule_id)
+            else:
+                st = await s.get(AlarmStateRow, row.rule_id)
+                saved = None
+                if st is not None and (tenant, row.rule_id) not in self._alarms:
+                    until = _us(st.shelved_until) if st.shelved_until else None
+                    saved = AlarmStateMachine(State(st.state), st.condition, until)
+                self.put_rule(tenant, row.rule_id, repo.rule_spec(found), saved)
+            return None, None
+        if action == "reload_notifiers":
+            targets = await repo.list_notifiers(s, tenant)
+            self.set_notifiers(
+                tenant, [make_notifier(repo.parse_target(orjson.loads(t.config_json))) for t in targets]
+            )
+            return None, None
+        live = self._alarms.get((tenant, row.rule_id or ""))
+        now = int(self.clock() * US)
+        try:
+            if live is None:
+                raise NotFound("alarm not found")
+            if utcnow() - row.requested_at > COMMAND_TTL:
+                raise CommandExpired("the request waited too long for the alarm engine; send it again")
+            m = live.machine
+            snapshot = (m, (m.state, m.condition, m.shelved_until, m.last_change, m.last_user))
+            user = row.user or ""
+            if action == "ack":
+                tr = m.ack(user, now)
+            elif action == "shelve":
+                tr = m.shelve(user, now, now + int((row.duration_s or 0) * US))
+            elif action == "unshelve":
+                tr = m.unshelve(now, user)
+            else:
+                raise InvalidTransition(f"unknown alarm action {action!r}")
+        except GongyunError as exc:
+            row.status, row.error_code, row.error_message = REJECTED, exc.code, exc.message[:500]
+            return None, None
+        row.result_json = orjson.dumps(live.view()).decode()
+        return snapshot, (live, tr)
+
     def alarms(self, tenant: str, *, only_active: bool = False) -> list[dict[str, Any]]:
         """The tenant's alarms (highest priority first)."""
-        out = [a.view() for (t, _), a in self._alarms.items() if t == tenant]
-        if only_active:
-            out = [a for a in out if a["state"] != State.normal]
-        return sorted(
-            out, key=lambda a: (-["low", "medium", "high", "critical"].index(a["priority"]), a["name"])
-        )
+        return sort_views([a.view() for (t, _), a in self._alarms.items() if t == tenant], only_active)
 
     def state(self, tenant: str, rule_id: str) -> State:
         """The current state of one alarm."""
@@ -220,31 +320,38 @@ class AlarmEngine:
             return
         if self.db is not None:
             async with self.db.session() as s:
-                for live, tr in changes:
-                    m = live.machine
-                    await repo.save_state(
-                        s,
-                        live.tenant,
-                        live.rule_id,
-                        str(m.state),
-                        m.condition,
-                        _dt(m.shelved_until) if m.shelved_until else None,
-                    )
-                    await repo.add_event(
-                        s,
-                        AlarmEventRow(
-                            tenant_id=live.tenant,
-                            rule_id=live.rule_id,
-                            name=live.spec.name,
-                            priority=str(live.spec.priority),
-                            ts=_dt(tr.ts),
-                            before=str(tr.before),
-                            after=str(tr.after),
-                            cause=tr.cause,
-                            user=tr.user,
-                            value=tr.value,
-                        ),
-                    )
+                await self._persist(s, changes)
+        self._fan_out(changes)
+
+    async def _persist(self, s: AsyncSession, changes: list[tuple[LiveAlarm, Transition]]) -> None:
+        """Save the alarms' states and append their transitions to the history."""
+        for live, tr in changes:
+            m = live.machine
+            await repo.save_state(
+                s,
+                live.tenant,
+                live.rule_id,
+                str(m.state),
+                m.condition,
+                _dt(m.shelved_until) if m.shelved_until else None,
+            )
+            await repo.add_event(
+                s,
+                AlarmEventRow(
+                    tenant_id=live.tenant,
+                    rule_id=live.rule_id,
+                    name=live.spec.name,
+                    priority=str(live.spec.priority),
+                    ts=_dt(tr.ts),
+                    before=str(tr.before),
+                    after=str(tr.after),
+                    cause=tr.cause,
+                    user=tr.user,
+                    value=tr.value,
+                ),
+            )
+
+    def _fan_out(self, changes: list[tuple[LiveAlarm, Transition]]) -> None:
         for live, tr in changes:
             notice = AlarmNotice(
                 live.tenant,

@@ -1,4 +1,4 @@
-"""Alarm tables: rules, current states, history and notification targets."""
+"""Alarm tables: rules, current states, history, notification targets and queued commands."""
 
 from __future__ import annotations
 
@@ -68,3 +68,26 @@ class AlarmNotifierRow(TenantScoped, Base):
     kind: Mapped[str] = mapped_column(String(16))
     config_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AlarmCommandRow(TenantScoped, Base):
+    """An operator action (or a reload) queued for the process that runs the alarm engine.
+
+    Any API process writes the row and rings the bus; the engine applies each row once
+    (``status`` leaves ``pending`` in the same transaction as the state change it caused).
+    """
+
+    __tablename__ = "alarm_commands"
+    __table_args__ = (Index("ix_alarm_commands_status_requested", "status", "requested_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    rule_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    action: Mapped[str] = mapped_column(String(24))
+    user: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    result_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(String(500), nullable=True)

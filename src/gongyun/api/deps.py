@@ -43,10 +43,14 @@ class Ctx:
         """True when the caller's role grants ``perm``."""
         return has_permission(self.role, perm)
 
+    @property
+    def actor(self) -> str:
+        """How the caller appears in the audit trail."""
+        return self.username if self.principal_kind == "user" else f"apikey:{self.username}"
+
     async def audit(self, action: str, target: str = "", outcome: str = "success", **detail: Any) -> None:
         """Append a security event for this caller to the tenant's audit chain."""
-        actor = self.username if self.principal_kind == "user" else f"apikey:{self.username}"
-        await record_audit(self.session, self.tenant_id, actor, action, target, outcome, **detail)
+        await record_audit(self.session, self.tenant_id, self.actor, action, target, outcome, **detail)
 
     @property
     def permissions(self) -> frozenset[Perm]:

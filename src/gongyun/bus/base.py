@@ -195,9 +195,13 @@ def validate_publish(
         raise InvalidBusArgument(f"invalid msg_id {msg_id!r}")
 
 
-def validate_subscribe(durable: str, ack_wait_s: float, max_deliver: int, max_in_flight: int) -> None:
+def validate_subscribe(
+    durable: str, ack_wait_s: float, max_deliver: int, max_in_flight: int, forget_after_s: float | None = None
+) -> None:
     """Check the consumer arguments of ``subscribe``."""
     validate_name(durable, "durable")
+    if forget_after_s is not None and not forget_after_s > 0:
+        raise InvalidBusArgument(f"forget_after_s must be > 0, got {forget_after_s}")
     if not ack_wait_s > 0:
         raise InvalidBusArgument(f"ack_wait_s must be > 0, got {ack_wait_s}")
     if max_deliver == 0 or max_deliver < -1:
@@ -365,8 +369,13 @@ class Bus(ABC):
         ack_wait_s: float = 30,
         max_deliver: int = -1,
         max_in_flight: int = 256,
+        forget_after_s: float | None = None,
     ) -> Subscription:
-        """Join (or create) the durable consumer on ``subject_filter`` and start delivering."""
+        """Join (or create) the durable consumer on ``subject_filter`` and start delivering.
+
+        ``forget_after_s``: delete the consumer once nobody has consumed from it for that long
+        (a consumer per process, e.g. one that follows status, would otherwise pile up).
+        """
 
     async def __aenter__(self) -> Self:
         await self.connect()

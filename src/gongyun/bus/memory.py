@@ -118,6 +118,9 @@ class MemorySubscription(Subscription):
                     raise
         self._consumer.release(self)
         self._bus._subs.discard(self)
+        if self._consumer.forget and not self._consumer.members:
+            # in one process nobody can come back later: forget at once rather than after a delay
+            self._consumer.stream.consumers.pop(self._consumer.durable, None)
 
 
 class MemoryBus(Bus):
@@ -219,10 +222,11 @@ class MemoryBus(Bus):
         ack_wait_s: float = 30,
         max_deliver: int = -1,
         max_in_flight: int = 256,
+        forget_after_s: float | None = None,
     ) -> Subscription:
         """Join or create the durable consumer and start delivering to ``handler``."""
         validate_subject(subject_filter, wildcards=True)
-        validate_subscribe(durable, ack_wait_s, max_deliver, max_in_flight)
+        validate_subscribe(durable, ack_wait_s, max_deliver, max_in_flight, forget_after_s)
         broker = self._check()
         stream = next((s for s in broker.streams.values() if s.covers(subject_filter)), None)
         if stream is None:
@@ -239,6 +243,8 @@ class MemoryBus(Bus):
             max_deliver,
             max_in_flight,
         )
+        consumer.forget = forget_after_s is not None
+        consumer.members += 1
         sub = MemorySubscription(self, consumer, handler)
         self._subs.add(sub)
         return sub

@@ -121,6 +121,8 @@ class ConsumerState:
         self.ack_wait_s = 30.0
         self.max_deliver = -1
         self.max_in_flight = 256
+        self.forget = False  # drop the consumer when its last member leaves (``forget_after_s``)
+        self.members = 0
         self.cursor = stream.first_seq
         self.pending: dict[int, Pending] = {}
         self._deadlines: list[tuple[float, int, int]] = []  # (deadline, seq, attempt), lazily pruned
@@ -225,6 +227,7 @@ class ConsumerState:
 
     def release(self, member: Member) -> None:
         """A member left: its in-flight messages are ready for the others at once."""
+        self.members = max(0, self.members - 1)
         now = time.monotonic()
         for seq in [s for s, p in self.pending.items() if p.member is member]:
             self._requeue(seq, now)

@@ -231,10 +231,11 @@ class NatsBus(Bus):
         ack_wait_s: float = 30,
         max_deliver: int = -1,
         max_in_flight: int = 256,
+        forget_after_s: float | None = None,
     ) -> Subscription:
         """Create or join the durable pull consumer and start fetching."""
         validate_subject(subject_filter, wildcards=True)
-        validate_subscribe(durable, ack_wait_s, max_deliver, max_in_flight)
+        validate_subscribe(durable, ack_wait_s, max_deliver, max_in_flight, forget_after_s)
         js = self._jetstream()
         with mapped_errors(f"subscribe {durable} to {subject_filter}"):
             try:
@@ -265,6 +266,7 @@ class NatsBus(Bus):
                 ack_wait=ack_wait_s,
                 max_deliver=max_deliver,
                 max_ack_pending=max_in_flight,
+                inactive_threshold=forget_after_s,
             )
             try:
                 await js.add_consumer(stream, config)

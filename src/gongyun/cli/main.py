@@ -107,14 +107,14 @@ def _sockets(hosts: list[str], port: int) -> list[socket.socket]:
 def _serve(host: list[str] | None, port: int | None, demo: bool) -> None:
     import uvicorn
 
-    from gongyun.api.app import create_app
+    from gongyun.api.app import StartHook, create_app
     from gongyun.log import setup_logging
     from gongyun.runtime import prepare_database
 
     cfg = settings(**({"host": host} if host else {}), port=port)
     setup_logging(cfg.log_level, cfg.log_format)
     announce_password(cfg, run(prepare_database(cfg)))
-    hooks = []
+    hooks: list[StartHook] = []
     if demo:
         from gongyun.demo import start_demo
 

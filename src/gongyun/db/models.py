@@ -3,4 +3,5 @@
 import gongyun.assets.models
 import gongyun.idres.models
 import gongyun.security.audit.chain
-import gongyun.security.models  # noqa: F401
+import gongyun.security.models
+import gongyun.telemetry.reports  # noqa: F401

@@ -33,6 +33,9 @@ class UplinkSection(Strict):
     subject: str = Field(default="telemetry", pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
     tenant: str = Field(default="default", pattern=r"^[A-Za-z0-9_\-]+$")
     batch: int = Field(default=500, ge=1, le=10000)
+    status_interval: float = Field(
+        default=2.0, gt=0, le=300, description="bus uplink: status heartbeat (s); 3 missed = gateway offline"
+    )
 
 
 class DeviceConfig(Strict):

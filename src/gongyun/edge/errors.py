@@ -46,3 +46,17 @@ class CommandNotConfirmed(DeviceError):
 
     code = "command_not_confirmed"
     title = "Command not confirmed"
+
+
+class DataSetInvalid(DecodeError):
+    """A Sparkplug B DataSet metric is malformed (column/type/row counts disagree, wrong element types)."""
+
+    code = "edge_spb_dataset_invalid"
+    title = "Invalid Sparkplug B DataSet"
+
+
+class TemplateInvalid(DecodeError):
+    """A Sparkplug B Template metric is malformed or references a template that was never defined."""
+
+    code = "edge_spb_template_invalid"
+    title = "Invalid Sparkplug B Template"

@@ -16,7 +16,8 @@ from typing import Any
 import aiomqtt
 
 from gongyun.core.types import Sample, TagRef
-from gongyun.edge.drivers.sparkplug import Metric, SparkplugHost, quality_property
+from gongyun.edge.drivers.sparkplug import Metric, SparkplugHost, quality_property, sample_value
+from gongyun.edge.fleet import ERROR_METRIC, INFO_METRIC, STATE_METRIC, RemoteGateways
 from gongyun.edge.uplink import EPOCH_METRIC, RESULT_METRIC, SEQ_PROP, confirm_topic
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,15 @@ class UplinkReceiver:
         host_id: str | None = None,
         confirm: bool = True,
         confirm_interval: float = 0.1,
+        fleet: RemoteGateways | None = None,
+        tenant: str = "default",
     ) -> None:
+        """``fleet``: where gateway and device states go (gateways named ``group/node``, of ``tenant``)."""
         self.on_samples, self.confirm, self.confirm_interval = on_samples, confirm, confirm_interval
-        self.host = SparkplugHost(broker, group, "+", host_id=host_id, on_data=self._on_data)
+        self.fleet, self.tenant = fleet, tenant
+        self.host = SparkplugHost(
+            broker, group, "+", host_id=host_id, on_data=self._on_data, on_state=self._on_state
+        )
         self.last_seq: dict[str, int] = {}
         self.epochs: dict[str, int] = {}
         self.duplicates = 0
@@ -44,9 +51,27 @@ class UplinkReceiver:
         self._dirty: set[str] = set()
         self._results: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
+    def _on_state(self, key: str, device: str | None, online: bool) -> None:
+        if self.fleet is None:
+            return
+        if device is None:
+            self.fleet.node_state(self.tenant, key, online)
+        else:
+            self.fleet.device_state(self.tenant, key, device, "online" if online else "offline")
+
     def _on_data(self, key: str, device: str | None, metrics: list[Metric], kind: str) -> None:
         if device is not None:
+            values = {m.name: m.value for m in metrics}
+            state = values.get(STATE_METRIC)
+            if self.fleet is not None and isinstance(state, str):
+                error = values.get(ERROR_METRIC)
+                self.fleet.device_state(
+                    self.tenant, key, device, state, error if isinstance(error, str) else None
+                )
             return
+        info = next((m.value for m in metrics if m.name == INFO_METRIC), None)
+        if self.fleet is not None and kind == "NBIRTH" and isinstance(info, str):
+            self.fleet.node_info(self.tenant, key, info)
         for m in metrics:
             if m.name == RESULT_METRIC and kind == "NDATA" and isinstance(m.value, str):
                 self._on_result(m.value)
@@ -71,7 +96,12 @@ class UplinkReceiver:
             dev, _, tag = m.name.partition("/")
             out.append(
                 Sample(
-                    TagRef(dev, tag), m.value, m.ts, quality_property(m.properties), last, datetime.now(UTC)
+                    TagRef(dev, tag),
+                    sample_value(m.value),
+                    m.ts,
+                    quality_property(m.properties),
+                    last,
+                    datetime.now(UTC),
                 )
             )
         self.last_seq[key] = last

@@ -103,10 +103,22 @@ class Gateway:
                 confirm=u.confirm,
                 batch=u.batch,
                 on_command=self._on_remote_command,
+                status_source=self.remote_status,
+                gateway=gid,
+                devices={name: d.protocol for name, d in self.drivers.items()},
             )
         if u.kind in ("bus", "nats"):
             target = self.shared_bus if self.shared_bus is not None else u.url
-            return BusUplink(self.buffer, target, gid, tenant=u.tenant, prefix=u.subject, batch=u.batch)
+            return BusUplink(
+                self.buffer,
+                target,
+                gid,
+                tenant=u.tenant,
+                prefix=u.subject,
+                batch=u.batch,
+                status_source=self.remote_status,
+                status_interval=u.status_interval,
+            )
         return None
 
     async def _on_remote_command(
@@ -210,6 +222,10 @@ class Gateway:
             "crashes": dict(self.crashes),
         }
 
+    def remote_status(self) -> dict[str, Any]:
+        """Status for the platform: :meth:`status` plus the latest command records."""
+        return {**self.status(), "commands": [asdict(r) for r in self.commands.history[-50:]]}
+
     async def start(self) -> None:
         """Start drivers, flusher, uplink and status writer as tasks."""
         self._tasks = [
@@ -222,7 +238,14 @@ class Gateway:
             self._tasks.append(asyncio.create_task(self._supervise("uplink", self.uplink.run), name="uplink"))
 
     async def stop(self) -> None:
-        """Stop everything, flush what is pending and close the buffer."""
+        """Tell the platform we are going (NDEATH / offline status), stop everything, flush and close."""
+        uplink = self.uplink
+        if isinstance(uplink, BusUplink):  # announced while the uplink is still connected
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(uplink.send_status(online=False), 2)
+        if isinstance(uplink, SparkplugUplink):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(uplink.edge.close(), 2)
         for task in [*self._tasks, *self._command_tasks]:
             task.cancel()
         if self._tasks:  # bounded: a library that ignores cancellation must not keep the gateway alive
@@ -233,10 +256,6 @@ class Gateway:
         for driver in self.drivers.values():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(driver.close(), 2)
-        uplink = self.uplink
-        if isinstance(uplink, SparkplugUplink):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(uplink.edge.close(), 2)
         self.flush()
         self.buffer.close()
 

@@ -211,18 +211,24 @@ def parse(data: bytes) -> Any:
 
 
 def metric_value(metric: Any) -> float | int | bool | str | None:
-    """The Python value a metric carries (None when null or of an unsupported type)."""
-    if metric.is_null:
+    """The scalar a metric carries (None when null or not a scalar: see ``spbvalues`` for the rest)."""
+    if getattr(metric, "is_null", False):
         return None
     kind = metric.WhichOneof("value")
-    if kind is None or kind in ("dataset_value", "template_value", "bytes_value"):
+    if kind not in _SCALAR_KINDS:
         return None
-    value = getattr(metric, kind)
-    if kind not in ("int_value", "long_value"):
-        return value  # type: ignore[no-any-return]
     dtype = metric.datatype if hasattr(metric, "datatype") else metric.type
-    if kind == "int_value" and dtype in (SpbType.Int8, SpbType.Int16, SpbType.Int32):
-        bits = {SpbType.Int8: 8, SpbType.Int16: 16, SpbType.Int32: 32}[SpbType(dtype)]
+    return signed(getattr(metric, kind), kind, dtype)
+
+
+_SCALAR_KINDS = frozenset(name for name, _ in _VALUE_FIELDS)
+_BITS = {SpbType.Int8: 8, SpbType.Int16: 16, SpbType.Int32: 32}
+
+
+def signed(value: Any, kind: str, dtype: int) -> float | int | bool | str:
+    """Undo the two's-complement wrapping of signed integers carried in unsigned fields."""
+    if kind == "int_value" and dtype in _BITS:
+        bits = _BITS[SpbType(dtype)]
         value &= (1 << bits) - 1
         if value >= 1 << (bits - 1):
             value -= 1 << bits
@@ -250,24 +256,42 @@ def set_metric_value(
     as null rather than failing the whole message.
     """
     setattr(metric, type_field, int(dtype))
-    if value is None:
+    if value is None or not set_scalar(metric, value, dtype):
         metric.is_null = True
-        return
+
+
+def value_field(dtype: SpbType) -> str:
+    """The oneof member that carries a scalar of ``dtype``."""
+    if dtype in _INT32:
+        return "int_value"
+    if dtype in _INT64:
+        return "long_value"
+    if dtype is SpbType.Float:
+        return "float_value"
+    if dtype is SpbType.Double:
+        return "double_value"
+    if dtype is SpbType.Boolean:
+        return "boolean_value"
+    return "string_value"
+
+
+def set_scalar(msg: Any, value: float | int | bool | str, dtype: SpbType) -> bool:
+    """Set the value field of ``msg`` for ``dtype``; False when ``value`` cannot be represented."""
+    field_name = value_field(dtype)
     try:
-        if dtype in _INT32:
-            metric.int_value = _as_int(value) & 0xFFFFFFFF
-        elif dtype in _INT64:
-            metric.long_value = _as_int(value) & 0xFFFFFFFFFFFFFFFF
-        elif dtype is SpbType.Float:
-            metric.float_value = float(value)
-        elif dtype is SpbType.Double:
-            metric.double_value = float(value)
-        elif dtype is SpbType.Boolean:
-            metric.boolean_value = value if isinstance(value, bool) else str(value).lower() in ("1", "true")
+        if field_name == "int_value":
+            msg.int_value = _as_int(value) & 0xFFFFFFFF
+        elif field_name == "long_value":
+            msg.long_value = _as_int(value) & 0xFFFFFFFFFFFFFFFF
+        elif field_name in ("float_value", "double_value"):
+            setattr(msg, field_name, float(value))
+        elif field_name == "boolean_value":
+            msg.boolean_value = value if isinstance(value, bool) else str(value).lower() in ("1", "true")
         else:
-            metric.string_value = str(value)
+            msg.string_value = str(value)
     except (ValueError, TypeError, OverflowError):
-        metric.is_null = True
+        return False
+    return True
 
 
 def type_for(value: float | int | bool | str | None) -> SpbType:

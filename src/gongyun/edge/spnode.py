@@ -16,7 +16,7 @@ from typing import Any
 
 import aiomqtt
 
-from gongyun.edge import spb
+from gongyun.edge import spb, spbvalues
 from gongyun.edge.errors import DecodeError
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,18 @@ class Point:
     """One value to publish: metric name, value, source time (ms) and per-metric properties."""
 
     name: str
-    value: float | int | bool | str | None
+    value: Any
     ts_ms: int
     properties: dict[str, tuple[spb.SpbType, Any]] = field(default_factory=dict)
+
+
+def value_type(value: Any) -> spb.SpbType:
+    """The Sparkplug type for a Python value, DataSet and Template included."""
+    if isinstance(value, spbvalues.DataSet):
+        return spb.SpbType.DataSet
+    if isinstance(value, spbvalues.Template):
+        return spb.SpbType.Template
+    return spb.type_for(value)
 
 
 class NotOnline(Exception):
@@ -80,7 +89,9 @@ class EdgeNode:
         self.primary_host, self.qos, self.on_command = primary_host, qos, on_command
         self.subscriptions, self.on_message = list(subscriptions), on_message
         self.devices: dict[str, dict[str, MetricDef]] = {}
+        self.device_online: dict[str, bool] = {}
         self.node_metrics: dict[str, MetricDef] = {}
+        self.templates: dict[str, spbvalues.Template] = {}
         self.bdseq = -1
         self.seq = 0
         self._alias = 0
@@ -92,10 +103,43 @@ class EdgeNode:
 
     def define(self, device: str | None, name: str, dtype: spb.SpbType, value: Any = None) -> None:
         """Declare a metric of the node (device None) or of a device, before or after births."""
-        table = self.node_metrics if device is None else self.devices.setdefault(device, {})
+        table = self.node_metrics if device is None else self._device(device)
         if name not in table:
             self._alias += 1
             table[name] = MetricDef(name, dtype, self._alias, value)
+
+    def _device(self, device: str) -> dict[str, MetricDef]:
+        self.device_online.setdefault(device, True)
+        return self.devices.setdefault(device, {})
+
+    def define_template(self, name: str, definition: spbvalues.Template) -> None:
+        """Declare a Template definition; it goes out in every NBIRTH (call before the node runs)."""
+        if not definition.is_definition:
+            raise ValueError("define_template needs a definition (is_definition=True)")
+        self.templates[name] = definition
+
+    def add_device(self, device: str, online: bool = True) -> None:
+        """Declare a device (its metrics may follow); an offline device gets no DBIRTH until it is online."""
+        self._device(device)
+        self.device_online[device] = online
+
+    async def set_device_online(self, device: str, online: bool) -> None:
+        """Announce a device's state change: DBIRTH when it comes online, DDEATH when it goes offline."""
+        self._device(device)
+        if self.device_online[device] == online:
+            return
+        self.device_online[device] = online
+        client = self.client
+        if client is None or not self.online.is_set():
+            return  # the next birth reflects the state
+        async with self.lock:
+            if online:
+                await self._dbirth(client, device)
+            else:
+                payload = spb.Payload()
+                payload.timestamp = spb.now_ms()
+                payload.seq = self._next_seq()
+                await client.publish(self.topic("DDEATH", device), payload.SerializeToString(), qos=self.qos)
 
     def topic(self, kind: str, device: str | None = None) -> str:
         """Topic of a message of this node."""
@@ -116,15 +160,19 @@ class EdgeNode:
             metric = payload.metrics.add()
             if birth:
                 metric.name = mdef.name
-            metric.alias = mdef.alias
+            if mdef.alias:
+                metric.alias = mdef.alias
             metric.timestamp = point.ts_ms if point else payload.timestamp
             value = point.value if point else mdef.value
-            spb.set_metric_value(metric, value, mdef.dtype)
-            for key, (ptype, pvalue) in (point.properties if point else mdef.properties).items():
-                metric.properties.keys.append(key)
-                prop = metric.properties.values.add()
-                spb.set_metric_value(prop, pvalue, ptype, type_field="type")
+            spbvalues.set_value(metric, value, mdef.dtype)
+            props = point.properties if point else mdef.properties
+            if props:
+                spbvalues.encode_properties(metric.properties, props)
         return payload.SerializeToString()  # type: ignore[no-any-return]
+
+    def _definitions(self) -> list[tuple[MetricDef, Point | None]]:
+        """Template definitions as NBIRTH metrics (no alias: they are never sent in DATA)."""
+        return [(MetricDef(name, spb.SpbType.Template, 0, tpl), None) for name, tpl in self.templates.items()]
 
     def _death(self) -> bytes:
         bd = MetricDef(BDSEQ, spb.SpbType.Int64, 0, self.bdseq)
@@ -145,11 +193,13 @@ class EdgeNode:
             node = [
                 (MetricDef(BDSEQ, spb.SpbType.Int64, 0, self.bdseq), None),
                 (MetricDef(REBIRTH, spb.SpbType.Boolean, 0, False), None),
+                *self._definitions(),
                 *[(m, None) for m in self.node_metrics.values()],
             ]
             await client.publish(self.topic("NBIRTH"), self._payload(node, birth=True), qos=self.qos)
             for device in self.devices:
-                await self._dbirth(client, device)
+                if self.device_online.get(device, True):
+                    await self._dbirth(client, device)
             self.births += 1
 
     async def _dbirth(self, client: aiomqtt.Client, device: str) -> None:
@@ -157,14 +207,19 @@ class EdgeNode:
         await client.publish(self.topic("DBIRTH", device), self._payload(metrics, birth=True), qos=self.qos)
 
     async def publish(self, device: str | None, points: list[Point]) -> None:
-        """Publish NDATA/DDATA; unknown metrics are declared and re-birthed first. Raise NotOnline."""
+        """Publish NDATA/DDATA; unknown metrics are declared and re-birthed first. Raise NotOnline.
+
+        A device that was announced offline (DDEATH) gets no DDATA until it is online again.
+        """
         client = self.client
         if client is None or not self.online.is_set():
             raise NotOnline("edge node offline")
-        table = self.node_metrics if device is None else self.devices.setdefault(device, {})
+        if device is not None and not self.device_online.get(device, True):
+            raise NotOnline(f"device {device} is offline")
+        table = self.node_metrics if device is None else self._device(device)
         new = [p for p in points if p.name not in table]
         for point in new:
-            self.define(device, point.name, spb.type_for(point.value), point.value)
+            self.define(device, point.name, value_type(point.value), point.value)
         if new and device is None:
             await self.birth()
         async with self.lock:
@@ -175,6 +230,16 @@ class EdgeNode:
             data = self._payload([(table[p.name], p) for p in points], birth=False)
             kind = "NDATA" if device is None else "DDATA"
             await client.publish(self.topic(kind, device), data, qos=self.qos)
+
+    async def publish_payload(self, kind: str, device: str | None, payload: Any) -> None:
+        """Publish a hand-built ``spb.Payload`` as NDATA/DDATA in sequence (fault injection, tools)."""
+        client = self.client
+        if client is None or not self.online.is_set():
+            raise NotOnline("edge node offline")
+        async with self.lock:
+            payload.timestamp = payload.timestamp or spb.now_ms()
+            payload.seq = self._next_seq()
+            await client.publish(self.topic(kind, device), payload.SerializeToString(), qos=self.qos)
 
     async def _handle(self, message: aiomqtt.Message) -> None:
         topic = str(message.topic)

@@ -26,6 +26,7 @@ from gongyun.core.types import Quality, Sample
 from gongyun.edge import spb
 from gongyun.edge.buffer import Buffer
 from gongyun.edge.codec import DataType
+from gongyun.edge.fleet import ERROR_METRIC, INFO_METRIC, STATE_METRIC, status_message, status_subject
 from gongyun.edge.profiles import Profile
 from gongyun.edge.spnode import EdgeNode, NotOnline, Point
 from gongyun.errors import GongyunError
@@ -37,6 +38,14 @@ EPOCH_METRIC = "Gateway/BufferEpoch"
 RESULT_METRIC = "Gateway/CommandResult"
 OnCommand = Callable[[str | None, str, Any, dict[str, Any]], Awaitable[None]]
 HISTORICAL_AFTER_S = 10.0
+StatusSource = Callable[[], dict[str, Any]]
+"""Returns ``Gateway.status()`` (plus ``commands``); ``devices`` maps name -> ``DeviceStatus.as_dict()``."""
+STATUS_POLL_S = 0.25
+
+
+def device_states(status: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
+    """Device name -> (state, last error) of a gateway status."""
+    return {name: (d["state"], d.get("last_error")) for name, d in status["devices"].items()}
 
 
 def confirm_topic(group: str, node: str) -> str:
@@ -92,8 +101,13 @@ class SparkplugUplink:
         confirm: bool = False,
         batch: int = 500,
         on_command: OnCommand | None = None,
+        status_source: StatusSource | None = None,
+        gateway: str | None = None,
+        devices: dict[str, str] | None = None,
     ) -> None:
+        """``devices`` (name -> protocol) with ``status_source``: carry each device's state."""
         self.buffer, self.batch, self.confirm = buffer, batch, confirm
+        self.status_source = status_source
         self.edge = EdgeNode(
             group,
             node,
@@ -108,6 +122,15 @@ class SparkplugUplink:
         self.edge.define(None, RESULT_METRIC, spb.SpbType.String, "")
         for name, dtype in types.items():
             self.edge.define(None, name, dtype)
+        self.announced: dict[str, tuple[str, str | None]] = {}
+        if status_source is not None and devices is not None:
+            info = json.dumps({"gateway": gateway or node, "devices": devices})
+            self.edge.define(None, INFO_METRIC, spb.SpbType.String, info)
+            for device in devices:  # born (DBIRTH) once its driver is connected
+                self.edge.add_device(device, online=False)
+                self.edge.define(device, STATE_METRIC, spb.SpbType.String, "offline")
+                self.edge.define(device, ERROR_METRIC, spb.SpbType.String, "")
+                self.announced[device] = ("offline", None)
         self._wake = asyncio.Event()
         self.published = 0
         self.messages = 0
@@ -167,13 +190,45 @@ class SparkplugUplink:
             if not self.confirm:
                 self.buffer.ack(self.cursor)
 
+    async def _announce(self, device: str, state: str, error: str | None) -> None:
+        """Carry one device's state: DDEATH when offline, DBIRTH when it comes back, else DDATA."""
+        metrics = self.edge.devices[device]
+        metrics[STATE_METRIC].value, metrics[ERROR_METRIC].value = state, error or ""
+        if state == "offline":
+            await self.edge.set_device_online(device, False)
+        elif not self.edge.device_online[device]:
+            await self.edge.set_device_online(device, True)
+        else:
+            now = spb.now_ms()
+            await self.edge.publish(
+                device, [Point(STATE_METRIC, state, now), Point(ERROR_METRIC, error or "", now)]
+            )
+
+    async def _watch_devices(self) -> None:
+        """Follow the drivers' states and announce each change (re-births carry the current ones)."""
+        if self.status_source is None:
+            return
+        while True:
+            await asyncio.sleep(STATUS_POLL_S)
+            if not self.edge.online.is_set():
+                continue
+            for device, (state, error) in device_states(self.status_source()).items():
+                if device not in self.announced or self.announced[device] == (state, error):
+                    continue
+                try:
+                    await self._announce(device, state, error)
+                except (NotOnline, aiomqtt.MqttError) as exc:
+                    log.info("device state of %s not sent: %s", device, exc)
+                    break
+                self.announced[device] = (state, error)
+
     async def publish_result(self, text: str) -> None:
         """Report a command outcome (JSON) to the platform as the ``Gateway/CommandResult`` metric."""
         await self.edge.publish(None, [Point(RESULT_METRIC, text, spb.now_ms())])
 
     async def run(self) -> None:
         """Run the edge node and the delivery loop."""
-        await asyncio.gather(self.edge.run(), self._deliver())
+        await asyncio.gather(self.edge.run(), self._deliver(), self._watch_devices())
 
     def status(self) -> dict[str, Any]:
         """Uplink state for status pages."""
@@ -206,8 +261,13 @@ class BusUplink:
         tenant: str = "default",
         prefix: str = "telemetry",
         batch: int = 500,
+        status_source: StatusSource | None = None,
+        status_interval: float = 2.0,
     ) -> None:
         self.buffer, self.bus, self.gateway, self.batch = buffer, bus, gateway, batch
+        self.status_source, self.status_interval = status_source, status_interval
+        self._bus: Any = None
+        self.status_sent = 0
         self.tenant = tenant
         self.subject = f"{prefix}.{tenant}.{gateway}"
         self._wake = asyncio.Event()
@@ -235,11 +295,52 @@ class BusUplink:
         ).encode()
 
     async def run(self) -> None:
+        """Deliver batches and, with a status source, the gateway's status."""
+        await asyncio.gather(self._deliver(), self._report())
+
+    async def _connected(self) -> Any:
+        if self._bus is None:
+            self._bus = await self._open()
+            if self.status_source is not None:
+                from gongyun.edge.fleet import STATUS_STREAM, STATUS_SUBJECT
+
+                with contextlib.suppress(GongyunError):  # exists already (maybe with other limits)
+                    await self._bus.ensure_stream(STATUS_STREAM, [f"{STATUS_SUBJECT}.>"], max_age_s=600)
+        return self._bus
+
+    async def send_status(self, online: bool = True) -> None:
+        """Publish the gateway's status now (``online=False`` when the gateway stops)."""
+        if self.status_source is None:
+            return
+        bus = await self._connected()
+        body = status_message(self.tenant, self.status_source(), self.status_interval, online=online)
+        await bus.publish(status_subject(self.tenant, self.gateway), body)
+        self.status_sent += 1
+
+    async def _report(self) -> None:
+        """Status on every device state change and at least every ``status_interval`` seconds."""
+        if self.status_source is None:
+            return
+        loop = asyncio.get_running_loop()
+        last: dict[str, tuple[str, str | None]] | None = None
+        due = 0.0
+        while True:
+            states = device_states(self.status_source())
+            if states != last or loop.time() >= due:
+                try:
+                    await self.send_status()
+                except (GongyunError, OSError, TimeoutError) as exc:
+                    log.warning("gateway status not sent: %s", exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                last, due = states, loop.time() + self.status_interval
+            await asyncio.sleep(STATUS_POLL_S)
+
+    async def _deliver(self) -> None:
         """Publish batches in order; a batch is acknowledged when the bus accepted it."""
-        bus = None
         while True:
             try:
-                bus = bus or await self._open()
+                bus = await self._connected()
                 samples = self.buffer.read(self.buffer.acked, self.batch)
                 if not samples:
                     self._wake.clear()

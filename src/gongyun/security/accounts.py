@@ -7,14 +7,15 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.db.base import utcnow
 from gongyun.errors import Conflict, NotFound, ValidationFailed
+from gongyun.security.audit import record as audit
 from gongyun.security.auth import hash_password, new_api_key_secret, revoke_user_tokens
-from gongyun.security.models import ApiKey, Tenant, User
+from gongyun.security.models import ApiKey, RefreshToken, Tenant, User
 from gongyun.security.rbac import Role
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
@@ -115,11 +116,61 @@ async def set_password(session: AsyncSession, user: User, password: str) -> None
     await revoke_user_tokens(session, user.id)
 
 
-async def set_disabled(session: AsyncSession, user: User, disabled: bool) -> None:
-    """Disable or enable a user; disabling ends every session of the user."""
+async def set_disabled(session: AsyncSession, user: User, disabled: bool, actor: str = "cli") -> None:
+    """Disable or enable a user; disabling ends its sessions and revokes the API keys it made.
+
+    The keys stay revoked when the user is enabled again: a fresh key has to be made. Each
+    revocation is audited in the user's tenant (a key may live in another tenant when a
+    platform admin made it there), so the reach of the disable is on record.
+    """
     user.disabled = disabled
-    if disabled:
-        await revoke_user_tokens(session, user.id)
+    if not disabled:
+        return
+    await revoke_user_tokens(session, user.id)
+    now = utcnow()
+    revoked = (
+        await session.execute(
+            update(ApiKey)
+            .where(ApiKey.creator_user_id == user.id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=now)
+            .returning(ApiKey.name, ApiKey.prefix, ApiKey.tenant_id)
+            .execution_options(all_tenants=True, synchronize_session=False)
+        )
+    ).all()
+    for name, prefix, key_tenant in sorted(revoked):
+        await audit(
+            session,
+            user.tenant_id,
+            actor,
+            "apikey.revoke",
+            name,
+            prefix=prefix,
+            key_tenant_id=key_tenant,
+            reason="creator_disabled",
+            creator=user.username,
+        )
+
+
+async def set_tenant_disabled(session: AsyncSession, tenant: Tenant, disabled: bool) -> None:
+    """Disable or enable a tenant; disabling ends the sessions of all its users."""
+    tenant.disabled = disabled
+    if not disabled:
+        return
+    members = select(User.id).where(User.tenant_id == tenant.id)
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id.in_(members), RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(all_tenants=True, synchronize_session=False)
+    )
+
+
+async def creator_of(session: AsyncSession, kind: str, principal_id: str) -> str | None:
+    """The user a new API key acts for: the caller, or the creator of the calling key."""
+    if kind == "user":
+        return principal_id
+    stmt = select(ApiKey.creator_user_id).where(ApiKey.id == principal_id)
+    return (await session.execute(stmt.execution_options(all_tenants=True))).scalar_one_or_none()
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +188,7 @@ async def create_api_key(
     role: Role,
     created_by: str,
     expires_in_days: int | None = None,
+    creator_user_id: str | None = None,
 ) -> NewApiKey:
     """Create an API key; the full key is returned once and only its hash is kept."""
     if not name or len(name) > 100:
@@ -153,6 +205,7 @@ async def create_api_key(
         prefix=prefix,
         secret_hash=secret_hash,
         created_by=created_by,
+        creator_user_id=creator_user_id,
         expires_at=expires,
     )
     await _insert(session, row, f"an API key named {name!r} exists")

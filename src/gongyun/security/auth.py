@@ -1,4 +1,11 @@
-"""Authentication: argon2id passwords, JWT access tokens, rotating refresh tokens, API keys."""
+"""Authentication: argon2id passwords, JWT access tokens, rotating refresh tokens, API keys.
+
+A login starts a session whose id is the refresh-token family id; access tokens carry it as
+``sid``. Every request checks, in the same query that loads the user and the tenant, that
+the session still has a live refresh token, so logout, reuse detection, a password change,
+disabling the user or the tenant end the access tokens at once, in every process. There is
+deliberately no in-process cache: one indexed lookup is folded into a query that runs anyway.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +19,16 @@ from typing import Any, Literal
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import case, or_, select, update
+from sqlalchemy import case, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.config import Settings
 from gongyun.db.base import new_id, utcnow
-from gongyun.errors import AccountLocked, InvalidCredentials, TokenInvalid
+from gongyun.errors import InvalidCredentials, TokenInvalid
 from gongyun.security.audit import record as audit
 from gongyun.security.models import ApiKey, RefreshToken, Tenant, User
 from gongyun.security.rbac import Role
+from gongyun.security.throttle import UNKNOWN_CLIENT, claim, refund
 
 _hasher = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) defaults
 _DUMMY_HASH = _hasher.hash("timing-equaliser-not-a-password")
@@ -72,8 +80,8 @@ def password_version(user: User) -> int:
     return int(user.password_changed_at.timestamp() * 1_000_000)
 
 
-def issue_access_token(settings: Settings, user: User) -> str:
-    """A short-lived signed JWT for ``user``."""
+def issue_access_token(settings: Settings, user: User, sid: str) -> str:
+    """A short-lived signed JWT for ``user`` in session ``sid`` (its refresh family)."""
     now = utcnow()
     claims: dict[str, Any] = {
         "sub": user.id,
@@ -85,6 +93,7 @@ def issue_access_token(settings: Settings, user: User) -> str:
         "exp": int((now + timedelta(seconds=settings.access_token_ttl_s)).timestamp()),
         "jti": new_id(),
         "pwv": password_version(user),
+        "sid": sid,
     }
     return jwt.encode(claims, settings.jwt_secret(), algorithm=JWT_ALG)
 
@@ -96,7 +105,7 @@ def decode_access_token(settings: Settings, token: str) -> dict[str, Any]:
             token,
             settings.jwt_secret(),
             algorithms=[JWT_ALG],
-            options={"require": ["exp", "sub", "tid", "role", "typ"]},
+            options={"require": ["exp", "sub", "tid", "role", "typ", "sid"]},
         )
     except jwt.ExpiredSignatureError as exc:
         raise TokenInvalid("access token expired") from exc
@@ -122,7 +131,7 @@ async def _new_refresh_token(session: AsyncSession, settings: Settings, user: Us
 
 async def _issue_pair(session: AsyncSession, settings: Settings, user: User, family: str) -> TokenPair:
     refresh = await _new_refresh_token(session, settings, user, family)
-    return TokenPair(issue_access_token(settings, user), refresh, settings.access_token_ttl_s)
+    return TokenPair(issue_access_token(settings, user, family), refresh, settings.access_token_ttl_s)
 
 
 async def _active_user(session: AsyncSession, user: User | None) -> User:
@@ -134,7 +143,7 @@ async def _active_user(session: AsyncSession, user: User | None) -> User:
     return user
 
 
-async def _claim_attempt(session: AsyncSession, settings: Settings, user: User) -> int | None:
+async def _claim_attempt(session: AsyncSession, settings: Settings, user: User, client: str) -> int | None:
     """Count this attempt before checking the password; None when the account is locked.
 
     The counter is bumped atomically in the database (and committed) *before* the slow
@@ -156,13 +165,13 @@ async def _claim_attempt(session: AsyncSession, settings: Settings, user: User) 
     )
     count = result.scalar_one_or_none()
     if count is not None and count > settings.lockout_threshold:
-        await _lock(session, settings, user)
+        await _lock(session, settings, user, client)
         count = None
     await session.commit()
     return None if count is None else int(count)
 
 
-async def _lock(session: AsyncSession, settings: Settings, user: User) -> None:
+async def _lock(session: AsyncSession, settings: Settings, user: User, client: str) -> None:
     until = utcnow() + timedelta(seconds=settings.lockout_duration_s)
     await session.execute(
         update(User)
@@ -170,46 +179,75 @@ async def _lock(session: AsyncSession, settings: Settings, user: User) -> None:
         .values(locked_until=until, failed_logins=0, first_failed_at=None)
         .execution_options(synchronize_session=False)
     )
-    await audit(session, user.tenant_id, user.username, "auth.lockout", user.username, "failure")
+    await audit(
+        session, user.tenant_id, user.username, "auth.lockout", user.username, "failure", client=client
+    )
 
 
-async def _locked_error(session: AsyncSession, user: User) -> AccountLocked:
-    await session.refresh(user)
-    retry = 1
-    if user.locked_until is not None:
-        retry = max(1, int((user.locked_until - utcnow()).total_seconds()) + 1)
-    return AccountLocked("account locked after repeated wrong passwords", retry_after_s=retry)
+_WRONG = "invalid username or password"
 
 
-async def check_password(session: AsyncSession, settings: Settings, username: str, password: str) -> User:
-    """Verify a username and password with lockout; return the active user or raise."""
+async def check_password(
+    session: AsyncSession, settings: Settings, username: str, password: str, client: str = UNKNOWN_CLIENT
+) -> User:
+    """Verify a username and password with address throttling and lockout; return the user.
+
+    Unknown user, wrong password, locked or disabled account all answer the same
+    ``InvalidCredentials`` after the same argon2 work, so the answer never tells whether an
+    account exists or is locked; the audit trail of the account's tenant records which it was.
+    """
+    await claim(session, settings, client)  # 429 login_throttled, whatever the account
     user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
     if user is None:
         verify_password(_DUMMY_HASH, password)  # same work whether or not the user exists
-        raise InvalidCredentials("invalid username or password")
-    count = await _claim_attempt(session, settings, user)
+        raise InvalidCredentials(_WRONG)
+    count = await _claim_attempt(session, settings, user, client)
     if count is None:
-        raise await _locked_error(session, user)
+        verify_password(_DUMMY_HASH, password)  # same work as a wrong password
+        await audit(
+            session,
+            user.tenant_id,
+            username,
+            "auth.login",
+            username,
+            "failure",
+            reason="locked",
+            client=client,
+        )
+        await session.commit()
+        raise InvalidCredentials(_WRONG)
     # Lock order everywhere: the users row first, then the audit chain head.
     if not verify_password(user.password_hash, password):
         if count >= settings.lockout_threshold:
-            await _lock(session, settings, user)
-        await audit(session, user.tenant_id, username, "auth.login", username, "failure")
+            await _lock(session, settings, user, client)
+        await audit(
+            session,
+            user.tenant_id,
+            username,
+            "auth.login",
+            username,
+            "failure",
+            reason="password",
+            client=client,
+        )
         await session.commit()
-        raise InvalidCredentials("invalid username or password")
+        raise InvalidCredentials(_WRONG)
     await session.refresh(user)
     await _active_user(session, user)
     user.failed_logins, user.first_failed_at, user.locked_until = 0, None, None
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
+    await refund(session, client)
     await session.flush()
     return user
 
 
-async def login(session: AsyncSession, settings: Settings, username: str, password: str) -> TokenPair:
-    """Check a password (with lockout) and return an access and a refresh token."""
-    user = await check_password(session, settings, username, password)
-    await audit(session, user.tenant_id, username, "auth.login", username)
+async def login(
+    session: AsyncSession, settings: Settings, username: str, password: str, client: str = UNKNOWN_CLIENT
+) -> TokenPair:
+    """Check a password (throttle, lockout) and start a session: an access and a refresh token."""
+    user = await check_password(session, settings, username, password, client)
+    await audit(session, user.tenant_id, username, "auth.login", username, client=client)
     return await _issue_pair(session, settings, user, family=new_id())
 
 
@@ -261,7 +299,7 @@ async def revoke_family(session: AsyncSession, family_id: str) -> None:
 
 
 async def revoke_user_tokens(session: AsyncSession, user_id: str) -> None:
-    """Revoke every refresh token of a user (password change, disable)."""
+    """End every session of a user: its refresh tokens and, through ``sid``, its access tokens."""
     await session.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
@@ -271,7 +309,7 @@ async def revoke_user_tokens(session: AsyncSession, user_id: str) -> None:
 
 
 async def logout(session: AsyncSession, token: str) -> None:
-    """Revoke the refresh token's whole family (this login on every device it reached)."""
+    """End the refresh token's session: its family and every access token issued in it."""
     token_id, secret = _split_refresh(token)
     row = await session.get(RefreshToken, token_id)
     if row is None or not hmac.compare_digest(row.token_hash, _sha256(secret)):
@@ -295,39 +333,63 @@ async def authenticate_api_key(session: AsyncSession, key: str) -> Principal:
     prefix, sep, secret = body.partition("_")
     if not key.startswith(API_KEY_PREFIX) or not sep or len(prefix) != 12 or not secret:
         raise InvalidCredentials("API key malformed")
-    row = (await session.execute(select(ApiKey).where(ApiKey.prefix == prefix))).scalar_one_or_none()
-    if row is None or not hmac.compare_digest(row.secret_hash, _sha256(secret)):
+    found = (
+        await session.execute(
+            select(ApiKey, Tenant.disabled, User.id, User.disabled)
+            .join(Tenant, Tenant.id == ApiKey.tenant_id)
+            .outerjoin(User, User.id == ApiKey.creator_user_id)
+            .where(ApiKey.prefix == prefix)
+        )
+    ).one_or_none()
+    if found is None or not hmac.compare_digest(found[0].secret_hash, _sha256(secret)):
         raise InvalidCredentials("API key invalid")
+    row, tenant_disabled, creator_id, creator_disabled = found
     now = utcnow()
     if row.revoked_at is not None:
         raise InvalidCredentials("API key revoked")
     if row.expires_at is not None and row.expires_at <= now:
         raise InvalidCredentials("API key expired")
-    tenant = await session.get(Tenant, row.tenant_id)
-    if tenant is None or tenant.disabled:
+    if tenant_disabled:
         raise InvalidCredentials("API key invalid")
+    if row.creator_user_id is not None and (creator_id is None or creator_disabled):
+        raise InvalidCredentials("API key invalid: the user who created it is disabled or deleted")
     if row.last_used_at is None or (now - row.last_used_at) > timedelta(minutes=1):
         row.last_used_at = now  # throttled so that reads do not turn into writes
     return Principal("apikey", row.id, row.name, row.tenant_id, Role(row.role))
 
 
 async def authenticate_access_token(session: AsyncSession, settings: Settings, token: str) -> Principal:
-    """Verify an access token and that its user is still active."""
+    """Verify an access token, that its session is live and its user and tenant active."""
     claims = decode_access_token(settings, token)
-    user = await session.get(User, claims["sub"])
-    if user is None or user.disabled or user.tenant_id != claims["tid"]:
+    live = exists().where(
+        RefreshToken.family_id == str(claims["sid"]),
+        RefreshToken.user_id == User.id,
+        RefreshToken.revoked_at.is_(None),
+    )
+    found = (
+        await session.execute(
+            select(User, Tenant.disabled, live)
+            .join(Tenant, Tenant.id == User.tenant_id)
+            .where(User.id == str(claims["sub"]))
+        )
+    ).one_or_none()
+    if found is None:
+        raise TokenInvalid("user no longer active")
+    user, tenant_disabled, session_live = found
+    if user.disabled or user.tenant_id != claims["tid"]:
         raise TokenInvalid("user no longer active")
     if claims.get("pwv") != password_version(user):
         raise TokenInvalid("password changed since the token was issued")
-    tenant = await session.get(Tenant, user.tenant_id)
-    if tenant is None or tenant.disabled:
+    if tenant_disabled:
         raise TokenInvalid("tenant disabled")
+    if not session_live:
+        raise TokenInvalid("session ended (logged out or revoked)")
     return Principal("user", user.id, user.username, user.tenant_id, Role(user.role))
 
 
 async def authenticate_basic(
-    session: AsyncSession, settings: Settings, username: str, password: str
+    session: AsyncSession, settings: Settings, username: str, password: str, client: str = UNKNOWN_CLIENT
 ) -> Principal:
-    """Check a username and password for Basic-auth callers (same lockout as login)."""
-    user = await check_password(session, settings, username, password)
+    """Check a username and password for Basic-auth callers (same throttle and lockout as login)."""
+    user = await check_password(session, settings, username, password, client)
     return Principal("user", user.id, user.username, user.tenant_id, Role(user.role))

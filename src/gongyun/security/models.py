@@ -1,4 +1,4 @@
-"""Tables of the security base: tenants, users, API keys, refresh tokens."""
+"""Tables of the security base: tenants, users, API keys, refresh tokens, login throttle."""
 
 from __future__ import annotations
 
@@ -54,6 +54,9 @@ class ApiKey(TenantScoped, Base):
     prefix: Mapped[str] = mapped_column(String(16), unique=True)
     secret_hash: Mapped[str] = mapped_column(String(64))
     created_by: Mapped[str] = mapped_column(String(64), default="")
+    # The person the key acts for (a key made by a key inherits its creator); the key stops
+    # working when that user is disabled or gone. None: made outside a login (CLI, legacy).
+    creator_user_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -75,3 +78,14 @@ class RefreshToken(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins per client address (an IPv4 address or an IPv6 /64), shared by processes."""
+
+    __tablename__ = "login_throttle"
+
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -1,9 +1,13 @@
 """Packaging line as a Sparkplug B edge node (group ``Gongyun``, node ``PackLine1``, device ``Filler``).
 
 Metrics of ``Filler``: ``Count``, ``Good``, ``Rejects`` (Int64), ``State`` (String),
-``FillWeight`` (Double, g), ``Speed`` (Double, packs/min, writable through DCMD).
-Protocol faults for tests: :meth:`send_garbage` (a payload that is not protobuf) and
-:meth:`skip_sequence` (the next DDATA jumps its seq).
+``FillWeight`` (Double, g), ``Speed`` (Double, packs/min, writable through DCMD), ``Recipe``
+(an instance of the node's Template definition ``Recipe``: ``Product`` String, ``TargetWeight``
+and ``Tolerance`` Double, parameter ``Line``) and ``Weighings`` (a DataSet of the last packs:
+``Pack`` Int64, ``Weight`` Double, ``Good`` Boolean).
+Protocol faults for tests: :meth:`send_garbage` (a payload that is not protobuf),
+:meth:`skip_sequence` (the next DDATA jumps its seq) and :meth:`send_malformed` (a DDATA whose
+DataSet or Template is invalid next to a valid metric).
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from gongyun.edge import spb
+from gongyun.edge.spbvalues import DataSet, Member, Template, encode_dataset, encode_template
 from gongyun.edge.spnode import EdgeNode, Point
 from gongyun.sim.physics import PackagingLine
 
@@ -28,7 +34,21 @@ METRICS = {
     "State": spb.SpbType.String,
     "FillWeight": spb.SpbType.Double,
     "Speed": spb.SpbType.Double,
+    "Recipe": spb.SpbType.Template,
+    "Weighings": spb.SpbType.DataSet,
 }
+RECIPE = Template(
+    [
+        Member("Product", spb.SpbType.String, "water 500 g"),
+        Member("TargetWeight", spb.SpbType.Double, 500.0),
+        Member("Tolerance", spb.SpbType.Double, 7.5),
+    ],
+    is_definition=True,
+    version="1",
+    parameters={"Line": (spb.SpbType.String, "PackLine1")},
+)
+WEIGHINGS = (("Pack", spb.SpbType.Int64), ("Weight", spb.SpbType.Double), ("Good", spb.SpbType.Boolean))
+KEEP_WEIGHINGS = 5
 
 
 @dataclass
@@ -45,11 +65,13 @@ class PackagingServer:
     model: PackagingLine = field(init=False)
     edge: EdgeNode = field(init=False)
     published: int = 0
+    weighings: deque[tuple[int, float, bool]] = field(default_factory=lambda: deque(maxlen=KEEP_WEIGHINGS))
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.model = PackagingLine(seed=self.seed)
         self.edge = EdgeNode(self.group, self.node, self.mqtt_host, self.mqtt_port, on_command=self._command)
+        self.edge.define_template("Recipe", RECIPE)
         for name, dtype in METRICS.items():
             self.edge.define(DEVICE, name, dtype, self._values()[name])
 
@@ -62,6 +84,18 @@ class PackagingServer:
             "State": m.state,
             "FillWeight": round(m.fill_weight, 3),
             "Speed": m.rate_per_min,
+            "Recipe": Template(
+                [
+                    Member("TargetWeight", spb.SpbType.Double, m.target_g),
+                    Member("Tolerance", spb.SpbType.Double, m.tolerance_g),
+                ],
+                ref="Recipe",
+            ),
+            "Weighings": DataSet(
+                tuple(name for name, _ in WEIGHINGS),
+                tuple(dtype for _, dtype in WEIGHINGS),
+                tuple(self.weighings),
+            ),
         }
 
     async def _command(self, device: str | None, name: str, value: Any, props: dict[str, Any]) -> None:
@@ -76,8 +110,13 @@ class PackagingServer:
         while True:
             await asyncio.sleep(self.interval)
             now = time.monotonic()
+            before = self.model.count
             self.model.step((now - last) * self.time_scale)
             last = now
+            if self.model.count != before:
+                m = self.model
+                good = abs(m.fill_weight - m.target_g) <= m.tolerance_g
+                self.weighings.append((m.count, round(m.fill_weight, 3), good))
             values = self._values()
             changed = [
                 Point(name, value, spb.now_ms())
@@ -110,6 +149,24 @@ class PackagingServer:
         """Publish a DDATA whose payload is not protobuf (fault injection)."""
         assert self.edge.client is not None
         await self.edge.client.publish(self.edge.topic("DDATA", DEVICE), b"\xff\xfenot protobuf{", qos=1)
+
+    async def send_malformed(self, what: str) -> None:
+        """Publish a DDATA with a valid ``Count`` and, per ``what``, a DataSet whose column names and
+        types disagree (``"dataset"``) or a Template instance of an undefined template (``"template"``)."""
+        payload = spb.Payload()
+        good = payload.metrics.add(name="Count", timestamp=spb.now_ms())
+        spb.set_metric_value(good, self.model.count, spb.SpbType.Int64)
+        bad = payload.metrics.add(timestamp=spb.now_ms())
+        if what == "dataset":
+            bad.name, bad.datatype = "Weighings", int(spb.SpbType.DataSet)
+            encode_dataset(bad.dataset_value, DataSet(("Pack",), (spb.SpbType.Int64,), ((1,),)))
+            bad.dataset_value.columns.append("Weight")  # two names, one type, one element per row
+        elif what == "template":
+            bad.name, bad.datatype = "Recipe", int(spb.SpbType.Template)
+            encode_template(bad.template_value, Template([], ref="NoSuchRecipe"))
+        else:
+            raise ValueError(f"unknown malformation {what!r}")
+        await self.edge.publish_payload("DDATA", DEVICE, payload)
 
     def skip_sequence(self, by: int = 5) -> None:
         """Make the next message's seq jump (fault injection for gap detection)."""

@@ -22,8 +22,8 @@ import numpy as np
 import orjson
 
 from gongyun.core.types import Quality, Sample, TagRef
-from gongyun.edge import spb
-from gongyun.edge.errors import DecodeError
+from gongyun.edge import spb, spbvalues
+from gongyun.edge.errors import DataSetInvalid, DecodeError
 from gongyun.errors import InvalidInput
 from gongyun.telemetry.ingest import _QUALITY, Ingestor, SampleBatch
 
@@ -201,9 +201,52 @@ def sparkplug_batch(device: str, data: bytes) -> SampleBatch:
     if plain.all():
         return SampleBatch(tags, ts, value)
     values: list[Any] = value.tolist()
+    nested: list[int] = []
     for i in np.flatnonzero(~plain).tolist():
-        values[i] = spb.metric_value(metrics[i])
-    return SampleBatch(tags, ts, values)
+        kind = metrics[i].WhichOneof("value")
+        if kind == "template_value" and not metrics[i].is_null:
+            nested.append(i)
+        elif kind == "dataset_value":
+            values[i] = _dataset(metrics[i])  # a table is not a time-series value
+        else:
+            values[i] = spb.metric_value(metrics[i])
+    if not nested:
+        return SampleBatch(tags, ts, values)
+    # a template instance becomes one sample per (nested) member, named tag/member
+    keep = np.ones(len(tags), np.bool_)
+    keep[nested] = False
+    out_tags = [t for t, k in zip(tags, keep.tolist(), strict=True) if k]
+    out_ts = ts[keep].tolist()
+    out_values = [v for v, k in zip(values, keep.tolist(), strict=True) if k]
+    for i in nested:
+        for name, v in _template_members(tags[i], metrics[i].template_value):
+            out_tags.append(name)
+            out_ts.append(int(ts[i]))
+            out_values.append(v)
+    return SampleBatch(out_tags, np.array(out_ts, np.int64), out_values)
+
+
+def _dataset(metric: Any) -> Any:
+    """A DataSet metric's table (or why it is malformed): either is rejected by ingest as wrong_type."""
+    try:
+        return spbvalues.decode_dataset(metric.dataset_value)
+    except DataSetInvalid as exc:
+        return exc
+
+
+def _template_members(prefix: str, template: Any, depth: int = 0) -> list[tuple[str, Any]]:
+    """(tag, value) of every scalar member of a template instance, nested ones flattened."""
+    out: list[tuple[str, Any]] = []
+    for member in template.metrics:
+        name = f"{prefix}/{member.name}"
+        kind = member.WhichOneof("value")
+        if kind == "template_value" and depth < 8 and not member.is_null:
+            out += _template_members(name, member.template_value, depth + 1)
+        elif kind == "dataset_value":
+            out.append((name, _dataset(member)))
+        else:
+            out.append((name, spb.metric_value(member)))
+    return out
 
 
 class IngestConsumer:

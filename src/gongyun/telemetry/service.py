@@ -14,9 +14,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from gongyun.alarms.commands import CommandWorker
 from gongyun.alarms.engine import AlarmEngine
 from gongyun.assets.catalog import AssetCatalog
+from gongyun.db import Database
 from gongyun.errors import GongyunError, NotFound, ServiceUnavailable
+from gongyun.telemetry import reports
 from gongyun.telemetry.cleaning import CleaningConfig, CleaningReport, clean_range
 from gongyun.telemetry.consumer import SUBJECT, IngestConsumer
 from gongyun.telemetry.ingest import IngestConfig, Ingestor
@@ -39,8 +42,9 @@ class TelemetryService:
     alarms: AlarmEngine
     rollups: RollupWorker
     consumer: IngestConsumer
+    db: Database | None = None
+    commands: CommandWorker | None = None
     subscription: Any = None
-    reports: dict[tuple[str, str], CleaningReport] = field(default_factory=dict)
     _live: set[asyncio.Queue[tuple[str, list[Point]]]] = field(default_factory=set)
 
     @classmethod
@@ -56,11 +60,13 @@ class TelemetryService:
         ingestor = Ingestor(store, catalog, IngestConfig())
         alarms = AlarmEngine(runtime.db)
         await alarms.load()
-        svc = cls(store, catalog, ingestor, alarms, RollupWorker(store), IngestConsumer(ingestor))
+        svc = cls(store, catalog, ingestor, alarms, RollupWorker(store), IngestConsumer(ingestor), runtime.db)
         ingestor.hooks += [alarms.on_points, svc._fan_out]
         await ingestor.start()
         alarms.start(tick_s)
         svc.rollups.start()
+        svc.commands = CommandWorker(alarms, runtime.bus if subscribe_bus else None)
+        await svc.commands.start()
         if subscribe_bus:
             bus = runtime.bus
             with contextlib.suppress(GongyunError):  # another room may own a stream over telemetry.>
@@ -76,6 +82,8 @@ class TelemetryService:
         await self.consumer.drain()
         await self.ingestor.stop()
         await self.rollups.stop()
+        if self.commands is not None:
+            await self.commands.stop()
         await self.alarms.stop()
         await self.store.close()
 
@@ -106,15 +114,10 @@ class TelemetryService:
                 raise NotFound("tag not found")
             cfg = CleaningConfig()
         report = await clean_range(self.store, tenant, tag, start, end, cfg=cfg)
-        self.reports[(tenant, tag)] = report
+        if self.db is not None:
+            async with self.db.session() as session:
+                await reports.save_report(session, tenant, report, start, end)
         return report
-
-    def report(self, tenant: str, tag: str) -> CleaningReport:
-        """The last cleaning report of a tag."""
-        rep = self.reports.get((tenant, tag))
-        if rep is None:
-            raise NotFound("no cleaning report for this tag yet")
-        return rep
 
 
 def get_service(runtime: Any) -> TelemetryService:

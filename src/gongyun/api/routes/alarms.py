@@ -1,4 +1,8 @@
-"""Alarms: current alarms, acknowledge and shelve, rules, notification targets, history, live."""
+"""Alarms: current alarms, acknowledge and shelve, rules, notification targets, history, live.
+
+Any API process may take these requests; the alarm engine runs in one process. Operator
+actions and rule/target changes reach it as queued commands (``gongyun.alarms.commands``).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,13 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from gongyun.alarms import repo
-from gongyun.alarms.engine import AlarmEngine
-from gongyun.alarms.notify import make_notifier
+from gongyun.alarms import commands, repo, snapshot
+from gongyun.alarms.engine import PENDING, REJECTED, AlarmEngine
 from gongyun.api.deps import Ctx, require
+from gongyun.errors import ServiceUnavailable
 from gongyun.security.rbac import Perm
 from gongyun.telemetry.service import get_service
 
@@ -24,16 +28,36 @@ router = APIRouter(prefix="/api/v1/alarms", tags=["alarms"])
 Read = Annotated[Ctx, Depends(require(Perm.alarms_read))]
 Ack = Annotated[Ctx, Depends(require(Perm.alarms_ack))]
 Write = Annotated[Ctx, Depends(require(Perm.alarms_write))]
+DEFAULT_WAIT_S = 5.0
+MAX_WAIT_S = 30.0
 
 
 def _engine(ctx: Ctx) -> AlarmEngine:
     return get_service(ctx.runtime).alarms
 
 
+def _local_engine(ctx: Ctx) -> AlarmEngine | None:
+    """The engine when it runs in this process (else commands travel over the bus)."""
+    try:
+        return _engine(ctx)
+    except ServiceUnavailable:
+        return None
+
+
+async def _tell_engine(ctx: Ctx, action: str, rule_id: str | None) -> None:
+    """Queue a reload for the engine, commit with the change that needs it, and hand it over."""
+    row = await commands.create(ctx.session, ctx.tenant_id, action, rule_id, ctx.username)
+    await ctx.session.commit()
+    await commands.dispatch(ctx.runtime.bus, ctx.runtime.extras, row, _local_engine(ctx))
+
+
 @router.get("", summary="Current alarms")
 async def current(ctx: Read, active: bool = False) -> list[dict[str, Any]]:
     """Every alarm of the tenant with its ISA-18.2 state (only non-normal ones with ``active``)."""
-    return _engine(ctx).alarms(ctx.tenant_id, only_active=active)
+    engine = _local_engine(ctx)
+    if engine is None:
+        return await snapshot.current(ctx.session, ctx.tenant_id, only_active=active)
+    return engine.alarms(ctx.tenant_id, only_active=active)
 
 
 # -- rules -------------------------------------------------------------------------------------
@@ -49,7 +73,7 @@ async def create_rule(ctx: Write, body: Annotated[dict[str, Any], Body()]) -> di
     spec = repo.parse_rule(body)
     row = await repo.create_rule(ctx.session, ctx.tenant_id, spec)
     await ctx.audit("alarm_rule.create", row.id, name=spec.name, kind=spec.kind)
-    _engine(ctx).put_rule(ctx.tenant_id, row.id, spec)
+    await _tell_engine(ctx, "reload_rule", row.id)
     return repo.rule_dict(row)
 
 
@@ -65,7 +89,7 @@ async def update_rule(rule_id: str, ctx: Write, body: Annotated[dict[str, Any], 
     spec = repo.parse_rule(body)
     row = await repo.update_rule(ctx.session, ctx.tenant_id, rule_id, spec)
     await ctx.audit("alarm_rule.update", row.id, name=spec.name, kind=spec.kind)
-    _engine(ctx).put_rule(ctx.tenant_id, row.id, spec)
+    await _tell_engine(ctx, "reload_rule", row.id)
     return repo.rule_dict(row)
 
 
@@ -74,7 +98,7 @@ async def delete_rule(rule_id: str, ctx: Write) -> None:
     """Delete a rule and its alarm (the history stays)."""
     await repo.delete_rule(ctx.session, ctx.tenant_id, rule_id)
     await ctx.audit("alarm_rule.delete", rule_id)
-    _engine(ctx).drop_rule(ctx.tenant_id, rule_id)
+    await _tell_engine(ctx, "reload_rule", rule_id)
 
 
 # -- notification targets ----------------------------------------------------------------------
@@ -87,9 +111,7 @@ class TargetIn(BaseModel):
 
 
 async def _reload_targets(ctx: Ctx) -> None:
-    rows = await repo.list_notifiers(ctx.session, ctx.tenant_id)
-    targets = [make_notifier(repo.parse_target(orjson.loads(r.config_json))) for r in rows]
-    _engine(ctx).set_notifiers(ctx.tenant_id, targets)
+    await _tell_engine(ctx, "reload_notifiers", None)
 
 
 @router.get("/notifiers", summary="List notification targets")
@@ -160,25 +182,65 @@ class ShelveIn(BaseModel):
     duration_s: float = Field(gt=0, le=7 * 86400)
 
 
-@router.post("/{rule_id}/ack", summary="Acknowledge an alarm")
-async def ack(rule_id: str, ctx: Ack) -> dict[str, Any]:
+Wait = Annotated[
+    float,
+    Query(ge=0, le=MAX_WAIT_S, description="How long to wait for the alarm engine before answering 202"),
+]
+
+
+@router.get("/commands/{command_id}", summary="An acknowledge or shelve request and its outcome")
+async def get_command(command_id: str, ctx: Read) -> dict[str, Any]:
+    """Whether the alarm engine has applied the request yet, and the alarm it left (or why not)."""
+    return commands.command_dict(await commands.get(ctx.session, ctx.tenant_id, command_id))
+
+
+async def _operate(
+    ctx: Ctx, rule_id: str, action: str, wait_s: float, duration_s: float | None = None
+) -> dict[str, Any] | JSONResponse:
+    """Queue an operator action for the engine (wherever it runs) and answer with its outcome."""
+    await repo.get_rule(ctx.session, ctx.tenant_id, rule_id)
+    row = await commands.create(ctx.session, ctx.tenant_id, action, rule_id, ctx.username, duration_s)
+    await ctx.session.commit()
+    await commands.dispatch(ctx.runtime.bus, ctx.runtime.extras, row, _local_engine(ctx))
+    row = await commands.wait(ctx.session, ctx.tenant_id, row.id, wait_s)
+    detail: dict[str, Any] = {"command_id": row.id}
+    if duration_s is not None:
+        detail["duration_s"] = duration_s
+    if row.status == REJECTED:
+        commands.raise_rejection(row)
+    if row.status == PENDING:
+        await ctx.audit(f"alarm.{action}", rule_id, outcome="pending", **detail)
+        href = f"{router.prefix}/commands/{row.id}"
+        return JSONResponse(
+            {"command_id": row.id, "status": row.status, "href": href},
+            status_code=202,
+            headers={"Location": href},
+        )
+    await ctx.audit(f"alarm.{action}", rule_id, **detail)
+    view: dict[str, Any] = orjson.loads(row.result_json or "{}")
+    return {**view, "command_id": row.id}
+
+
+_ACCEPTED: dict[int | str, dict[str, Any]] = {
+    202: {"description": "Queued; the engine has not applied it yet: poll the `href` (GET .../commands/{id})"}
+}
+
+
+@router.post("/{rule_id}/ack", summary="Acknowledge an alarm", response_model=None, responses=_ACCEPTED)
+async def ack(rule_id: str, ctx: Ack, wait_s: Wait = DEFAULT_WAIT_S) -> dict[str, Any] | JSONResponse:
     """Acknowledge (unack active → ack active; unack return-to-normal → normal)."""
-    view = await _engine(ctx).ack(ctx.tenant_id, rule_id, ctx.username)
-    await ctx.audit("alarm.ack", rule_id)
-    return view
+    return await _operate(ctx, rule_id, "ack", wait_s)
 
 
-@router.post("/{rule_id}/shelve", summary="Shelve an alarm")
-async def shelve(rule_id: str, body: ShelveIn, ctx: Ack) -> dict[str, Any]:
+@router.post("/{rule_id}/shelve", summary="Shelve an alarm", response_model=None, responses=_ACCEPTED)
+async def shelve(
+    rule_id: str, body: ShelveIn, ctx: Ack, wait_s: Wait = DEFAULT_WAIT_S
+) -> dict[str, Any] | JSONResponse:
     """Hide the alarm for a while."""
-    view = await _engine(ctx).shelve(ctx.tenant_id, rule_id, ctx.username, body.duration_s)
-    await ctx.audit("alarm.shelve", rule_id, duration_s=body.duration_s)
-    return view
+    return await _operate(ctx, rule_id, "shelve", wait_s, body.duration_s)
 
 
-@router.post("/{rule_id}/unshelve", summary="Unshelve an alarm")
-async def unshelve(rule_id: str, ctx: Ack) -> dict[str, Any]:
+@router.post("/{rule_id}/unshelve", summary="Unshelve an alarm", response_model=None, responses=_ACCEPTED)
+async def unshelve(rule_id: str, ctx: Ack, wait_s: Wait = DEFAULT_WAIT_S) -> dict[str, Any] | JSONResponse:
     """Bring a shelved alarm back."""
-    view = await _engine(ctx).unshelve(ctx.tenant_id, rule_id, ctx.username)
-    await ctx.audit("alarm.unshelve", rule_id)
-    return view
+    return await _operate(ctx, rule_id, "unshelve", wait_s)

@@ -67,11 +67,16 @@ async def list_keys(ctx: Annotated[Ctx, Depends(require(Perm.apikeys_read))]) ->
 async def create_key(
     body: ApiKeyIn, ctx: Annotated[Ctx, Depends(require(Perm.apikeys_write))]
 ) -> ApiKeyCreated:
-    """Create a key with a role no higher than the caller's; the key is returned once."""
+    """Create a key with a role no higher than the caller's; the key is returned once.
+
+    The key acts for the calling user (a key made by a key, for that key's user) and stops
+    working when that user is disabled or deleted.
+    """
     if not can_grant(ctx.role, body.role):
         raise PermissionDenied(f"role {ctx.role.value!r} cannot grant {body.role.value!r}")
+    creator = await accounts.creator_of(ctx.session, ctx.principal_kind, ctx.principal_id)
     made = await accounts.create_api_key(
-        ctx.session, ctx.tenant_id, body.name, body.role, ctx.username, body.expires_in_days
+        ctx.session, ctx.tenant_id, body.name, body.role, ctx.username, body.expires_in_days, creator
     )
     await ctx.audit("apikey.create", made.row.name, role=made.row.role, prefix=made.row.prefix)
     return ApiKeyCreated(**ApiKeyOut.model_validate(made.row).model_dump(), key=made.key)

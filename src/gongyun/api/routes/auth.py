@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form
+from fastapi import APIRouter, Form, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from gongyun.api.deps import CtxDep, RuntimeDep
 from gongyun.security import auth
 from gongyun.security.models import Tenant
+from gongyun.security.throttle import client_key
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -50,13 +51,19 @@ def _out(pair: auth.TokenPair) -> TokenOut:
 
 @router.post("/auth/token", response_model=TokenOut, summary="Log in (OAuth2 password flow)")
 async def token(
+    request: Request,
     runtime: RuntimeDep,
     username: Annotated[str, Form(max_length=64)],
     password: Annotated[str, Form(max_length=256)],
 ) -> TokenOut:
-    """Exchange a username and password for an access and a refresh token."""
+    """Exchange a username and password for an access and a refresh token.
+
+    Failed attempts are throttled per client address (429 ``login_throttled`` with
+    ``Retry-After``) and per account (a locked account answers like a wrong password).
+    """
+    client = client_key(request.client.host if request.client else None)
     async with runtime.db.session() as session:
-        return _out(await auth.login(session, runtime.settings, username, password))
+        return _out(await auth.login(session, runtime.settings, username, password, client))
 
 
 @router.post("/auth/refresh", response_model=TokenOut, summary="Rotate a refresh token")
@@ -66,9 +73,9 @@ async def refresh(runtime: RuntimeDep, body: RefreshIn) -> TokenOut:
         return _out(await auth.refresh(session, runtime.settings, body.refresh_token))
 
 
-@router.post("/auth/logout", status_code=204, summary="Revoke a refresh token family")
+@router.post("/auth/logout", status_code=204, summary="End the session of a refresh token")
 async def logout(runtime: RuntimeDep, body: RefreshIn) -> None:
-    """Log out: the refresh token and every token rotated from it stop working."""
+    """Log out: the refresh token, every token rotated from it and their access tokens stop working."""
     async with runtime.db.session() as session:
         await auth.logout(session, body.refresh_token)
 

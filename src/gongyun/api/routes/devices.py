@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from gongyun.api.deps import Ctx, require
-from gongyun.demo import DEMO_KEY, Demo, gateways
+from gongyun.demo import DEMO_KEY, Demo
 from gongyun.edge.commands import CommandRequest
+from gongyun.edge.registry import gateways
 from gongyun.errors import GongyunError, NotFound
 from gongyun.security.rbac import Perm
 

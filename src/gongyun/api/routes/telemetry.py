@@ -19,6 +19,7 @@ from gongyun.core.types import Sample
 from gongyun.errors import InvalidInput
 from gongyun.security.rbac import Perm
 from gongyun.telemetry import export as ex
+from gongyun.telemetry import reports
 from gongyun.telemetry.cleaning import CleaningConfig
 from gongyun.telemetry.consumer import sample_from_dict
 from gongyun.telemetry.ingest import Reason, Rejection
@@ -149,8 +150,16 @@ async def clean(body: CleanBody, ctx: Write) -> dict[str, Any]:
 
 @router.get("/clean/report", summary="Last cleaning report of a tag")
 async def clean_report(ctx: Read, tag: str) -> dict[str, Any]:
-    """What the last cleaning run changed in the tag, and why."""
-    return _svc(ctx).report(ctx.tenant_id, tag).to_dict()
+    """What the last cleaning run changed in the tag, and why (kept in the database)."""
+    return reports.report_dict(await reports.latest(ctx.session, ctx.tenant_id, tag))
+
+
+@router.get("/clean/reports", summary="Recent cleaning reports of a tag")
+async def clean_reports(
+    ctx: Read, tag: str, limit: Annotated[int, Query(ge=1, le=reports.KEEP_PER_TAG)] = reports.KEEP_PER_TAG
+) -> list[dict[str, Any]]:
+    """The tag's last cleaning reports, newest first (a bounded history is kept per tag)."""
+    return [reports.report_dict(r) for r in await reports.history(ctx.session, ctx.tenant_id, tag, limit)]
 
 
 class RetentionBody(BaseModel):

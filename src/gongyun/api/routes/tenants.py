@@ -93,7 +93,7 @@ async def patch_tenant(
             raise PermissionDenied("you cannot disable the tenant you act in")
         if body.disabled and tenant.name == accounts.DEFAULT_TENANT:
             raise PermissionDenied("the default tenant holds the platform admins and cannot be disabled")
-        tenant.disabled = body.disabled
+        await accounts.set_tenant_disabled(ctx.session, tenant, body.disabled)
     await ctx.audit("tenant.update", tenant.name, **body.model_dump(exclude_none=True))
     await ctx.session.flush()
     return tenant

@@ -102,7 +102,7 @@ async def patch_user(
     if body.disabled is not None:
         if user.id == ctx.principal_id and body.disabled:
             raise PermissionDenied("you cannot disable yourself")
-        await accounts.set_disabled(ctx.session, user, body.disabled)
+        await accounts.set_disabled(ctx.session, user, body.disabled, actor=ctx.actor)
     if body.password is not None:
         await accounts.set_password(ctx.session, user, body.password)
     changes = body.model_dump(exclude_none=True, exclude={"password"})

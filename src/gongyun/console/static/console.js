@@ -162,6 +162,7 @@
   const ERROR_KEYS = {
     invalid_credentials: "error.invalid_credentials",
     account_locked: "error.account_locked",
+    login_throttled: "error.login_throttled",
     validation_failed: "error.validation",
     invalid_input: "error.validation",
     payload_too_large: "error.too_large",

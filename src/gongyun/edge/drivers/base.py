@@ -27,6 +27,7 @@ class DeviceStatus:
     connected: bool = False
     last_good_read: datetime | None = None
     last_error: str | None = None
+    last_error_at: datetime | None = None
     error_count: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     reads: int = 0
@@ -38,17 +39,30 @@ class DeviceStatus:
         self.error_count += 1
         self.errors[kind] = self.errors.get(kind, 0) + 1
         self.last_error = f"{kind}: {message}"
+        self.last_error_at = datetime.now(UTC)
 
     def good(self) -> None:
         """Record a successful read."""
         self.reads += 1
         self.last_good_read = datetime.now(UTC)
 
+    @property
+    def state(self) -> str:
+        """``offline`` (not connected), ``error`` (connected, but the last read failed) or ``online``."""
+        if not self.connected:
+            return "offline"
+        if self.last_error_at is not None and (
+            self.last_good_read is None or self.last_error_at > self.last_good_read
+        ):
+            return "error"
+        return "online"
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready view."""
         return {
             "device": self.device,
             "protocol": self.protocol,
+            "state": self.state,
             "connected": self.connected,
             "last_good_read": self.last_good_read.isoformat() if self.last_good_read else None,
             "last_error": self.last_error,

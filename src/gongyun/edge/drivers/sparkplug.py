@@ -20,9 +20,9 @@ import aiomqtt
 
 from gongyun import __version__
 from gongyun.core.types import Quality
-from gongyun.edge import spb
+from gongyun.edge import spb, spbvalues
 from gongyun.edge.drivers.base import Driver, DriverManifest, Value
-from gongyun.edge.errors import DecodeError, DeviceError
+from gongyun.edge.errors import DataSetInvalid, DecodeError, DeviceError, TemplateInvalid
 from gongyun.edge.profiles import Tag
 from gongyun.edge.spnode import REBIRTH
 
@@ -31,10 +31,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class Metric:
-    """A decoded metric: name resolved from its alias, value, source time, properties."""
+    """A decoded metric: name resolved from its alias, value, source time, properties.
+
+    Template instances arrive flattened, one metric per leaf member named ``instance/member``;
+    a DataSet arrives as a :class:`~gongyun.edge.spbvalues.DataSet`, bytes as ``bytes``.
+    """
 
     name: str
-    value: Value
+    value: Value | spbvalues.DataSet | bytes
     ts: datetime
     datatype: int
     properties: dict[str, Any] = field(default_factory=dict)
@@ -49,6 +53,8 @@ class NodeState:
     online: bool = False
     aliases: dict[tuple[str | None, int], str] = field(default_factory=dict)
     types: dict[tuple[str | None, str], int] = field(default_factory=dict)
+    templates: dict[str, spbvalues.Template] = field(default_factory=dict)
+    instance_refs: dict[tuple[str | None, str], str] = field(default_factory=dict)
     last_rebirth_request: float = 0.0
 
 
@@ -59,6 +65,15 @@ def quality_property(props: dict[str, Any]) -> Quality:
         return Quality.good
     code = int(code)
     return Quality.good if code >= 192 else Quality.uncertain if 64 <= code < 128 else Quality.bad
+
+
+def sample_value(value: Value | spbvalues.DataSet | bytes) -> Value:
+    """What a tag sample carries for a metric value: a DataSet as JSON text, bytes as hex."""
+    if isinstance(value, spbvalues.DataSet):
+        return value.to_json()
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
 
 
 # on_data(node key "group/node", device or None, metrics, kind), on_state(node key, device, online)
@@ -117,9 +132,11 @@ class SparkplugHost:
 
     def _metrics(
         self, state: NodeState, device: str | None, payload: Any, birth: bool
-    ) -> tuple[list[Metric], int]:
+    ) -> tuple[list[Metric], int, list[tuple[str, str]]]:
+        """Decoded metrics, the number with an unknown alias, and (kind, message) per rejected metric."""
         out: list[Metric] = []
         unknown = 0
+        errors: list[tuple[str, str]] = []
         for m in payload.metrics:
             if m.HasField("name") and m.name:
                 name = m.name
@@ -130,16 +147,42 @@ class SparkplugHost:
             else:
                 unknown += 1
                 continue
+            if m.WhichOneof("value") == "template_value" and m.template_value.is_definition:
+                continue  # definitions were taken from the NBIRTH already
             if birth:
                 state.types[(device, name)] = m.datatype
-            props = {
-                k: spb.metric_value(v) for k, v in zip(m.properties.keys, m.properties.values, strict=False)
-            }
             stamp = m.timestamp or payload.timestamp
             ts = datetime.fromtimestamp(stamp / 1000, UTC) if stamp else datetime.now(UTC)
             dtype = m.datatype or state.types.get((device, name), 0)
-            out.append(Metric(name, spb.metric_value(m), ts, dtype, props))
-        return out, unknown
+            try:
+                props = spbvalues.decode_properties(m.properties)
+                value = spbvalues.decode_value(
+                    m, state.templates, birth=birth, dtype=dtype, ref=state.instance_refs.get((device, name))
+                )
+            except (DataSetInvalid, TemplateInvalid) as exc:
+                kind = "dataset" if isinstance(exc, DataSetInvalid) else "template"
+                errors.append((kind, f"metric {name!r}: {exc.message}"))
+                continue
+            if isinstance(value, spbvalues.Template):
+                if value.ref:
+                    state.instance_refs[(device, name)] = value.ref
+                out.extend(
+                    Metric(path, member.value, ts, int(member.dtype), {**props, **member.properties})
+                    for path, member in value.flatten(name)
+                )
+                continue
+            out.append(Metric(name, value, ts, dtype, props))
+        return out, unknown, errors
+
+    def _definitions(self, key: str, state: NodeState, payload: Any) -> None:
+        named = {
+            m.name: m.template_value
+            for m in payload.metrics
+            if m.WhichOneof("value") == "template_value" and m.template_value.is_definition
+        }
+        state.templates, failed = spbvalues.decode_definitions(named)
+        for name, message in failed.items():
+            self._error(key, "template", f"definition {name!r}: {message}")
 
     async def handle(self, topic_text: str, raw: bytes) -> None:
         """Process one message (public so tests and the receiver can feed it directly)."""
@@ -160,7 +203,11 @@ class SparkplugHost:
                 (int(spb.metric_value(m) or 0) for m in payload.metrics if m.name == "bdSeq"), None
             )
             state.seq, state.online = payload.seq, True
-            metrics, _ = self._metrics(state, None, payload, birth=True)
+            state.instance_refs.clear()
+            self._definitions(key, state, payload)
+            metrics, _, errors = self._metrics(state, None, payload, birth=True)
+            for err_kind, message in errors:
+                self._error(key, err_kind, f"{kind}: {message}")
             if self.on_state:
                 self.on_state(key, None, True)
             self.on_data(key, None, [m for m in metrics if m.name not in ("bdSeq", REBIRTH)], kind)
@@ -190,7 +237,9 @@ class SparkplugHost:
             if self.on_state:
                 self.on_state(key, device, False)
             return
-        metrics, unknown = self._metrics(state, device, payload, birth=kind == "DBIRTH")
+        metrics, unknown, errors = self._metrics(state, device, payload, birth=kind == "DBIRTH")
+        for err_kind, message in errors:
+            self._error(key, err_kind, f"{kind}: {message}")
         if unknown:
             self._error(key, "alias", f"{unknown} metric(s) with unknown alias in {kind}")
             await self.request_rebirth(topic.group, topic.node)
@@ -301,7 +350,7 @@ class SparkplugDriver(Driver):
             tag = self.by_metric.get((device, m.name))
             if tag is None:
                 continue
-            value = m.value
+            value = sample_value(m.value)
             if (
                 isinstance(value, int | float)
                 and not isinstance(value, bool)

@@ -1,0 +1,60 @@
+"""The tenant's current alarms read from the database, for API processes without the engine.
+
+The engine saves every state change (``alarm_states``) and its history row in one
+transaction, so this view shows the same states as the engine's; ``value`` is the sample
+value of the last recorded transition rather than the latest sample.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gongyun.alarms import repo
+from gongyun.alarms.engine import sort_views
+from gongyun.alarms.models import AlarmEventRow, AlarmRuleRow, AlarmStateRow
+from gongyun.alarms.rules import Condition
+from gongyun.alarms.states import State
+
+
+async def current(
+    session: AsyncSession, tenant_id: str, *, only_active: bool = False
+) -> list[dict[str, Any]]:
+    """Every enabled alarm of the tenant as the engine would show it."""
+    q = (
+        select(AlarmRuleRow, AlarmStateRow)
+        .outerjoin(AlarmStateRow, AlarmStateRow.rule_id == AlarmRuleRow.id)
+        .where(AlarmRuleRow.tenant_id == tenant_id)
+    )
+    views: list[dict[str, Any]] = []
+    for rule, st in (await session.execute(q)).all():
+        spec = repo.rule_spec(rule)
+        if not spec.enabled:
+            continue
+        last = (
+            await session.execute(
+                select(AlarmEventRow)
+                .where(AlarmEventRow.tenant_id == tenant_id, AlarmEventRow.rule_id == rule.id)
+                .order_by(AlarmEventRow.ts.desc(), AlarmEventRow.id.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        views.append(
+            {
+                "rule_id": rule.id,
+                "name": spec.name,
+                "kind": spec.kind,
+                "priority": str(spec.priority),
+                "state": st.state if st else str(State.normal),
+                "condition": bool(st.condition) if st else False,
+                "shelved_until": st.shelved_until.isoformat() if st and st.shelved_until else None,
+                "value": last.value if last else None,
+                "message": spec.message,
+                "tags": sorted(Condition(spec).tags),
+                "since": last.ts.isoformat() if last else None,
+                "changed_by": last.user if last else None,
+            }
+        )
+    return sort_views(views, only_active)

@@ -1,0 +1,195 @@
+"""The embedded profile's MQTT 3.1.1 broker (amqtt), started when no broker answers at ``mqtt_url``.
+
+``mqtt_embedded`` decides: ``auto`` starts it only when nothing answers at ``mqtt_url``'s host:port
+and that host is a loopback address; ``on`` always starts it; ``off`` never. The server profile
+never starts it (production uses Mosquitto or EMQX). With ``mqtt_username``/``mqtt_password`` set,
+clients must log in; otherwise anonymous clients are accepted. The password is never logged: the
+broker only holds its SHA-256 digest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import logging
+import socket
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from amqtt.broker import Broker
+from amqtt.plugins.base import BaseAuthPlugin
+from amqtt.session import Session
+from pydantic import SecretStr
+
+from gongyun.config import MqttEmbedded, Profile, Settings
+from gongyun.errors import ConfigError
+
+log = logging.getLogger(__name__)
+_ANONYMOUS = "amqtt.plugins.authentication.AnonymousAuthPlugin"
+
+
+def _digest(password: str) -> str:
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+class PasswordAuth(BaseAuthPlugin):  # type: ignore[misc]
+    """amqtt auth plugin: one username and password (compared by digest, in constant time)."""
+
+    @dataclass
+    class Config:
+        """The accepted username and the SHA-256 hex digest of its password."""
+
+        username: str = ""
+        password_sha256: str = ""
+
+    async def authenticate(self, *, session: Session) -> bool | None:
+        """Accept the configured username with the right password; refuse anyone else."""
+        cfg = self.config
+        assert isinstance(cfg, PasswordAuth.Config)
+        user_ok = hmac.compare_digest((session.username or "").encode(), cfg.username.encode())
+        pw_ok = hmac.compare_digest(_digest(session.password or ""), cfg.password_sha256)
+        if not (user_ok and pw_ok):
+            log.warning("embedded MQTT broker: refused login of user %r", session.username)
+        return user_ok and pw_ok
+
+
+def mqtt_address(url: str) -> tuple[str, int]:
+    """Host and port of an ``mqtt://host:port`` URL (defaults 127.0.0.1 and 1883)."""
+    try:
+        parts = urlsplit(url)
+        return parts.hostname or "127.0.0.1", parts.port or 1883
+    except ValueError as exc:
+        raise ConfigError(f"invalid mqtt_url {url!r}: {exc}") from exc
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine's loopback interface."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def broker_answers(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class _DropEmptyConnections(logging.Filter):
+    """Drop amqtt's error for a TCP connection that closes before CONNECT (a port probe)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No data to decode MQTT packet fixed header" not in record.getMessage()
+
+
+def _quiet_amqtt() -> None:
+    for name in ("amqtt", "transitions"):  # both log every connection or state change at INFO
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+    broker_log = logging.getLogger("amqtt.broker")
+    if not any(isinstance(f, _DropEmptyConnections) for f in broker_log.filters):
+        broker_log.addFilter(_DropEmptyConnections())
+
+
+class EmbeddedBroker:
+    """An amqtt broker on one TCP listener; :meth:`start` then :meth:`stop`."""
+
+    def __init__(
+        self, host: str, port: int, *, username: str | None = None, password: SecretStr | None = None
+    ) -> None:
+        if (username is None) != (password is None):
+            raise ConfigError("the embedded MQTT broker needs both a username and a password, or neither")
+        self.host, self.port, self.username = host, port, username
+        self._password_sha256 = _digest(password.get_secret_value()) if password is not None else None
+        self._broker: Broker | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """Host and port the broker listens on."""
+        return self.host, self.port
+
+    def _config(self) -> dict[str, Any]:
+        bind_host = f"[{self.host}]" if ":" in self.host else self.host
+        plugins: dict[str, Any]
+        if self.username is not None:
+            plugins = {
+                f"{__name__}.PasswordAuth": {
+                    "username": self.username,
+                    "password_sha256": self._password_sha256,
+                }
+            }
+        else:
+            plugins = {_ANONYMOUS: {"allow_anonymous": True}}
+        return {
+            "listeners": {"default": {"type": "tcp", "bind": f"{bind_host}:{self.port}"}},
+            "plugins": plugins,
+        }
+
+    async def start(self) -> None:
+        """Bind the listener and start serving; ``ConfigError`` when the address is taken."""
+        if self._broker is not None:
+            return
+        _quiet_amqtt()
+        try:
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            with socket.socket(family) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((self.host, self.port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot start the embedded MQTT broker on {self.host}:{self.port}: {exc.strerror or exc}"
+            ) from exc
+        broker = Broker(self._config())
+        try:
+            await broker.start()
+        except Exception as exc:
+            raise ConfigError(
+                f"cannot start the embedded MQTT broker on {self.host}:{self.port}: {exc}"
+            ) from exc
+        self._broker = broker
+        log.info(
+            "embedded MQTT broker listening on %s:%d (%s)",
+            self.host,
+            self.port,
+            "login required" if self.username else "anonymous",
+        )
+
+    async def stop(self) -> None:
+        """Disconnect every client and close the listener."""
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            await broker.shutdown()
+            log.info("embedded MQTT broker on %s:%d stopped", self.host, self.port)
+
+
+async def start_embedded_broker(settings: Settings) -> EmbeddedBroker | None:
+    """Start the embedded broker if the settings call for it (see the module docstring)."""
+    mode = settings.mqtt_embedded
+    if settings.profile is Profile.server or mode is MqttEmbedded.off:
+        return None
+    host, port = mqtt_address(settings.mqtt_url)
+    if mode is MqttEmbedded.auto:
+        if not is_loopback(host):
+            return None
+        if await asyncio.to_thread(broker_answers, host, port):
+            log.info("using the MQTT broker at %s:%d", host, port)
+            return None
+    broker = EmbeddedBroker(host, port, username=settings.mqtt_username, password=settings.mqtt_password)
+    try:
+        await broker.start()
+    except ConfigError as exc:
+        if mode is MqttEmbedded.on:
+            raise
+        log.warning("%s; MQTT is left to whatever listens there", exc)  # lost a race for the port
+        return None
+    return broker
