@@ -105,3 +105,16 @@ def test_serve_prints_generated_password_once_and_listens_on_both_loopbacks(tmp_
     password = out.split("password", 1)[1].split()[0]
     assert len(password) >= 16
     assert password not in err  # never in the logs
+
+
+def test_edge_drivers_lists_the_built_ins_from_entry_points(tmp_path: Path) -> None:
+    import json
+
+    found = json.loads(_run(tmp_path, "edge", "drivers", "--json").stdout)
+    by_name = {m["name"]: m for m in found}
+    assert set(by_name) >= {"modbus", "opcua", "mqtt", "sparkplug"}
+    assert by_name["modbus"]["entry_point"] == "gongyun.edge.drivers.modbus:ModbusDriver"
+    assert by_name["modbus"]["library"].startswith("pymodbus==")
+    assert all("error" not in m for m in found)
+    table = _run(tmp_path, "edge", "drivers").stdout
+    assert "sparkplug" in table and "opcua" in table

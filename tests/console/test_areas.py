@@ -46,10 +46,10 @@ def test_areas_are_ready_with_their_own_templates() -> None:
 async def test_area_loads_its_script_after_the_shell(client: httpx.AsyncClient, slug: str) -> None:
     html = (await client.get(f"/{slug}")).text
     scripts = _scripts(html)
-    assert scripts[0] == "console.js"
+    assert scripts[:2] == ["console.js", "api.js"]
     assert scripts[-1] == f"{slug}.js"
     if slug in CHARTED:
-        assert scripts[1:3] == ["vendor/uPlot.iife.min.js", "charts.js"]
+        assert scripts[2:4] == ["vendor/uPlot.iife.min.js", "charts.js"]
         assert "vendor/uPlot.min.css" in html
     else:
         assert "uPlot" not in html

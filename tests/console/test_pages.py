@@ -138,6 +138,7 @@ async def test_static_files_are_served_and_local(client: httpx.AsyncClient) -> N
     assert names == {
         "console.css",
         "console.js",
+        "api.js",
         "overview.js",
         "favicon.svg",
         "charts.js",

@@ -98,3 +98,38 @@ def status(config: Annotated[Path, typer.Option("--config", "-c", help="Gateway 
         typer.echo(f"no status at {path}: is the gateway running?", err=True)
         raise typer.Exit(1)
     typer.echo(json.dumps(json.loads(path.read_text()), indent=2))
+
+
+@app.command()
+def drivers(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifests as JSON.")] = False,
+) -> None:
+    """List the device drivers registered under the ``gongyun.drivers`` entry points, with manifests."""
+    from dataclasses import asdict
+    from importlib.metadata import entry_points
+
+    from rich.console import Console
+    from rich.table import Table
+
+    found = []
+    for ep in sorted(entry_points(group="gongyun.drivers"), key=lambda e: e.name):
+        try:
+            manifest = ep.load().manifest
+        except Exception as exc:  # a broken plugin is reported, not fatal
+            found.append({"name": ep.name, "error": f"{type(exc).__name__}: {exc}", "entry_point": ep.value})
+            continue
+        found.append({**asdict(manifest), "entry_point": ep.value})
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    table = Table("driver", "version", "library", "reads", "writes", "permissions", "class", "entry point")
+    for m in found:
+        if "error" in m:
+            table.add_row(m["name"], "-", "-", "-", "-", "-", "-", f"[red]{m['error']}[/red]")
+            continue
+        perms = ", ".join(m["permissions"])
+        table.add_row(
+            m["name"], m["version"], m["library"], m["reads"], m["writes"], perms,
+            m["classification"], m["entry_point"],
+        )  # fmt: skip
+    Console().print(table)

@@ -29,28 +29,15 @@ log = logging.getLogger(__name__)
 
 
 def driver_class(protocol: Protocol) -> type[Driver]:
-    """The driver for a protocol from the ``gongyun.drivers`` entry points (built-ins as a fallback)."""
+    """The driver for a protocol, from the ``gongyun.drivers`` entry points (built-ins register there too)."""
     for ep in entry_points(group="gongyun.drivers"):
         if ep.name == str(protocol):
             cls: type[Driver] = ep.load()
             return cls
-    if protocol is Protocol.modbus:
-        from gongyun.edge.drivers.modbus import ModbusDriver
-
-        return ModbusDriver
-    if protocol is Protocol.opcua:
-        from gongyun.edge.drivers.opcua import OpcUaDriver
-
-        return OpcUaDriver
-    if protocol is Protocol.mqtt:
-        from gongyun.edge.drivers.mqtt import MqttJsonDriver
-
-        return MqttJsonDriver
-    if protocol is Protocol.sparkplug:
-        from gongyun.edge.drivers.sparkplug import SparkplugDriver
-
-        return SparkplugDriver
-    raise EdgeConfigError(f"no driver for protocol {protocol}")
+    raise EdgeConfigError(
+        f"no driver registered for protocol {protocol} under the 'gongyun.drivers' entry points "
+        "(is gongyun installed? pip install -e .)"
+    )
 
 
 def parse_broker(url: str) -> tuple[str, int]:

@@ -1,11 +1,13 @@
-/* Gongyun console: a small client for the JSON API. Every visible string comes from t(). */
+/* Gongyun console: the shell (language, header, login, page start). Every visible string comes from t().
+ * api.js, loaded next, adds the API client, the session and live streams to window.Gongyun. */
 (function () {
   "use strict";
 
   const I18N = JSON.parse(document.getElementById("gy-i18n").textContent);
   const LANG = document.documentElement.lang || "en";
   const PAGE = document.body.dataset.page;
-  const store = window.sessionStorage;
+  /* Filled below and by api.js; page scripts read it when they load (after both). */
+  const G = (window.Gongyun = {});
 
   function t(key, params) {
     let text = I18N[key];
@@ -64,228 +66,6 @@
     return false;
   }
 
-  /* ---------- session and API ---------- */
-
-  const session = {
-    access() {
-      return store.getItem("gy_access");
-    },
-    save(tokens) {
-      store.setItem("gy_access", tokens.access_token);
-      if (tokens.refresh_token) store.setItem("gy_refresh", tokens.refresh_token);
-      store.setItem("gy_expires", String(Date.now() + (tokens.expires_in || 0) * 1000));
-    },
-    clear() {
-      ["gy_access", "gy_refresh", "gy_expires"].forEach((k) => store.removeItem(k));
-    },
-  };
-
-  class ApiError extends Error {
-    constructor(status, problem) {
-      super((problem && problem.detail) || "HTTP " + status);
-      this.status = status;
-      this.code = (problem && problem.code) || null;
-      this.problem = problem;
-    }
-  }
-
-  function toLogin(reason) {
-    const params = new URLSearchParams({ next: here() });
-    if (reason) params.set("reason", reason);
-    location.replace("/login?" + params.toString());
-  }
-
-  let refreshing = null;
-
-  function refreshOnce() {
-    if (!refreshing) {
-      refreshing = (async () => {
-        const token = store.getItem("gy_refresh");
-        if (!token) return false;
-        try {
-          const r = await fetch("/api/v1/auth/refresh", {
-            method: "POST",
-            headers: { "Content-Type": "application/json" },
-            body: JSON.stringify({ refresh_token: token }),
-          });
-          if (!r.ok) return false;
-          session.save(await r.json());
-          return true;
-        } catch (e) {
-          return false;
-        }
-      })().finally(() => {
-        setTimeout(() => (refreshing = null), 0);
-      });
-    }
-    return refreshing;
-  }
-
-  async function api(method, path, body) {
-    const expires = Number(store.getItem("gy_expires") || 0);
-    if (expires && expires - Date.now() < 30000) await refreshOnce();
-    const send = () => {
-      const headers = { Authorization: "Bearer " + session.access(), Accept: "application/json" };
-      const init = { method, headers };
-      if (body !== undefined) {
-        headers["Content-Type"] = "application/json";
-        init.body = JSON.stringify(body);
-      }
-      return fetch(path, init);
-    };
-    let r = await send();
-    if (r.status === 401 && (await refreshOnce())) r = await send();
-    if (r.status === 401) {
-      session.clear();
-      toLogin("expired");
-      throw new ApiError(401, null);
-    }
-    if (!r.ok) {
-      let problem = null;
-      try {
-        problem = await r.json();
-      } catch (e) {
-        problem = null;
-      }
-      throw new ApiError(r.status, problem);
-    }
-    if (r.status === 204) return null;
-    const text = await r.text();
-    return text ? JSON.parse(text) : null;
-  }
-
-  function items(result) {
-    if (Array.isArray(result)) return result;
-    return (result && (result.items || result.data)) || [];
-  }
-
-  const ERROR_KEYS = {
-    invalid_credentials: "error.invalid_credentials",
-    account_locked: "error.account_locked",
-    login_throttled: "error.login_throttled",
-    validation_failed: "error.validation",
-    invalid_input: "error.validation",
-    payload_too_large: "error.too_large",
-    forbidden: "error.forbidden",
-    not_found: "error.not_found",
-    conflict: "error.conflict",
-    rate_limited: "error.rate_limited",
-    malformed_identifier: "error.identifier_invalid",
-    identifier_value_invalid: "error.identifier_invalid",
-    identifier_record_too_large: "error.too_large",
-    identifier_prefix_not_served: "error.prefix_not_served",
-    identifier_exists: "error.identifier_exists",
-    identifier_filing_transition: "error.filing_transition",
-    identifier_template_invalid: "error.template_invalid",
-    identifier_template_violation: "error.template_violation",
-    alarm_transition_invalid: "error.alarm_transition",
-    service_unavailable: "error.unavailable",
-  };
-
-  function errorMessage(err) {
-    if (!(err instanceof ApiError)) return t("error.network");
-    let key = ERROR_KEYS[err.code];
-    if (!key) key = err.status >= 500 ? "error.server" : "error.generic";
-    return t(key, { code: err.code || err.status });
-  }
-
-  /* ---------- live streams (server-sent events over fetch, so the token goes in a header) ---------- */
-
-  function sleep(ms) {
-    return new Promise((resolve) => setTimeout(resolve, ms));
-  }
-
-  /* Parse one SSE block ("event: x\ndata: {...}") into [name, data]; comments give null. */
-  function parseEvent(block) {
-    let name = "message";
-    const data = [];
-    for (const line of block.split("\n")) {
-      if (!line || line.startsWith(":")) continue;
-      const colon = line.indexOf(":");
-      const field = colon < 0 ? line : line.slice(0, colon);
-      const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-      if (field === "event") name = value;
-      else if (field === "data") data.push(value);
-    }
-    if (!data.length) return null;
-    try {
-      return [name, JSON.parse(data.join("\n"))];
-    } catch (e) {
-      return [name, data.join("\n")];
-    }
-  }
-
-  /*
-   * Follow an SSE endpoint; onEvent(name, data) for each event, onState("open"|"retrying"|"closed").
-   * Reconnects with back-off after a drop or a server error; gives up on 403/404. Returns {close()}.
-   */
-  function stream(path, onEvent, onState) {
-    let stopped = false;
-    let controller = null;
-    const state = (s) => onState && onState(s);
-    async function connect() {
-      const expires = Number(store.getItem("gy_expires") || 0);
-      if (expires && expires - Date.now() < 30000) await refreshOnce();
-      controller = new AbortController();
-      const r = await fetch(path, {
-        headers: { Authorization: "Bearer " + session.access(), Accept: "text/event-stream" },
-        signal: controller.signal,
-        cache: "no-store",
-      });
-      if (r.status === 401 && (await refreshOnce())) return "again";
-      if (r.status === 401) {
-        session.clear();
-        toLogin("expired");
-        return "stop";
-      }
-      if (r.status === 403 || r.status === 404) return "stop";
-      if (!r.ok || !r.body) return "retry";
-      state("open");
-      const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buffer = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) return "retry";
-        buffer += value.replace(/\r\n/g, "\n");
-        let cut;
-        while ((cut = buffer.indexOf("\n\n")) >= 0) {
-          const parsed = parseEvent(buffer.slice(0, cut));
-          buffer = buffer.slice(cut + 2);
-          if (parsed) {
-            try {
-              onEvent(parsed[0], parsed[1]);
-            } catch (err) {
-              console.error("gongyun: stream handler failed", err);
-            }
-          }
-        }
-      }
-    }
-    (async () => {
-      let delay = 1000;
-      while (!stopped) {
-        let outcome;
-        try {
-          outcome = await connect();
-          if (outcome === "again") continue;
-        } catch (e) {
-          outcome = "retry";
-        }
-        if (stopped || outcome === "stop") break;
-        state("retrying");
-        await sleep(delay);
-        delay = Math.min(delay * 2, 10000);
-      }
-      state("closed");
-    })();
-    return {
-      close() {
-        stopped = true;
-        if (controller) controller.abort();
-      },
-    };
-  }
-
   /* ---------- alarm banner (every page) ---------- */
 
   /* Alarm transitions from the one shared stream, for pages: hub.addEventListener("alarm", e => e.detail). */
@@ -295,7 +75,7 @@
     const banner = $("#gy-alarm-banner");
     let alarms;
     try {
-      alarms = items(await api("GET", "/api/v1/alarms?active=true"));
+      alarms = G.items(await G.api("GET", "/api/v1/alarms?active=true"));
     } catch (err) {
       banner.hidden = true;
       return;
@@ -310,7 +90,7 @@
   function startBanner() {
     let timer = null;
     refreshBanner();
-    stream("/api/v1/alarms/stream", (name, data) => {
+    G.stream("/api/v1/alarms/stream", (name, data) => {
       if (name !== "alarm") return;
       alarmHub.dispatchEvent(new CustomEvent("alarm", { detail: data }));
       clearTimeout(timer);
@@ -322,7 +102,7 @@
     });
   }
 
-  /* ---------- shared widgets ---------- */
+  /* ---------- formatting ---------- */
 
   function formatNumber(value, digits) {
     if (value === null || value === undefined || Number.isNaN(Number(value))) return "—";
@@ -334,6 +114,24 @@
     const date = new Date(value);
     if (Number.isNaN(date.getTime())) return String(value);
     return new Intl.DateTimeFormat(LANG, { dateStyle: "short", timeStyle: "medium" }).format(date);
+  }
+
+  const relative = new Intl.RelativeTimeFormat(LANG, { numeric: "auto" });
+  const AGO_STEPS = [
+    [60, 1, "second"],
+    [3600, 60, "minute"],
+    [86400, 3600, "hour"],
+    [Infinity, 86400, "day"],
+  ];
+
+  /* A past (or future) time relative to now: "5 seconds ago", "5秒钟前". */
+  function formatAgo(value) {
+    if (!value) return "—";
+    const date = value instanceof Date ? value : new Date(value);
+    if (Number.isNaN(date.getTime())) return String(value);
+    const s = (date.getTime() - Date.now()) / 1000;
+    const [, size, unit] = AGO_STEPS.find(([limit]) => Math.abs(s) < limit);
+    return relative.format(Math.round(s / size), unit);
   }
 
   /* ---------- shared widgets ---------- */
@@ -385,7 +183,7 @@
     try {
       await work();
     } catch (err) {
-      flash("error", errorMessage(err));
+      flash("error", G.errorMessage(err));
     } finally {
       button.disabled = false;
     }
@@ -403,7 +201,7 @@
 
   function initLogin() {
     const reason = new URLSearchParams(location.search).get("reason");
-    if (session.access() && !reason) {
+    if (G.session.access() && !reason) {
       location.replace(safeNext());
       return;
     }
@@ -422,7 +220,7 @@
           return;
         }
         if (r.ok) {
-          session.save(await r.json());
+          G.session.save(await r.json());
           location.assign(safeNext());
           return;
         }
@@ -432,9 +230,9 @@
         } catch (e) {
           problem = null;
         }
-        const err = new ApiError(r.status, problem);
+        const err = new G.ApiError(r.status, problem);
         if (r.status === 401) err.code = "invalid_credentials";
-        flash("error", errorMessage(err));
+        flash("error", G.errorMessage(err));
         $("#password", form).select();
       });
     });
@@ -444,16 +242,16 @@
   /* ---------- authenticated shell ---------- */
 
   async function initShell() {
-    if (!session.access()) {
-      toLogin();
+    if (!G.session.access()) {
+      G.toLogin();
       return null;
     }
     let me;
     try {
-      me = await api("GET", "/api/v1/me");
+      me = await G.api("GET", "/api/v1/me");
     } catch (err) {
       document.body.classList.remove("gy-pending");
-      flash("error", errorMessage(err));
+      flash("error", G.errorMessage(err));
       return null;
     }
     $("#gy-user-name").textContent = me.username;
@@ -466,17 +264,17 @@
   }
 
   async function logout() {
-    const token = store.getItem("gy_refresh");
+    const token = G.session.refreshToken();
     try {
       await fetch("/api/v1/auth/logout", {
         method: "POST",
-        headers: { "Content-Type": "application/json", Authorization: "Bearer " + session.access() },
+        headers: { "Content-Type": "application/json", Authorization: "Bearer " + G.session.access() },
         body: JSON.stringify({ refresh_token: token }),
       });
     } catch (e) {
       /* the local session is cleared either way */
     }
-    session.clear();
+    G.session.clear();
     location.assign("/login?reason=signed_out");
   }
 
@@ -502,16 +300,16 @@
       try {
         await pages[PAGE](me);
       } catch (err) {
-        flash("error", errorMessage(err));
+        flash("error", G.errorMessage(err));
       }
     }
     document.body.dataset.ready = "true";
   }
 
-  window.Gongyun = {
-    t, $, el, api, items, errorMessage, flash, roleName, permName, formatDate, badge, table, formData,
-    submitting, can, pages, stream, alarmHub, formatNumber, formatTime, sleep, LANG,
-  };
+  Object.assign(G, {
+    t, $, el, here, flash, roleName, permName, formatDate, badge, table, formData, submitting, can, pages,
+    alarmHub, formatNumber, formatTime, formatAgo, LANG,
+  });
   /* Deferred page scripts run before DOMContentLoaded, so every page has registered by then. */
   document.addEventListener("DOMContentLoaded", start);
 })();

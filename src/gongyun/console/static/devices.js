@@ -1,4 +1,5 @@
-/* Gongyun console: the devices page (devices, last value per tag, live trend, gateway connectivity). */
+/* Gongyun console: the devices page (devices, last value per tag, live trend, gateway connectivity
+ * with each device's state, grouped by local and remote gateway, refreshed periodically). */
 (function () {
   "use strict";
 
@@ -15,6 +16,9 @@
   const UPLINK_KIND = { connected: "ok", online: "ok", up: "ok", buffering: "warn", degraded: "warn" };
   const UPLINK_NAME_KEYS = { sparkplug: "uplink.sparkplug", bus: "uplink.bus", mqtt: "uplink.mqtt" };
   const LIVE_KEYS = { open: "live.open", retrying: "live.retrying", closed: "live.closed" };
+  const STATE_KEYS = { online: "devices.state.online", offline: "devices.state.offline", error: "devices.state.error" };
+  const STATE_KIND = { online: "ok", error: "warn", offline: "bad" };
+  const REFRESH_MS = 5000;
 
   let me = null;
   let tagsByRef = {};
@@ -41,11 +45,16 @@
     });
   }
 
+  /* The device's state as the gateway reports it: online, offline or error (connected, reads failing). */
+  function stateBadge(s) {
+    const state = s && STATE_KEYS[s.state] ? s.state : "unknown";
+    const b = state === "unknown" ? badge("muted", t("devices.state.unknown")) : badge(STATE_KIND[state], t(STATE_KEYS[state]));
+    b.dataset.deviceState = state;
+    return b;
+  }
+
   function connectionBadge(name) {
-    if (!reported) return null;
-    const s = status[name];
-    if (!s) return badge("muted", t("devices.state.unknown"));
-    return s.connected ? badge("ok", t("devices.state.connected")) : badge("bad", t("devices.state.disconnected"));
+    return reported ? stateBadge(status[name]) : null;
   }
 
   function deviceBlock(device, tags, equipment) {
@@ -186,6 +195,60 @@
     return (b.dropped_age || 0) + (b.dropped_size || 0);
   }
 
+  function lastGoodRead(s) {
+    if (!s.last_good_read) return "—";
+    return el("span", { title: G.formatTime(s.last_good_read), "data-ago": s.last_good_read }, G.formatAgo(s.last_good_read));
+  }
+
+  function remote(g) {
+    return Boolean(g && g.uplink && g.uplink.remote);
+  }
+
+  function placeBadge(g) {
+    const b = remote(g) ? badge("info", t("devices.gateway.remote")) : badge("muted", t("devices.gateway.local"));
+    b.dataset.place = remote(g) ? "remote" : "local";
+    return b;
+  }
+
+  /* Seconds since a remote gateway was last heard, as a relative time. */
+  function heard(g) {
+    const age = g.uplink && typeof g.uplink.last_seen_s === "number" ? g.uplink.last_seen_s : null;
+    if (!remote(g) || age === null) return null;
+    return el("span", { class: "muted small" }, t("devices.gateway.heard", { time: G.formatAgo(new Date(Date.now() - age * 1000)) }));
+  }
+
+  const STATUS_COLUMNS = [
+    { label: "field.device", render: (s) => el("strong", null, s.device) },
+    { label: "field.state", render: (s) => stateBadge(s) },
+    { label: "field.last_good_read", render: lastGoodRead },
+    { label: "field.errors", render: (s) => G.formatNumber(errorCount(s), 0) },
+    { label: "field.reconnects", render: (s) => G.formatNumber(s.reconnects || 0, 0) },
+    { label: "field.last_error", render: (s) => (s.last_error ? el("code", null, s.last_error) : "—") },
+  ];
+
+  /* One block per gateway (local ones first), each with its devices' states. */
+  function gatewayGroups(devices, gws) {
+    const known = new Map(gws.map((g) => [g.name, g]));
+    const names = Array.from(new Set([...gws.map((g) => g.name), ...devices.map((s) => s.gateway || "—")]));
+    names.sort((a, b) => Number(remote(known.get(a))) - Number(remote(known.get(b))) || a.localeCompare(b));
+    return names.map((name) => {
+      const g = known.get(name);
+      const rows = devices.filter((s) => (s.gateway || "—") === name);
+      const head = el(
+        "div",
+        { class: "gateway-head" },
+        el("h4", null, name),
+        g ? placeBadge(g) : badge("muted", t("devices.gateway.unlisted")),
+        g ? uplinkBadge(g.uplink, g.uplink_state) : null,
+        g ? heard(g) : null,
+      );
+      const attrs = { class: "gateway-group", "data-gateway": name, "data-place": g && remote(g) ? "remote" : "local" };
+      if (g) attrs["data-online"] = String(Boolean(g.uplink && g.uplink.online));
+      return el("div", attrs, head, el("div", { class: "table-wrap" }, table(STATUS_COLUMNS, rows, "devices.status.empty")));
+    });
+  }
+
+  /* Read the gateways' report and show it; resolves to whether any gateway integration answered. */
   async function loadConnectivity() {
     const [devs, gws] = await Promise.all([optional("/api/v1/devices/status"), optional("/api/v1/gateways")]);
     const absent = !devs.rows.length && !gws.rows.length;
@@ -195,26 +258,17 @@
     reported = devs.rows.length > 0;
     status = Object.fromEntries(devs.rows.map((s) => [s.device, s]));
     document.querySelectorAll("[data-conn]").forEach((n) => n.replaceChildren(connectionBadge(n.dataset.conn) || ""));
-    if (absent) return;
-    $("#device-status").replaceChildren(
-      table(
-        [
-          { label: "field.device", render: (s) => el("strong", null, s.device) },
-          { label: "field.gateway", render: (s) => s.gateway || "—" },
-          { label: "field.connection", render: (s) => connectionBadge(s.device) },
-          { label: "field.last_good_read", render: (s) => G.formatTime(s.last_good_read) },
-          { label: "field.errors", render: (s) => G.formatNumber(errorCount(s), 0) },
-          { label: "field.reconnects", render: (s) => G.formatNumber(s.reconnects || 0, 0) },
-          { label: "field.last_error", render: (s) => (s.last_error ? el("code", null, s.last_error) : "—") },
-        ],
-        devs.rows,
-        "devices.status.empty",
-      ),
-    );
+    const refreshed = $("#devices-refreshed");
+    refreshed.textContent = t("devices.refreshed", { time: G.formatTime(new Date()) });
+    refreshed.hidden = false;
+    if (absent) return devs.found || gws.found;
+    const groups = gatewayGroups(devs.rows, gws.rows);
+    $("#device-status").replaceChildren(...(groups.length ? groups : [el("p", { class: "empty-row" }, t("devices.status.empty"))]));
     $("#gateways").replaceChildren(
       table(
         [
           { label: "field.name", render: (g) => el("strong", null, g.name) },
+          { label: "field.type", render: placeBadge },
           { label: "field.uplink", render: (g) => uplinkBadge(g.uplink, g.uplink_state) },
           { label: "field.buffer_depth", render: (g) => G.formatNumber(g.buffer_depth, 0) },
           { label: "field.dropped", render: (g) => G.formatNumber(dropped(g), 0) },
@@ -225,6 +279,25 @@
         "devices.gateways.empty",
       ),
     );
+    return true;
+  }
+
+  /* Re-read the connection state every few seconds while a gateway integration answers. */
+  function refreshPeriodically() {
+    const box = $("#devices-connectivity");
+    const tick = async () => {
+      let more = true;
+      if (!document.hidden) {
+        try {
+          more = await loadConnectivity();
+          box.dataset.refreshes = String(Number(box.dataset.refreshes || 0) + 1);
+        } catch (err) {
+          more = !(err instanceof G.ApiError && err.status === 403);
+        }
+      }
+      if (more) setTimeout(tick, REFRESH_MS);
+    };
+    setTimeout(tick, REFRESH_MS);
   }
 
   async function initDevices(user) {
@@ -239,8 +312,9 @@
       if (ref && tagsByRef[ref]) showTrend(tagsByRef[ref]);
     });
     const tags = await loadDevices();
-    await Promise.all([loadLatest(tags), loadConnectivity()]);
+    const [, found] = await Promise.all([loadLatest(tags), loadConnectivity()]);
     follow(tags);
+    if (found) refreshPeriodically();
   }
 
   pages.devices = initDevices;

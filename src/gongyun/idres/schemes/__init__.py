@@ -1,9 +1,8 @@
 """Scheme adapters: GS1 Digital Link, OIDs and Ecodes resolved onto the same records.
 
 An adapter parses and validates its own syntax, turns a key into reverse-lookup
-criteria (most specific first) and mounts its HTTP endpoints on a node. Built-in adapters
-are listed here; third-party ones register under the ``gongyun.idschemes`` entry-point
-group and are loaded the same way.
+criteria (most specific first) and mounts its HTTP endpoints on a node. Built-in and
+third-party adapters alike register under the ``gongyun.idschemes`` entry-point group.
 """
 
 from __future__ import annotations
@@ -58,14 +57,9 @@ def make_lookup(registry: Registry, tenant_id: str) -> Lookup:
 
 
 def adapters() -> list[SchemeAdapter]:
-    """The built-in adapters plus any registered under ``gongyun.idschemes``."""
-    from gongyun.idres.schemes import ecode, gs1, oid
-
-    found: list[SchemeAdapter] = [gs1.ADAPTER, oid.ADAPTER, ecode.ADAPTER]
-    names = {a.name for a in found}
-    for ep in entry_points(group="gongyun.idschemes"):
-        if ep.name in names:
-            continue
+    """Every adapter registered under ``gongyun.idschemes`` (the built-ins register there too)."""
+    found: list[SchemeAdapter] = []
+    for ep in sorted(entry_points(group="gongyun.idschemes"), key=lambda e: e.name):
         try:
             found.append(ep.load())
         except Exception:  # a broken plugin must not stop the node
