@@ -230,6 +230,13 @@ def test_areas_end_to_end(platform: Platform, browser_session: Session, tmp_path
     assert "was cleaned" in page.locator("#gy-flash").inner_text()
     report = page.locator("#clean-report").inner_text()
     assert "Points read" in report and "null" not in report
+    # Each run adds a bar to the history chart drawn above the latest report.
+    page.wait_for_selector("#clean-history:not([hidden]) #clean-history-chart[data-runs='1'] canvas")
+    assert page.locator("#clean-history-title").inner_text() == "Changes per cleaning run (last 1)"
+    page.click("#trend-clean")
+    page.wait_for_selector("#clean-history-chart[data-runs='2'] canvas")
+    assert page.locator("#clean-history-chart .u-legend").count() == 1
+    _shot(page, tmp_path, "02b-assets-clean-history-en")
     page.wait_for_selector("#trend-live[data-state=open]")
 
     # The server goes away and comes back: the live streams reconnect by themselves.
@@ -332,6 +339,8 @@ def test_areas_end_to_end(platform: Platform, browser_session: Session, tmp_path
     page.click("button[data-tag='pump1/pressure']")
     page.wait_for_selector("#trend-live[data-state=open]")
     assert page.locator("#trend-card h3").inner_text() == "清洗报告"
+    page.wait_for_selector("#clean-history-chart[data-runs='2'] canvas")
+    assert page.locator("#clean-history-title").inner_text() == "每次清洗的修改数（最近 2 次）"
     _shot(page, tmp_path, "08-assets-trend-zh")
 
     assert browser_session.script_errors == []

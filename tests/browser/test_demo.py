@@ -11,6 +11,7 @@ page, and the operator acknowledges it. Screenshots (English and 简体中文) l
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -36,6 +37,7 @@ ENGINEER = ("zhou.eng", "Engineer-pass-8")
 RULE_NAME = "Pump vibration high"
 VIBRATION = "pump-station/vibration"
 FLOW = "pump-station/flow"
+DEVICE = "pump-station"
 ALARM_TIMEOUT_MS = 90_000
 
 
@@ -307,6 +309,22 @@ def test_demo_tree_trend_and_fault_alarm(demo: DemoServer, browser_session: Sess
     data = {RULE_NAME, VIBRATION, OPERATOR[0], "Pump P-101 bearing hot", "pump-station/bearing_temp"}
     assert _chinese_only(page, "#main", data) == set()
     _shot(page, tmp_path, "07-demo-alarms-zh")
+
+    # Devices (in Chinese): the polled pump answers, so its state badge reads online, under the
+    # demo's local gateway; the connection state is read again every few seconds.
+    page.click("[data-nav=devices]")
+    _ready(page)
+    badge = page.locator(f"[data-device='{DEVICE}'] [data-conn] [data-device-state]")
+    badge.wait_for()
+    assert badge.get_attribute("data-device-state") == "online"
+    assert badge.inner_text() == "在线" and "badge-ok" in (badge.get_attribute("class") or "")
+    group = page.locator("#device-status .gateway-group[data-place=local]")
+    assert group.count() >= 1
+    row = group.locator("tr", has_text=DEVICE)
+    assert row.locator("[data-device-state=online]").count() == 1
+    assert re.search(r"\d+\s*秒钟前|现在", row.inner_text()), row.inner_text()
+    page.wait_for_selector("#devices-connectivity[data-refreshes]", timeout=15_000)
+    _shot(page, tmp_path, "08-demo-devices-zh")
 
     assert browser_session.script_errors == []
     # No page asked the API for anything it may not (a tag without a cleaning run has no report).

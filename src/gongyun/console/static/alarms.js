@@ -1,4 +1,6 @@
-/* Gongyun console: the alarms page (ISA-18.2 states, acknowledge, shelve, history, live updates). */
+/* Gongyun console: the alarms page (ISA-18.2 states, acknowledge, shelve, history, live updates).
+ * When the alarm engine runs in another process, an action may be answered 202: the row shows
+ * "pending" and the command is polled until the engine applied or rejected it. */
 (function () {
   "use strict";
 
@@ -32,14 +34,27 @@
     return badge(PRIORITY_KIND[priority] || "muted", t(PRIORITY_KEYS[priority] || "alarm.priority.medium"));
   }
 
+  const COMMANDS = "/api/v1/alarms/commands/";
+  /* The engine drops a request it has not taken up within 10 minutes (alarm_command_expired). */
+  const POLL_LIMIT_MS = 11 * 60 * 1000;
+  const DONE_KEYS = { ack: "alarms.acked", shelve: "alarms.shelved", unshelve: "alarms.unshelved" };
+
   let me = null;
   let rules = {};
   let since = {};
+  /* rule_id -> the action waiting for the engine */
+  const pending = {};
 
   function actionButtons(a) {
     if (!can(me, "alarms:ack")) return "";
     const out = [];
-    const attrs = (action) => ({ type: "button", class: "btn btn-small", "data-action": action, "data-rule": a.rule_id });
+    const attrs = (action) => ({
+      type: "button",
+      class: "btn btn-small",
+      "data-action": action,
+      "data-rule": a.rule_id,
+      disabled: a.rule_id in pending,
+    });
     if (a.state === "unack_active" || a.state === "unack_rtn") {
       out.push(el("button", { ...attrs("ack"), class: "btn btn-small btn-primary", onclick: () => act(a, "ack") }, t("action.ack")));
     }
@@ -51,12 +66,50 @@
     return el("span", { class: "actions" }, out);
   }
 
+  /* Poll a queued command until the engine applied or rejected it; null when it is still queued. */
+  async function outcome(href) {
+    const end = Date.now() + POLL_LIMIT_MS;
+    let delay = 400;
+    while (Date.now() < end) {
+      await G.sleep(delay);
+      const command = await api("GET", href);
+      if (command && command.status !== "pending") return command;
+      delay = Math.min(delay * 1.5, 5000);
+    }
+    return null;
+  }
+
+  function commandHref(answer) {
+    const href = answer.data && answer.data.href;
+    if (typeof href === "string" && href.startsWith(COMMANDS)) return href;
+    return COMMANDS + encodeURIComponent(answer.data.command_id);
+  }
+
   async function act(alarm, action) {
+    if (alarm.rule_id in pending) return;
     const body = action === "shelve" ? { duration_s: Number($("#alarms-shelve-duration").value) } : undefined;
-    const done = { ack: "alarms.acked", shelve: "alarms.shelved", unshelve: "alarms.unshelved" };
+    const name = alarm.name;
     try {
-      await api("POST", "/api/v1/alarms/" + encodeURIComponent(alarm.rule_id) + "/" + action, body);
-      flash("success", t(done[action], { name: alarm.name }));
+      const answer = await G.request("POST", "/api/v1/alarms/" + encodeURIComponent(alarm.rule_id) + "/" + action, body);
+      if (answer.status === 202) {
+        pending[alarm.rule_id] = action;
+        flash("info", t("alarms.pending", { name }));
+        await loadCurrent();
+        const command = await outcome(commandHref(answer));
+        delete pending[alarm.rule_id];
+        if (!command) flash("info", t("alarms.still_pending", { name }));
+        else if (command.status === "rejected") {
+          const error = command.error || {};
+          flash("error", errorMessage(new G.ApiError(409, { code: error.code, detail: error.message })));
+        } else flash("success", t(DONE_KEYS[action], { name }));
+      } else {
+        flash("success", t(DONE_KEYS[action], { name }));
+      }
+    } catch (err) {
+      delete pending[alarm.rule_id];
+      flash("error", errorMessage(err));
+    }
+    try {
       await Promise.all([loadCurrent(), loadHistory()]);
     } catch (err) {
       flash("error", errorMessage(err));
@@ -78,7 +131,10 @@
       { label: "field.priority", render: (a) => priorityBadge(a.priority) },
       { label: "field.name", render: (a) => el("strong", { title: a.message || null }, a.name) },
       { label: "field.tag", render: subject },
-      { label: "field.state", render: (a) => stateBadge(a.state) },
+      {
+        label: "field.state",
+        render: (a) => [stateBadge(a.state), a.rule_id in pending ? badge("pending", t("alarms.pending.badge")) : null],
+      },
       { label: "field.value", render: (a) => G.formatNumber(a.value) },
       {
         label: "field.since",
@@ -95,6 +151,7 @@
     alarms.forEach((a, i) => {
       rows[i].dataset.rule = a.rule_id;
       rows[i].dataset.state = a.state;
+      if (a.rule_id in pending) rows[i].dataset.pending = pending[a.rule_id];
     });
   }
 

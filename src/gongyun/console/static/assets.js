@@ -38,6 +38,7 @@
     other: "protocol.other",
   };
   const LIVE_KEYS = { open: "live.open", retrying: "live.retrying", closed: "live.closed" };
+  const RUN_TICK = new Intl.DateTimeFormat(G.LANG, { month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit", hour12: false });
 
   function levelName(level) {
     return LEVEL_KEYS[level] ? t(LEVEL_KEYS[level]) : level;
@@ -51,6 +52,7 @@
 
   let selected = null;
   let trend = null;
+  let history = null;
   let me = null;
 
   function renderTree(nodes) {
@@ -179,14 +181,50 @@
     card.scrollIntoView({ block: "nearest" });
   }
 
+  /* The tag's recent cleaning runs (newest first): a bar per run, and the newest one in detail. */
   async function showReport(ref) {
     const box = $("#clean-report");
+    let reports = [];
     try {
-      renderReport(await api("GET", "/api/v1/telemetry/clean/report?" + new URLSearchParams({ tag: ref })));
+      reports = items(await api("GET", "/api/v1/telemetry/clean/reports?" + new URLSearchParams({ tag: ref })));
     } catch (err) {
-      if (err.status === 404) box.replaceChildren(el("p", { class: "muted" }, t("clean.none")));
-      else box.replaceChildren(el("p", { class: "muted" }, errorMessage(err)));
+      renderHistory([]);
+      box.replaceChildren(el("p", { class: "muted" }, errorMessage(err)));
+      return;
     }
+    renderHistory(reports);
+    if (reports.length) renderReport(reports[0]);
+    else box.replaceChildren(el("p", { class: "muted" }, t("clean.none")));
+  }
+
+  /* What a run changed: every counted reason except unit conversion (which touches every point). */
+  function changeCount(rep) {
+    return Object.entries(rep.counts || {}).reduce((n, [reason, c]) => (reason === "unit_converted" ? n : n + c), 0);
+  }
+
+  function renderHistory(reports) {
+    if (history) history.destroy();
+    history = null;
+    const box = $("#clean-history");
+    const chart = $("#clean-history-chart");
+    box.hidden = !reports.length;
+    chart.dataset.runs = String(reports.length);
+    if (!reports.length) {
+      chart.replaceChildren();
+      return;
+    }
+    const runs = reports.slice().reverse();
+    $("#clean-history-title").textContent = t("clean.history", { count: runs.length });
+    history = new G.charts.Bars(
+      chart,
+      runs.map((r) => G.formatTime(r.created_at)),
+      runs.map(changeCount),
+      {
+        label: t("clean.history.changes"),
+        xLabel: t("clean.history.run"),
+        ticks: runs.map((r) => RUN_TICK.format(new Date(r.created_at))),
+      },
+    );
   }
 
   function renderReport(rep) {

@@ -1,9 +1,12 @@
-/* Gongyun console: time-series trends on the vendored uPlot (static/vendor), several series, live append. */
+/* Gongyun console: charts on the vendored uPlot (static/vendor): time-series trends with live append,
+ * and small bar charts of one number per run. */
 (function () {
   "use strict";
 
   const G = window.Gongyun;
   const { t, el, LANG } = G;
+  /* Whole-number axis steps for counts. */
+  const COUNT_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 1e6, 1e7];
   const COLORS = ["#0f5fa8", "#d9480f", "#2b8a3e", "#862e9c", "#c92a2a", "#1098ad", "#5c940d", "#e67700"];
 
   const timeOnly = new Intl.DateTimeFormat(LANG, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
@@ -130,6 +133,70 @@
     }
   }
 
+  /*
+   * Bars of one count per run, oldest first: labels[i] names run i (shown on the axis and in the
+   * legend), values[i] is its count. options: {label, xLabel, ticks (shorter axis labels), height}.
+   */
+  class Bars {
+    constructor(container, labels, values, options) {
+      const opts = options || {};
+      this.container = container;
+      this.height = opts.height || 140;
+      const box = el("div", { class: "trend-plot" });
+      container.replaceChildren(box);
+      const name = (i) => (Number.isInteger(i) && labels[i] !== undefined ? labels[i] : "");
+      const tick = (i) => (opts.ticks && Number.isInteger(i) && opts.ticks[i] !== undefined ? opts.ticks[i] : name(i));
+      this.plot = new window.uPlot(
+        {
+          width: Math.max(container.clientWidth, 200),
+          height: this.height,
+          cursor: { drag: { x: false, y: false }, points: { show: false } },
+          scales: {
+            x: { time: false, range: (u, min, max) => [min - 0.5, max + 0.5] },
+            y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] },
+          },
+          series: [
+            { label: opts.xLabel || "", value: (u, v) => (v === null ? "—" : name(v)) },
+            {
+              label: opts.label || "",
+              stroke: COLORS[0],
+              fill: COLORS[0] + "aa",
+              width: 1,
+              paths: window.uPlot.paths.bars({ size: [0.6, 48] }),
+              points: { show: false },
+              value: (u, v) => fmtValue(v),
+            },
+          ],
+          axes: [
+            { incrs: [1, 2, 5, 10], values: (u, splits) => splits.map(tick), stroke: "#5f6b7a", grid: { show: false } },
+            {
+              incrs: COUNT_STEPS,
+              values: (u, splits) => splits.map((v) => G.formatNumber(v, 0)),
+              stroke: "#5f6b7a",
+              grid: { stroke: "#eef1f4" },
+              size: 50,
+            },
+          ],
+          legend: { show: true, live: true },
+        },
+        [labels.map((_, i) => i), values.slice()],
+        box,
+      );
+      container.dataset.runs = String(values.length);
+      container.dataset.last = String(values.length ? values[values.length - 1] : null);
+      this.observer = new ResizeObserver(() => {
+        const width = Math.max(this.container.clientWidth, 200);
+        if (Math.abs(width - this.plot.width) > 1) this.plot.setSize({ width, height: this.height });
+      });
+      this.observer.observe(container);
+    }
+
+    destroy() {
+      this.observer.disconnect();
+      this.plot.destroy();
+    }
+  }
+
   /* ISO time to uPlot seconds. */
   function seconds(iso) {
     return new Date(iso).getTime() / 1000;
@@ -200,5 +267,5 @@
     }
   }
 
-  G.charts = { Trend, TagTrend, buckets, seconds, COLORS };
+  G.charts = { Trend, TagTrend, Bars, buckets, seconds, COLORS };
 })();
