@@ -6,10 +6,11 @@ import os
 import secrets
 from enum import StrEnum
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -86,9 +87,26 @@ class Settings(BaseSettings):
     login_ip_window_s: int = Field(default=600, gt=0)  # ...within this window...
     login_ip_block_s: int = Field(default=900, gt=0)  # ...before the address waits this long
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # Reverse proxies (CIDRs) whose X-Forwarded-For is believed; empty: the TCP peer is the client.
+    trusted_proxies: list[IPv4Network | IPv6Network] = Field(default_factory=list)
 
     log_level: str = "INFO"
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            return value
+        out = []
+        for item in value:
+            try:
+                out.append(ip_network(item.strip()) if isinstance(item, str) else item)
+            except ValueError:
+                raise ValueError(f"{item!r} is not a network in CIDR form (e.g. 10.0.0.0/8)") from None
+        return out
 
     @model_validator(mode="after")
     def _server_needs_urls(self) -> Settings:

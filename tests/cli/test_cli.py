@@ -56,6 +56,66 @@ def test_accounts_round_trip(tmp_path: Path) -> None:
     assert "20" in _run(data, "apikey", "list", "--tenant", "plant-1").stdout  # revoked timestamp shown
 
 
+def test_account_changes_are_audited_like_the_api(tmp_path: Path) -> None:
+    import asyncio
+
+    from sqlalchemy import select
+
+    from gongyun.db import Database
+    from gongyun.security.audit import AuditEvent, verify
+    from gongyun.security.models import Tenant
+
+    data = tmp_path / "var"
+    _run(data, "tenant", "add", "plant-2")
+    _run(
+        data,
+        "user",
+        "add",
+        "erin",
+        "--tenant",
+        "plant-2",
+        "--role",
+        "operator",
+        "--password",
+        "erin-password",
+    )
+    _run(data, "user", "passwd", "erin", "--password", "erin-password-2")
+    _run(data, "user", "disable", "erin")
+    _run(data, "user", "disable", "erin", "--enable")
+    _run(data, "apikey", "create", "scada", "--tenant", "plant-2")
+    _run(data, "apikey", "revoke", "scada", "--tenant", "plant-2")
+    _run(data, "apikey", "revoke", "scada", "--tenant", "plant-2")  # already revoked: no new event
+
+    async def trail() -> tuple[list[tuple[str, str, str, object]], bool]:
+        db = Database(f"sqlite+aiosqlite:///{data / 'gongyun.db'}")
+        try:
+            async with db.session() as s:
+                tid = (await s.execute(select(Tenant.id).where(Tenant.name == "plant-2"))).scalar_one()
+                rows = (
+                    await s.execute(
+                        select(AuditEvent).where(AuditEvent.tenant_id == tid).order_by(AuditEvent.seq)
+                    )
+                ).scalars()
+                events = [
+                    (e.actor, e.action, e.target, e.detail.get("disabled", e.detail.get("password")))
+                    for e in rows
+                ]
+                return events, (await verify(s, tid)).ok
+        finally:
+            await db.dispose()
+
+    events, intact = asyncio.run(trail())
+    assert intact
+    assert events == [
+        ("cli", "user.create", "erin", None),
+        ("cli", "user.update", "erin", "changed"),
+        ("cli", "user.update", "erin", True),
+        ("cli", "user.update", "erin", False),
+        ("cli", "apikey.create", "scada", None),
+        ("cli", "apikey.revoke", "scada", None),
+    ]
+
+
 def test_failures_are_one_line_without_traceback(tmp_path: Path) -> None:
     data = tmp_path / "var"
     _run(data, "tenant", "add", "dup")

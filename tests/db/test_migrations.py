@@ -1,11 +1,22 @@
-"""Migrations: every room's branch applies, twice is a no-op, tables match the models."""
+"""Migrations: every room's branch applies, twice is a no-op, tables match the models, every
+branch downgrades to base and back, and data survives the foundation upgrade (both databases)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
 from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
 
 import gongyun.db.models  # noqa: F401  (registers every table)
-from gongyun.db import Base, Database, upgrade
+from gongyun.db import Base, Database, downgrade, upgrade
+from gongyun.db.base import UTCDateTime, utcnow
+from gongyun.security import audit, auth
+from gongyun.security.models import ApiKey, User
+from gongyun.security.rbac import Role
+from tests.apphelp import make_settings
 
 
 async def test_upgrade_twice_reaches_every_head_and_creates_every_table(db_url: str) -> None:
@@ -21,3 +32,177 @@ async def test_upgrade_twice_reaches_every_head_and_creates_every_table(db_url: 
     assert {"foundation_0003", "idres_0001", "assets_0002"} <= versions
     missing = set(Base.metadata.tables) - tables
     assert not missing, f"models without a migration: {sorted(missing)}"
+
+
+def _schema(conn: Connection) -> dict[str, Any]:
+    """Tables with their columns, indexes, unique constraints and foreign keys, comparable."""
+    insp = inspect(conn)
+    out: dict[str, Any] = {}
+    for table in sorted(insp.get_table_names()):
+        out[table] = {
+            "columns": sorted((c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(table)),
+            "pk": sorted(insp.get_pk_constraint(table)["constrained_columns"]),
+            "indexes": sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in insp.get_indexes(table)
+            ),
+            "unique": sorted(
+                (u["name"], tuple(u["column_names"])) for u in insp.get_unique_constraints(table)
+            ),
+            "fks": sorted(
+                (tuple(f["constrained_columns"]), f["referred_table"], tuple(f["referred_columns"]))
+                for f in insp.get_foreign_keys(table)
+            ),
+        }
+    return out
+
+
+async def _snapshot(url: str) -> tuple[dict[str, Any], set[str]]:
+    db = Database(url)
+    try:
+        async with db.engine.connect() as conn:
+            schema = await conn.run_sync(_schema)
+            versions = {r[0] for r in await conn.execute(text("SELECT version_num FROM alembic_version"))}
+    finally:
+        await db.dispose()
+    return schema, versions
+
+
+async def test_every_branch_downgrades_to_base_and_upgrades_again(db_url: str) -> None:
+    await upgrade(db_url)
+    fresh, heads = await _snapshot(db_url)
+    await downgrade(db_url)  # every branch, in dependency order
+    empty, none = await _snapshot(db_url)
+    assert set(empty) == {"alembic_version"} and none == set()
+    await upgrade(db_url)
+    again, heads_again = await _snapshot(db_url)
+    assert heads_again == heads and again == fresh
+    await downgrade(db_url, "foundation_0002")  # one step of one branch; the others stay
+    _, partial = await _snapshot(db_url)
+    assert "foundation_0002" in partial and "foundation_0003" not in partial
+    await upgrade(db_url)
+    assert (await _snapshot(db_url))[0] == fresh
+
+
+# The foundation tables as foundation_0002 left them (before ``api_keys.creator_user_id``).
+_TENANTS = sa.table(
+    "tenants",
+    sa.column("id", sa.String()),
+    sa.column("name", sa.String()),
+    sa.column("display_name", sa.String()),
+    sa.column("disabled", sa.Boolean()),
+    sa.column("created_at", UTCDateTime()),
+)
+_USERS = sa.table(
+    "users",
+    *(
+        sa.column(n, sa.String())
+        for n in ("id", "tenant_id", "username", "display_name", "password_hash", "role")
+    ),
+    sa.column("disabled", sa.Boolean()),
+    sa.column("failed_logins", sa.Integer()),
+    sa.column("created_at", UTCDateTime()),
+    sa.column("password_changed_at", UTCDateTime()),
+)
+_KEYS = sa.table(
+    "api_keys",
+    *(
+        sa.column(n, sa.String())
+        for n in ("id", "tenant_id", "name", "role", "prefix", "secret_hash", "created_by")
+    ),
+    sa.column("created_at", UTCDateTime()),
+)
+
+
+async def _seed_at_foundation_0002(url: str) -> dict[str, str]:
+    """Users, keys and audit events written by the previous schema; returns keys by name."""
+    now = utcnow()
+    keys: dict[str, str] = {}
+    db = Database(url)
+    try:
+        async with db.session() as s:
+            await s.execute(
+                sa.insert(_TENANTS).values(
+                    id="t" * 32, name="acme", display_name="ACME", disabled=False, created_at=now
+                )
+            )
+            for uid, name, role in (("a" * 32, "alice", "tenant-admin"), ("b" * 32, "bob", "viewer")):
+                await s.execute(
+                    sa.insert(_USERS).values(
+                        id=uid,
+                        tenant_id="t" * 32,
+                        username=name,
+                        display_name=name.title(),
+                        password_hash=auth.hash_password(f"{name}-password-1"),
+                        role=role,
+                        disabled=False,
+                        failed_logins=0,
+                        created_at=now,
+                        password_changed_at=now,
+                    )
+                )
+            for kid, name, role, by in (
+                ("1" * 32, "by-alice", "engineer", "alice"),
+                ("2" * 32, "by-cli", "operator", "cli"),
+                ("3" * 32, "by-key", "viewer", "apikey:by-alice"),
+            ):
+                key, prefix, secret_hash = auth.new_api_key_secret()
+                keys[name] = key
+                await s.execute(
+                    sa.insert(_KEYS).values(
+                        id=kid,
+                        tenant_id="t" * 32,
+                        name=name,
+                        role=role,
+                        prefix=prefix,
+                        secret_hash=secret_hash,
+                        created_by=by,
+                        created_at=now,
+                    )
+                )
+            for n in range(3):
+                await audit.record(s, "t" * 32, "alice", "user.update", f"target-{n}", n=n)
+    finally:
+        await db.dispose()
+    return keys
+
+
+async def test_foundation_data_survives_the_upgrade_from_the_previous_head(
+    db_url: str, tmp_path: Path
+) -> None:
+    await upgrade(db_url, "foundation_0002")
+    keys = await _seed_at_foundation_0002(db_url)
+    await upgrade(db_url)
+    settings = make_settings(tmp_path, db_url)
+    db = Database(db_url)
+    try:
+        async with db.session() as s:
+            rows = {k.name: k for k in (await s.execute(sa.select(ApiKey))).scalars()}
+            assert {n: r.creator_user_id for n, r in rows.items()} == {
+                "by-alice": "a" * 32,  # created_by names a user: bound to her
+                "by-cli": None,  # the CLI and other keys are no person
+                "by-key": None,
+            }
+            users = {u.username: u.display_name for u in (await s.execute(sa.select(User))).scalars()}
+            assert users == {"alice": "Alice", "bob": "Bob"}
+            chain = await audit.verify(s, "t" * 32)
+            assert chain.ok and chain.count == 3
+        async with db.session() as s:  # the migrated rows work with today's code
+            assert (await auth.authenticate_api_key(s, keys["by-alice"])).role is Role.engineer
+            assert (await auth.authenticate_api_key(s, keys["by-cli"])).role is Role.operator
+            pair = await auth.login(s, settings, "bob", "bob-password-1", "10.0.0.1")
+            assert (await auth.authenticate_access_token(s, settings, pair.access_token)).name == "bob"
+    finally:
+        await db.dispose()
+    await downgrade(db_url, "foundation_0002")  # and back: the rows stay, only the column goes
+    schema, _ = await _snapshot(db_url)
+    assert "creator_user_id" not in {c[0] for c in schema["api_keys"]["columns"]}
+    assert "login_throttle" not in schema
+    await upgrade(db_url)
+    db = Database(db_url)
+    try:
+        async with db.session() as s:
+            bound = {n: c for n, c in (await s.execute(sa.select(ApiKey.name, ApiKey.creator_user_id))).all()}
+            assert bound == {"by-alice": "a" * 32, "by-cli": None, "by-key": None}
+            assert (await auth.authenticate_api_key(s, keys["by-alice"])).name == "by-alice"
+    finally:
+        await db.dispose()

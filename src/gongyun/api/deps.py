@@ -16,6 +16,7 @@ from gongyun.security.auth import API_KEY_PREFIX, Principal, authenticate_access
 from gongyun.security.models import Tenant
 from gongyun.security.rbac import Perm, Role, has_permission, permissions
 from gongyun.security.tenancy import scope_session
+from gongyun.security.throttle import UNKNOWN_CLIENT
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -38,6 +39,7 @@ class Ctx:
     role: Role
     session: AsyncSession
     runtime: Runtime
+    client: str = UNKNOWN_CLIENT  # the caller's address (behind trusted proxies: the real one)
 
     def can(self, perm: Perm) -> bool:
         """True when the caller's role grants ``perm``."""
@@ -49,7 +51,8 @@ class Ctx:
         return self.username if self.principal_kind == "user" else f"apikey:{self.username}"
 
     async def audit(self, action: str, target: str = "", outcome: str = "success", **detail: Any) -> None:
-        """Append a security event for this caller to the tenant's audit chain."""
+        """Append a security event for this caller (and its address) to the tenant's audit chain."""
+        detail.setdefault("client", self.client)
         await record_audit(self.session, self.tenant_id, self.actor, action, target, outcome, **detail)
 
     @property
@@ -101,6 +104,7 @@ async def get_ctx(request: Request, runtime: RuntimeDep) -> AsyncIterator[Ctx]:
                 role=principal.role,
                 session=session,
                 runtime=runtime,
+                client=request.client.host if request.client else UNKNOWN_CLIENT,
             )
             await session.commit()
         except BaseException:

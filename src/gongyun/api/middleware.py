@@ -1,4 +1,8 @@
-"""ASGI middleware: request ids, body size limit, access log and Prometheus metrics.
+"""ASGI middleware: client address, request ids, body size limit, access log and metrics.
+
+The client address is the TCP peer, or, when the peer is one of ``trusted_proxies``, the
+right-most untrusted hop of ``X-Forwarded-For``; it replaces ``scope["client"]`` so the
+login throttle, the audit trail and the logs all see the same address.
 
 Written as plain ASGI (not BaseHTTPMiddleware) so that it adds microseconds, not a task
 per request, and so that the body limit can stop a chunked upload mid-stream.
@@ -11,6 +15,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -18,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gongyun.errors import InvalidInput, PayloadTooLarge
 from gongyun.log import request_id_var
+from gongyun.security.proxies import Network, forwarded_client
 
 log = logging.getLogger("gongyun.access")
 
@@ -55,14 +61,30 @@ def _has_nul(scope: Scope, headers: dict[str, str]) -> bool:
 class RequestContextMiddleware:
     """Gives every request an id, enforces the body limit, logs and measures it."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, trusted_proxies: Sequence[Network] = ()) -> None:
         self.app = app
         self.max_body = max_body_bytes
+        self.trusted = tuple(trusted_proxies)
+
+    def _resolve_client(self, scope: Scope) -> tuple[str | None, str | None]:
+        """Put the real client address into ``scope["client"]``; return (client, TCP peer)."""
+        peer_pair = scope.get("client")
+        peer = peer_pair[0] if peer_pair else None
+        if not self.trusted or peer is None:
+            return peer, peer
+        forwarded = [v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"x-forwarded-for"]
+        client = forwarded_client(peer, forwarded, self.trusted)
+        if client != peer:
+            scope["client"] = (client, 0)  # the port belongs to the proxy's connection
+        return client, peer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            self._resolve_client(scope)
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        client, peer = self._resolve_client(scope)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         given = headers.get("x-request-id", "")
         rid = given if _RID_OK.match(given) else uuid.uuid4().hex
@@ -101,6 +123,8 @@ class RequestContextMiddleware:
                     "status": status["code"],
                     "ms": round(elapsed * 1000, 2),
                     "principal": state.get("principal") if isinstance(state, dict) else None,
+                    "client": client,
+                    "peer": peer if peer != client else None,
                 },
             )
             request_id_var.reset(token)

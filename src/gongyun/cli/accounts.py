@@ -12,6 +12,7 @@ from gongyun.cli.common import console, db_session, run, settings
 from gongyun.db.base import utcnow
 from gongyun.errors import NotFound, ValidationFailed
 from gongyun.security import accounts
+from gongyun.security.audit import record as audit
 from gongyun.security.models import ApiKey, Tenant, User
 from gongyun.security.rbac import Role
 
@@ -20,6 +21,7 @@ tenant_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 apikey_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant name.")]
+CLI_ACTOR = "cli"  # how changes made at the console appear in the audit trail
 
 
 def _password(given: str | None) -> str:
@@ -47,6 +49,7 @@ def user_add(
         async with db_session(settings()) as session:
             t = await accounts.get_tenant_by_name(session, tenant)
             await accounts.create_user(session, t.id, username, secret, role, display_name)
+            await audit(session, t.id, CLI_ACTOR, "user.create", username, role=role.value)
 
     run(go())
     console.print(f"[green]created[/] user {username} ({role.value}) in tenant {tenant}")
@@ -87,7 +90,9 @@ def user_passwd(
 
     async def go() -> None:
         async with db_session(settings()) as session:
-            await accounts.set_password(session, await accounts.get_user_by_name(session, username), secret)
+            user = await accounts.get_user_by_name(session, username)
+            await accounts.set_password(session, user, secret)
+            await audit(session, user.tenant_id, CLI_ACTOR, "user.update", username, password="changed")
 
     run(go())
     console.print(f"[green]password changed[/] for {username}")
@@ -97,12 +102,13 @@ def user_passwd(
 def user_disable(
     username: str, enable: Annotated[bool, typer.Option("--enable", help="Enable instead.")] = False
 ) -> None:
-    """Disable (or re-enable) a user."""
+    """Disable (or re-enable) a user; disabling ends its sessions and revokes its API keys."""
 
     async def go() -> None:
         async with db_session(settings()) as session:
             user = await accounts.get_user_by_name(session, username)
-            await accounts.set_disabled(session, user, not enable)
+            await accounts.set_disabled(session, user, not enable, actor=CLI_ACTOR)
+            await audit(session, user.tenant_id, CLI_ACTOR, "user.update", username, disabled=not enable)
 
     run(go())
     console.print(f"[green]{'enabled' if enable else 'disabled'}[/] {username}")
@@ -165,7 +171,11 @@ def apikey_create(
     async def go() -> str:
         async with db_session(settings()) as session:
             t = await accounts.get_tenant_by_name(session, tenant)
-            return (await accounts.create_api_key(session, t.id, name, role, "cli", expires_in_days)).key
+            made = await accounts.create_api_key(session, t.id, name, role, CLI_ACTOR, expires_in_days)
+            await audit(
+                session, t.id, CLI_ACTOR, "apikey.create", name, role=role.value, prefix=made.row.prefix
+            )
+            return made.key
 
     key = run(go())
     console.print(f"[green]created[/] API key {name} ({role.value}); store it now, it is not shown again:")
@@ -207,7 +217,9 @@ def apikey_revoke(name: str, tenant: TenantOpt = accounts.DEFAULT_TENANT) -> Non
             ).scalar_one_or_none()
             if row is None:
                 raise NotFound(f"API key {name!r} not found in tenant {tenant!r}")
-            row.revoked_at = row.revoked_at or utcnow()
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+                await audit(session, t.id, CLI_ACTOR, "apikey.revoke", name, prefix=row.prefix)
 
     run(go())
     console.print(f"[green]revoked[/] API key {name}")

@@ -2,6 +2,6 @@
 
 from gongyun.db.base import Base, utcnow
 from gongyun.db.engine import Database, make_engine
-from gongyun.db.migrate import upgrade
+from gongyun.db.migrate import downgrade, upgrade
 
-__all__ = ["Base", "Database", "make_engine", "upgrade", "utcnow"]
+__all__ = ["Base", "Database", "downgrade", "make_engine", "upgrade", "utcnow"]

@@ -34,3 +34,13 @@ async def upgrade(url: str, revision: str = "heads") -> None:
             await conn.run_sync(lambda c: command.upgrade(alembic_config(c), revision))
     finally:
         await engine.dispose()
+
+
+async def downgrade(url: str, revision: str = "base") -> None:
+    """Downgrade the database at ``url`` to ``revision`` (every branch to empty by default)."""
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: command.downgrade(alembic_config(c), revision))
+    finally:
+        await engine.dispose()

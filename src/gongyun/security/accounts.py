@@ -16,7 +16,7 @@ from gongyun.errors import Conflict, NotFound, ValidationFailed
 from gongyun.security.audit import record as audit
 from gongyun.security.auth import hash_password, new_api_key_secret, revoke_user_tokens
 from gongyun.security.models import ApiKey, RefreshToken, Tenant, User
-from gongyun.security.rbac import Role
+from gongyun.security.rbac import Role, cap_role, permissions
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
@@ -147,6 +147,47 @@ async def set_disabled(session: AsyncSession, user: User, disabled: bool, actor:
             prefix=prefix,
             key_tenant_id=key_tenant,
             reason="creator_disabled",
+            creator=user.username,
+        )
+
+
+async def set_role(session: AsyncSession, user: User, role: Role, actor: str = "cli") -> None:
+    """Change a user's role; a demotion is audited with every live API key it caps.
+
+    Keys keep their stored role and are capped when used (``auth.authenticate_api_key``), so
+    a later promotion gives them back what they had; the audit trail records what each key
+    can do from now on.
+    """
+    old = Role(user.role)
+    user.role = role.value
+    if permissions(old) <= permissions(role):
+        return
+    await audit(
+        session, user.tenant_id, actor, "user.demote", user.username, **{"from": old.value, "to": role.value}
+    )
+    keys = (
+        await session.execute(
+            select(ApiKey.name, ApiKey.prefix, ApiKey.tenant_id, ApiKey.role)
+            .where(ApiKey.creator_user_id == user.id, ApiKey.revoked_at.is_(None))
+            .order_by(ApiKey.name, ApiKey.tenant_id)
+            .execution_options(all_tenants=True)
+        )
+    ).all()
+    for name, prefix, key_tenant, key_role in keys:
+        effective = cap_role(Role(key_role), role)
+        if effective is Role(key_role):
+            continue
+        await audit(
+            session,
+            user.tenant_id,
+            actor,
+            "apikey.cap",
+            name,
+            prefix=prefix,
+            key_tenant_id=key_tenant,
+            role=key_role,
+            effective_role=effective.value if effective else None,
+            reason="creator_demoted",
             creator=user.username,
         )
 

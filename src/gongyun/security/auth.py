@@ -27,7 +27,7 @@ from gongyun.db.base import new_id, utcnow
 from gongyun.errors import InvalidCredentials, TokenInvalid
 from gongyun.security.audit import record as audit
 from gongyun.security.models import ApiKey, RefreshToken, Tenant, User
-from gongyun.security.rbac import Role
+from gongyun.security.rbac import Role, cap_role
 from gongyun.security.throttle import UNKNOWN_CLIENT, claim, refund
 
 _hasher = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) defaults
@@ -328,14 +328,17 @@ def new_api_key_secret() -> tuple[str, str, str]:
 
 
 async def authenticate_api_key(session: AsyncSession, key: str) -> Principal:
-    """Look up an API key by its prefix and check its secret, expiry and revocation."""
+    """Look up an API key by its prefix and check its secret, expiry and revocation.
+
+    The key acts with its own role capped at its creator's current role (``cap_role``).
+    """
     body = key.removeprefix(API_KEY_PREFIX)
     prefix, sep, secret = body.partition("_")
     if not key.startswith(API_KEY_PREFIX) or not sep or len(prefix) != 12 or not secret:
         raise InvalidCredentials("API key malformed")
     found = (
         await session.execute(
-            select(ApiKey, Tenant.disabled, User.id, User.disabled)
+            select(ApiKey, Tenant.disabled, User.id, User.disabled, User.role)
             .join(Tenant, Tenant.id == ApiKey.tenant_id)
             .outerjoin(User, User.id == ApiKey.creator_user_id)
             .where(ApiKey.prefix == prefix)
@@ -343,7 +346,7 @@ async def authenticate_api_key(session: AsyncSession, key: str) -> Principal:
     ).one_or_none()
     if found is None or not hmac.compare_digest(found[0].secret_hash, _sha256(secret)):
         raise InvalidCredentials("API key invalid")
-    row, tenant_disabled, creator_id, creator_disabled = found
+    row, tenant_disabled, creator_id, creator_disabled, creator_role = found
     now = utcnow()
     if row.revoked_at is not None:
         raise InvalidCredentials("API key revoked")
@@ -353,9 +356,15 @@ async def authenticate_api_key(session: AsyncSession, key: str) -> Principal:
         raise InvalidCredentials("API key invalid")
     if row.creator_user_id is not None and (creator_id is None or creator_disabled):
         raise InvalidCredentials("API key invalid: the user who created it is disabled or deleted")
+    role: Role | None = Role(row.role)
+    if creator_role is not None:
+        # Checked at every use: a demoted creator's keys shrink with them at once.
+        role = cap_role(Role(row.role), Role(creator_role))
+    if role is None:
+        raise InvalidCredentials("API key invalid: its role exceeds its creator's current role")
     if row.last_used_at is None or (now - row.last_used_at) > timedelta(minutes=1):
         row.last_used_at = now  # throttled so that reads do not turn into writes
-    return Principal("apikey", row.id, row.name, row.tenant_id, Role(row.role))
+    return Principal("apikey", row.id, row.name, row.tenant_id, role)
 
 
 async def authenticate_access_token(session: AsyncSession, settings: Settings, token: str) -> Principal:

@@ -79,7 +79,7 @@ MATRIX: dict[Role, frozenset[Perm]] = {
     ),
 }
 
-# Roles a caller may hand out: never more than its own role.
+# Seniority, used to pick the strongest role that fits under a cap.
 RANK: dict[Role, int] = {
     Role.platform_admin: 100,
     Role.tenant_admin: 80,
@@ -101,7 +101,21 @@ def has_permission(role: Role, perm: Perm) -> bool:
 
 
 def can_grant(granter: Role, role: Role) -> bool:
-    """True when a caller with ``granter`` may create a user or key with ``role``."""
-    if role is Role.platform_admin:
-        return granter is Role.platform_admin
-    return RANK[granter] >= RANK[role]
+    """True when a caller with ``granter`` may create a user or key with ``role``.
+
+    Decided on permissions, not on rank: a role may only hand out a role whose every
+    permission it holds itself (an engineer cannot mint an auditor, who reads the audit trail).
+    """
+    return MATRIX[role] <= MATRIX[granter]
+
+
+def cap_role(role: Role, ceiling: Role) -> Role | None:
+    """The role that acts for ``role`` held under ``ceiling``: the highest-ranked role whose
+    permissions both grant; None when no role fits.
+
+    An API key acts with ``cap_role(key role, its creator's current role)``, so a key never
+    does more than the person behind it can do now.
+    """
+    allowed = MATRIX[role] & MATRIX[ceiling]
+    fitting = [r for r in Role if MATRIX[r] <= allowed]
+    return max(fitting, key=RANK.__getitem__, default=None)

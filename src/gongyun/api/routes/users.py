@@ -91,12 +91,15 @@ async def get_user(user_id: str, ctx: Annotated[Ctx, Depends(require(Perm.users_
 async def patch_user(
     user_id: str, body: UserPatch, ctx: Annotated[Ctx, Depends(require(Perm.users_write))]
 ) -> User:
-    """Change a user's name, role, password or disabled flag."""
+    """Change a user's name, role, password or disabled flag.
+
+    A demotion caps the user's API keys at the new role from their next use on.
+    """
     user = await _get(ctx, user_id)
     _check_grant(ctx, Role(user.role))
     if body.role is not None:
         _check_grant(ctx, body.role)
-        user.role = body.role.value
+        await accounts.set_role(ctx.session, user, body.role, actor=ctx.actor)
     if body.display_name is not None:
         user.display_name = body.display_name
     if body.disabled is not None:
