@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
+
+from gongyun.db import Database
 
 GONGYUN = str(Path(sys.executable).with_name("gongyun"))
 
@@ -178,3 +182,124 @@ def test_edge_drivers_lists_the_built_ins_from_entry_points(tmp_path: Path) -> N
     assert all("error" not in m for m in found)
     table = _run(tmp_path, "edge", "drivers").stdout
     assert "sparkplug" in table and "opcua" in table
+
+
+async def _cli_trail(db: Database, tenant_name: str) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
+    """(action, detail) of the console's audit events in a tenant, and whether the chain verifies."""
+    from sqlalchemy import select
+
+    from gongyun.security.audit import AuditEvent, verify
+    from gongyun.security.models import Tenant
+
+    async with db.session() as s:
+        tid = (await s.execute(select(Tenant.id).where(Tenant.name == tenant_name))).scalar_one()
+        rows = (
+            await s.execute(
+                select(AuditEvent)
+                .where(AuditEvent.tenant_id == tid, AuditEvent.actor == "cli")
+                .order_by(AuditEvent.seq)
+            )
+        ).scalars()
+        events = [(e.action, {"target": e.target, **e.detail}) for e in rows]
+        return events, (await verify(s, tid)).ok
+
+
+async def _cli(data: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(_run, data, *args, check=check)
+
+
+async def test_tenant_disable_ends_sessions_for_good_and_is_audited(tmp_path: Path) -> None:
+    from tests.apphelp import running_app
+
+    data = tmp_path / "var"
+    async with running_app(tmp_path) as (client, runtime):
+        await _cli(data, "tenant", "add", "plant-4")
+        await _cli(
+            data, "user", "add", "gina", "-t", "plant-4", "--role", "engineer", "--password", "gina-password"
+        )
+        resp = await client.post("/api/v1/auth/token", data={"username": "gina", "password": "gina-password"})
+        assert resp.status_code == 200, resp.text
+        access, refresh = resp.json()["access_token"], resp.json()["refresh_token"]
+        bearer = {"Authorization": f"Bearer {access}"}
+        assert (await client.get("/api/v1/me", headers=bearer)).status_code == 200
+
+        assert "disabled" in (await _cli(data, "tenant", "disable", "plant-4")).stdout
+        assert (await client.get("/api/v1/me", headers=bearer)).status_code == 401
+        await _cli(data, "tenant", "disable", "plant-4", "--enable")
+        # Re-enabling lets gina log in again, but the session from before stays ended.
+        me = await client.get("/api/v1/me", headers=bearer)
+        assert me.status_code == 401 and me.json()["code"] == "token_invalid"
+        assert "session ended" in me.json()["detail"]
+        again = await client.post("/api/v1/auth/refresh", json={"refresh_token": refresh})
+        assert again.status_code == 401
+        assert (
+            await client.post("/api/v1/auth/token", data={"username": "gina", "password": "gina-password"})
+        ).status_code == 200
+
+        default = await _cli(data, "tenant", "disable", "default", check=False)
+        assert default.returncode == 1 and "forbidden" in default.stderr
+        assert "Traceback" not in default.stderr
+
+        events, intact = await _cli_trail(runtime.db, "plant-4")
+    assert intact
+    assert [(a, d.get("target"), d.get("disabled")) for a, d in events] == [
+        ("user.create", "gina", None),
+        ("tenant.update", "plant-4", True),
+        ("tenant.update", "plant-4", False),
+    ]
+
+
+async def test_user_role_demotion_caps_keys_and_is_audited(tmp_path: Path) -> None:
+    from tests.apphelp import running_app
+
+    data = tmp_path / "var"
+    async with running_app(tmp_path) as (client, runtime):
+        await _cli(data, "tenant", "add", "plant-5")
+        await _cli(
+            data,
+            "user",
+            "add",
+            "hank",
+            "-t",
+            "plant-5",
+            "--role",
+            "tenant-admin",
+            "--password",
+            "hank-password",
+        )
+        resp = await client.post("/api/v1/auth/token", data={"username": "hank", "password": "hank-password"})
+        bearer = {"Authorization": f"Bearer {resp.json()['access_token']}"}
+        keys = {}
+        for name, role in (("line-bot", "engineer"), ("reader", "viewer")):
+            made = await client.post("/api/v1/apikeys", headers=bearer, json={"name": name, "role": role})
+            assert made.status_code == 201, made.text
+            keys[name] = {"X-API-Key": made.json()["key"]}
+        assert (await client.get("/api/v1/me", headers=keys["line-bot"])).json()["role"] == "engineer"
+
+        out = (await _cli(data, "user", "role", "hank", "operator", "--tenant", "plant-5")).stdout
+        assert "tenant-admin" in out and "operator" in out
+        assert "line-bot" in out and "capped" in out and "reader" in out
+        assert (await client.get("/api/v1/me", headers=keys["line-bot"])).json()["role"] == "operator"
+        assert (await client.get("/api/v1/me", headers=keys["reader"])).json()["role"] == "viewer"
+        assert (await client.get("/api/v1/me", headers=bearer)).json()["role"] == "operator"
+
+        unknown = await _cli(data, "user", "role", "hank", "boss", check=False)
+        assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+        assert unknown.stderr.strip().count("\n") == 0
+        assert "unknown role 'boss'" in unknown.stderr and "tenant-admin" in unknown.stderr
+        elsewhere = await _cli(data, "user", "role", "hank", "viewer", "--tenant", "default", check=False)
+        assert elsewhere.returncode == 1 and "not_found" in elsewhere.stderr
+        assert (await client.get("/api/v1/me", headers=bearer)).json()["role"] == "operator"
+
+        events, intact = await _cli_trail(runtime.db, "plant-5")
+    assert intact
+    assert [(a, d["target"]) for a, d in events] == [
+        ("user.create", "hank"),
+        ("user.demote", "hank"),
+        ("apikey.cap", "line-bot"),
+        ("user.update", "hank"),
+    ]
+    demote, cap, update = (d for _, d in events[1:])
+    assert (demote["from"], demote["to"]) == ("tenant-admin", "operator")
+    assert (cap["role"], cap["effective_role"], cap["reason"]) == ("engineer", "operator", "creator_demoted")
+    assert update["role"] == "operator"

@@ -8,13 +8,13 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
-from gongyun.cli.common import console, db_session, run, settings
+from gongyun.cli.common import console, db_session, err_console, run, settings
 from gongyun.db.base import utcnow
-from gongyun.errors import NotFound, ValidationFailed
+from gongyun.errors import NotFound, PermissionDenied, ValidationFailed
 from gongyun.security import accounts
 from gongyun.security.audit import record as audit
 from gongyun.security.models import ApiKey, Tenant, User
-from gongyun.security.rbac import Role
+from gongyun.security.rbac import Role, cap_role
 
 user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
@@ -114,6 +114,63 @@ def user_disable(
     console.print(f"[green]{'enabled' if enable else 'disabled'}[/] {username}")
 
 
+ROLE_NAMES = ", ".join(r.value for r in Role)
+
+
+@user_app.command("role")
+def user_role(
+    username: str,
+    role: Annotated[str, typer.Argument(help=f"New role: one of {ROLE_NAMES}.", show_default=False)],
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", "-t", help="Tenant the user must belong to.")
+    ] = None,
+) -> None:
+    """Change a user's role; a demotion caps the API keys the user made (audited)."""
+    if role not in {r.value for r in Role}:
+        err_console.print(
+            f"[red]error[/] (validation_failed): unknown role {role!r}; choose one of {ROLE_NAMES}",
+            highlight=False,
+            soft_wrap=True,  # one line however narrow the terminal
+        )
+        raise typer.Exit(2)
+    new = Role(role)
+
+    async def go() -> tuple[Role, str, list[tuple[str, str, Role, Role | None]]]:
+        async with db_session(settings()) as session:
+            user = await accounts.get_user_by_name(session, username)
+            home = await session.get(Tenant, user.tenant_id)
+            home_name = home.name if home else user.tenant_id
+            if tenant is not None and home_name != tenant:
+                raise NotFound(f"user {username!r} not found in tenant {tenant!r}")
+            old = Role(user.role)
+            await accounts.set_role(session, user, new, actor=CLI_ACTOR)
+            await audit(session, user.tenant_id, CLI_ACTOR, "user.update", username, role=new.value)
+            keys = await session.execute(
+                select(ApiKey.name, Tenant.name, ApiKey.role)
+                .join(Tenant, Tenant.id == ApiKey.tenant_id)
+                .where(ApiKey.creator_user_id == user.id, ApiKey.revoked_at.is_(None))
+                .order_by(ApiKey.name, Tenant.name)
+            )
+            live = [(k, t, Role(r), cap_role(Role(r), new)) for k, t, r in keys.all()]
+            return old, home_name, live
+
+    old, home_name, live = run(go())
+    console.print(
+        f"[green]role changed[/] for {username} in tenant {home_name}: {old.value} → [bold]{new.value}[/]",
+        highlight=False,
+    )
+    if live:
+        table = Table(
+            "API key", "tenant", "stored role", "acts as", title=f"live API keys made by {username}"
+        )
+        for name, key_tenant, stored, acts in live:
+            shown = "[red]nothing (rejected)[/]" if acts is None else acts.value
+            if acts is not None and acts is not stored:
+                shown = f"[yellow]{acts.value}[/] (capped)"
+            table.add_row(name, key_tenant, stored.value, shown)
+        console.print(table)
+
+
 @tenant_app.command("add")
 def tenant_add(name: str, display_name: Annotated[str, typer.Option(help="Display name.")] = "") -> None:
     """Create a tenant."""
@@ -129,11 +186,19 @@ def tenant_add(name: str, display_name: Annotated[str, typer.Option(help="Displa
 def tenant_disable(
     name: str, enable: Annotated[bool, typer.Option("--enable", help="Enable instead.")] = False
 ) -> None:
-    """Disable (or re-enable) a tenant: its users and keys stop working."""
+    """Disable (or re-enable) a tenant: its users' sessions end and its keys stop working.
+
+    Like the API: the default tenant (home of the platform admins) cannot be disabled, the
+    sessions ended stay ended after re-enabling, and the change is audited in the tenant.
+    """
 
     async def go() -> None:
         async with db_session(settings()) as session:
-            (await accounts.get_tenant_by_name(session, name)).disabled = not enable
+            tenant = await accounts.get_tenant_by_name(session, name)
+            if not enable and tenant.name == accounts.DEFAULT_TENANT:
+                raise PermissionDenied("the default tenant holds the platform admins and cannot be disabled")
+            await accounts.set_tenant_disabled(session, tenant, not enable)
+            await audit(session, tenant.id, CLI_ACTOR, "tenant.update", tenant.name, disabled=not enable)
 
     run(go())
     console.print(f"[green]{'enabled' if enable else 'disabled'}[/] tenant {name}")
