@@ -315,6 +315,11 @@ class AlarmEngine:
         """Stop delivering to a queue."""
         self._listeners.discard(q)
 
+    @property
+    def listeners(self) -> set[asyncio.Queue[dict[str, Any]]]:
+        """The queues ``listen`` handed out (the process's live hub delivers to the same set)."""
+        return self._listeners
+
     async def _publish(self, changes: list[tuple[LiveAlarm, Transition]]) -> None:
         if not changes:
             return

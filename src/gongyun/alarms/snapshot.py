@@ -1,8 +1,9 @@
 """The tenant's current alarms read from the database, for API processes without the engine.
 
 The engine saves every state change (``alarm_states``) and its history row in one
-transaction, so this view shows the same states as the engine's; ``value`` is the sample
-value of the last recorded transition rather than the latest sample.
+transaction, so this view shows the same states as the engine's. ``value`` is the newest
+sample of the rule's tags in the time-series store (as the engine shows the last sample it
+evaluated); without a store it is the sample value of the last recorded transition.
 """
 
 from __future__ import annotations
@@ -17,12 +18,17 @@ from gongyun.alarms.engine import sort_views
 from gongyun.alarms.models import AlarmEventRow, AlarmRuleRow, AlarmStateRow
 from gongyun.alarms.rules import Condition
 from gongyun.alarms.states import State
+from gongyun.telemetry.store.base import TimeSeriesStore
 
 
 async def current(
-    session: AsyncSession, tenant_id: str, *, only_active: bool = False
+    session: AsyncSession,
+    tenant_id: str,
+    *,
+    only_active: bool = False,
+    store: TimeSeriesStore | None = None,
 ) -> list[dict[str, Any]]:
-    """Every enabled alarm of the tenant as the engine would show it."""
+    """Every enabled alarm of the tenant as the engine would show it (latest values from ``store``)."""
     q = (
         select(AlarmRuleRow, AlarmStateRow)
         .outerjoin(AlarmStateRow, AlarmStateRow.rule_id == AlarmRuleRow.id)
@@ -57,4 +63,15 @@ async def current(
                 "changed_by": last.user if last else None,
             }
         )
+    if store is not None and views:
+        await _latest_values(store, tenant_id, views)
     return sort_views(views, only_active)
+
+
+async def _latest_values(store: TimeSeriesStore, tenant_id: str, views: list[dict[str, Any]]) -> None:
+    """Set each view's ``value`` to the newest stored point among its rule's tags."""
+    latest = await store.latest(tenant_id, sorted({t for v in views for t in v["tags"]}))
+    for view in views:
+        points = [latest[t] for t in view["tags"] if t in latest]
+        if points:
+            view["value"] = max(points, key=lambda p: p.ts).value

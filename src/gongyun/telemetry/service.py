@@ -3,7 +3,11 @@
 ``await TelemetryService.start(runtime)`` opens the store (DuckDB file in the data directory,
 or PostgreSQL when the metadata database is PostgreSQL), starts ingest with the asset model
 as its tag catalog, subscribes ingest to the bus, starts rollup maintenance and the alarm
-engine, and keeps itself at ``runtime.extras["telemetry"]`` for the API routers.
+engine, and keeps itself at ``runtime.extras["telemetry"]`` for the API routers. With a bus
+that is not in-process it also publishes live data for the other processes (``gongyun.telemetry.live``).
+
+:func:`live_hub` and :func:`latest_store` serve every process, with or without this service:
+the live SSE listeners, and the time-series store for reading latest values.
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ from gongyun.telemetry import reports
 from gongyun.telemetry.cleaning import CleaningConfig, CleaningReport, clean_range
 from gongyun.telemetry.consumer import SUBJECT, IngestConsumer
 from gongyun.telemetry.ingest import IngestConfig, Ingestor
+from gongyun.telemetry.live import LiveHub, LivePublisher, new_origin
 from gongyun.telemetry.rollups import RollupWorker
 from gongyun.telemetry.store import TimeSeriesStore, open_store, store_url_for
 from gongyun.telemetry.store.base import Point
 
 _log = logging.getLogger("gongyun.telemetry.service")
 EXTRA_KEY = "telemetry"
+LIVE_KEY = "telemetry_live"
+LATEST_KEY = "telemetry_latest"
 STREAM = "TELEMETRY"
 
 
@@ -45,6 +52,7 @@ class TelemetryService:
     db: Database | None = None
     commands: CommandWorker | None = None
     subscription: Any = None
+    publisher: LivePublisher | None = None
     _live: set[asyncio.Queue[tuple[str, list[Point]]]] = field(default_factory=set)
 
     @classmethod
@@ -62,6 +70,10 @@ class TelemetryService:
         await alarms.load()
         svc = cls(store, catalog, ingestor, alarms, RollupWorker(store), IngestConsumer(ingestor), runtime.db)
         ingestor.hooks += [alarms.on_points, svc._fan_out]
+        if subscribe_bus and _shared_bus(runtime):
+            svc.publisher = LivePublisher(runtime.bus, new_origin())
+            ingestor.hooks.append(svc.publisher.on_points)
+            await svc.publisher.start(alarms)
         await ingestor.start()
         alarms.start(tick_s)
         svc.rollups.start()
@@ -85,6 +97,8 @@ class TelemetryService:
         if self.commands is not None:
             await self.commands.stop()
         await self.alarms.stop()
+        if self.publisher is not None:
+            await self.publisher.stop()
         await self.store.close()
 
     # -- live data -------------------------------------------------------------------------
@@ -118,6 +132,73 @@ class TelemetryService:
             async with self.db.session() as session:
                 await reports.save_report(session, tenant, report, start, end)
         return report
+
+
+def _shared_bus(runtime: Any) -> bool:
+    """True when the bus reaches other processes (not the embedded in-process bus)."""
+    return bool(runtime.bus.scheme != "memory")
+
+
+async def live_hub(runtime: Any) -> LiveHub:
+    """The process's live fan-out for SSE clients (made on first use; follows a shared bus).
+
+    In the process running this service it feeds the same queues as :meth:`TelemetryService.listen`
+    and :meth:`AlarmEngine.listen`. ServiceUnavailable when there is nothing to follow: no service
+    here and an in-process bus.
+    """
+    hub = runtime.extras.get(LIVE_KEY)
+    if hub is None:
+        svc = runtime.extras.get(EXTRA_KEY)
+        shared = _shared_bus(runtime)
+        if svc is None and not shared:
+            raise ServiceUnavailable("telemetry is not running in this process")
+        origin = svc.publisher.origin if svc is not None and svc.publisher is not None else new_origin()
+        hub = LiveHub(
+            runtime.bus if shared else None,
+            origin,
+            svc._live if svc is not None else None,
+            svc.alarms.listeners if svc is not None else None,
+        )
+        runtime.extras[LIVE_KEY] = hub
+    assert isinstance(hub, LiveHub)
+    await hub.start()
+    return hub
+
+
+class _LatestReader:
+    """The shared time-series store, opened for reading in a process without the service."""
+
+    def __init__(self, url: str) -> None:
+        self.store = open_store(url)
+        self.opened = False
+        self.lock = asyncio.Lock()
+
+    async def stop(self) -> None:
+        if self.opened:
+            await self.store.close()
+            self.opened = False
+
+
+async def latest_store(runtime: Any) -> TimeSeriesStore | None:
+    """The store to read latest values from: the service's, else the shared PostgreSQL one (None
+    when the store is a file owned by another process)."""
+    svc = runtime.extras.get(EXTRA_KEY)
+    if svc is not None:
+        assert isinstance(svc, TelemetryService)
+        return svc.store
+    reader = runtime.extras.get(LATEST_KEY)
+    if reader is None:
+        settings = runtime.settings
+        url = store_url_for(settings.ensure_data_dir(), settings.database_url)
+        if url.startswith("duckdb:"):
+            return None
+        reader = runtime.extras[LATEST_KEY] = _LatestReader(url)
+    assert isinstance(reader, _LatestReader)
+    async with reader.lock:
+        if not reader.opened:
+            await reader.store.open()
+            reader.opened = True
+    return reader.store
 
 
 def get_service(runtime: Any) -> TelemetryService:

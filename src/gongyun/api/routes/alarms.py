@@ -21,7 +21,7 @@ from gongyun.alarms.engine import PENDING, REJECTED, AlarmEngine
 from gongyun.api.deps import Ctx, require
 from gongyun.errors import ServiceUnavailable
 from gongyun.security.rbac import Perm
-from gongyun.telemetry.service import get_service
+from gongyun.telemetry.service import get_service, latest_store, live_hub
 
 router = APIRouter(prefix="/api/v1/alarms", tags=["alarms"])
 
@@ -56,7 +56,8 @@ async def current(ctx: Read, active: bool = False) -> list[dict[str, Any]]:
     """Every alarm of the tenant with its ISA-18.2 state (only non-normal ones with ``active``)."""
     engine = _local_engine(ctx)
     if engine is None:
-        return await snapshot.current(ctx.session, ctx.tenant_id, only_active=active)
+        store = await latest_store(ctx.runtime)
+        return await snapshot.current(ctx.session, ctx.tenant_id, only_active=active, store=store)
     return engine.alarms(ctx.tenant_id, only_active=active)
 
 
@@ -152,12 +153,12 @@ async def history(
 
 @router.get("/stream", summary="Live alarm transitions (server-sent events)")
 async def stream(ctx: Read, request: Request) -> StreamingResponse:
-    """Every transition of the tenant's alarms as an SSE ``alarm`` event."""
-    engine = _engine(ctx)
+    """Every transition of the tenant's alarms as an SSE ``alarm`` event (from any API process)."""
+    hub = await live_hub(ctx.runtime)
     tenant = ctx.tenant_id
 
     async def events() -> AsyncIterator[bytes]:
-        q = engine.listen()
+        q = hub.listen_alarms()
         try:
             yield b": connected\n\n"
             while not await request.is_disconnected():
@@ -169,7 +170,7 @@ async def stream(ctx: Read, request: Request) -> StreamingResponse:
                 if ev.get("tenant") == tenant:
                     yield b"event: alarm\ndata: " + orjson.dumps(ev) + b"\n\n"
         finally:
-            engine.unlisten(q)
+            hub.unlisten_alarms(q)
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 

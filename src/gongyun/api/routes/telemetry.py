@@ -24,7 +24,7 @@ from gongyun.telemetry.cleaning import CleaningConfig
 from gongyun.telemetry.consumer import sample_from_dict
 from gongyun.telemetry.ingest import Reason, Rejection
 from gongyun.telemetry.query import TelemetryQuery, span
-from gongyun.telemetry.service import TelemetryService, get_service
+from gongyun.telemetry.service import TelemetryService, get_service, live_hub
 from gongyun.telemetry.store.base import RetentionPolicy, from_us
 
 router = APIRouter(prefix="/api/v1/telemetry", tags=["telemetry"])
@@ -229,13 +229,17 @@ async def export(
 async def stream(
     ctx: Read, request: Request, tag: Annotated[list[str] | None, Query(max_length=100)] = None
 ) -> StreamingResponse:
-    """Each stored batch of the tenant (optionally of some tags) as an SSE ``points`` event."""
-    svc = _svc(ctx)
+    """Each stored batch of the tenant (optionally of some tags) as an SSE ``points`` event.
+
+    In an API process without ingest the points come over the bus, coalesced: the latest point
+    of each tag a few times a second.
+    """
+    hub = await live_hub(ctx.runtime)
     wanted = set(tag or [])
     tenant = ctx.tenant_id
 
     async def events() -> AsyncIterator[bytes]:
-        q = svc.listen()
+        q = hub.listen_points()
         try:
             yield b": connected\n\n"
             while not await request.is_disconnected():
@@ -254,6 +258,6 @@ async def stream(
                 if data:
                     yield b"event: points\ndata: " + orjson.dumps(data) + b"\n\n"
         finally:
-            svc.unlisten(q)
+            hub.unlisten_points(q)
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
