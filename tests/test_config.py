@@ -70,3 +70,29 @@ def test_secret_key_generated_once_with_private_mode(tmp_path: Path) -> None:
     first = s.jwt_secret()
     assert len(first) >= 48 and first == s.jwt_secret()
     assert (tmp_path / "var" / "secret.key").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("10.0.0.0/8,192.168.0.0/16", ["10.0.0.0/8", "192.168.0.0/16"]),
+        (' ["fd00::/8", "127.0.0.1/32"] ', ["fd00::/8", "127.0.0.1/32"]),
+        ("", []),
+    ],
+)
+def test_trusted_proxies_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str, expected: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GONGYUN_TRUSTED_PROXIES", value)
+    assert [str(n) for n in load_settings().trusted_proxies] == expected
+
+
+@pytest.mark.parametrize("value", ["10.0.0.0/33", "[not json", "proxy.example"])
+def test_bad_trusted_proxies_are_one_config_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GONGYUN_TRUSTED_PROXIES", value)
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        load_settings()

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from enum import StrEnum
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -88,7 +90,8 @@ class Settings(BaseSettings):
     login_ip_block_s: int = Field(default=900, gt=0)  # ...before the address waits this long
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     # Reverse proxies (CIDRs) whose X-Forwarded-For is believed; empty: the TCP peer is the client.
-    trusted_proxies: list[IPv4Network | IPv6Network] = Field(default_factory=list)
+    # NoDecode: GONGYUN_TRUSTED_PROXIES may be "10.0.0.0/8,fd00::/8" as well as a JSON list
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(default_factory=list)
 
     log_level: str = "INFO"
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
@@ -97,7 +100,14 @@ class Settings(BaseSettings):
     @classmethod
     def _networks(cls, value: Any) -> Any:
         if isinstance(value, str):
-            value = [v for v in value.split(",") if v.strip()]
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except ValueError:
+                    raise ValueError("trusted_proxies: not a JSON list of networks") from None
+            else:
+                value = [v for v in text.split(",") if v.strip()]
         if not isinstance(value, list):
             return value
         out = []

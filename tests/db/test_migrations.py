@@ -125,11 +125,20 @@ async def _seed_at_foundation_0002(url: str) -> dict[str, str]:
                     id="t" * 32, name="acme", display_name="ACME", disabled=False, created_at=now
                 )
             )
-            for uid, name, role in (("a" * 32, "alice", "tenant-admin"), ("b" * 32, "bob", "viewer")):
+            await s.execute(
+                sa.insert(_TENANTS).values(
+                    id="o" * 32, name="other", display_name="Other", disabled=False, created_at=now
+                )
+            )
+            for uid, name, role, tenant in (
+                ("a" * 32, "alice", "tenant-admin", "t" * 32),
+                ("b" * 32, "bob", "viewer", "t" * 32),
+                ("c" * 32, "ops", "tenant-admin", "o" * 32),  # a user of another tenant
+            ):
                 await s.execute(
                     sa.insert(_USERS).values(
                         id=uid,
-                        tenant_id="t" * 32,
+                        tenant_id=tenant,
                         username=name,
                         display_name=name.title(),
                         password_hash=auth.hash_password(f"{name}-password-1"),
@@ -144,6 +153,9 @@ async def _seed_at_foundation_0002(url: str) -> dict[str, str]:
                 ("1" * 32, "by-alice", "engineer", "alice"),
                 ("2" * 32, "by-cli", "operator", "cli"),
                 ("3" * 32, "by-key", "viewer", "apikey:by-alice"),
+                ("4" * 32, "bob", "viewer", "cli"),  # a key named like a user of this tenant...
+                ("5" * 32, "by-bob", "viewer", "bob"),  # ...may have made this one: left unbound
+                ("6" * 32, "by-ops", "viewer", "ops"),  # ops is another tenant's user: never bound
             ):
                 key, prefix, secret_hash = auth.new_api_key_secret()
                 keys[name] = key
@@ -181,9 +193,12 @@ async def test_foundation_data_survives_the_upgrade_from_the_previous_head(
                 "by-alice": "a" * 32,  # created_by names a user: bound to her
                 "by-cli": None,  # the CLI and other keys are no person
                 "by-key": None,
+                "bob": None,
+                "by-bob": None,
+                "by-ops": None,
             }
             users = {u.username: u.display_name for u in (await s.execute(sa.select(User))).scalars()}
-            assert users == {"alice": "Alice", "bob": "Bob"}
+            assert users == {"alice": "Alice", "bob": "Bob", "ops": "Ops"}
             chain = await audit.verify(s, "t" * 32)
             assert chain.ok and chain.count == 3
         async with db.session() as s:  # the migrated rows work with today's code
@@ -202,7 +217,10 @@ async def test_foundation_data_survives_the_upgrade_from_the_previous_head(
     try:
         async with db.session() as s:
             bound = {n: c for n, c in (await s.execute(sa.select(ApiKey.name, ApiKey.creator_user_id))).all()}
-            assert bound == {"by-alice": "a" * 32, "by-cli": None, "by-key": None}
+            assert bound == {
+                "by-alice": "a" * 32,
+                **{n: None for n in ("by-cli", "by-key", "bob", "by-bob", "by-ops")},
+            }
             assert (await auth.authenticate_api_key(s, keys["by-alice"])).name == "by-alice"
     finally:
         await db.dispose()

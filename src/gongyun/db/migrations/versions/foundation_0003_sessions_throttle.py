@@ -18,11 +18,15 @@ def upgrade() -> None:
     """Add ``api_keys.creator_user_id`` (backfilled from ``created_by``) and ``login_throttle``."""
     op.add_column("api_keys", sa.Column("creator_user_id", sa.String(32), nullable=True))
     op.create_index("ix_api_keys_creator_user_id", "api_keys", ["creator_user_id"])
-    # Usernames are global, so ``created_by`` names at most one user; keys made by the CLI or
-    # by another key match no user and stay unbound.
+    # Usernames are global, so ``created_by`` names at most one user. Only a user of the key's
+    # own tenant (or a platform admin) can have made it; a key made by another key carries that
+    # key's name, so a name shared with a key of the same tenant stays unbound rather than guessed.
     op.execute(
         "UPDATE api_keys SET creator_user_id = "
-        "(SELECT users.id FROM users WHERE users.username = api_keys.created_by)"
+        "(SELECT users.id FROM users WHERE users.username = api_keys.created_by "
+        "AND (users.tenant_id = api_keys.tenant_id OR users.role = 'platform-admin')) "
+        "WHERE NOT EXISTS (SELECT 1 FROM api_keys other WHERE other.tenant_id = api_keys.tenant_id "
+        "AND other.name = api_keys.created_by)"
     )
     op.create_table(
         "login_throttle",
