@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 from sqlalchemy import text
@@ -32,6 +33,19 @@ async def test_chain_verifies_and_detects_tampering(db: Database) -> None:
     async with db.session() as s:
         truncated = await verify(s, "t2")
     assert not truncated.ok and truncated.reason == "events removed from the end"
+
+
+async def test_overlong_actor_and_target_are_kept_whole_in_the_detail(db: Database) -> None:
+    actor, target = "apikey:" + "k" * 100, "t" * 250  # longer than the columns
+    async with db.session() as s:
+        await record(s, "t1", actor, "thing.do", target)
+    async with db.session() as s:
+        row = (await s.execute(text("SELECT actor, target, detail FROM audit_events"))).one()
+        assert len(row.actor) == 100 and row.actor.startswith("apikey:kkk") and row.actor.endswith("…")
+        assert len(row.target) == 200
+        detail = row.detail if isinstance(row.detail, dict) else json.loads(row.detail)
+        assert detail == {"actor_full": actor, "target_full": target}
+        assert (await verify(s, "t1")).ok
 
 
 async def test_concurrent_writers_do_not_fork_the_chain(db: Database) -> None:

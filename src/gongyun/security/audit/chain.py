@@ -27,6 +27,9 @@ from gongyun.security.tenancy import TenantScoped
 GENESIS = "0" * 64
 
 
+_ACTOR_LEN, _TARGET_LEN = 100, 200
+
+
 class AuditHead(Base):
     """The newest sequence number and hash of one tenant's chain."""
 
@@ -46,9 +49,9 @@ class AuditEvent(TenantScoped, Base):
     tenant_id: Mapped[str] = mapped_column(String(32), index=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     ts: Mapped[datetime] = mapped_column(UTCDateTime)
-    actor: Mapped[str] = mapped_column(String(100))
+    actor: Mapped[str] = mapped_column(String(_ACTOR_LEN))
     action: Mapped[str] = mapped_column(String(64))
-    target: Mapped[str] = mapped_column(String(200), default="")
+    target: Mapped[str] = mapped_column(String(_TARGET_LEN), default="")
     outcome: Mapped[str] = mapped_column(String(16), default="success")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
@@ -102,6 +105,12 @@ async def record(
         assert row is not None
     seq, prev = row
     ts = utcnow()
+    # an API key's actor ("apikey:" + a 100-character name) or a long target must not fail the
+    # caller's transaction: the column keeps a shortened form, the detail keeps the whole text
+    if len(actor) > _ACTOR_LEN:
+        detail, actor = {**detail, "actor_full": actor}, actor[: _ACTOR_LEN - 1] + "…"
+    if len(target) > _TARGET_LEN:
+        detail, target = {**detail, "target_full": target}, target[: _TARGET_LEN - 1] + "…"
     fields = {"actor": actor, "action": action, "target": target, "outcome": outcome, "detail": detail}
     digest = _digest(prev, tenant_id, seq, ts, fields)
     await session.execute(
