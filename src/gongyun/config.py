@@ -38,6 +38,31 @@ class MqttEmbedded(StrEnum):
     off = "off"
 
 
+def _loopback_url(url: str) -> bool:
+    """Whether ``mqtt://host:port`` names a loopback host (an unparsable URL does not)."""
+    from ipaddress import ip_address
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(url).hostname or "127.0.0.1"
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class SparkplugReceiver(StrEnum):
+    """Whether this process receives the gateways' Sparkplug B uplinks (``sparkplug_groups``)."""
+
+    auto = "auto"  # in the embedded profile only: server processes would each receive every group
+    on = "on"
+    off = "off"
+
+
 _CONFIG_OVERRIDE: list[Path] = []
 
 
@@ -75,6 +100,10 @@ class Settings(BaseSettings):
     mqtt_embedded: MqttEmbedded = MqttEmbedded.auto
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
+    # Sparkplug group id -> tenant NAME whose data it carries (receive each group in one process)
+    sparkplug_groups: dict[str, str] = Field(default_factory=dict)
+    sparkplug_receiver: SparkplugReceiver = SparkplugReceiver.auto
+    sparkplug_host_id: str = Field(default="gongyun", pattern=r"^[^/#+]+$")  # gateways' primary_host
 
     secret_key: SecretStr | None = None
     admin_password: SecretStr | None = None
@@ -88,6 +117,11 @@ class Settings(BaseSettings):
     login_ip_threshold: int = Field(default=20, gt=0)  # failed sign-ins per client address...
     login_ip_window_s: int = Field(default=600, gt=0)  # ...within this window...
     login_ip_block_s: int = Field(default=900, gt=0)  # ...before the address waits this long
+    # A user who signed in from an address within this many days may still sign in there while
+    # the address is throttled (0: never); only a keyed hash of the address is stored.
+    login_known_address_days: int = Field(default=30, ge=0)
+    session_prune_every: int = Field(default=16, gt=0)  # prune dead sessions every Nth login/refresh...
+    session_prune_batch: int = Field(default=500, gt=0)  # ...at most this many rows per table each time
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     # Reverse proxies (CIDRs) whose X-Forwarded-For is believed; empty: the TCP peer is the client.
     # NoDecode: GONGYUN_TRUSTED_PROXIES may be "10.0.0.0/8,fd00::/8" as well as a JSON list
@@ -118,6 +152,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not a network in CIDR form (e.g. 10.0.0.0/8)") from None
         return out
 
+    @field_validator("sparkplug_groups")
+    @classmethod
+    def _sparkplug_groups(cls, value: dict[str, str]) -> dict[str, str]:
+        for group, tenant in value.items():
+            if not group or any(ch in group for ch in "/#+"):
+                raise ValueError(f"{group!r} is not a Sparkplug group id (no '/', '#' or '+')")
+            if not tenant.strip():
+                raise ValueError(f"group {group!r}: the tenant name is empty")
+        return value
+
     @model_validator(mode="after")
     def _server_needs_urls(self) -> Settings:
         if self.profile is Profile.server:
@@ -130,6 +174,16 @@ class Settings(BaseSettings):
             )
         if (self.mqtt_username is None) != (self.mqtt_password is None):
             raise ValueError("mqtt_username and mqtt_password go together")
+        if (
+            self.profile is Profile.embedded
+            and self.mqtt_embedded is MqttEmbedded.on
+            and self.mqtt_username is None
+            and not _loopback_url(self.mqtt_url)
+        ):
+            raise ValueError(
+                f"mqtt_embedded 'on' at {self.mqtt_url} would start an anonymous MQTT broker reachable "
+                "from the network: set mqtt_username and mqtt_password, or use a loopback mqtt_url"
+            )
         if self.secret_key is not None and len(self.secret_key.get_secret_value()) < 32:
             raise ValueError("secret_key must have at least 32 characters")
         return self

@@ -68,6 +68,7 @@ async def test_threshold_alarm_lifecycle_with_history(db: Database) -> None:
         await eng.ack("t1", rid, "olga")
     await eng.on_points("t1", [Point("p/t", T0 + 4 * S, 70.0)])
     assert eng.state("t1", rid) is State.normal
+    await eng.flush()  # transitions are saved in the background, in order
     async with db.session() as s:
         hist = await repo.history(s, "t1")
         other = await repo.history(s, "t2")

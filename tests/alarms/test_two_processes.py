@@ -1,5 +1,6 @@
-"""Two runtimes sharing PostgreSQL and NATS JetStream, as two server processes would: only one runs
-the alarm engine, and acknowledge/shelve requests sent to the other one still reach it.
+"""Two full runtimes sharing PostgreSQL and NATS JetStream, as two ``gongyun serve`` processes
+would: both ingest and answer queries, only the elected one runs the alarm engine, and
+acknowledge/shelve requests sent to the other one still reach it.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from gongyun.alarms.models import AlarmRuleRow
 from gongyun.alarms.states import State
 from gongyun.api.app import create_app
+from gongyun.errors import ServiceUnavailable
 from gongyun.runtime import Runtime, prepare_database, start_runtime
 from gongyun.telemetry.cleaning import CleaningConfig
 from gongyun.telemetry.service import get_service
@@ -50,10 +53,12 @@ async def test_ack_sent_to_the_process_without_the_engine(tmp_path: Path) -> Non
         engine_settings = make_settings(tmp_path / "a", url, **common)
         api_settings = make_settings(tmp_path / "b", url, **common)
         await prepare_database(engine_settings)
-        engine_rt = await start_runtime(engine_settings)  # runs telemetry and the alarm engine
-        api_rt = await start_runtime(api_settings, platform=False)  # an API-only process
+        engine_rt = await start_runtime(engine_settings)  # first up: elected to run the alarm engine
+        api_rt = await start_runtime(api_settings)  # a full process too: ingest and queries
         try:
-            assert "telemetry" not in api_rt.extras
+            with pytest.raises(ServiceUnavailable):
+                get_service(api_rt).alarms  # noqa: B018 (the engine runs in the other process)
+            assert get_service(api_rt).commands is None
             engine = get_service(engine_rt).alarms
             async with client_of(api_rt) as api:
                 h = await admin_headers(api)
@@ -70,6 +75,7 @@ async def test_ack_sent_to_the_process_without_the_engine(tmp_path: Path) -> Non
                 now = to_us(datetime.now(UTC))
                 await engine.on_points(tenant, [Point("pump/temp", now, 95.0)])
                 assert engine.state(tenant, rid) is State.unack_active
+                await engine.flush()  # saved (in the background) before the other process reads it
                 current = (await api.get("/api/v1/alarms", params={"active": True}, headers=h)).json()
                 assert [(a["rule_id"], a["state"]) for a in current] == [(rid, "unack_active")]
 

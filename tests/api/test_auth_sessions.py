@@ -107,6 +107,29 @@ async def test_login_throttled_per_client_address(tmp_path: Path, db_url: str) -
         assert ok.status_code == 200  # other addresses, and the account itself, are unaffected
 
 
+async def test_throttled_site_still_lets_in_its_known_users(tmp_path: Path, db_url: str) -> None:
+    async with app_from_addresses(tmp_path, db_url, login_ip_threshold=3, lockout_threshold=50) as clients:
+        office, home = clients("203.0.113.50"), clients("198.51.100.77")
+        root = _bearer(await _tokens(office, "admin", ADMIN_PASSWORD))  # admin works at the office
+        made = await office.post(
+            "/api/v1/users",
+            json={"username": "erin", "password": "erin-password-1", "role": "viewer"},
+            headers=root,
+        )
+        assert made.status_code == 201, made.text
+        for name in ("admin", "ghost", "erin"):  # one bad actor behind the office NAT
+            resp = await office.post(TOKEN, data={"username": name, "password": "guess-guess-1"})
+            assert resp.status_code == 401
+        admin = await office.post(TOKEN, data={"username": "admin", "password": ADMIN_PASSWORD})
+        assert admin.status_code == 200, admin.text  # known here: still signs in
+        assert (await office.get("/api/v1/me", headers=_bearer(admin.json()))).status_code == 200
+        for name, password in (("admin", "guess-guess-2"), ("erin", "erin-password-1"), ("nobody", "x" * 12)):
+            resp = await office.post(TOKEN, data={"username": name, "password": password})
+            assert resp.status_code == 429 and resp.json()["code"] == "login_throttled", (name, resp.text)
+            assert int(resp.headers["retry-after"]) >= 1
+        assert (await _tokens(home, "erin", "erin-password-1"))["access_token"]
+
+
 async def test_locked_account_is_indistinguishable_from_unknown(tmp_path: Path, db_url: str) -> None:
     async with running_app(tmp_path, db_url, lockout_threshold=2, lockout_duration_s=300) as (client, _):
         root = await admin_headers(client)

@@ -3,18 +3,23 @@ branch downgrades to base and back, and data survives the foundation upgrade (bo
 
 from __future__ import annotations
 
+import hashlib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncSession
 
 import gongyun.db.models  # noqa: F401  (registers every table)
 from gongyun.db import Base, Database, downgrade, upgrade
 from gongyun.db.base import UTCDateTime, utcnow
 from gongyun.security import audit, auth
-from gongyun.security.models import ApiKey, User
+from gongyun.security.models import ApiKey, RefreshToken, User
 from gongyun.security.rbac import Role
 from tests.apphelp import make_settings
 
@@ -29,7 +34,7 @@ async def test_upgrade_twice_reaches_every_head_and_creates_every_table(db_url: 
             tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
     finally:
         await db.dispose()
-    assert {"foundation_0003", "idres_0001", "assets_0002"} <= versions
+    assert {"foundation_0004", "idres_0001", "assets_0002"} <= versions
     missing = set(Base.metadata.tables) - tables
     assert not missing, f"models without a migration: {sorted(missing)}"
 
@@ -111,6 +116,15 @@ _KEYS = sa.table(
     ),
     sa.column("created_at", UTCDateTime()),
 )
+
+
+async def _create_tenant_0003(s: AsyncSession) -> str:
+    await s.execute(
+        sa.insert(_TENANTS).values(
+            id="t" * 32, name="acme", display_name="ACME", disabled=False, created_at=utcnow()
+        )
+    )
+    return "t" * 32
 
 
 async def _seed_at_foundation_0002(url: str) -> dict[str, str]:
@@ -222,5 +236,101 @@ async def test_foundation_data_survives_the_upgrade_from_the_previous_head(
                 **{n: None for n in ("by-cli", "by-key", "bob", "by-bob", "by-ops")},
             }
             assert (await auth.authenticate_api_key(s, keys["by-alice"])).name == "by-alice"
+    finally:
+        await db.dispose()
+
+
+def _index_predicates(conn: Connection) -> dict[str, str]:
+    """Partial-index predicates of ``refresh_tokens`` as the database reports them, normalised."""
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(
+            text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'refresh_tokens'")
+        )
+    else:
+        rows = conn.execute(text("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'refresh_tokens'"))
+    out = {}
+    for name, sql in rows:
+        _, sep, where = (sql or "").upper().partition(" WHERE ")
+        if sep:
+            out[name] = "".join(c for c in where if c.isalpha() or c == "_")
+    return out
+
+
+async def test_session_indexes_and_known_addresses_match_the_models(db_url: str) -> None:
+    await upgrade(db_url)
+    db = Database(db_url)
+    try:
+        async with db.engine.connect() as conn:
+            diffs = await conn.run_sync(
+                lambda c: compare_metadata(MigrationContext.configure(c), Base.metadata)
+            )
+            predicates = await conn.run_sync(_index_predicates)
+    finally:
+        await db.dispose()
+    ours = [d for d in diffs if "refresh_tokens" in repr(d) or "login_known_addresses" in repr(d)]
+    assert ours == []
+    assert predicates == {
+        "ix_refresh_tokens_live_family": "USED_ATISNULLANDREVOKED_ATISNULL",
+        "ix_refresh_tokens_unused_expires_at": "USED_ATISNULL",
+    }
+
+
+async def test_sessions_survive_the_upgrade_from_foundation_0003(db_url: str, tmp_path: Path) -> None:
+    await upgrade(db_url, "foundation_0003")
+    db = Database(db_url)
+    settings = make_settings(tmp_path, db_url, session_prune_every=1_000_000)
+    now = utcnow()
+
+    def token(family: str, n: int, used: bool, revoked: bool) -> dict[str, Any]:
+        return {
+            "id": f"{family[0]}{n}".ljust(32, "0"),
+            "user_id": "a" * 32,
+            "family_id": family,
+            "token_hash": hashlib.sha256(f"secret-{family}-{n}".encode()).hexdigest(),
+            "created_at": now,
+            "expires_at": now + timedelta(days=1),
+            "used_at": now if used else None,
+            "revoked_at": now if revoked else None,
+        }
+
+    try:
+        async with db.session() as s:
+            tenant = await _create_tenant_0003(s)
+            await s.execute(
+                sa.insert(_USERS).values(
+                    id="a" * 32,
+                    tenant_id=tenant,
+                    username="alice",
+                    display_name="Alice",
+                    password_hash=auth.hash_password("alice-password-1"),
+                    role="tenant-admin",
+                    disabled=False,
+                    failed_logins=0,
+                    created_at=now,
+                    password_changed_at=now,
+                )
+            )
+            live, ended = "l" * 32, "e" * 32
+            # A live session that was refreshed once; one logged out under the old revocation,
+            # which marked its spent token too.
+            rows = [token(live, 1, True, False), token(live, 2, False, False)]
+            rows += [token(ended, 1, True, True), token(ended, 2, False, True)]
+            await s.execute(sa.insert(RefreshToken), rows)
+            user = (await s.execute(sa.select(User))).scalar_one()
+            access = auth.issue_access_token(settings, user, live)
+    finally:
+        await db.dispose()
+    await upgrade(db_url)
+    db = Database(db_url)
+    try:
+        async with db.session() as s:
+            assert (await auth.authenticate_access_token(s, settings, access)).name == "alice"
+            assert await auth.prune(s, settings, batch=100) == 2  # the ended session's two tokens
+        async with db.session() as s:
+            assert (await auth.refresh(s, settings, f"{'l2'.ljust(32, '0')}.secret-{live}-2")).access_token
+            left = (await s.execute(sa.select(RefreshToken.family_id))).scalars().all()
+            assert left == [live] * 3
+        async with db.session() as s:
+            assert (await auth.authenticate_access_token(s, settings, access)).name == "alice"
     finally:
         await db.dispose()

@@ -251,3 +251,40 @@ async def test_runtime_owns_the_broker(tmp_path: Path) -> None:
     finally:
         await runtime.close()
     assert not broker_answers("127.0.0.1", port)
+
+
+async def test_only_the_platform_identity_publishes_commands() -> None:
+    group = f"t{uuid.uuid4().hex[:10]}"
+    b = EmbeddedBroker("127.0.0.1", free_port(), command_publishers=[])  # nobody is the platform
+    await b.start()
+    try:
+        async with aiomqtt.Client("127.0.0.1", b.port) as sub, aiomqtt.Client("127.0.0.1", b.port) as pub:
+            await sub.subscribe(f"{spb.NAMESPACE}/{group}/#", qos=1)
+            await sub.subscribe(f"{spb.NAMESPACE}/STATE/#", qos=1)
+            for kind in ("NCMD/gw1", "DCMD/gw1/dev"):
+                await pub.publish(f"{spb.NAMESPACE}/{group}/{kind}", b"x", qos=1)
+            await pub.publish(f"{spb.NAMESPACE}/STATE/host-{group}", b"ONLINE", qos=1)
+            await pub.publish(f"{spb.NAMESPACE}/{group}/NDATA/gw1", b"data", qos=1)
+            message = await asyncio.wait_for(anext(aiter(sub.messages)), 10)
+            assert str(message.topic) == f"{spb.NAMESPACE}/{group}/NDATA/gw1"  # commands were dropped
+        will = aiomqtt.Will(f"{spb.NAMESPACE}/{group}/NCMD/gw1", b"x")  # wills skip topic checks
+        with pytest.raises(aiomqtt.MqttCodeError):
+            async with aiomqtt.Client("127.0.0.1", b.port, will=will):
+                pass
+    finally:
+        await b.stop()
+    platform = EmbeddedBroker("127.0.0.1", 1, username="plant", password=SecretStr("pw-pw-pw-pw"))
+    guards = [v for k, v in platform._config()["plugins"].items() if "Command" in k]
+    assert guards == [{"command_publishers": ["plant"]}] * 2
+    assert EmbeddedBroker("127.0.0.1", 1).command_publishers == ["anonymous"]
+
+
+def test_embedded_broker_on_a_network_address_needs_a_login() -> None:
+    for url in ("mqtt://0.0.0.0:1883", "mqtt://192.0.2.7:1883", "mqtt://plant-gw:1883"):
+        with pytest.raises(ConfigError, match="anonymous MQTT broker reachable"):
+            load_settings(mqtt_url=url, mqtt_embedded="on")
+        ok = load_settings(mqtt_url=url, mqtt_embedded="on", mqtt_username="plant", mqtt_password="pw")
+        assert ok.mqtt_username == "plant"
+        assert load_settings(mqtt_url=url).mqtt_embedded == "auto"  # auto never starts off loopback
+    for url in ("mqtt://127.0.0.1:1883", "mqtt://localhost:1883", "mqtt://[::1]:1883"):
+        assert load_settings(mqtt_url=url, mqtt_embedded="on").mqtt_embedded == "on"

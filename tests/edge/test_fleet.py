@@ -104,7 +104,7 @@ async def test_device_death_over_sparkplug(tmp_path: Path) -> None:
         lambda key, samples: None,
         host_id=f"host-{group}",
         fleet=reg.remote,
-        tenant="acme",
+        tenant_id="acme",
     )
     rx = asyncio.create_task(receiver.run())
     await asyncio.wait_for(receiver.host.connected.wait(), 10)

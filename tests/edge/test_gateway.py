@@ -317,7 +317,10 @@ async def test_gateway_against_the_whole_virtual_factory(tmp_path: Path) -> None
 async def test_remote_command_through_the_uplink(tmp_path: Path, pump: PumpServer) -> None:
     require_service("mqtt")
     group = f"t{uuid.uuid4().hex[:10]}"
-    devices = f'[[devices]]\nname = "pump1"\nprofile = "{PROFILES / "pump.toml"}"\nport = {pump.port}\n'
+    devices = (
+        '[commands]\ntenant = "acme"\n\n'
+        + f'[[devices]]\nname = "pump1"\nprofile = "{PROFILES / "pump.toml"}"\nport = {pump.port}\n'
+    )
     config, profiles = load_config(edge_toml(tmp_path, group, 1883, devices))
     got: list[Sample] = []
     receiver = UplinkReceiver(

@@ -1,5 +1,8 @@
 """Operator actions from any API process to the one process that runs the alarm engine.
 
+In the server profile that process is the elected leader (``gongyun.alarms.leader``); only it
+runs a :class:`CommandWorker`.
+
 The API writes an ``alarm_commands`` row (the durable request) and commits it, then rings
 the bus (``alarms.commands.<tenant>``, the row id as body and as de-duplication id). The
 engine process applies each row once (:meth:`AlarmEngine.execute`): from the bus as soon as
@@ -17,7 +20,7 @@ from datetime import timedelta
 from typing import Any, NoReturn
 
 import orjson
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.alarms.engine import APPLIED, PENDING, REJECTED, AlarmEngine, CommandExpired
@@ -25,7 +28,7 @@ from gongyun.alarms.models import AlarmCommandRow
 from gongyun.alarms.states import InvalidTransition
 from gongyun.bus import Bus, Message, Subscription
 from gongyun.db.base import utcnow
-from gongyun.errors import Conflict, GongyunError, NotFound
+from gongyun.errors import Conflict, GongyunError, NotFound, ServiceUnavailable
 
 _log = logging.getLogger("gongyun.alarms.commands")
 
@@ -50,7 +53,13 @@ async def create(
     user: str | None = None,
     duration_s: float | None = None,
 ) -> AlarmCommandRow:
-    """Queue a command (the caller commits, then calls :func:`dispatch`)."""
+    """Queue a command (the caller commits, then calls :func:`dispatch`).
+
+    ``requested_at`` is the database server's ``now()`` (PostgreSQL), so the engine's expiry
+    check compares two readings of one clock whatever host either process runs on; SQLite is a
+    local file, so the local clock is the database's clock.
+    """
+    postgres = session.get_bind().dialect.name == "postgresql"
     row = AlarmCommandRow(
         tenant_id=tenant_id,
         rule_id=rule_id,
@@ -58,10 +67,12 @@ async def create(
         user=user,
         duration_s=duration_s,
         status=PENDING,
-        requested_at=utcnow(),
+        requested_at=func.now() if postgres else utcnow(),
     )
     session.add(row)
     await session.flush()
+    if postgres:
+        await session.refresh(row, ["requested_at"])
     return row
 
 
@@ -81,8 +92,11 @@ async def dispatch(
 ) -> None:
     """Hand a committed command to the engine: directly when it runs here, else over the bus."""
     if engine is not None:
-        await engine.execute(row.id)
-        return
+        try:
+            await engine.execute(row.id)
+            return
+        except ServiceUnavailable:
+            pass  # the engine stopped here meanwhile (leadership moved): ring the bus instead
     try:
         if not extras.get(_STREAM_READY):
             await bus.ensure_stream(STREAM, SUBJECTS, max_age_s=KEEP_DONE.total_seconds())
@@ -136,10 +150,20 @@ def command_dict(row: AlarmCommandRow) -> dict[str, Any]:
 class CommandWorker:
     """In the engine's process: applies commands rung on the bus, and sweeps for missed ones."""
 
-    def __init__(self, engine: AlarmEngine, bus: Bus | None, *, sweep_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        engine: AlarmEngine,
+        bus: Bus | None,
+        *,
+        sweep_s: float = 1.0,
+        durable: str = DURABLE,
+        forget_after_s: float | None = None,
+    ) -> None:
         self.engine = engine
         self.bus = bus
         self.sweep_s = sweep_s
+        self.durable = durable
+        self.forget_after_s = forget_after_s
         self.subscription: Subscription | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -148,7 +172,11 @@ class CommandWorker:
         if self.bus is not None:
             await self.bus.ensure_stream(STREAM, SUBJECTS, max_age_s=KEEP_DONE.total_seconds())
             self.subscription = await self.bus.subscribe(
-                SUBJECTS[0], durable=DURABLE, handler=self._on_message, ack_wait_s=30
+                SUBJECTS[0],
+                durable=self.durable,
+                handler=self._on_message,
+                ack_wait_s=30,
+                forget_after_s=self.forget_after_s,
             )
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="alarm-command-sweep")
 

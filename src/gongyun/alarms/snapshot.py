@@ -29,24 +29,27 @@ async def current(
     store: TimeSeriesStore | None = None,
 ) -> list[dict[str, Any]]:
     """Every enabled alarm of the tenant as the engine would show it (latest values from ``store``)."""
+    # The newest transition of each rule, picked per rule by a correlated subquery: one
+    # statement however many rules there are, on SQLite and PostgreSQL alike.
+    latest_id = (
+        select(AlarmEventRow.id)
+        .where(AlarmEventRow.tenant_id == tenant_id, AlarmEventRow.rule_id == AlarmRuleRow.id)
+        .order_by(AlarmEventRow.ts.desc(), AlarmEventRow.id.desc())
+        .limit(1)
+        .correlate(AlarmRuleRow)
+        .scalar_subquery()
+    )
     q = (
-        select(AlarmRuleRow, AlarmStateRow)
+        select(AlarmRuleRow, AlarmStateRow, AlarmEventRow)
         .outerjoin(AlarmStateRow, AlarmStateRow.rule_id == AlarmRuleRow.id)
+        .outerjoin(AlarmEventRow, AlarmEventRow.id == latest_id)
         .where(AlarmRuleRow.tenant_id == tenant_id)
     )
     views: list[dict[str, Any]] = []
-    for rule, st in (await session.execute(q)).all():
+    for rule, st, last in (await session.execute(q)).all():
         spec = repo.rule_spec(rule)
         if not spec.enabled:
             continue
-        last = (
-            await session.execute(
-                select(AlarmEventRow)
-                .where(AlarmEventRow.tenant_id == tenant_id, AlarmEventRow.rule_id == rule.id)
-                .order_by(AlarmEventRow.ts.desc(), AlarmEventRow.id.desc())
-                .limit(1)
-            )
-        ).scalar_one_or_none()
         views.append(
             {
                 "rule_id": rule.id,

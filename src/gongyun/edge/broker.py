@@ -5,6 +5,12 @@ and that host is a loopback address; ``on`` always starts it; ``off`` never. The
 never starts it (production uses Mosquitto or EMQX). With ``mqtt_username``/``mqtt_password`` set,
 clients must log in; otherwise anonymous clients are accepted. The password is never logged: the
 broker only holds its SHA-256 digest.
+
+Command topics (``spBv1.0/<group>/NCMD/...``, ``.../DCMD/...``, ``spBv1.0/STATE/...``) may be published,
+and used as a will, only by the platform identity: the configured ``mqtt_username``, or the anonymous
+clients when no login is configured (then the broker listens on loopback only, see
+:class:`gongyun.config.Settings`, and every local client counts as the platform). The gateway still
+checks each command itself (tenant, role ceiling, signature: :mod:`gongyun.edge.commands`).
 """
 
 from __future__ import annotations
@@ -15,12 +21,13 @@ import hmac
 import ipaddress
 import logging
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from amqtt.broker import Broker
-from amqtt.plugins.base import BaseAuthPlugin
+from amqtt.contexts import Action
+from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 from pydantic import SecretStr
 
@@ -29,6 +36,7 @@ from gongyun.errors import ConfigError
 
 log = logging.getLogger(__name__)
 _ANONYMOUS = "amqtt.plugins.authentication.AnonymousAuthPlugin"
+ANONYMOUS_USER = "anonymous"  # the name a client without a login has in ``command_publishers``
 
 
 def _digest(password: str) -> str:
@@ -54,6 +62,66 @@ class PasswordAuth(BaseAuthPlugin):  # type: ignore[misc]
         if not (user_ok and pw_ok):
             log.warning("embedded MQTT broker: refused login of user %r", session.username)
         return user_ok and pw_ok
+
+
+def is_command_topic(topic: str) -> bool:
+    """Whether ``topic`` carries Sparkplug commands or host state (NCMD, DCMD, STATE)."""
+    parts = topic.split("/")
+    if parts[0] == "STATE":  # Sparkplug 2.x host state
+        return True
+    if parts[0] != "spBv1.0" or len(parts) < 2:
+        return False
+    return parts[1] == "STATE" or (len(parts) >= 3 and parts[2] in ("NCMD", "DCMD"))
+
+
+def _may_command(session: Session | None, publishers: list[str]) -> bool:
+    username = session.username if session is not None and session.username else ANONYMOUS_USER
+    return username in publishers
+
+
+class CommandTopicGuard(BaseTopicPlugin):  # type: ignore[misc]
+    """amqtt topic-check plugin: only ``command_publishers`` may publish to command topics."""
+
+    @dataclass
+    class Config:
+        """User names allowed to publish commands (``anonymous`` for clients without a login)."""
+
+        command_publishers: list[str] = field(default_factory=list)
+
+    async def topic_filtering(
+        self, *, session: Session | None = None, topic: str | None = None, action: Action | None = None
+    ) -> bool | None:
+        """Refuse a publish to a command topic by anyone else; allow everything else."""
+        if action is not Action.PUBLISH or topic is None or not is_command_topic(topic):
+            return True
+        cfg = self.config
+        assert isinstance(cfg, CommandTopicGuard.Config)
+        if _may_command(session, cfg.command_publishers):
+            return True
+        log.warning(
+            "embedded MQTT broker: refused %r publishing to %s", session.username if session else None, topic
+        )
+        return False
+
+
+class CommandWillGuard(BaseAuthPlugin):  # type: ignore[misc]
+    """amqtt auth plugin: refuse a CONNECT whose will targets a command topic (wills skip topic checks)."""
+
+    @dataclass
+    class Config:
+        """User names allowed to publish commands (``anonymous`` for clients without a login)."""
+
+        command_publishers: list[str] = field(default_factory=list)
+
+    async def authenticate(self, *, session: Session) -> bool | None:
+        """False for a forbidden will; None (no opinion) otherwise."""
+        cfg = self.config
+        assert isinstance(cfg, CommandWillGuard.Config)
+        topic = session.will_topic if session.will_flag else None
+        if topic and is_command_topic(topic) and not _may_command(session, cfg.command_publishers):
+            log.warning("embedded MQTT broker: refused %r with a will on %s", session.username, topic)
+            return False
+        return None
 
 
 def mqtt_address(url: str) -> tuple[str, int]:
@@ -105,13 +173,22 @@ class EmbeddedBroker:
     """An amqtt broker on one TCP listener; :meth:`start` then :meth:`stop`."""
 
     def __init__(
-        self, host: str, port: int, *, username: str | None = None, password: SecretStr | None = None
+        self,
+        host: str,
+        port: int,
+        *,
+        username: str | None = None,
+        password: SecretStr | None = None,
+        command_publishers: list[str] | None = None,
     ) -> None:
+        """``command_publishers``: who may publish commands; default the platform identity alone."""
         if (username is None) != (password is None):
             raise ConfigError("the embedded MQTT broker needs both a username and a password, or neither")
         self.host, self.port, self.username = host, port, username
         self._password_sha256 = _digest(password.get_secret_value()) if password is not None else None
         self._broker: Broker | None = None
+        default = [username or ANONYMOUS_USER]
+        self.command_publishers = default if command_publishers is None else command_publishers
 
     @property
     def address(self) -> tuple[str, int]:
@@ -130,6 +207,9 @@ class EmbeddedBroker:
             }
         else:
             plugins = {_ANONYMOUS: {"allow_anonymous": True}}
+        guard = {"command_publishers": list(self.command_publishers)}
+        plugins[f"{__name__}.CommandWillGuard"] = guard
+        plugins[f"{__name__}.CommandTopicGuard"] = guard
         return {
             "listeners": {"default": {"type": "tcp", "bind": f"{bind_host}:{self.port}"}},
             "plugins": plugins,

@@ -1,12 +1,23 @@
 """Device commands: a write checked against permission, write flag and limits, confirmed by reading
-back, and recorded with who asked. A refused write raises ``CommandRefused`` saying why."""
+back, and recorded with who asked. A refused write raises ``CommandRefused`` saying why.
+
+Remote commands (Sparkplug NCMD) claim who asked in metric properties; :class:`CommandPolicy` decides
+what such a claim may get on this gateway: the tenant must be the gateway's, the role one of its
+``allowed_roles``, and, when a shared secret is configured, the command must carry a fresh HMAC
+signature made by :func:`sign_command` on the platform side.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import inspect
 import json
 import logging
+import math
+import secrets
+import struct
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,6 +32,9 @@ from gongyun.edge.errors import CommandNotConfirmed, CommandRefused, DeviceError
 from gongyun.edge.profiles import Tag
 from gongyun.errors import NotFound
 from gongyun.security.rbac import Perm, Role, has_permission
+
+SIGNATURE_PROP, ISSUED_AT_PROP, NONCE_PROP = "signature", "issued_at", "nonce"
+_SIGNED_PROPS = ("requested_by", "role", "tenant", "reason", ISSUED_AT_PROP, NONCE_PROP)
 
 log = logging.getLogger(__name__)
 _INTS = {DataType.int16, DataType.uint16, DataType.int32, DataType.uint32, DataType.int64, DataType.uint64}
@@ -71,6 +85,107 @@ class JsonlJournal:
     def __call__(self, record: CommandRecord) -> None:
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(asdict(record), default=str) + "\n")
+
+
+def _canonical_value(value: Any) -> Any:
+    """The signed form of a value: equal on both ends although Sparkplug may retype numbers."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    number = float(value)
+    if math.isfinite(number) and number.is_integer():
+        return str(int(number))
+    try:  # a Float metric arrives as float32: sign the value at that precision
+        return repr(struct.unpack("f", struct.pack("f", number))[0])
+    except OverflowError:
+        return repr(number)
+
+
+def command_signature(
+    secret: str, node_key: str, device: str, tag: str, value: Value, props: Mapping[str, Any]
+) -> str:
+    """HMAC-SHA256 (hex) over the target gateway, device, tag, value and the signed properties."""
+    fields = [node_key, device, tag, _canonical_value(value)]
+    fields += [str(props.get(k) or "") for k in _SIGNED_PROPS]
+    canonical = json.dumps(fields, separators=(",", ":"), default=str)
+    return hmac.new(secret.encode(), canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def sign_command(
+    secret: str, node_key: str, device: str, tag: str, value: Value, props: Mapping[str, str]
+) -> dict[str, str]:
+    """``props`` plus issue time, nonce and signature: what the platform sends to gateway ``group/node``."""
+    out = {**props, ISSUED_AT_PROP: str(int(time.time() * 1000)), NONCE_PROP: secrets.token_hex(12)}
+    out[SIGNATURE_PROP] = command_signature(secret, node_key, device, tag, value, out)
+    return out
+
+
+class CommandPolicy:
+    """What a remote command's claimed identity may get on this gateway (see the module docstring)."""
+
+    def __init__(
+        self,
+        node_key: str,
+        tenant: str,
+        allowed_roles: list[Role],
+        secret: str | None = None,
+        max_age_s: float = 60.0,
+    ) -> None:
+        self.node_key, self.tenant, self.allowed_roles = node_key, tenant, set(allowed_roles)
+        self._secret, self.max_age_s = secret, max_age_s
+        self._nonces: dict[str, float] = {}  # nonce -> monotonic expiry
+
+    def __repr__(self) -> str:
+        return f"CommandPolicy({self.node_key!r}, tenant={self.tenant!r}, signed={self._secret is not None})"
+
+    def _signature_problem(self, device: str, tag: str, value: Value, props: Mapping[str, Any]) -> str | None:
+        if self._secret is None:
+            return None
+        given = props.get(SIGNATURE_PROP)
+        if not isinstance(given, str) or not given:
+            return "the command is not signed"
+        wanted = command_signature(self._secret, self.node_key, device, tag, value, props)
+        if not hmac.compare_digest(given.encode(), wanted.encode()):
+            return "the command's signature is wrong"
+        try:
+            age = time.time() - int(str(props.get(ISSUED_AT_PROP))) / 1000
+        except ValueError:
+            return "the command has no issue time"
+        if abs(age) > self.max_age_s:
+            return f"the command was issued {age:.0f} s ago (more than {self.max_age_s:g} s)"
+        now = time.monotonic()
+        self._nonces = {n: t for n, t in self._nonces.items() if t > now}
+        nonce = str(props.get(NONCE_PROP) or "")
+        if not nonce or nonce in self._nonces:
+            return "the command was replayed"
+        self._nonces[nonce] = now + 2 * self.max_age_s
+        return None
+
+    def admit(
+        self, device: str, tag: str, value: Value, props: Mapping[str, Any]
+    ) -> tuple[CommandRequest, str | None]:
+        """The request, and why it is refused (None: execute it); checks signature, tenant, role."""
+        who = str(props.get("requested_by") or "platform")
+        tenant, role_text = props.get("tenant"), props.get("role")
+        why = self._signature_problem(device, tag, value, props)
+        if why is None and tenant != self.tenant:
+            why = f"the command is for tenant {tenant!r}; this gateway serves {self.tenant!r}"
+        role: Role | None = None
+        try:
+            role = Role(str(role_text))
+        except ValueError:
+            why = why or f"the command's role {role_text!r} is unknown"
+        if why is None and role not in self.allowed_roles:
+            why = f"role {role} may not command devices on this gateway"
+        request = CommandRequest(
+            device,
+            tag,
+            value,
+            who,
+            role or Role.viewer,
+            tenant_id=str(tenant) if tenant is not None else None,
+            reason=str(props.get("reason") or ""),
+        )
+        return request, why
 
 
 def check_value(tag: Tag, value: Value) -> str | None:
@@ -132,6 +247,23 @@ class CommandService:
             result = self.journal(record)
             if inspect.isawaitable(result):
                 await result
+
+    async def refuse(self, req: CommandRequest, why: str, claimed_role: str | None = None) -> CommandRecord:
+        """Record a command refused before execution (by :class:`CommandPolicy`), with the role claimed."""
+        record = CommandRecord(
+            uuid.uuid4().hex,
+            req.device,
+            req.tag,
+            req.value,
+            req.requested_by,
+            claimed_role if claimed_role is not None else str(req.role),
+            req.tenant_id,
+            req.reason,
+            "refused",
+            why,
+        )
+        await self._record(record)
+        return record
 
     async def execute(self, req: CommandRequest) -> CommandRecord:
         """Check, write, read back and record; raise CommandRefused / DeviceError / CommandNotConfirmed."""

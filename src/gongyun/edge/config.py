@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 
 from gongyun.edge import tomlloc
 from gongyun.edge.profiles import Profile, Protocol, Strict, load_profile, validation_problems
+from gongyun.security.rbac import Role
 
 
 class GatewaySection(Strict):
@@ -36,6 +37,19 @@ class UplinkSection(Strict):
     status_interval: float = Field(
         default=2.0, gt=0, le=300, description="bus uplink: status heartbeat (s); 3 missed = gateway offline"
     )
+
+
+class CommandsSection(Strict):
+    """``[commands]``: which remote (NCMD) commands this gateway accepts from the platform."""
+
+    tenant: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_\-]+$", description="the tenant served; default [uplink] tenant"
+    )
+    allowed_roles: list[Role] = Field(default_factory=lambda: [Role.operator, Role.engineer])
+    secret: SecretStr | None = Field(
+        default=None, min_length=16, description="shared HMAC key: when set, unsigned commands are refused"
+    )
+    max_age_s: float = Field(default=60.0, gt=0, le=3600, description="signed commands older are refused")
 
 
 class DeviceConfig(Strict):
@@ -80,6 +94,7 @@ class EdgeConfig(Strict):
 
     gateway: GatewaySection = GatewaySection()
     uplink: UplinkSection = UplinkSection()
+    commands: CommandsSection = CommandsSection()
     devices: list[DeviceConfig] = Field(default_factory=list)
 
 

@@ -1,6 +1,12 @@
 """The platform side of the Sparkplug uplink: a host application that turns the gateway's NDATA back
 into samples, drops duplicates by sequence number (per buffer epoch), confirms receipt, and sends
-device commands to remote gateways."""
+device commands to remote gateways.
+
+With a ``store`` callback, receipt is confirmed only once the samples are stored: batches go to
+``store`` in arrival order and the confirmation (``gongyun/confirm/<group>/<node>``) advances to the
+last batch whose storage completed. When storing a batch fails, nothing after it is confirmed; the
+receiver asks the gateway for a rebirth, drops its data until the NBIRTH and then takes the replay
+(the gateway replays from its last confirmed sequence number after every birth)."""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +27,10 @@ from gongyun.edge.fleet import ERROR_METRIC, INFO_METRIC, STATE_METRIC, RemoteGa
 from gongyun.edge.uplink import EPOCH_METRIC, RESULT_METRIC, SEQ_PROP, confirm_topic
 
 log = logging.getLogger(__name__)
+OnSamples = Callable[[str, list[Sample]], None]
+Store = Callable[[str, list[Sample]], Awaitable[Awaitable[object]]]
+"""``await store(node_key, samples)`` queues the samples (it may wait while ingest is full) and
+returns an awaitable that completes once they are stored (and raises if storing failed)."""
 
 
 class UplinkReceiver:
@@ -30,21 +40,46 @@ class UplinkReceiver:
         self,
         broker: tuple[str, int],
         group: str,
-        on_samples: Callable[[str, list[Sample]], None],
+        on_samples: OnSamples | None,
         *,
         host_id: str | None = None,
         confirm: bool = True,
         confirm_interval: float = 0.1,
         fleet: RemoteGateways | None = None,
-        tenant: str = "default",
+        tenant_id: str | None = None,
+        store: Store | None = None,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
-        """``fleet``: where gateway and device states go (gateways named ``group/node``, of ``tenant``)."""
+        """``fleet``: where gateway and device states go (gateways named ``group/node``), filed under
+        ``tenant_id`` (the tenant's id, as ``GatewayRegistry.of`` is keyed; required with ``fleet``).
+
+        ``on_samples`` sees every new batch as it arrives; without ``store`` receipt is confirmed
+        right away, with it only once ``store`` has stored the batch (see the module docstring).
+
+        See :func:`gongyun.edge.registry.receive_sparkplug` for a receiver wired to a platform process.
+        """
+        if fleet is not None and not tenant_id:
+            raise TypeError("UplinkReceiver(fleet=...) needs the tenant_id the gateways belong to")
         self.on_samples, self.confirm, self.confirm_interval = on_samples, confirm, confirm_interval
-        self.fleet, self.tenant = fleet, tenant
+        self.fleet, self.tenant, self.store = fleet, tenant_id or "", store
         self.host = SparkplugHost(
-            broker, group, "+", host_id=host_id, on_data=self._on_data, on_state=self._on_state
+            broker,
+            group,
+            "+",
+            host_id=host_id,
+            on_data=self._on_data,
+            on_state=self._on_state,
+            username=username,
+            password=password,
         )
-        self.last_seq: dict[str, int] = {}
+        self.last_seq: dict[str, int] = {}  # highest sequence number received, per node
+        self.confirmed: dict[str, int] = {}  # highest one stored (or taken by on_samples), per node
+        self.store_failures = 0
+        self._generation: dict[str, int] = {}  # bumped when in-flight batches must not be confirmed
+        self._resync: set[str] = set()  # nodes whose data is dropped until their next NBIRTH
+        self._to_store: asyncio.Queue[tuple[str, int, int, list[Sample]]] = asyncio.Queue()
+        self._storing: asyncio.Queue[tuple[str, int, int, Awaitable[object]]] = asyncio.Queue()
         self.epochs: dict[str, int] = {}
         self.duplicates = 0
         self.received = 0
@@ -82,7 +117,13 @@ class UplinkReceiver:
                     log.warning(
                         "gateway %s has a new buffer (epoch %s): sequence numbers restart", key, epoch
                     )
-                self.epochs[key], self.last_seq[key] = epoch, 0
+                self.epochs[key], self.last_seq[key], self.confirmed[key] = epoch, 0, 0
+                self._generation[key] = self._generation.get(key, 0) + 1
+            if key in self._resync:  # the gateway replays from its last confirmation from here
+                self._resync.discard(key)
+                self.last_seq[key] = self.confirmed.get(key, 0)
+        if key in self._resync:
+            return
         last = self.last_seq.get(key, 0)
         out = []
         for m in metrics:
@@ -107,8 +148,47 @@ class UplinkReceiver:
         self.last_seq[key] = last
         if out:
             self.received += len(out)
-            self._dirty.add(key)
-            self.on_samples(key, out)
+            if self.on_samples is not None:
+                self.on_samples(key, out)
+            if self.store is None:
+                self.confirmed[key] = last
+                self._dirty.add(key)
+            else:
+                self._to_store.put_nowait((key, self._generation.get(key, 0), last, out))
+
+    def _store_failed(self, key: str, exc: BaseException) -> None:
+        """Confirm nothing more of ``key`` until the gateway replays after its next birth."""
+        log.warning("samples of gateway %s not stored (%s): asking it to replay", key, exc)
+        self.store_failures += 1
+        self._generation[key] = self._generation.get(key, 0) + 1
+        self._resync.add(key)
+
+    async def _store_loop(self, store: Store) -> None:
+        """Hand batches to ``store`` in arrival order (waiting when ingest is full)."""
+        while True:
+            key, generation, seq, samples = await self._to_store.get()
+            if generation != self._generation.get(key, 0):
+                continue  # a failure before it: the gateway replays this batch
+            try:
+                stored = await store(key, samples)
+            except Exception as exc:  # e.g. ingest stopped: the gateway keeps the samples
+                self._store_failed(key, exc)
+                continue
+            await self._storing.put((key, generation, seq, stored))
+
+    async def _confirm_stored(self) -> None:
+        """Advance each node's confirmation as its batches are stored, in order."""
+        while True:
+            key, generation, seq, stored = await self._storing.get()
+            try:
+                await stored
+            except Exception as exc:
+                if generation == self._generation.get(key, 0):
+                    self._store_failed(key, exc)
+                continue
+            if generation == self._generation.get(key, 0) and seq > self.confirmed.get(key, 0):
+                self.confirmed[key] = seq
+                self._dirty.add(key)
 
     def _on_result(self, text: str) -> None:
         try:
@@ -150,11 +230,17 @@ class UplinkReceiver:
         while True:
             await asyncio.sleep(self.confirm_interval)
             ticks += 1
+            for key in list(self._resync):  # rate limited by the host (rebirth_holdoff)
+                group, node = key.split("/", 1)
+                with contextlib.suppress(aiomqtt.MqttError):
+                    await self.host.request_rebirth(group, node)
+            if not self.confirm:
+                continue
             if ticks % 10 == 0:
                 # Re-confirm every node now and then: a confirmation published while the edge
                 # node was reconnecting (or ignored while it replayed) is otherwise lost, and the
                 # gateway would keep samples the platform already has.
-                self._dirty.update(self.last_seq)
+                self._dirty.update(self.confirmed)
             client = self.host.client
             if client is None or not self._dirty:
                 continue
@@ -162,13 +248,13 @@ class UplinkReceiver:
                 group, node = key.split("/", 1)
                 with contextlib.suppress(aiomqtt.MqttError):
                     await client.publish(
-                        confirm_topic(group, node), json.dumps({"seq": self.last_seq[key]}), qos=1
+                        confirm_topic(group, node), json.dumps({"seq": self.confirmed[key]}), qos=1
                     )
                     self._dirty.discard(key)
 
     async def run(self) -> None:
-        """Consume and confirm forever."""
-        tasks = [self.host.run()]
-        if self.confirm:
-            tasks.append(self._confirmer())
+        """Consume, store and confirm forever."""
+        tasks = [self.host.run(), self._confirmer()]
+        if self.store is not None:
+            tasks += [self._store_loop(self.store), self._confirm_stored()]
         await asyncio.gather(*tasks)

@@ -16,14 +16,13 @@ from typing import Any
 
 from gongyun.core.types import Sample
 from gongyun.edge.buffer import Buffer
-from gongyun.edge.commands import CommandRequest, CommandService, JsonlJournal
+from gongyun.edge.commands import CommandPolicy, CommandService, JsonlJournal
 from gongyun.edge.config import DeviceConfig, EdgeConfig
 from gongyun.edge.drivers.base import Driver
-from gongyun.edge.errors import EdgeConfigError
+from gongyun.edge.errors import CommandRefused, EdgeConfigError
 from gongyun.edge.profiles import Profile, Protocol
 from gongyun.edge.uplink import BusUplink, SparkplugUplink, Uplink, metric_types
 from gongyun.errors import GongyunError
-from gongyun.security.rbac import Role
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +66,11 @@ class Gateway:
                 self.drivers[device.name] = self.make_driver(device, profiles[device.name])
         journal = JsonlJournal(Path(g.buffer).with_suffix(".commands.jsonl"))
         self.commands = CommandService(self.drivers, journal)
+        c, u = config.commands, config.uplink
+        secret = c.secret.get_secret_value() if c.secret is not None else None
+        self.command_policy = CommandPolicy(
+            f"{u.group}/{u.node or g.id}", c.tenant or u.tenant, c.allowed_roles, secret, c.max_age_s
+        )
         self._command_tasks: set[asyncio.Task[None]] = set()
         self.uplink: Uplink | None = self._make_uplink()
         self.started = datetime.now(UTC)
@@ -121,31 +125,24 @@ class Gateway:
         if device is not None or not sep:
             log.warning("ignoring command for %r: not a device/tag metric", name)
             return
-        try:
-            role = Role(str(props.get("role", Role.operator)))
-        except ValueError:
-            role = Role.viewer  # an unknown role is refused by the permission check
-        req = CommandRequest(
-            target,
-            tag,
-            value,
-            str(props.get("requested_by") or "platform"),
-            role,
-            tenant_id=props.get("tenant"),
-            reason=str(props.get("reason") or ""),
-        )
+        request, why = self.command_policy.admit(target, tag, value, props)
         result: dict[str, Any]
-        try:
-            result = asdict(await self.commands.execute(req))
-        except GongyunError as exc:
-            last = self.commands.history[-1] if self.commands.history else None
-            recorded = last is not None and (last.device, last.tag, last.value) == (target, tag, value)
-            result = (
-                asdict(last)
-                if recorded and last is not None
-                else {"status": "refused", "detail": exc.message}
-            )
-            result["code"] = exc.code
+        if why is not None:
+            claimed = props.get("role")
+            record = await self.commands.refuse(request, why, None if claimed is None else str(claimed))
+            result = {**asdict(record), "code": CommandRefused.code}
+        else:
+            try:
+                result = asdict(await self.commands.execute(request))
+            except GongyunError as exc:
+                last = self.commands.history[-1] if self.commands.history else None
+                recorded = last is not None and (last.device, last.tag, last.value) == (target, tag, value)
+                result = (
+                    asdict(last)
+                    if recorded and last is not None
+                    else {"status": "refused", "detail": exc.message}
+                )
+                result["code"] = exc.code
         result["command_id"] = props.get("command_id")
         if isinstance(self.uplink, SparkplugUplink):
             with contextlib.suppress(Exception):

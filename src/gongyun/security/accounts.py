@@ -200,7 +200,11 @@ async def set_tenant_disabled(session: AsyncSession, tenant: Tenant, disabled: b
     members = select(User.id).where(User.tenant_id == tenant.id)
     await session.execute(
         update(RefreshToken)
-        .where(RefreshToken.user_id.in_(members), RefreshToken.revoked_at.is_(None))
+        .where(
+            RefreshToken.user_id.in_(members),
+            RefreshToken.used_at.is_(None),
+            RefreshToken.revoked_at.is_(None),
+        )
         .values(revoked_at=utcnow())
         .execution_options(all_tenants=True, synchronize_session=False)
     )

@@ -2,38 +2,49 @@
 
 A login starts a session whose id is the refresh-token family id; access tokens carry it as
 ``sid``. Every request checks, in the same query that loads the user and the tenant, that
-the session still has a live refresh token, so logout, reuse detection, a password change,
-disabling the user or the tenant end the access tokens at once, in every process. There is
-deliberately no in-process cache: one indexed lookup is folded into a query that runs anyway.
+the session still has a live refresh token (unused, unrevoked, unexpired: a family holds at
+most one), so logout, reuse detection, a password change, disabling the user or the tenant end
+the access tokens at once, in every process. There is deliberately no in-process cache: one
+lookup on a partial index is folded into a query that runs anyway.
+
+Spent tokens are kept only as long as they serve reuse detection: every
+``session_prune_every``-th login or refresh of a process also deletes, in the same
+transaction and in bounded batches, tokens whose expiry is ``refresh_token_ttl_s`` past and
+every token of ended sessions, plus stale known sign-in addresses; no scheduler is needed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
+import logging
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import case, exists, or_, select, update
+from sqlalchemy import Select, case, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import ColumnElement
 
 from gongyun.config import Settings
 from gongyun.db.base import new_id, utcnow
-from gongyun.errors import InvalidCredentials, TokenInvalid
+from gongyun.errors import InvalidCredentials, LoginThrottled, TokenInvalid
 from gongyun.security.audit import record as audit
 from gongyun.security.models import ApiKey, RefreshToken, Tenant, User
 from gongyun.security.rbac import Role, cap_role
-from gongyun.security.throttle import UNKNOWN_CLIENT, claim, refund
+from gongyun.security.throttle import UNKNOWN_CLIENT, claim, known, prune_known, refund, remember
 
 _hasher = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) defaults
 _DUMMY_HASH = _hasher.hash("timing-equaliser-not-a-password")
 API_KEY_PREFIX = "gy_"
 JWT_ALG = "HS256"
+log = logging.getLogger("gongyun.security")
 
 
 def hash_password(password: str) -> str:
@@ -195,12 +206,22 @@ async def check_password(
     Unknown user, wrong password, locked or disabled account all answer the same
     ``InvalidCredentials`` after the same argon2 work, so the answer never tells whether an
     account exists or is locked; the audit trail of the account's tenant records which it was.
+    While the address is throttled every answer is ``LoginThrottled``, except a right password
+    of a user who signed in from this address recently (``throttle.known``); the account
+    lockout counts those attempts as always.
     """
-    await claim(session, settings, client)  # 429 login_throttled, whatever the account
+    blocked: LoginThrottled | None = None
+    try:
+        await claim(session, settings, client)  # 429 login_throttled, whatever the account
+    except LoginThrottled as exc:
+        blocked = exc
     user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
+    if blocked is not None and (user is None or not await known(session, settings, user.id, client)):
+        raise blocked  # unknown here: no password is checked, as before
+    failed: InvalidCredentials | LoginThrottled = blocked or InvalidCredentials(_WRONG)
     if user is None:
         verify_password(_DUMMY_HASH, password)  # same work whether or not the user exists
-        raise InvalidCredentials(_WRONG)
+        raise failed
     count = await _claim_attempt(session, settings, user, client)
     if count is None:
         verify_password(_DUMMY_HASH, password)  # same work as a wrong password
@@ -215,7 +236,7 @@ async def check_password(
             client=client,
         )
         await session.commit()
-        raise InvalidCredentials(_WRONG)
+        raise failed
     # Lock order everywhere: the users row first, then the audit chain head.
     if not verify_password(user.password_hash, password):
         if count >= settings.lockout_threshold:
@@ -231,13 +252,20 @@ async def check_password(
             client=client,
         )
         await session.commit()
-        raise InvalidCredentials(_WRONG)
+        raise failed
     await session.refresh(user)
-    await _active_user(session, user)
+    try:
+        await _active_user(session, user)
+    except InvalidCredentials:
+        raise failed from None
     user.failed_logins, user.first_failed_at, user.locked_until = 0, None, None
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    await refund(session, client)
+    if blocked is not None:
+        log.info("sign-in of a known user from throttled %s allowed", client, extra={"client": client})
+    else:
+        await refund(session, client)
+    await remember(session, settings, user.id, client)
     await session.flush()
     return user
 
@@ -248,7 +276,9 @@ async def login(
     """Check a password (throttle, lockout) and start a session: an access and a refresh token."""
     user = await check_password(session, settings, username, password, client)
     await audit(session, user.tenant_id, username, "auth.login", username, client=client)
-    return await _issue_pair(session, settings, user, family=new_id())
+    pair = await _issue_pair(session, settings, user, family=new_id())
+    await _maybe_prune(session, settings)
+    return pair
 
 
 def _split_refresh(token: str) -> tuple[str, str]:
@@ -285,14 +315,25 @@ async def refresh(session: AsyncSession, settings: Settings, token: str) -> Toke
         await session.commit()
         raise TokenInvalid("refresh token already used or revoked")
     user = await _active_user(session, await session.get(User, row.user_id))
-    return await _issue_pair(session, settings, user, family=row.family_id)
+    pair = await _issue_pair(session, settings, user, family=row.family_id)
+    await _maybe_prune(session, settings)
+    return pair
+
+
+def _live(token: type[RefreshToken], now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """The condition of a live refresh token: unused, unrevoked, unexpired."""
+    return (token.used_at.is_(None), token.revoked_at.is_(None), token.expires_at > now)
 
 
 async def revoke_family(session: AsyncSession, family_id: str) -> None:
-    """Revoke every live token of a refresh family."""
+    """Revoke the live token of a refresh family (spent ones stay as they are)."""
     await session.execute(
         update(RefreshToken)
-        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .where(
+            RefreshToken.family_id == family_id,
+            RefreshToken.used_at.is_(None),
+            RefreshToken.revoked_at.is_(None),
+        )
         .values(revoked_at=utcnow())
         .execution_options(synchronize_session=False)
     )
@@ -302,7 +343,9 @@ async def revoke_user_tokens(session: AsyncSession, user_id: str) -> None:
     """End every session of a user: its refresh tokens and, through ``sid``, its access tokens."""
     await session.execute(
         update(RefreshToken)
-        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .where(
+            RefreshToken.user_id == user_id, RefreshToken.used_at.is_(None), RefreshToken.revoked_at.is_(None)
+        )
         .values(revoked_at=utcnow())
         .execution_options(synchronize_session=False)
     )
@@ -367,21 +410,23 @@ async def authenticate_api_key(session: AsyncSession, key: str) -> Principal:
     return Principal("apikey", row.id, row.name, row.tenant_id, role)
 
 
+def caller_query(user_id: str, sid: str, now: datetime) -> Select[User, bool, bool]:
+    """The one query of every token-authenticated request: user, tenant state, session live."""
+    live = exists().where(
+        RefreshToken.family_id == sid, RefreshToken.user_id == User.id, *_live(RefreshToken, now)
+    )
+    return (
+        select(User, Tenant.disabled, live)
+        .join(Tenant, Tenant.id == User.tenant_id)
+        .where(User.id == user_id)
+    )
+
+
 async def authenticate_access_token(session: AsyncSession, settings: Settings, token: str) -> Principal:
     """Verify an access token, that its session is live and its user and tenant active."""
     claims = decode_access_token(settings, token)
-    live = exists().where(
-        RefreshToken.family_id == str(claims["sid"]),
-        RefreshToken.user_id == User.id,
-        RefreshToken.revoked_at.is_(None),
-    )
-    found = (
-        await session.execute(
-            select(User, Tenant.disabled, live)
-            .join(Tenant, Tenant.id == User.tenant_id)
-            .where(User.id == str(claims["sub"]))
-        )
-    ).one_or_none()
+    query = caller_query(str(claims["sub"]), str(claims["sid"]), utcnow())
+    found = (await session.execute(query)).one_or_none()
     if found is None:
         raise TokenInvalid("user no longer active")
     user, tenant_disabled, session_live = found
@@ -402,3 +447,45 @@ async def authenticate_basic(
     """Check a username and password for Basic-auth callers (same throttle and lockout as login)."""
     user = await check_password(session, settings, username, password, client)
     return Principal("user", user.id, user.username, user.tenant_id, Role(user.role))
+
+
+_logins_and_refreshes = itertools.count(1)
+
+
+async def _maybe_prune(session: AsyncSession, settings: Settings) -> None:
+    if next(_logins_and_refreshes) % settings.session_prune_every == 0:
+        await prune(session, settings, settings.session_prune_batch)
+
+
+async def prune(session: AsyncSession, settings: Settings, batch: int) -> int:
+    """Delete refresh tokens that no longer serve (at most ``batch`` of each kind); return how many.
+
+    Gone: tokens whose expiry is ``refresh_token_ttl_s`` past (spent ones of live sessions are
+    kept until then, for reuse detection), and every token of an ended session (its last token
+    revoked or expired). A family with a live token loses nothing else. Also forgets stale
+    known sign-in addresses. Runs in the caller's transaction.
+    """
+    now = utcnow()
+    old = aliased(RefreshToken)
+    long_expired = select(old.id).where(
+        old.expires_at < now - timedelta(seconds=settings.refresh_token_ttl_s)
+    )
+    gone = await session.execute(
+        delete(RefreshToken)
+        .where(RefreshToken.id.in_(long_expired.limit(batch)))
+        .execution_options(synchronize_session=False)
+    )
+    last, row, other = aliased(RefreshToken), aliased(RefreshToken), aliased(RefreshToken)
+    # A family's last token is its only unused one: revoked or expired, the session is over.
+    ended = select(last.family_id).where(
+        last.used_at.is_(None), or_(last.revoked_at.is_not(None), last.expires_at <= now)
+    )
+    alive = exists().where(other.family_id == row.family_id, *_live(other, now))
+    dead_rows = select(row.id).where(row.family_id.in_(ended.limit(batch)), ~alive)
+    dead = await session.execute(
+        delete(RefreshToken)
+        .where(RefreshToken.id.in_(dead_rows.limit(batch)))
+        .execution_options(synchronize_session=False)
+    )
+    count = int(gone.rowcount) + int(dead.rowcount)  # type: ignore[attr-defined]
+    return count + await prune_known(session, settings, batch)

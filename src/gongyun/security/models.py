@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gongyun.db.base import Base, UTCDateTime, new_id, utcnow
@@ -65,6 +65,10 @@ class ApiKey(TenantScoped, Base):
     __table_args__ = (UniqueConstraint("tenant_id", "name"),)
 
 
+LIVE_TOKEN = "used_at IS NULL AND revoked_at IS NULL"
+UNUSED_TOKEN = "used_at IS NULL"
+
+
 class RefreshToken(Base):
     """One refresh token of a rotation family; used once, then replaced."""
 
@@ -79,6 +83,25 @@ class RefreshToken(Base):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
+    __table_args__ = (
+        # The per-request session check and revocation look only for a family's live token.
+        Index(
+            "ix_refresh_tokens_live_family",
+            "family_id",
+            "expires_at",
+            postgresql_where=text(LIVE_TOKEN),
+            sqlite_where=text(LIVE_TOKEN),
+        ),
+        # Pruning finds ended families through their last, unused token (one per family).
+        Index(
+            "ix_refresh_tokens_unused_expires_at",
+            "expires_at",
+            postgresql_where=text(UNUSED_TOKEN),
+            sqlite_where=text(UNUSED_TOKEN),
+        ),
+        Index("ix_refresh_tokens_expires_at", "expires_at"),
+    )
+
 
 class LoginThrottle(Base):
     """Failed sign-ins per client address (an IPv4 address or an IPv6 /64), shared by processes."""
@@ -89,3 +112,16 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class KnownLoginAddress(Base):
+    """A user's recent successful sign-in from an address, kept as a keyed hash of the address.
+
+    Lets the user sign in from there while the address is throttled (``throttle.known``).
+    """
+
+    __tablename__ = "login_known_addresses"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    address_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_success_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

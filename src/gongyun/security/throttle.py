@@ -4,16 +4,23 @@ Works like the per-account lockout but keyed by where the attempts come from, so
 password spraying (one password against many accounts, known or not) is slowed too. An
 attempt is counted *before* the password is checked and refunded when it succeeds: only
 failures add up, and concurrent guesses cannot all slip through under the threshold.
+
+So that one attacker behind a shared NAT cannot lock a whole site out, a user who signed in
+successfully from the same address (IPv6: the same /64) within ``login_known_address_days``
+may still sign in there with the right password while the address is blocked. Only a keyed
+hash of the address is stored (HMAC with the app secret), so the table is no address log.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import logging
 import math
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, delete, or_, select, update
+from sqlalchemy import case, delete, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gongyun.config import Settings
 from gongyun.db.base import utcnow
 from gongyun.errors import LoginThrottled
-from gongyun.security.models import LoginThrottle
+from gongyun.security.models import KnownLoginAddress, LoginThrottle
 
 log = logging.getLogger("gongyun.security")
 UNKNOWN_CLIENT = "unknown"
@@ -120,3 +127,74 @@ async def refund(session: AsyncSession, client: str) -> None:
         .values(failures=LoginThrottle.failures - 1)
         .execution_options(synchronize_session=False)
     )
+
+
+def address_hash(settings: Settings, client: str) -> str:
+    """A keyed hash (HMAC-SHA256 under the app secret) of a throttle key, stored in its place."""
+    key = hmac.new(settings.jwt_secret().encode(), b"gongyun login address", hashlib.sha256).digest()
+    return hmac.new(key, client.encode(), hashlib.sha256).hexdigest()
+
+
+def _known_cutoff(settings: Settings, now: datetime) -> datetime:
+    return now - timedelta(days=settings.login_known_address_days)
+
+
+async def known(session: AsyncSession, settings: Settings, user_id: str, client: str) -> bool:
+    """True when ``user_id`` signed in successfully from ``client`` recently enough."""
+    if client == UNKNOWN_CLIENT or settings.login_known_address_days == 0:
+        return False
+    seen = (
+        await session.execute(
+            select(KnownLoginAddress.last_success_at).where(
+                KnownLoginAddress.user_id == user_id,
+                KnownLoginAddress.address_hash == address_hash(settings, client),
+            )
+        )
+    ).scalar_one_or_none()
+    return seen is not None and seen > _known_cutoff(settings, utcnow())
+
+
+# A known pair is rewritten at most this often, so Basic-auth callers do not write every time.
+_REMEMBER_EVERY = timedelta(hours=1)
+
+
+async def remember(session: AsyncSession, settings: Settings, user_id: str, client: str) -> None:
+    """Record a successful sign-in of ``user_id`` from ``client`` (in the caller's transaction)."""
+    if client == UNKNOWN_CLIENT or settings.login_known_address_days == 0:
+        return
+    now = utcnow()
+    digest = address_hash(settings, client)
+    seen = (
+        await session.execute(
+            select(KnownLoginAddress.last_success_at).where(
+                KnownLoginAddress.user_id == user_id, KnownLoginAddress.address_hash == digest
+            )
+        )
+    ).scalar_one_or_none()
+    if seen is not None and now - seen < _REMEMBER_EVERY:
+        return
+    dialect = session.get_bind().dialect.name
+    make_insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = make_insert(KnownLoginAddress).values(user_id=user_id, address_hash=digest, last_success_at=now)
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[KnownLoginAddress.user_id, KnownLoginAddress.address_hash],
+            set_={"last_success_at": now},
+        )
+    )
+
+
+async def prune_known(session: AsyncSession, settings: Settings, batch: int) -> int:
+    """Forget at most ``batch`` known pairs older than ``login_known_address_days``; return how many."""
+    cutoff = _known_cutoff(settings, utcnow())
+    old = (
+        select(KnownLoginAddress.user_id, KnownLoginAddress.address_hash)
+        .where(KnownLoginAddress.last_success_at <= cutoff)
+        .limit(batch)
+    )
+    result = await session.execute(
+        delete(KnownLoginAddress)
+        .where(tuple_(KnownLoginAddress.user_id, KnownLoginAddress.address_hash).in_(old))
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -3,8 +3,10 @@
 ``await TelemetryService.start(runtime)`` opens the store (DuckDB file in the data directory,
 or PostgreSQL when the metadata database is PostgreSQL), starts ingest with the asset model
 as its tag catalog, subscribes ingest to the bus, starts rollup maintenance and the alarm
-engine, and keeps itself at ``runtime.extras["telemetry"]`` for the API routers. With a bus
-that is not in-process it also publishes live data for the other processes (``gongyun.telemetry.live``).
+engine (here, or in the server profile in whichever process wins the election, fed over the
+bus: ``gongyun.alarms.leader``), and keeps itself at ``runtime.extras["telemetry"]`` for the API
+routers. With a bus that is not in-process it also publishes live data for the other processes
+(``gongyun.telemetry.live``).
 
 :func:`live_hub` and :func:`latest_store` serve every process, with or without this service:
 the live SSE listeners, and the time-series store for reading latest values.
@@ -18,8 +20,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from gongyun.alarms import feed as alarm_feed
 from gongyun.alarms.commands import CommandWorker
 from gongyun.alarms.engine import AlarmEngine
+from gongyun.alarms.feed import AlarmFeed, ReferencedTags
+from gongyun.alarms.leader import AlarmHost
 from gongyun.assets.catalog import AssetCatalog
 from gongyun.db import Database
 from gongyun.errors import GongyunError, NotFound, ServiceUnavailable
@@ -46,44 +51,80 @@ class TelemetryService:
     store: TimeSeriesStore
     catalog: AssetCatalog
     ingestor: Ingestor
-    alarms: AlarmEngine
+    engine: AlarmEngine
     rollups: RollupWorker
     consumer: IngestConsumer
     db: Database | None = None
-    commands: CommandWorker | None = None
+    host: AlarmHost | None = None
+    feed: AlarmFeed | None = None
+    tags: ReferencedTags | None = None
     subscription: Any = None
     publisher: LivePublisher | None = None
     _live: set[asyncio.Queue[tuple[str, list[Point]]]] = field(default_factory=set)
+
+    @property
+    def alarms(self) -> AlarmEngine:
+        """The alarm engine when it runs in this process (ServiceUnavailable: it runs elsewhere)."""
+        engine = self.host.local if self.host is not None else self.engine
+        if engine is None:
+            raise ServiceUnavailable("the alarm engine runs in another process")
+        return engine
+
+    @property
+    def commands(self) -> CommandWorker | None:
+        """The alarm command worker when the engine runs in this process."""
+        return self.host.commands if self.host is not None else None
 
     @classmethod
     async def start(
         cls, runtime: Any, *, store_url: str | None = None, subscribe_bus: bool = True, tick_s: float = 1.0
     ) -> TelemetryService:
-        """Open and start everything; keep the service at ``runtime.extras['telemetry']``."""
+        """Open and start everything; keep the service at ``runtime.extras['telemetry']``.
+
+        Ingest and queries run in every process; the alarm engine in one (see
+        ``gongyun.alarms.leader``): in the server profile the processes elect it over
+        PostgreSQL and the others hand it their points over the bus.
+        """
         settings = runtime.settings
         url = store_url or store_url_for(settings.ensure_data_dir(), settings.database_url)
         store = open_store(url)
         await store.open()
         catalog = AssetCatalog(runtime.db)
         ingestor = Ingestor(store, catalog, IngestConfig())
-        alarms = AlarmEngine(runtime.db)
-        await alarms.load()
-        svc = cls(store, catalog, ingestor, alarms, RollupWorker(store), IngestConsumer(ingestor), runtime.db)
-        ingestor.hooks += [alarms.on_points, svc._fan_out]
-        if subscribe_bus and _shared_bus(runtime):
-            svc.publisher = LivePublisher(runtime.bus, new_origin())
-            ingestor.hooks.append(svc.publisher.on_points)
-            await svc.publisher.start(alarms)
-        await ingestor.start()
-        alarms.start(tick_s)
-        svc.rollups.start()
-        svc.commands = CommandWorker(alarms, runtime.bus if subscribe_bus else None)
-        await svc.commands.start()
-        if subscribe_bus:
-            bus = runtime.bus
-            with contextlib.suppress(GongyunError):  # another room may own a stream over telemetry.>
-                await bus.ensure_stream(STREAM, [SUBJECT], max_age_s=7 * 86400)
-            svc.subscription = await svc.consumer.subscribe(bus)
+        engine = AlarmEngine(runtime.db)
+        svc = cls(store, catalog, ingestor, engine, RollupWorker(store), IngestConsumer(ingestor), runtime.db)
+        shared = subscribe_bus and _shared_bus(runtime)
+        elect = shared and runtime.db.dialect == "postgresql"
+        try:
+            if elect:
+                await alarm_feed.ensure_stream(runtime.bus)
+                svc.tags = ReferencedTags(runtime.db, runtime.bus)
+                await svc.tags.start()
+            svc.host = AlarmHost(
+                engine,
+                runtime.bus if subscribe_bus else None,
+                elect_url=runtime.db.url if elect else None,
+                points_bus=runtime.bus if elect else None,
+                tick_s=tick_s,
+            )
+            host = svc.host
+            svc.feed = AlarmFeed(lambda: host.local, svc.tags, runtime.bus if elect else None)
+            ingestor.hooks += [svc.feed.on_points, svc._fan_out]
+            if shared:
+                svc.publisher = LivePublisher(runtime.bus, new_origin())
+                ingestor.hooks.append(svc.publisher.on_points)
+                await svc.publisher.start(engine)
+            await svc.host.start()
+            await ingestor.start()
+            svc.rollups.start()
+            if subscribe_bus:
+                bus = runtime.bus
+                with contextlib.suppress(GongyunError):  # another room may own a stream over telemetry.>
+                    await bus.ensure_stream(STREAM, [SUBJECT], max_age_s=7 * 86400)
+                svc.subscription = await svc.consumer.subscribe(bus)
+        except BaseException:
+            await svc.stop()
+            raise
         runtime.extras[EXTRA_KEY] = svc
         return svc
 
@@ -91,12 +132,14 @@ class TelemetryService:
         """Stop consuming, flush ingest, stop background work and close the store."""
         if self.subscription is not None:
             await self.subscription.close()
+            self.subscription = None
         await self.consumer.drain()
         await self.ingestor.stop()
         await self.rollups.stop()
-        if self.commands is not None:
-            await self.commands.stop()
-        await self.alarms.stop()
+        if self.host is not None:
+            await self.host.stop()  # the engine's last saves, then the leadership is given up
+        if self.tags is not None:
+            await self.tags.stop()
         if self.publisher is not None:
             await self.publisher.stop()
         await self.store.close()
@@ -157,7 +200,7 @@ async def live_hub(runtime: Any) -> LiveHub:
             runtime.bus if shared else None,
             origin,
             svc._live if svc is not None else None,
-            svc.alarms.listeners if svc is not None else None,
+            svc.engine.listeners if svc is not None else None,
         )
         runtime.extras[LIVE_KEY] = hub
     assert isinstance(hub, LiveHub)

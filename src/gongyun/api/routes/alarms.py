@@ -7,6 +7,7 @@ actions and rule/target changes reach it as queued commands (``gongyun.alarms.co
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
@@ -18,11 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gongyun.alarms import commands, repo, snapshot
 from gongyun.alarms.engine import PENDING, REJECTED, AlarmEngine
+from gongyun.alarms.models import AlarmCommandRow
+from gongyun.alarms.outcomes import audit_command_request, command_user
 from gongyun.api.deps import Ctx, require
 from gongyun.errors import ServiceUnavailable
 from gongyun.security.rbac import Perm
 from gongyun.telemetry.service import get_service, latest_store, live_hub
 
+_log = logging.getLogger("gongyun.api.alarms")
 router = APIRouter(prefix="/api/v1/alarms", tags=["alarms"])
 
 Read = Annotated[Ctx, Depends(require(Perm.alarms_read))]
@@ -44,11 +48,25 @@ def _local_engine(ctx: Ctx) -> AlarmEngine | None:
         return None
 
 
+async def _hand_over(ctx: Ctx, row: AlarmCommandRow) -> bool:
+    """Hand a committed command to the engine; False when the local engine failed on it.
+
+    The row stays pending then, and the engine's sweep applies it later: the caller must
+    not answer 500 for a request that is queued (a retry would find it still pending).
+    """
+    try:
+        await commands.dispatch(ctx.runtime.bus, ctx.runtime.extras, row, _local_engine(ctx))
+    except Exception:
+        _log.exception("the alarm engine failed on command %s; its sweep will apply it", row.id)
+        return False
+    return True
+
+
 async def _tell_engine(ctx: Ctx, action: str, rule_id: str | None) -> None:
     """Queue a reload for the engine, commit with the change that needs it, and hand it over."""
-    row = await commands.create(ctx.session, ctx.tenant_id, action, rule_id, ctx.username)
+    row = await commands.create(ctx.session, ctx.tenant_id, action, rule_id, command_user(ctx.actor))
     await ctx.session.commit()
-    await commands.dispatch(ctx.runtime.bus, ctx.runtime.extras, row, _local_engine(ctx))
+    await _hand_over(ctx, row)
 
 
 @router.get("", summary="Current alarms")
@@ -198,26 +216,28 @@ async def get_command(command_id: str, ctx: Read) -> dict[str, Any]:
 async def _operate(
     ctx: Ctx, rule_id: str, action: str, wait_s: float, duration_s: float | None = None
 ) -> dict[str, Any] | JSONResponse:
-    """Queue an operator action for the engine (wherever it runs) and answer with its outcome."""
+    """Queue an operator action for the engine (wherever it runs) and answer with its outcome.
+
+    The request is audited (``pending``) with the command; the engine audits the outcome
+    (``gongyun.alarms.outcomes.audit_command_outcome``) when it applies or rejects it.
+    """
     await repo.get_rule(ctx.session, ctx.tenant_id, rule_id)
-    row = await commands.create(ctx.session, ctx.tenant_id, action, rule_id, ctx.username, duration_s)
+    row = await commands.create(
+        ctx.session, ctx.tenant_id, action, rule_id, command_user(ctx.actor), duration_s
+    )
+    await audit_command_request(ctx.session, row, ctx.client)
     await ctx.session.commit()
-    await commands.dispatch(ctx.runtime.bus, ctx.runtime.extras, row, _local_engine(ctx))
-    row = await commands.wait(ctx.session, ctx.tenant_id, row.id, wait_s)
-    detail: dict[str, Any] = {"command_id": row.id}
-    if duration_s is not None:
-        detail["duration_s"] = duration_s
+    if await _hand_over(ctx, row):
+        row = await commands.wait(ctx.session, ctx.tenant_id, row.id, wait_s)
     if row.status == REJECTED:
         commands.raise_rejection(row)
     if row.status == PENDING:
-        await ctx.audit(f"alarm.{action}", rule_id, outcome="pending", **detail)
         href = f"{router.prefix}/commands/{row.id}"
         return JSONResponse(
             {"command_id": row.id, "status": row.status, "href": href},
             status_code=202,
             headers={"Location": href},
         )
-    await ctx.audit(f"alarm.{action}", rule_id, **detail)
     view: dict[str, Any] = orjson.loads(row.result_json or "{}")
     return {**view, "command_id": row.id}
 

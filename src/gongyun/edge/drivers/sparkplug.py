@@ -96,8 +96,11 @@ class SparkplugHost:
         on_state: OnState | None = None,
         on_error: OnError | None = None,
         rebirth_holdoff: float = 1.0,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         self.broker, self.group, self.node, self.host_id = broker, group, node, host_id
+        self.username, self.password = username, password
         self.on_data, self.on_state, self.on_error = on_data, on_state, on_error
         self.rebirth_holdoff = rebirth_holdoff
         self.nodes: dict[str, NodeState] = {}
@@ -259,7 +262,12 @@ class SparkplugHost:
             )
             try:
                 async with aiomqtt.Client(
-                    self.broker[0], self.broker[1], will=will, clean_session=True
+                    self.broker[0],
+                    self.broker[1],
+                    username=self.username,
+                    password=self.password,
+                    will=will,
+                    clean_session=True,
                 ) as client:
                     self.client = client
                     base = f"{spb.NAMESPACE}/{self.group}/+/{self.node}"
