@@ -19,7 +19,7 @@ from gongyun.assets.seed import Placement, factory_layout, seed
 from gongyun.edge.config import load_config
 from gongyun.edge.registry import GatewayRegistry, gateways, watch_remote_gateways  # noqa: F401 (re-exported)
 from gongyun.edge.runtime import Gateway
-from gongyun.errors import Conflict, NotFound, ValidationFailed
+from gongyun.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from gongyun.runtime import MQTT_BROKER_KEY, Runtime
 from gongyun.security.accounts import DEFAULT_TENANT, get_tenant_by_name
 from gongyun.sim.factory import Factory, FactoryConfig, profiles_dir
@@ -101,6 +101,22 @@ class Demo:
         await self.factory.stop()
 
 
+async def load_alarm_rules(runtime: Runtime, tenant_id: str) -> None:
+    """Have the alarm engine load the tenant's rules, here or in the process that leads it."""
+    from gongyun.alarms import commands
+    from gongyun.alarms import repo as alarm_repo
+    from gongyun.telemetry.service import get_service
+
+    try:
+        await get_service(runtime).alarms.load()
+    except ServiceUnavailable:  # the engine leads in another process: queue a reload per rule
+        async with runtime.db.session() as session:
+            rule_ids = [r.id for r in await alarm_repo.list_rules(session, tenant_id)]
+            queued = [await commands.create(session, tenant_id, "reload_rule", rid) for rid in rule_ids]
+        for row in queued:
+            await commands.dispatch(runtime.bus, runtime.extras, row, None)
+
+
 async def start_demo(runtime: Runtime, *, time_scale: float = 1.0) -> Demo:
     """Start simulators and a gateway, seed the default tenant, register both on the runtime."""
     settings = runtime.settings
@@ -127,9 +143,7 @@ async def start_demo(runtime: Runtime, *, time_scale: float = 1.0) -> Demo:
         log.info("seeded the virtual factory's asset model")
     except Conflict:
         log.info("the virtual factory's asset model exists already")
-    from gongyun.telemetry.service import get_service
-
-    await get_service(runtime).alarms.load()
+    await load_alarm_rules(runtime, tenant_id)
     factory = Factory(fc)
     await factory.start()
     edge_dir = settings.ensure_data_dir() / "edge"

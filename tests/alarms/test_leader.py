@@ -245,3 +245,20 @@ async def test_a_replayed_sample_counts_once() -> None:
     await eng.on_points("t1", [Point("p/t", T0 + 2 * S, 86.0), Point("p/r", T0 + 2 * S, 4.0)])
     assert eng.state("t1", "delay") is State.unack_active
     assert eng.state("t1", "rate") is State.unack_active  # 2.5/s from the sample before, not 2.0/s from T0
+
+
+async def test_rules_seeded_by_a_follower_reach_the_leader(two: Two) -> None:
+    # what `gongyun demo` does when another process leads the engine
+    from gongyun.alarms import repo
+    from gongyun.demo import load_alarm_rules
+
+    assert two.leaders() == [0]
+    b = two.clients[1]
+    t = await make_tenant(b, await admin_headers(b), "seeded")
+    async with two.rts[1].db.session() as s:  # written straight to the database, like the seed
+        row = await repo.create_rule(s, t.id, ThresholdRule(name="hot", tag="pump1/temp", limit=80))
+    with pytest.raises(ServiceUnavailable):
+        _ = two.svc(1).alarms
+    await load_alarm_rules(two.rts[1], t.id)
+    engine = two.svc(0).alarms
+    await until(lambda: {a["rule_id"] for a in engine.alarms(t.id)} == {row.id})
