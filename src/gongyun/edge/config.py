@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from gongyun.edge import tomlloc
 from gongyun.edge.profiles import Profile, Protocol, Strict, load_profile, validation_problems
@@ -23,20 +23,39 @@ class GatewaySection(Strict):
 
 
 class UplinkSection(Strict):
-    """``[uplink]``: where samples go: Sparkplug B over MQTT, the bus (nats:// or memory://), or nowhere."""
+    """``[uplink]``: where samples go: Sparkplug B over MQTT, the bus (nats:// or memory://), or nowhere.
+
+    The Sparkplug defaults are the safe ones: a gateway publishes only while the platform's host
+    (``gongyun``) is online and keeps every sample until the platform confirms it has stored it;
+    without a receiving platform it keeps buffering (up to ``[gateway] max_buffer_mb``/``max_age_s``).
+    """
 
     kind: Literal["mqtt", "bus", "nats", "none"] = "mqtt"
     url: str = "mqtt://127.0.0.1:1883"
     group: str = Field(default="Gongyun", pattern=r"^[^/#+]+$")
     node: str | None = Field(default=None, pattern=r"^[^/#+]+$")
-    primary_host: str | None = None
-    confirm: bool = Field(default=False, description="wait for the host's gongyun/confirm acknowledgements")
+    primary_host: str | None = Field(
+        default="gongyun",
+        pattern=r"^[^/#+]*$",
+        description="publish only while this host's STATE is online (the platform's sparkplug_host_id); "
+        '"" publishes whenever connected',
+    )
+    confirm: bool = Field(
+        default=True,
+        description="keep samples until the host confirms them (gongyun/confirm); false: drop them once "
+        "the broker has them",
+    )
     subject: str = Field(default="telemetry", pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
     tenant: str = Field(default="default", pattern=r"^[A-Za-z0-9_\-]+$")
     batch: int = Field(default=500, ge=1, le=10000)
     status_interval: float = Field(
         default=2.0, gt=0, le=300, description="bus uplink: status heartbeat (s); 3 missed = gateway offline"
     )
+
+    @field_validator("primary_host")
+    @classmethod
+    def _no_primary_host(cls, value: str | None) -> str | None:
+        return value or None  # TOML has no null: "" opts out of waiting for a host
 
 
 class CommandsSection(Strict):

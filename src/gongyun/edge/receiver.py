@@ -6,7 +6,18 @@ With a ``store`` callback, receipt is confirmed only once the samples are stored
 ``store`` in arrival order and the confirmation (``gongyun/confirm/<group>/<node>``) advances to the
 last batch whose storage completed. When storing a batch fails, nothing after it is confirmed; the
 receiver asks the gateway for a rebirth, drops its data until the NBIRTH and then takes the replay
-(the gateway replays from its last confirmed sequence number after every birth)."""
+(the gateway replays from its last confirmed sequence number after every birth).
+
+Backpressure: at most ``max_queued`` samples wait for ``store`` (a batch that would not fit waits
+until the queue has room, or is empty). While one waits, the host reads nothing from the broker
+(:class:`~gongyun.edge.drivers.sparkplug.SocketReading`): TCP flow control and then the broker's
+queue hold the rest, and the gateways keep everything unconfirmed in their buffers. Should a
+message be lost on the way anyway (the broker's queue overflowed, the client's incoming queue
+was full), its sequence numbers are missing when the next batch arrives: that batch and the rest
+are dropped unconfirmed until the gateway's next NBIRTH, and the gateway, asked for a rebirth,
+replays from its last confirmation; what was received before the gap is kept, so every sample is
+stored once, in order. The first batch after a birth may start later than expected (the gateway's
+buffer dropped samples at its limits) and is taken as it is."""
 
 from __future__ import annotations
 
@@ -50,6 +61,7 @@ class UplinkReceiver:
         store: Store | None = None,
         username: str | None = None,
         password: str | None = None,
+        max_queued: int = 20_000,
     ) -> None:
         """``fleet``: where gateway and device states go (gateways named ``group/node``), filed under
         ``tenant_id`` (the tenant's id, as ``GatewayRegistry.of`` is keyed; required with ``fleet``).
@@ -57,8 +69,12 @@ class UplinkReceiver:
         ``on_samples`` sees every new batch as it arrives; without ``store`` receipt is confirmed
         right away, with it only once ``store`` has stored the batch (see the module docstring).
 
+        ``max_queued``: how many samples may wait for ``store`` (see the module docstring).
+
         See :func:`gongyun.edge.registry.receive_sparkplug` for a receiver wired to a platform process.
         """
+        if max_queued < 1:
+            raise ValueError("max_queued must be at least 1")
         if fleet is not None and not tenant_id:
             raise TypeError("UplinkReceiver(fleet=...) needs the tenant_id the gateways belong to")
         self.on_samples, self.confirm, self.confirm_interval = on_samples, confirm, confirm_interval
@@ -78,6 +94,11 @@ class UplinkReceiver:
         self.store_failures = 0
         self._generation: dict[str, int] = {}  # bumped when in-flight batches must not be confirmed
         self._resync: set[str] = set()  # nodes whose data is dropped until their next NBIRTH
+        self._resume: dict[str, int] = {}  # per resyncing node: the last sequence number kept
+        self._born: set[str] = set()  # nodes whose first data since their NBIRTH is still to come
+        self.max_queued, self.queued, self.peak_queued = max_queued, 0, 0  # samples waiting for store
+        self.gaps = 0
+        self._room = asyncio.Event()
         self._to_store: asyncio.Queue[tuple[str, int, int, list[Sample]]] = asyncio.Queue()
         self._storing: asyncio.Queue[tuple[str, int, int, Awaitable[object]]] = asyncio.Queue()
         self.epochs: dict[str, int] = {}
@@ -94,7 +115,9 @@ class UplinkReceiver:
         else:
             self.fleet.device_state(self.tenant, key, device, "online" if online else "offline")
 
-    def _on_data(self, key: str, device: str | None, metrics: list[Metric], kind: str) -> None:
+    def _on_data(
+        self, key: str, device: str | None, metrics: list[Metric], kind: str
+    ) -> Awaitable[None] | None:
         if device is not None:
             values = {m.name: m.value for m in metrics}
             state = values.get(STATE_METRIC)
@@ -103,7 +126,7 @@ class UplinkReceiver:
                 self.fleet.device_state(
                     self.tenant, key, device, state, error if isinstance(error, str) else None
                 )
-            return
+            return None
         info = next((m.value for m in metrics if m.name == INFO_METRIC), None)
         if self.fleet is not None and kind == "NBIRTH" and isinstance(info, str):
             self.fleet.node_info(self.tenant, key, info)
@@ -111,19 +134,32 @@ class UplinkReceiver:
             if m.name == RESULT_METRIC and kind == "NDATA" and isinstance(m.value, str):
                 self._on_result(m.value)
         if kind == "NBIRTH":
-            epoch = next((m.value for m in metrics if m.name == EPOCH_METRIC), None)
-            if isinstance(epoch, int) and self.epochs.get(key) != epoch:
-                if key in self.epochs:
-                    log.warning(
-                        "gateway %s has a new buffer (epoch %s): sequence numbers restart", key, epoch
-                    )
-                self.epochs[key], self.last_seq[key], self.confirmed[key] = epoch, 0, 0
-                self._generation[key] = self._generation.get(key, 0) + 1
-            if key in self._resync:  # the gateway replays from its last confirmation from here
-                self._resync.discard(key)
-                self.last_seq[key] = self.confirmed.get(key, 0)
+            self._birth(key, metrics)
         if key in self._resync:
-            return
+            return None
+        out = self._new_samples(key, metrics)
+        if not out:
+            return None
+        if self.store is not None and not self._fits(len(out)):
+            return self._when_room(key, out)
+        self._take(key, out)
+        return None
+
+    def _birth(self, key: str, metrics: list[Metric]) -> None:
+        self._born.add(key)
+        epoch = next((m.value for m in metrics if m.name == EPOCH_METRIC), None)
+        if isinstance(epoch, int) and self.epochs.get(key) != epoch:
+            if key in self.epochs:
+                log.warning("gateway %s has a new buffer (epoch %s): sequence numbers restart", key, epoch)
+            self.epochs[key], self.last_seq[key], self.confirmed[key] = epoch, 0, 0
+            self._generation[key] = self._generation.get(key, 0) + 1
+            self._resume.pop(key, None)
+        if key in self._resync:  # the gateway replays from its last confirmation from here
+            self._resync.discard(key)
+            self.last_seq[key] = self._resume.pop(key, self.confirmed.get(key, 0))
+
+    def _new_samples(self, key: str, metrics: list[Metric]) -> list[Sample]:
+        """The samples of a batch not received before; none (and a resync) after a gap."""
         last = self.last_seq.get(key, 0)
         out = []
         for m in metrics:
@@ -133,6 +169,10 @@ class UplinkReceiver:
             if int(seq) <= last:
                 self.duplicates += 1
                 continue
+            if int(seq) != last + 1 and key not in self._born:
+                self._lost(key, last, int(seq))
+                return []
+            self._born.discard(key)
             last = int(seq)
             dev, _, tag = m.name.partition("/")
             out.append(
@@ -145,16 +185,40 @@ class UplinkReceiver:
                     datetime.now(UTC),
                 )
             )
-        self.last_seq[key] = last
-        if out:
-            self.received += len(out)
-            if self.on_samples is not None:
-                self.on_samples(key, out)
-            if self.store is None:
-                self.confirmed[key] = last
-                self._dirty.add(key)
-            else:
-                self._to_store.put_nowait((key, self._generation.get(key, 0), last, out))
+        return out
+
+    def _lost(self, key: str, last: int, seq: int) -> None:
+        """Samples after ``last`` went missing: drop data until the gateway replays them."""
+        log.warning(
+            "gateway %s: sequence number %d after %d, samples lost on the way: replaying", key, seq, last
+        )
+        self.gaps += 1
+        self._resync.add(key)
+        self._resume[key] = min(self._resume.get(key, self.last_seq.get(key, 0)), self.last_seq.get(key, 0))
+
+    def _fits(self, n: int) -> bool:
+        return self.queued == 0 or self.queued + n <= self.max_queued
+
+    async def _when_room(self, key: str, out: list[Sample]) -> None:
+        """Queue ``out`` once it fits (the host reads nothing meanwhile)."""
+        while not self._fits(len(out)):
+            self._room.clear()
+            await self._room.wait()
+        if key not in self._resync:  # unless storing failed meanwhile: then the gateway replays it
+            self._take(key, out)
+
+    def _take(self, key: str, out: list[Sample]) -> None:
+        last = self.last_seq[key] = out[-1].seq or 0
+        self.received += len(out)
+        if self.on_samples is not None:
+            self.on_samples(key, out)
+        if self.store is None:
+            self.confirmed[key] = last
+            self._dirty.add(key)
+            return
+        self.queued += len(out)
+        self.peak_queued = max(self.peak_queued, self.queued)
+        self._to_store.put_nowait((key, self._generation.get(key, 0), last, out))
 
     def _store_failed(self, key: str, exc: BaseException) -> None:
         """Confirm nothing more of ``key`` until the gateway replays after its next birth."""
@@ -162,18 +226,24 @@ class UplinkReceiver:
         self.store_failures += 1
         self._generation[key] = self._generation.get(key, 0) + 1
         self._resync.add(key)
+        confirmed = self.confirmed.get(key, 0)
+        self._resume[key] = min(self._resume.get(key, confirmed), confirmed)
 
     async def _store_loop(self, store: Store) -> None:
         """Hand batches to ``store`` in arrival order (waiting when ingest is full)."""
         while True:
             key, generation, seq, samples = await self._to_store.get()
-            if generation != self._generation.get(key, 0):
-                continue  # a failure before it: the gateway replays this batch
             try:
-                stored = await store(key, samples)
-            except Exception as exc:  # e.g. ingest stopped: the gateway keeps the samples
-                self._store_failed(key, exc)
-                continue
+                if generation != self._generation.get(key, 0):
+                    continue  # a failure before it: the gateway replays this batch
+                try:
+                    stored = await store(key, samples)
+                except Exception as exc:  # e.g. ingest stopped: the gateway keeps the samples
+                    self._store_failed(key, exc)
+                    continue
+            finally:
+                self.queued -= len(samples)
+                self._room.set()
             await self._storing.put((key, generation, seq, stored))
 
     async def _confirm_stored(self) -> None:

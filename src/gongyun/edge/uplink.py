@@ -3,8 +3,10 @@
 * :class:`SparkplugUplink` — the gateway is a Sparkplug B edge node; each batch is one NDATA whose
   metrics are named ``device/tag`` and carry the buffer sequence number (property ``gy_seq``) and
   quality (``Quality``, OPC DA codes). It publishes only while the primary host's STATE is online.
-  With ``confirm`` the buffer is acknowledged when the host confirms (``gongyun/confirm/<group>/<node>``,
-  JSON ``{"seq": n}``), else on the broker's PUBACK; after a reconnect it replays from the last ack.
+  With ``confirm`` (the default) the buffer is acknowledged when the host confirms
+  (``gongyun/confirm/<group>/<node>``, JSON ``{"seq": n}``), and every birth or reconnect replays
+  from the last confirmation; with ``confirm=False`` on the broker's PUBACK (samples the platform
+  never stored are lost).
 * :class:`BusUplink` — JSON batches on the platform bus (``gongyun.bus``: NATS JetStream or in-process),
   deduplicated by message id.
 The platform side of the Sparkplug uplink is :class:`gongyun.edge.receiver.UplinkReceiver`.
@@ -98,15 +100,23 @@ class SparkplugUplink:
         types: dict[str, spb.SpbType],
         *,
         primary_host: str | None = None,
-        confirm: bool = False,
+        confirm: bool = True,
         batch: int = 500,
         on_command: OnCommand | None = None,
         status_source: StatusSource | None = None,
         gateway: str | None = None,
         devices: dict[str, str] | None = None,
+        replay_after: float = 10.0,
     ) -> None:
-        """``devices`` (name -> protocol) with ``status_source``: carry each device's state."""
+        """``devices`` (name -> protocol) with ``status_source``: carry each device's state.
+
+        ``replay_after``: with ``confirm``, when samples were published but no confirmation came for
+        that many seconds, publish again from the last confirmation (messages lost on the way after
+        the last one sent show no gap to the host; the host drops what it has already).
+        """
         self.buffer, self.batch, self.confirm = buffer, batch, confirm
+        self.replay_after, self.replays = replay_after, 0
+        self._progress: tuple[int, float] = (buffer.acked, 0.0)
         self.status_source = status_source
         self.edge = EdgeNode(
             group,
@@ -172,6 +182,7 @@ class SparkplugUplink:
                 await self.edge.online.wait()
             if self.confirm and self.edge.births != births:
                 births, self.cursor = self.edge.births, self.buffer.acked
+            self._replay_if_stalled()
             samples = self.buffer.read(self.cursor, self.batch)
             if not samples:
                 self._wake.clear()
@@ -189,6 +200,16 @@ class SparkplugUplink:
             self.messages += 1
             if not self.confirm:
                 self.buffer.ack(self.cursor)
+
+    def _replay_if_stalled(self) -> None:
+        """Go back to the last confirmation when confirmations stopped while samples are out."""
+        now, (acked, since) = time.monotonic(), self._progress
+        if not self.confirm or self.cursor <= self.buffer.acked or self.buffer.acked != acked:
+            self._progress = (self.buffer.acked, now)
+        elif now - since > self.replay_after:
+            log.info("no confirmation for %.0f s: replaying from %d", self.replay_after, acked)
+            self.cursor, self._progress = acked, (acked, now)
+            self.replays += 1
 
     async def _announce(self, device: str, state: str, error: str | None) -> None:
         """Carry one device's state: DDEATH when offline, DBIRTH when it comes back, else DDATA."""

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -76,14 +76,73 @@ def sample_value(value: Value | spbvalues.DataSet | bytes) -> Value:
     return value
 
 
-# on_data(node key "group/node", device or None, metrics, kind), on_state(node key, device, online)
-OnData = Callable[[str, str | None, list[Metric], str], None]
+# on_data(node key "group/node", device or None, metrics, kind), on_state(node key, device, online).
+# on_data may return an awaitable: the host reads nothing more from the broker until it completes.
+OnData = Callable[[str, str | None, list[Metric], str], Awaitable[None] | None]
 OnState = Callable[[str, str | None, bool], None]
 OnError = Callable[[str, str, str], None]
 
 
+class SocketReading:
+    """Pause and resume reading one aiomqtt client's socket, so that TCP flow control and then the
+    broker's queue hold what the host cannot take yet (nothing is read into memory meanwhile).
+
+    aiomqtt has no public switch for this: it reads the socket from an event loop reader that it
+    installs, so pausing removes that reader and resuming installs an equivalent one (paho's
+    ``loop_read``; a failure ends the connection as aiomqtt's own reader does). Without a socket
+    (not connected, or another library version) nothing is paused and the bounded incoming queue
+    of the client is the backstop. While paused paho still sends keep-alives; a pause longer than
+    about twice the keep-alive interval ends the connection and the host reconnects.
+    """
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self.client = client
+        self.paho: Any = getattr(client, "_client", None)
+        self._sock: Any = None
+        self.pauses = 0
+
+    @property
+    def paused(self) -> bool:
+        """Whether the socket is not being read now."""
+        return self._sock is not None
+
+    def pause(self) -> bool:
+        """Stop reading; False when already paused or not possible."""
+        sock = self.paho.socket() if self.paho is not None else None
+        if self._sock is not None or sock is None or sock.fileno() < 0:
+            return False
+        asyncio.get_running_loop().remove_reader(sock.fileno())
+        self._sock = sock
+        self.pauses += 1
+        return True
+
+    def resume(self) -> None:
+        """Read again (unless the connection closed meanwhile)."""
+        sock, self._sock = self._sock, None
+        if sock is not None and self.paho.socket() is sock and sock.fileno() >= 0:
+            asyncio.get_running_loop().add_reader(sock.fileno(), self._read)
+
+    def _read(self) -> None:
+        try:
+            while True:
+                self.paho.loop_read()
+                pending = getattr(self.paho.socket(), "pending", None)  # TLS: decoded bytes left
+                if pending is None or pending() <= 0:
+                    break
+        except Exception as exc:  # the connection broke: end it as aiomqtt's reader would
+            disconnected = getattr(self.client, "_disconnected", None)
+            if isinstance(disconnected, asyncio.Future) and not disconnected.done():
+                disconnected.set_exception(exc)
+
+
 class SparkplugHost:
-    """A Sparkplug B host application for the edge nodes matching ``group``/``node`` (``+`` for any)."""
+    """A Sparkplug B host application for the edge nodes matching ``group``/``node`` (``+`` for any).
+
+    Flow control: while ``on_data`` is busy (it returned an awaitable) or ``max_messages`` received
+    messages wait to be handled, the broker connection is not read (:class:`SocketReading`); the
+    client's incoming queue is capped at four times that as a backstop (beyond it aiomqtt drops
+    messages, which shows as a sequence gap: the host asks for a rebirth).
+    """
 
     def __init__(
         self,
@@ -98,8 +157,12 @@ class SparkplugHost:
         rebirth_holdoff: float = 1.0,
         username: str | None = None,
         password: str | None = None,
+        max_messages: int = 32,
     ) -> None:
         self.broker, self.group, self.node, self.host_id = broker, group, node, host_id
+        self.max_messages = max_messages
+        self.reading: SocketReading | None = None
+        self.read_pauses = 0
         self.username, self.password = username, password
         self.on_data, self.on_state, self.on_error = on_data, on_state, on_error
         self.rebirth_holdoff = rebirth_holdoff
@@ -213,7 +276,7 @@ class SparkplugHost:
                 self._error(key, err_kind, f"{kind}: {message}")
             if self.on_state:
                 self.on_state(key, None, True)
-            self.on_data(key, None, [m for m in metrics if m.name not in ("bdSeq", REBIRTH)], kind)
+            await self._data(key, None, [m for m in metrics if m.name not in ("bdSeq", REBIRTH)], kind)
             return
         if kind == "NDEATH":
             bd = next((int(spb.metric_value(m) or 0) for m in payload.metrics if m.name == "bdSeq"), None)
@@ -249,7 +312,21 @@ class SparkplugHost:
         if kind == "DBIRTH" and self.on_state:
             self.on_state(key, device, True)
         if metrics:
-            self.on_data(key, device, metrics, kind)
+            await self._data(key, device, metrics, kind)
+
+    async def _data(self, key: str, device: str | None, metrics: list[Metric], kind: str) -> None:
+        """Hand metrics to ``on_data``; while it is busy, stop reading from the broker."""
+        busy = self.on_data(key, device, metrics, kind)
+        if busy is None:
+            return
+        reading = self.reading
+        paused = reading is not None and reading.pause()
+        self.read_pauses += paused
+        try:
+            await busy
+        finally:
+            if paused and reading is not None:
+                reading.resume()
 
     async def run(self, retry_delay: float = 0.5) -> None:
         """Connect, announce STATE online, consume; reconnect forever."""
@@ -268,8 +345,9 @@ class SparkplugHost:
                     password=self.password,
                     will=will,
                     clean_session=True,
+                    max_queued_incoming_messages=4 * self.max_messages,
                 ) as client:
-                    self.client = client
+                    self.client, self.reading = client, SocketReading(client)
                     base = f"{spb.NAMESPACE}/{self.group}/+/{self.node}"
                     await client.subscribe(base, qos=1)
                     await client.subscribe(f"{base}/+", qos=1)
@@ -289,12 +367,24 @@ class SparkplugHost:
                         except Exception as exc:  # one bad message must not stop the host
                             log.exception("sparkplug host: failed to process %s", message.topic)
                             self._error(str(message.topic), "internal", repr(exc))
+                        self._follow_queue(len(client.messages))
             except aiomqtt.MqttError as exc:
                 log.warning("sparkplug host: MQTT error %s; reconnecting", exc)
             finally:
                 self.connected.clear()
-                self.client = None
+                self.client = self.reading = None
             await asyncio.sleep(retry_delay)
+
+    def _follow_queue(self, waiting: int) -> None:
+        """Stop reading while ``max_messages`` received messages wait; read again once they are handled."""
+        reading = self.reading
+        if reading is None:
+            return
+        if not reading.paused and waiting >= self.max_messages:
+            if reading.pause():
+                self.read_pauses += 1
+        elif reading.paused and waiting == 0:
+            reading.resume()
 
     async def command(
         self,
