@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     # A user who signed in from an address within this many days may still sign in there while
     # the address is throttled (0: never); only a keyed hash of the address is stored.
     login_known_address_days: int = Field(default=30, ge=0)
+    # While the address is throttled, a known user may fail this often there before that pair is
+    # throttled too (the account's own lockout counter is left alone).
+    login_known_blocked_failures: int = Field(default=3, gt=0)
     session_prune_every: int = Field(default=16, gt=0)  # prune dead sessions every Nth login/refresh...
     session_prune_batch: int = Field(default=500, gt=0)  # ...at most this many rows per table each time
     max_body_bytes: int = Field(default=1_048_576, gt=0)

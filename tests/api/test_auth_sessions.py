@@ -186,3 +186,20 @@ async def test_api_keys_of_a_disabled_creator_stop_working(tmp_path: Path, db_ur
             ("admin", "k1", "creator_disabled"),
             ("admin", "k2", "creator_disabled"),
         }
+
+
+async def test_guesses_behind_a_throttled_nat_cannot_lock_out_a_known_user(
+    tmp_path: Path, db_url: str
+) -> None:
+    async with app_from_addresses(tmp_path, db_url, login_ip_threshold=3, lockout_threshold=2) as clients:
+        office, home = clients("203.0.113.60"), clients("198.51.100.78")
+        await _tokens(office, "admin", ADMIN_PASSWORD)  # admin works at the office
+        for name in ("ghost1", "ghost2", "ghost3"):  # one bad actor behind the office NAT
+            resp = await office.post(TOKEN, data={"username": name, "password": "guess-guess-1"})
+            assert resp.status_code == 401
+        for i in range(3):  # login_known_blocked_failures (default 3) > lockout_threshold
+            resp = await office.post(TOKEN, data={"username": "admin", "password": f"guess-guess-{i}"})
+            assert resp.status_code == 429 and resp.json()["code"] == "login_throttled", resp.text
+        used_up = await office.post(TOKEN, data={"username": "admin", "password": ADMIN_PASSWORD})
+        assert used_up.status_code == 429  # the pair is throttled now, the right password too
+        assert (await _tokens(home, "admin", ADMIN_PASSWORD))["access_token"]  # not locked out

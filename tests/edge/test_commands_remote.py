@@ -38,18 +38,31 @@ async def broker_port(request: pytest.FixtureRequest) -> AsyncIterator[int]:
         await b.stop()
 
 
-async def test_gateway_admits_only_signed_commands_of_its_tenant_and_roles(
-    tmp_path: Path, pump: PumpServer, broker_port: int
-) -> None:
-    group = f"t{uuid.uuid4().hex[:10]}"
-    (tmp_path / "edge.toml").write_text(
+async def send_signed(
+    receiver: UplinkReceiver, key: str, device: str, tag: str, value: int, props: dict[str, str]
+) -> dict[str, object]:
+    """``receiver.command`` with signed properties: it must keep the signed ``command_id``."""
+    return await receiver.command(key, device, tag, value, props)
+
+
+def edge_toml(tmp_path: Path, group: str, broker_port: int, pump_port: int) -> Path:
+    """A gateway ``gw1`` with signed commands for tenant acme, its buffer in ``tmp_path``."""
+    path = tmp_path / "edge.toml"
+    path.write_text(
         f'[gateway]\nid = "gw1"\nbuffer = "{tmp_path / "buffer.db"}"\n\n'
         f'[uplink]\nkind = "mqtt"\nurl = "mqtt://127.0.0.1:{broker_port}"\ngroup = "{group}"\n'
         f'primary_host = "host-{group}"\n\n'
         f'[commands]\ntenant = "acme"\nsecret = "{SECRET}"\n\n'
-        f'[[devices]]\nname = "pump1"\nprofile = "{PROFILES / "pump.toml"}"\nport = {pump.port}\n'
+        f'[[devices]]\nname = "pump1"\nprofile = "{PROFILES / "pump.toml"}"\nport = {pump_port}\n'
     )
-    config, profiles = load_config(tmp_path / "edge.toml")
+    return path
+
+
+async def test_gateway_admits_only_signed_commands_of_its_tenant_and_roles(
+    tmp_path: Path, pump: PumpServer, broker_port: int
+) -> None:
+    group = f"t{uuid.uuid4().hex[:10]}"
+    config, profiles = load_config(edge_toml(tmp_path, group, broker_port, pump.port))
     got: list[Sample] = []
     receiver = UplinkReceiver(
         ("127.0.0.1", broker_port), group, lambda key, s: got.extend(s), host_id=f"host-{group}"
@@ -61,7 +74,7 @@ async def test_gateway_admits_only_signed_commands_of_its_tenant_and_roles(
     who = {"requested_by": "alice", "role": "operator", "tenant": "acme", "reason": "slow down"}
 
     async def send(value: int, props: dict[str, str]) -> dict[str, object]:
-        return await receiver.command(key, "pump1", "speed_setpoint", value, props)
+        return await send_signed(receiver, key, "pump1", "speed_setpoint", value, props)
 
     try:
         await wait_for(lambda: any(s.tag.tag == "speed_setpoint" for s in got), timeout=20)
@@ -93,9 +106,12 @@ async def test_gateway_admits_only_signed_commands_of_its_tenant_and_roles(
         assert (await send(1000, signed))["status"] == "confirmed"
         replay = await send(1000, signed)
         assert replay["status"] == "refused" and "replayed" in str(replay["detail"])
+        relabelled = {**sign_command(SECRET, key, "pump1", "speed_setpoint", 1000, who), "command_id": "x"}
+        moved = await send(1000, relabelled)  # the result would be reported under another id
+        assert moved["status"] == "refused" and "signature is wrong" in str(moved["detail"])
         assert pump.model.speed_setpoint == 1000  # nothing refused reached the PLC
         journal = (tmp_path / "buffer.commands.jsonl").read_text()
-        assert journal.count('"refused"') == 6 and SECRET not in journal
+        assert journal.count('"refused"') == 7 and SECRET not in journal
         assert "tenant-admin" in journal  # the claimed role is recorded
     finally:
         await gateway.stop()
@@ -127,3 +143,78 @@ def test_policy_without_a_secret_still_binds_tenant_and_roles() -> None:
     stale["signature"] = command_signature(SECRET, "g/gw1", "pump1", "speed_setpoint", 900, stale)
     assert "issued" in str(signed.admit("pump1", "speed_setpoint", 900, stale)[1])
     assert SECRET not in repr(signed)
+
+
+async def test_a_signed_command_is_not_run_again_after_a_gateway_restart(
+    tmp_path: Path, pump: PumpServer, broker_port: int
+) -> None:
+    group = f"t{uuid.uuid4().hex[:10]}"
+    config, profiles = load_config(edge_toml(tmp_path, group, broker_port, pump.port))
+    got: list[Sample] = []
+    receiver = UplinkReceiver(
+        ("127.0.0.1", broker_port), group, lambda key, s: got.extend(s), host_id=f"host-{group}"
+    )
+    rx = asyncio.create_task(receiver.run())
+    key = f"{group}/gw1"
+    who = {"requested_by": "alice", "role": "operator", "tenant": "acme"}
+    signed: dict[str, str] = {}
+    try:
+        for attempt in ("first", "after restart"):
+            got.clear()
+            gateway = Gateway(config, profiles)
+            await gateway.start()
+            try:
+                await wait_for(lambda: any(s.tag.tag == "speed_setpoint" for s in got), timeout=20)
+                signed = signed or sign_command(SECRET, key, "pump1", "speed_setpoint", 700, who)
+                result = await send_signed(receiver, key, "pump1", "speed_setpoint", 700, signed)
+                if attempt == "first":
+                    assert result["status"] == "confirmed" and pump.model.speed_setpoint == 700
+                    pump.model.speed_setpoint = 1200  # changed on site since
+                else:
+                    assert result["status"] == "refused" and "replayed" in str(result["detail"])
+                    assert pump.model.speed_setpoint == 1200
+            finally:
+                await gateway.stop()
+    finally:
+        rx.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await rx
+
+
+def test_nonces_survive_a_restart_and_a_clock_step(tmp_path: Path) -> None:
+    now = [1_800_000_000.0]
+    path = tmp_path / "buffer.nonces.json"
+    who = {"requested_by": "bob", "role": "operator", "tenant": "acme"}
+
+    def policy() -> CommandPolicy:
+        return CommandPolicy(
+            "g/gw1", "acme", [Role.operator], SECRET, max_age_s=60, nonce_path=path, clock=lambda: now[0]
+        )
+
+    def signed_at(at: float, value: int = 900) -> dict[str, str]:
+        props = {**who, "issued_at": str(int(at * 1000)), "nonce": uuid.uuid4().hex, "command_id": "c1"}
+        props["signature"] = command_signature(SECRET, "g/gw1", "pump1", "speed_setpoint", value, props)
+        return props
+
+    def why(p: CommandPolicy, props: dict[str, str]) -> str | None:
+        return p.admit("pump1", "speed_setpoint", 900, props)[1]
+
+    before_start = signed_at(now[0] - 5)
+    first = policy()
+    assert "before the gateway's replay window" in str(why(first, before_start))  # no nonce file yet
+    now[0] += 1
+    a = signed_at(now[0])
+    assert why(first, a) is None
+    assert why(first, a) == "the command was replayed"
+    restarted = policy()
+    assert why(restarted, a) == "the command was replayed"  # the nonce was kept on disk
+    now[0] += 61
+    b = signed_at(now[0])
+    assert why(restarted, b) is None  # a's nonce is forgotten now, by its issue time...
+    now[0] -= 61  # ...and the clock is stepped back: a is "fresh" again
+    assert "before the gateway's replay window" in str(why(restarted, a))
+    assert "before the gateway's replay window" in str(why(policy(), a))  # also after a restart
+    c = signed_at(now[0] + 30)  # a new command is still taken
+    assert why(policy(), c) is None
+    path.write_text("not json")
+    assert "replay window" in str(why(policy(), signed_at(now[0] - 1)))  # unreadable: start afresh

@@ -119,7 +119,7 @@ async def test_gateway_uplink_to_receiver_through_embedded_broker(
         seqs = [s.seq for s in got]
         assert len(seqs) == len(set(seqs)) and receiver.duplicates == 0
         assert gateway.status()["uplink"]["host_online"]
-        await wait_for(lambda: gateway.buffer.acked > 0)  # receipts came back through the broker
+        await wait_for(lambda: gateway.buffer.acked > 0)  # confirmed by the receiver (confirm is the default)
     finally:
         await gateway.stop()
         rx.cancel()
@@ -288,3 +288,31 @@ def test_embedded_broker_on_a_network_address_needs_a_login() -> None:
         assert load_settings(mqtt_url=url).mqtt_embedded == "auto"  # auto never starts off loopback
     for url in ("mqtt://127.0.0.1:1883", "mqtt://localhost:1883", "mqtt://[::1]:1883"):
         assert load_settings(mqtt_url=url, mqtt_embedded="on").mqtt_embedded == "on"
+
+
+async def test_only_the_platform_confirms_deliveries() -> None:
+    """A forged ``{"seq": 1e12}`` would make a gateway drop what the platform has not stored."""
+    group = f"t{uuid.uuid4().hex[:10]}"
+    confirm = f"gongyun/confirm/{group}/gw1"
+    guarded = EmbeddedBroker("127.0.0.1", free_port(), command_publishers=[])  # nobody is the platform
+    platform = EmbeddedBroker("127.0.0.1", free_port())  # anonymous local clients are the platform
+    await guarded.start()
+    await platform.start()
+    try:
+        for b, delivered in ((guarded, False), (platform, True)):
+            async with (
+                aiomqtt.Client("127.0.0.1", b.port) as sub,
+                aiomqtt.Client("127.0.0.1", b.port) as pub,
+            ):
+                await sub.subscribe("gongyun/#", qos=1)
+                await pub.publish(confirm, b'{"seq": 1000000000000}', qos=1)
+                await pub.publish(f"gongyun/other/{group}", b"marker", qos=1)
+                message = await asyncio.wait_for(anext(aiter(sub.messages)), 10)
+                assert (str(message.topic) == confirm) is delivered, b.command_publishers
+        will = aiomqtt.Will(confirm, b'{"seq": 1000000000000}')  # wills skip topic checks
+        with pytest.raises(aiomqtt.MqttCodeError):
+            async with aiomqtt.Client("127.0.0.1", guarded.port, will=will):
+                pass
+    finally:
+        await guarded.stop()
+        await platform.stop()

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import select, update
 
 from gongyun.config import Settings
@@ -15,7 +16,7 @@ from gongyun.db import Database
 from gongyun.db.base import utcnow
 from gongyun.errors import InvalidCredentials, LoginThrottled
 from gongyun.security import accounts, auth
-from gongyun.security.models import KnownLoginAddress
+from gongyun.security.models import KnownLoginAddress, User
 from gongyun.security.rbac import Role
 from gongyun.security.throttle import address_hash, client_key
 from tests.apphelp import make_settings
@@ -85,18 +86,78 @@ async def test_ipv6_site_is_known_by_its_64(db: Database, tmp_path: Path, db_url
     assert await _login(db, settings, "alice", other) == "login_throttled"
 
 
-async def test_account_lockout_still_applies_to_known_users(
+async def _locked_until(db: Database, user_id: str) -> tuple[int, object]:
+    async with db.session() as s:
+        user = await s.get(User, user_id)
+        assert user is not None
+        return user.failed_logins, user.locked_until
+
+
+async def test_guesses_from_a_throttled_address_neither_go_on_nor_lock_the_account(
     db: Database, tmp_path: Path, db_url: str
 ) -> None:
     settings = _settings(tmp_path, db_url, lockout_threshold=2)
-    await _users(db)
+    ids = await _users(db)
     assert await _login(db, settings, "alice", NAT) == "ok"
-    for i in range(settings.login_ip_threshold):
-        assert await _login(db, settings, f"ghost{i}", NAT, "guess-1") == "invalid_credentials"
-    for i in range(2):  # guesses at a known user from the throttled address count towards her lock
+    assert await _login(db, settings, "bob", NAT) == "ok"
+    await _spray(db, settings, NAT)
+    before = await _locked_until(db, ids["alice"])
+    for i in range(settings.login_known_blocked_failures):  # more than lockout_threshold guesses
         assert await _login(db, settings, "alice", NAT, f"guess-{i}") == "login_throttled"
-    assert await _login(db, settings, "alice", NAT) == "login_throttled"  # locked now
-    assert await _login(db, settings, "alice", "192.0.2.1") == "invalid_credentials"  # locked everywhere
+    assert await _locked_until(db, ids["alice"]) == before  # the account counter is left alone
+    assert before[1] is None
+    assert await _login(db, settings, "alice", NAT) == "login_throttled"  # this pair is used up
+    assert await _login(db, settings, "bob", NAT) == "ok"  # bob's pair has its own budget
+    assert await _login(db, settings, "alice", "192.0.2.1") == "ok"  # and alice is not locked out
+
+
+async def test_an_account_locked_elsewhere_stays_locked_at_a_throttled_address(
+    db: Database, tmp_path: Path, db_url: str
+) -> None:
+    settings = _settings(tmp_path, db_url, lockout_threshold=2)
+    ids = await _users(db)
+    assert await _login(db, settings, "alice", NAT) == "ok"
+    for i in range(2):
+        assert await _login(db, settings, "alice", "192.0.2.1", f"guess-{i}") == "invalid_credentials"
+    assert (await _locked_until(db, ids["alice"]))[1] is not None
+    await _spray(db, settings, NAT)
+    assert await _login(db, settings, "alice", NAT) == "login_throttled"
+
+
+async def test_every_answer_costs_one_password_check(
+    db: Database, tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Timing tells nothing: each path runs argon2 exactly once (counted on the real hasher)."""
+    settings = _settings(tmp_path, db_url, lockout_threshold=50)
+    await _users(db)
+    checks: list[str] = []
+    real_verify = PasswordHasher.verify
+
+    def counting(self: PasswordHasher, hash: str | bytes, password: str | bytes) -> Literal[True]:
+        checks.append(str(password))
+        return real_verify(self, hash, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", counting)
+
+    async def attempt(name: str, client: str, password: str | None = None) -> str:
+        checks.clear()
+        answer = await _login(db, settings, name, client, password)
+        assert len(checks) == 1, (name, client, password, answer, checks)
+        return answer
+
+    assert await attempt("alice", NAT) == "ok"
+    assert await attempt("ghost", NAT, "guess-0") == "invalid_credentials"
+    assert await attempt("alice", NAT, "guess-0") == "invalid_credentials"
+    for i in range(settings.login_ip_threshold - 2):
+        assert await attempt(f"ghost{i}", NAT, "guess-1") == "invalid_credentials"
+    # Throttled: an unknown user, a user unknown here, a known user (wrong, right, pair used up).
+    assert await attempt("nobody", NAT, "guess-2") == "login_throttled"
+    assert await attempt("bob", NAT) == "login_throttled"
+    assert await attempt("alice", NAT, "guess-3") == "login_throttled"
+    assert await attempt("alice", NAT) == "ok"
+    for i in range(settings.login_known_blocked_failures):
+        assert await attempt("alice", NAT, f"guess-{i + 4}") == "login_throttled"
+    assert await attempt("alice", NAT) == "login_throttled"
 
 
 async def test_known_addresses_expire_and_can_be_turned_off(

@@ -6,11 +6,15 @@ never starts it (production uses Mosquitto or EMQX). With ``mqtt_username``/``mq
 clients must log in; otherwise anonymous clients are accepted. The password is never logged: the
 broker only holds its SHA-256 digest.
 
-Command topics (``spBv1.0/<group>/NCMD/...``, ``.../DCMD/...``, ``spBv1.0/STATE/...``) may be published,
-and used as a will, only by the platform identity: the configured ``mqtt_username``, or the anonymous
-clients when no login is configured (then the broker listens on loopback only, see
-:class:`gongyun.config.Settings`, and every local client counts as the platform). The gateway still
-checks each command itself (tenant, role ceiling, signature: :mod:`gongyun.edge.commands`).
+Platform-only topics (commands ``spBv1.0/<group>/NCMD/...``, ``.../DCMD/...``, host state
+``spBv1.0/STATE/...``, and delivery confirmations ``gongyun/confirm/<group>/<node>``, which make a
+gateway drop what it buffered) may be published, and used as a will, only by the platform identity:
+the configured ``mqtt_username``, or the anonymous clients when no login is configured (then the
+broker listens on loopback only, see :class:`gongyun.config.Settings`, and every local client counts
+as the platform). With one shared login every client that has it *is* the platform: this broker is
+for a single machine; production uses Mosquitto or EMQX with per-gateway ACLs (docs/operations.md).
+The gateway still checks each command itself (tenant, role ceiling, signature:
+:mod:`gongyun.edge.commands`).
 """
 
 from __future__ import annotations
@@ -64,10 +68,15 @@ class PasswordAuth(BaseAuthPlugin):  # type: ignore[misc]
         return user_ok and pw_ok
 
 
+CONFIRM_ROOT = "gongyun/confirm"  # the uplink's delivery confirmations (``gongyun.edge.uplink``)
+
+
 def is_command_topic(topic: str) -> bool:
-    """Whether ``topic`` carries Sparkplug commands or host state (NCMD, DCMD, STATE)."""
+    """Whether ``topic`` is platform-only: Sparkplug commands, host state or delivery confirmations."""
     parts = topic.split("/")
     if parts[0] == "STATE":  # Sparkplug 2.x host state
+        return True
+    if parts[:2] == CONFIRM_ROOT.split("/"):
         return True
     if parts[0] != "spBv1.0" or len(parts) < 2:
         return False

@@ -4,7 +4,10 @@ back, and recorded with who asked. A refused write raises ``CommandRefused`` say
 Remote commands (Sparkplug NCMD) claim who asked in metric properties; :class:`CommandPolicy` decides
 what such a claim may get on this gateway: the tenant must be the gateway's, the role one of its
 ``allowed_roles``, and, when a shared secret is configured, the command must carry a fresh HMAC
-signature made by :func:`sign_command` on the platform side.
+signature made by :func:`sign_command` on the platform side. The signature covers the
+``command_id`` the result is reported under, and the nonces of the last ``max_age_s`` are kept on
+disk (:class:`NonceStore`), so a signed command runs at most once, across gateway restarts and
+clock steps.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import inspect
 import json
 import logging
 import math
+import os
 import secrets
 import struct
 import time
@@ -33,8 +37,8 @@ from gongyun.edge.profiles import Tag
 from gongyun.errors import NotFound
 from gongyun.security.rbac import Perm, Role, has_permission
 
-SIGNATURE_PROP, ISSUED_AT_PROP, NONCE_PROP = "signature", "issued_at", "nonce"
-_SIGNED_PROPS = ("requested_by", "role", "tenant", "reason", ISSUED_AT_PROP, NONCE_PROP)
+SIGNATURE_PROP, ISSUED_AT_PROP, NONCE_PROP, COMMAND_ID_PROP = "signature", "issued_at", "nonce", "command_id"
+_SIGNED_PROPS = ("requested_by", "role", "tenant", "reason", ISSUED_AT_PROP, NONCE_PROP, COMMAND_ID_PROP)
 
 log = logging.getLogger(__name__)
 _INTS = {DataType.int16, DataType.uint16, DataType.int32, DataType.uint32, DataType.int64, DataType.uint64}
@@ -113,10 +117,72 @@ def command_signature(
 def sign_command(
     secret: str, node_key: str, device: str, tag: str, value: Value, props: Mapping[str, str]
 ) -> dict[str, str]:
-    """``props`` plus issue time, nonce and signature: what the platform sends to gateway ``group/node``."""
+    """``props`` plus issue time, nonce, command id (unless given) and signature, for gateway ``group/node``.
+
+    Send the result as is: the gateway refuses a command whose ``command_id`` was changed.
+    """
     out = {**props, ISSUED_AT_PROP: str(int(time.time() * 1000)), NONCE_PROP: secrets.token_hex(12)}
+    out.setdefault(COMMAND_ID_PROP, uuid.uuid4().hex)
     out[SIGNATURE_PROP] = command_signature(secret, node_key, device, tag, value, out)
     return out
+
+
+class NonceStore:
+    """The nonces of signed commands seen in the last ``max_age_s``, by wall-clock issue time (ms).
+
+    Kept in a JSON file (rewritten atomically at each new nonce) so that a restart forgets none.
+    Nonces are forgotten by their issue time; ``floor`` then rises past the newest forgotten one,
+    and anything issued before ``floor`` is refused, so a clock stepped back cannot reopen the
+    window. Without a file to start from (first start, file lost) ``floor`` is the start time.
+    """
+
+    def __init__(self, path: str | Path | None, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path) if path is not None else None
+        self._clock = clock
+        self.seen: dict[str, int] = {}
+        self.floor = int(clock() * 1000) if self.path is not None else 0
+        if self.path is not None and self.path.exists():
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                self.seen = {str(n): int(t) for n, t in data["seen"].items()}
+                self.floor = int(data["floor"])
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                log.warning(
+                    "command nonces in %s unreadable (%s): refusing commands issued before now", path, exc
+                )
+
+    def problem(self, nonce: str, issued_ms: int, max_age_s: float) -> str | None:
+        """Why a command with this nonce and issue time is a replay (None: record it and go on)."""
+        if issued_ms < self.floor:
+            return "the command was issued before the gateway's replay window (replayed or delayed)"
+        cutoff = int(self._clock() * 1000 - max_age_s * 1000)
+        old = [t for t in self.seen.values() if t < cutoff]
+        if old:
+            self.floor = max(self.floor, max(old) + 1)
+            self.seen = {n: t for n, t in self.seen.items() if t >= cutoff}
+            if issued_ms < self.floor:
+                return "the command was issued before the gateway's replay window (replayed or delayed)"
+        if not nonce or nonce in self.seen:
+            return "the command was replayed"
+        self.seen[nonce] = issued_ms
+        try:
+            self._save()
+        except OSError as exc:
+            del self.seen[nonce]
+            log.error("cannot record command nonce in %s: %s", self.path, exc)
+            return f"the gateway cannot record the command against replay: {exc.strerror or exc}"
+        return None
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            json.dump({"floor": self.floor, "seen": self.seen}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
 
 
 class CommandPolicy:
@@ -129,10 +195,13 @@ class CommandPolicy:
         allowed_roles: list[Role],
         secret: str | None = None,
         max_age_s: float = 60.0,
+        nonce_path: str | Path | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``nonce_path``: where used nonces persist (None: memory only); ``clock``: wall clock (s)."""
         self.node_key, self.tenant, self.allowed_roles = node_key, tenant, set(allowed_roles)
-        self._secret, self.max_age_s = secret, max_age_s
-        self._nonces: dict[str, float] = {}  # nonce -> monotonic expiry
+        self._secret, self.max_age_s, self._clock = secret, max_age_s, clock
+        self.nonces = NonceStore(nonce_path, clock)
 
     def __repr__(self) -> str:
         return f"CommandPolicy({self.node_key!r}, tenant={self.tenant!r}, signed={self._secret is not None})"
@@ -147,18 +216,13 @@ class CommandPolicy:
         if not hmac.compare_digest(given.encode(), wanted.encode()):
             return "the command's signature is wrong"
         try:
-            age = time.time() - int(str(props.get(ISSUED_AT_PROP))) / 1000
+            issued_ms = int(str(props.get(ISSUED_AT_PROP)))
         except ValueError:
             return "the command has no issue time"
+        age = self._clock() - issued_ms / 1000
         if abs(age) > self.max_age_s:
             return f"the command was issued {age:.0f} s ago (more than {self.max_age_s:g} s)"
-        now = time.monotonic()
-        self._nonces = {n: t for n, t in self._nonces.items() if t > now}
-        nonce = str(props.get(NONCE_PROP) or "")
-        if not nonce or nonce in self._nonces:
-            return "the command was replayed"
-        self._nonces[nonce] = now + 2 * self.max_age_s
-        return None
+        return self.nonces.problem(str(props.get(NONCE_PROP) or ""), issued_ms, self.max_age_s)
 
     def admit(
         self, device: str, tag: str, value: Value, props: Mapping[str, Any]

@@ -283,7 +283,7 @@ class UplinkReceiver:
 
         ``properties`` travel with the command: ``requested_by``, ``role``, ``tenant``, ``reason``.
         """
-        command_id = uuid.uuid4().hex
+        command_id = str(properties.get("command_id") or uuid.uuid4().hex)  # a signed id is kept
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._results[command_id] = future
         group, node = node_key.split("/", 1)

@@ -69,7 +69,12 @@ class Gateway:
         c, u = config.commands, config.uplink
         secret = c.secret.get_secret_value() if c.secret is not None else None
         self.command_policy = CommandPolicy(
-            f"{u.group}/{u.node or g.id}", c.tenant or u.tenant, c.allowed_roles, secret, c.max_age_s
+            f"{u.group}/{u.node or g.id}",
+            c.tenant or u.tenant,
+            c.allowed_roles,
+            secret,
+            c.max_age_s,
+            nonce_path=Path(g.buffer).with_suffix(".nonces.json"),
         )
         self._command_tasks: set[asyncio.Task[None]] = set()
         self.uplink: Uplink | None = self._make_uplink()

@@ -38,7 +38,15 @@ from gongyun.errors import InvalidCredentials, LoginThrottled, TokenInvalid
 from gongyun.security.audit import record as audit
 from gongyun.security.models import ApiKey, RefreshToken, Tenant, User
 from gongyun.security.rbac import Role, cap_role
-from gongyun.security.throttle import UNKNOWN_CLIENT, claim, known, prune_known, refund, remember
+from gongyun.security.throttle import (
+    UNKNOWN_CLIENT,
+    claim,
+    known,
+    known_pair_key,
+    prune_known,
+    refund,
+    remember,
+)
 
 _hasher = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) defaults
 _DUMMY_HASH = _hasher.hash("timing-equaliser-not-a-password")
@@ -206,9 +214,7 @@ async def check_password(
     Unknown user, wrong password, locked or disabled account all answer the same
     ``InvalidCredentials`` after the same argon2 work, so the answer never tells whether an
     account exists or is locked; the audit trail of the account's tenant records which it was.
-    While the address is throttled every answer is ``LoginThrottled``, except a right password
-    of a user who signed in from this address recently (``throttle.known``); the account
-    lockout counts those attempts as always.
+    While the address is throttled every answer is ``LoginThrottled`` (see :func:`_while_blocked`).
     """
     blocked: LoginThrottled | None = None
     try:
@@ -216,43 +222,86 @@ async def check_password(
     except LoginThrottled as exc:
         blocked = exc
     user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
-    if blocked is not None and (user is None or not await known(session, settings, user.id, client)):
-        raise blocked  # unknown here: no password is checked, as before
-    failed: InvalidCredentials | LoginThrottled = blocked or InvalidCredentials(_WRONG)
+    if blocked is not None:
+        return await _while_blocked(session, settings, user, username, password, client, blocked)
+    failed = InvalidCredentials(_WRONG)
     if user is None:
         verify_password(_DUMMY_HASH, password)  # same work whether or not the user exists
         raise failed
     count = await _claim_attempt(session, settings, user, client)
     if count is None:
         verify_password(_DUMMY_HASH, password)  # same work as a wrong password
-        await audit(
-            session,
-            user.tenant_id,
-            username,
-            "auth.login",
-            username,
-            "failure",
-            reason="locked",
-            client=client,
-        )
-        await session.commit()
+        await _audit_failure(session, user, client, "locked")
         raise failed
     # Lock order everywhere: the users row first, then the audit chain head.
     if not verify_password(user.password_hash, password):
         if count >= settings.lockout_threshold:
             await _lock(session, settings, user, client)
-        await audit(
-            session,
-            user.tenant_id,
-            username,
-            "auth.login",
-            username,
-            "failure",
-            reason="password",
-            client=client,
-        )
-        await session.commit()
+        await _audit_failure(session, user, client, "password")
         raise failed
+    await _succeed(session, user, password, failed)
+    await refund(session, client)
+    await remember(session, settings, user.id, client)
+    await session.flush()
+    return user
+
+
+async def _while_blocked(
+    session: AsyncSession,
+    settings: Settings,
+    user: User | None,
+    username: str,
+    password: str,
+    client: str,
+    blocked: LoginThrottled,
+) -> User:
+    """A sign-in from a throttled address: only a known user with the right password gets in.
+
+    Every path does exactly one argon2 check, so timing does not tell which users signed in from
+    here. A known user's failures count under the (user, address) pair, at most
+    ``login_known_blocked_failures`` of them before the pair is throttled too; the account's own
+    lockout counter is not touched, so guesses from behind a shared NAT cannot lock it out. An
+    account locked by failures elsewhere stays locked here.
+    """
+    if user is None or not await known(session, settings, user.id, client):
+        verify_password(_DUMMY_HASH, password)  # same work as a known user's attempt
+        raise blocked
+    pair = known_pair_key(settings, user.id, client)
+    try:
+        await claim(session, settings, pair, settings.login_known_blocked_failures)
+    except LoginThrottled:
+        verify_password(_DUMMY_HASH, password)
+        await _audit_failure(session, user, client, "throttled")
+        raise blocked from None
+    await session.refresh(user)
+    if user.locked_until is not None and user.locked_until > utcnow():
+        verify_password(_DUMMY_HASH, password)
+        await _audit_failure(session, user, client, "locked")
+        raise blocked
+    if not verify_password(user.password_hash, password):
+        await _audit_failure(session, user, client, "password")
+        raise blocked
+    await _succeed(session, user, password, blocked)
+    log.info("sign-in of a known user from throttled %s allowed", client, extra={"client": client})
+    await refund(session, pair)
+    await remember(session, settings, user.id, client)
+    await session.flush()
+    return user
+
+
+async def _audit_failure(session: AsyncSession, user: User, client: str, reason: str) -> None:
+    """Record a failed sign-in in the account's tenant and commit."""
+    username = user.username
+    await audit(
+        session, user.tenant_id, username, "auth.login", username, "failure", reason=reason, client=client
+    )
+    await session.commit()
+
+
+async def _succeed(
+    session: AsyncSession, user: User, password: str, failed: InvalidCredentials | LoginThrottled
+) -> None:
+    """The right password: check the account is active, reset its failures, upgrade its hash."""
     await session.refresh(user)
     try:
         await _active_user(session, user)
@@ -261,13 +310,6 @@ async def check_password(
     user.failed_logins, user.first_failed_at, user.locked_until = 0, None, None
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    if blocked is not None:
-        log.info("sign-in of a known user from throttled %s allowed", client, extra={"client": client})
-    else:
-        await refund(session, client)
-    await remember(session, settings, user.id, client)
-    await session.flush()
-    return user
 
 
 async def login(

@@ -7,8 +7,11 @@ failures add up, and concurrent guesses cannot all slip through under the thresh
 
 So that one attacker behind a shared NAT cannot lock a whole site out, a user who signed in
 successfully from the same address (IPv6: the same /64) within ``login_known_address_days``
-may still sign in there with the right password while the address is blocked. Only a keyed
-hash of the address is stored (HMAC with the app secret), so the table is no address log.
+may still sign in there with the right password while the address is blocked. Such a pair has
+its own small budget of failures (``login_known_blocked_failures``, counted under
+:func:`known_pair_key`) so that guesses from a blocked address can neither go on nor lock the
+account out. Only a keyed hash of the address is stored (HMAC with the app secret), so the table
+is no address log.
 """
 
 from __future__ import annotations
@@ -79,8 +82,12 @@ async def _retry_after(session: AsyncSession, client: str, now: datetime) -> int
     return max(1, math.ceil((until - now).total_seconds()))
 
 
-async def claim(session: AsyncSession, settings: Settings, client: str) -> None:
-    """Count a sign-in attempt from ``client`` (committed); raise ``LoginThrottled`` when blocked."""
+async def claim(session: AsyncSession, settings: Settings, client: str, threshold: int | None = None) -> None:
+    """Count a sign-in attempt from ``client`` (committed); raise ``LoginThrottled`` when blocked.
+
+    ``threshold``: failures allowed in a window (default ``login_ip_threshold``).
+    """
+    limit = settings.login_ip_threshold if threshold is None else threshold
     now = utcnow()
     await _ensure_row(session, settings, client, now)
     fresh = LoginThrottle.window_start < now - timedelta(seconds=settings.login_ip_window_s)
@@ -100,7 +107,7 @@ async def claim(session: AsyncSession, settings: Settings, client: str) -> None:
     )
     count = result.scalar_one_or_none()
     blocked = count is None
-    if count is not None and count > settings.login_ip_threshold:
+    if count is not None and count > limit:
         await session.execute(
             update(LoginThrottle)
             .where(LoginThrottle.client == client)
@@ -133,6 +140,11 @@ def address_hash(settings: Settings, client: str) -> str:
     """A keyed hash (HMAC-SHA256 under the app secret) of a throttle key, stored in its place."""
     key = hmac.new(settings.jwt_secret().encode(), b"gongyun login address", hashlib.sha256).digest()
     return hmac.new(key, client.encode(), hashlib.sha256).hexdigest()
+
+
+def known_pair_key(settings: Settings, user_id: str, client: str) -> str:
+    """The throttle key of one user at one (throttled) address: a keyed hash, like the address's."""
+    return "pair:" + address_hash(settings, f"{user_id}@{client}")[:56]
 
 
 def _known_cutoff(settings: Settings, now: datetime) -> datetime:
