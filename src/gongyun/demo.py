@@ -102,19 +102,25 @@ class Demo:
 
 
 async def load_alarm_rules(runtime: Runtime, tenant_id: str) -> None:
-    """Have the alarm engine load the tenant's rules, here or in the process that leads it."""
+    """Have the alarm engine load the tenant's rules, here or in the process that leads it.
+
+    A ``reload_rule`` command is queued per rule either way: the engine applies it in order
+    with everything else it does, under its lock, so a running engine's live state is never
+    replaced by rows read outside it (a rule it runs already keeps its state).
+    """
     from gongyun.alarms import commands
     from gongyun.alarms import repo as alarm_repo
     from gongyun.telemetry.service import get_service
 
     try:
-        await get_service(runtime).alarms.load()
-    except ServiceUnavailable:  # the engine leads in another process: queue a reload per rule
-        async with runtime.db.session() as session:
-            rule_ids = [r.id for r in await alarm_repo.list_rules(session, tenant_id)]
-            queued = [await commands.create(session, tenant_id, "reload_rule", rid) for rid in rule_ids]
-        for row in queued:
-            await commands.dispatch(runtime.bus, runtime.extras, row, None)
+        engine = get_service(runtime).alarms
+    except ServiceUnavailable:  # the engine leads in another process: ring the bus
+        engine = None
+    async with runtime.db.session() as session:
+        rule_ids = [r.id for r in await alarm_repo.list_rules(session, tenant_id)]
+        queued = [await commands.create(session, tenant_id, "reload_rule", rid) for rid in rule_ids]
+    for row in queued:
+        await commands.dispatch(runtime.bus, runtime.extras, row, engine)
 
 
 async def start_demo(runtime: Runtime, *, time_scale: float = 1.0) -> Demo:

@@ -202,7 +202,8 @@ async def test_the_other_process_takes_over_with_the_state(two: Two) -> None:
     # no leader for a moment: the points wait in the stream for the next one
     await ingest(two.clients[1], t, [("pump1/temp", 10.0, now + timedelta(seconds=1))])
     if survivor.host.local is None:
-        assert survivor.feed.messages == sent + 1
+        feed = survivor.feed
+        await until(lambda: feed.messages == sent + 1)  # published by the feed's sender task
     await until(lambda: two.leaders() == [1], timeout=10)
     assert loop.time() - gone < 6
     new = survivor.alarms

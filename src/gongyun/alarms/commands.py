@@ -23,7 +23,15 @@ import orjson
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gongyun.alarms.engine import APPLIED, PENDING, REJECTED, AlarmEngine, CommandExpired
+from gongyun.alarms.engine import (
+    APPLIED,
+    PENDING,
+    REJECTED,
+    AlarmEngine,
+    AlarmRuleInvalid,
+    AlarmTargetInvalid,
+    CommandExpired,
+)
 from gongyun.alarms.models import AlarmCommandRow
 from gongyun.alarms.states import InvalidTransition
 from gongyun.bus import Bus, Message, Subscription
@@ -42,6 +50,8 @@ _ERRORS: dict[str, type[GongyunError]] = {
     InvalidTransition.code: InvalidTransition,
     NotFound.code: NotFound,
     CommandExpired.code: CommandExpired,
+    AlarmRuleInvalid.code: AlarmRuleInvalid,
+    AlarmTargetInvalid.code: AlarmTargetInvalid,
 }
 
 
@@ -87,14 +97,31 @@ async def get(session: AsyncSession, tenant_id: str, command_id: str) -> AlarmCo
     return row
 
 
+DISPATCH_WAIT_S = 1.0
+"""How long :func:`dispatch` waits for an engine running in this process before moving on."""
+
+
 async def dispatch(
-    bus: Bus, extras: dict[str, Any], row: AlarmCommandRow, engine: AlarmEngine | None
+    bus: Bus,
+    extras: dict[str, Any],
+    row: AlarmCommandRow,
+    engine: AlarmEngine | None,
+    *,
+    timeout_s: float = DISPATCH_WAIT_S,
 ) -> None:
-    """Hand a committed command to the engine: directly when it runs here, else over the bus."""
+    """Hand a committed command to the engine: directly when it runs here, else over the bus.
+
+    A local engine gets at most ``timeout_s``: when its save queue is busy the command stays
+    queued there (it is applied later) and the caller goes on to :func:`wait` and its 202.
+    """
     if engine is not None:
+        task = asyncio.ensure_future(engine.execute(row.id))
         try:
-            await engine.execute(row.id)
+            await asyncio.wait_for(asyncio.shield(task), timeout_s)
             return
+        except TimeoutError:
+            task.add_done_callback(_log_late_failure)
+            return  # queued in the local engine: applied when its turn comes
         except ServiceUnavailable:
             pass  # the engine stopped here meanwhile (leadership moved): ring the bus instead
     try:
@@ -105,6 +132,15 @@ async def dispatch(
     except GongyunError:
         # The row is committed: the engine's sweep applies it even though the bell did not ring.
         _log.warning("could not publish alarm command %s; the engine sweep will apply it", row.id)
+
+
+def _log_late_failure(task: asyncio.Future[Any]) -> None:
+    """Log a local command that failed after :func:`dispatch` stopped waiting (the sweep retries)."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        _log.warning("the alarm engine failed on a queued command (%s); its sweep will apply it", exc)
 
 
 async def wait(session: AsyncSession, tenant_id: str, command_id: str, timeout_s: float) -> AlarmCommandRow:

@@ -8,24 +8,32 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import func, literal, select
+from sqlalchemy import func, literal, select, text
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.alarms import repo
-from gongyun.alarms.models import AlarmCommandRow, AlarmEventRow, AlarmRuleRow, AlarmStateRow
+from gongyun.alarms.late import RecentSamples
+from gongyun.alarms.models import (
+    AlarmCommandRow,
+    AlarmEventRow,
+    AlarmNotifierRow,
+    AlarmRuleRow,
+    AlarmStateRow,
+)
 from gongyun.alarms.notify import AlarmNotice, Notifier, dispatch, make_notifier
 from gongyun.alarms.outcomes import audit_command_outcome
 from gongyun.alarms.rules import Condition, Debouncer
 from gongyun.alarms.states import AlarmStateMachine, InvalidTransition, State, Transition
 from gongyun.db import Database
 from gongyun.db.base import utcnow
-from gongyun.errors import Conflict, GongyunError, NotFound, ServiceUnavailable
+from gongyun.errors import Conflict, GongyunError, NotFound, ServiceUnavailable, ValidationFailed
 from gongyun.telemetry.store.base import Point
 
 _log = logging.getLogger("gongyun.alarms.engine")
@@ -35,7 +43,17 @@ _PRIORITIES = ["low", "medium", "high", "critical"]
 PENDING, APPLIED, REJECTED = "pending", "applied", "rejected"
 COMMAND_TTL = timedelta(minutes=10)
 """An operator action not applied within this time is rejected rather than applied late."""
-SAVE_ATTEMPTS = 3
+SAVE_RETRY_S = (0.2, 5.0)
+"""A failed save is retried after the first delay, doubling up to the second."""
+SAVE_ATTEMPT_S = 10.0
+"""One save transaction gives up after this long (then it is retried)."""
+SAVE_GIVE_UP_S = 30.0
+"""An elected engine whose saves fail this long steps down (another process may take over)."""
+_TERM = "SELECT term FROM alarm_leader WHERE id = 1 FOR SHARE"
+_PG_TIMEOUTS = (
+    "SELECT set_config('lock_timeout', '3000', true), set_config('statement_timeout', '8000', true)"
+)
+_PERMANENT = (IntegrityError, DataError)
 
 
 def _dt(us: int) -> datetime:
@@ -104,6 +122,44 @@ class CommandExpired(Conflict):
     title = "Alarm request expired"
 
 
+class AlarmRuleInvalid(ValidationFailed):
+    """A stored alarm rule no longer validates: the engine skips it (see ``AlarmEngine.broken``)."""
+
+    code = "alarm_rule_invalid"
+    title = "Stored alarm rule is invalid"
+
+
+class AlarmTargetInvalid(ValidationFailed):
+    """A stored notification target no longer validates: the engine skips it."""
+
+    code = "alarm_target_invalid"
+    title = "Stored notification target is invalid"
+
+
+def _problem(exc: Exception) -> str:
+    """A short description of why a stored row does not validate."""
+    if isinstance(exc, GongyunError):
+        errors = exc.details.get("errors")
+        return f"{exc.message}: {errors}"[:500] if errors else exc.message[:500]
+    return str(exc)[:500]
+
+
+def _saved_machine(st: AlarmStateRow | None) -> AlarmStateMachine | None:
+    """The saved state of an alarm (None when there is none, or it is unreadable)."""
+    if st is None:
+        return None
+    try:
+        state = State(st.state)
+    except ValueError:
+        _log.error("alarm %s: unknown saved state %r; starting from normal", st.rule_id, st.state)
+        return None
+    return AlarmStateMachine(state, st.condition, _us(st.shelved_until) if st.shelved_until else None)
+
+
+class Deposed(ServiceUnavailable):
+    """Another process leads the alarm engine now, or this one gave up (nothing more is saved here)."""
+
+
 class AlarmEngine:
     """Holds every enabled rule of every tenant in memory; the database keeps what survives restarts."""
 
@@ -117,12 +173,21 @@ class AlarmEngine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self._seen: dict[tuple[str, str], int] = {}  # newest evaluated sample per (tenant, tag)
+        self._seen = RecentSamples()  # recent samples per (tenant, tag), late lanes per alarm
+        self.late = 0  # late samples evaluated (see gongyun.alarms.late)
+        self.broken: dict[tuple[str, str], dict[str, Any]] = {}  # rows that do not validate
         self._saves: asyncio.Queue[_Job] = asyncio.Queue()
         self._saver: asyncio.Task[None] | None = None
         self._closed = False
         self.notified = 0
         self.skipped = 0
+        self.term: int | None = None  # the leader term every save is fenced with (None: not elected)
+        self.on_deposed: Callable[[str], None] | None = None
+        self.save_give_up_s = SAVE_GIVE_UP_S
+        self.save_failures = 0
+        self._failing: BaseException | None = None
+        self._waiters: set[asyncio.Future[Any]] = set()
+        self._current: _Job | None = None
 
     @property
     def accepting(self) -> bool:
@@ -159,49 +224,88 @@ class AlarmEngine:
         self._notifiers[tenant] = list(notifiers)
 
     async def load(self) -> int:
-        """Load every rule, saved state and notification target from the database."""
+        """Load every rule, saved state and notification target; return how many rules loaded.
+
+        A rule or target that no longer validates is skipped and logged (listed in
+        :attr:`broken`, see :meth:`broken_rows`): one bad row must not stop every alarm.
+        """
         if self.db is None:
             return 0
         async with self.db.session() as s:
             rows = await repo.all_rules(s)
             targets = await repo.list_notifiers(s, None)
+        self.broken = {}
+        loaded = 0
         for rule, st in rows:
-            saved = None
-            if st is not None:
-                saved = AlarmStateMachine(
-                    State(st.state), st.condition, _us(st.shelved_until) if st.shelved_until else None
-                )
-            self.put_rule(rule.tenant_id, rule.id, repo.rule_spec(rule), saved)
+            spec, problem = self._parse_rule(rule)
+            if problem is not None:
+                self._mark_broken(rule.tenant_id, rule.id, "rule", rule.name, AlarmRuleInvalid.code, problem)
+                continue
+            self.put_rule(rule.tenant_id, rule.id, spec, _saved_machine(st))
+            loaded += 1
+        self._notifiers = self._parse_targets(targets)
+        return loaded
+
+    @staticmethod
+    def _parse_rule(rule: AlarmRuleRow) -> tuple[Any, str | None]:
+        """The rule's spec, or why it does not validate."""
+        try:
+            return repo.rule_spec(rule), None
+        except (ValueError, GongyunError) as exc:
+            return None, _problem(exc)
+
+    def _parse_targets(self, targets: list[AlarmNotifierRow]) -> dict[str, list[Notifier]]:
+        """Notifiers per tenant for the targets that validate (the others marked broken)."""
         by_tenant: dict[str, list[Notifier]] = {}
         for t in targets:
-            by_tenant.setdefault(t.tenant_id, []).append(
-                make_notifier(repo.parse_target(orjson.loads(t.config_json)))
-            )
-        self._notifiers = by_tenant
-        return len(rows)
+            try:
+                notifier = make_notifier(repo.parse_target(orjson.loads(t.config_json)))
+            except (ValueError, GongyunError) as exc:
+                problem = _problem(exc)
+                self._mark_broken(t.tenant_id, t.id, "notifier", t.name, AlarmTargetInvalid.code, problem)
+                continue
+            by_tenant.setdefault(t.tenant_id, []).append(notifier)
+        return by_tenant
+
+    def _mark_broken(self, tenant: str, row_id: str, kind: str, name: str, code: str, problem: str) -> None:
+        _log.error("alarm %s %s (%s) of tenant %s skipped: %s", kind, row_id, name, tenant, problem)
+        entry = {"kind": kind, "id": row_id, "name": name, "code": code, "message": problem}
+        self.broken[(tenant, row_id)] = entry
+
+    def broken_rows(self, tenant: str) -> list[dict[str, Any]]:
+        """The tenant's rules and targets the engine skips because they no longer validate."""
+        return [dict(v) for (t, _), v in sorted(self.broken.items()) if t == tenant]
 
     # -- evaluation ------------------------------------------------------------------------
     async def on_points(self, tenant: str, points: list[Point]) -> None:
         """Ingest hook: evaluate the rules reading these tags (never waits for the database).
 
-        Samples are evaluated in time order per tag: one not newer than the newest already
-        evaluated for its tag (a replayed or late sample) is skipped, so a point delivered twice
-        cannot count twice toward a delay or a rate. The transitions are saved in the background,
-        in order, and told to listeners once saved (:meth:`flush` waits for that).
+        Samples are evaluated in time order. An exact repeat (a tag and timestamp evaluated
+        already, within a bounded recent window) is skipped, so a point delivered twice cannot
+        count twice toward a delay or a rate. A late sample (older than the newest evaluated for
+        its tag) is evaluated too, in a separate lane that can raise an alarm but never roll a
+        newer state back (the rules: :mod:`gongyun.alarms.late`). The transitions are saved in
+        the background, in order, and told to listeners once saved (:meth:`flush` waits for that).
         """
         changes: list[tuple[LiveAlarm, Transition]] = []
         async with self._lock:
-            seen = self._seen
+            recent = self._seen
             for p in sorted(points, key=lambda x: x.ts):
                 alarms = self._by_tag.get((tenant, p.tag))
                 if not alarms:
                     continue
-                key = (tenant, p.tag)
-                last = seen.get(key)
-                if last is not None and p.ts <= last:
+                window = recent.window(tenant, p.tag)
+                if window.seen(p.ts):
                     self.skipped += 1
                     continue
-                seen[key] = p.ts
+                newest = window.newest
+                if newest is not None and p.ts < newest:
+                    self.late += 1
+                    for live in alarms:
+                        changes.extend(recent.late(live, p.tag, p.ts, p.value, window))
+                    window.add(p.ts, p.value)
+                    continue
+                window.add(p.ts, p.value)
                 for live in alarms:
                     cond = live.condition.observe(p.tag, p.ts, p.value)
                     if cond is None:
@@ -278,7 +382,7 @@ class AlarmEngine:
         changes: list[tuple[LiveAlarm, Transition]] = []
         saved: tuple[AlarmStateMachine, tuple[Any, ...]] | None = None
         try:
-            async with self.db.session() as s:
+            async with self._session() as s:
                 # Expiry compares database time on both sides: the API stamps requested_at
                 # with now() of the same server (see commands.create).
                 q = select(AlarmCommandRow, func.now() if postgres else literal(None))
@@ -309,13 +413,18 @@ class AlarmEngine:
         return status, changes
 
     async def _prepare(self, s: AsyncSession, row: AlarmCommandRow) -> Any:
-        """What a reload needs from the database, read before taking the engine's lock."""
+        """What a reload needs from the database, read and validated before taking the engine's lock.
+
+        ``reload_rule``: None (the rule is gone) or ``(row, spec, problem, saved state)``;
+        ``reload_notifiers``: the target rows.
+        """
         if row.action == "reload_rule":
             assert row.rule_id is not None
             found = await s.get(AlarmRuleRow, row.rule_id)
             if found is None or found.tenant_id != row.tenant_id:
                 return None
-            return found, await s.get(AlarmStateRow, row.rule_id)
+            spec, problem = self._parse_rule(found)
+            return found, spec, problem, await s.get(AlarmStateRow, row.rule_id)
         if row.action == "reload_notifiers":
             return await repo.list_notifiers(s, row.tenant_id)
         return None
@@ -327,21 +436,31 @@ class AlarmEngine:
         tenant, action = row.tenant_id, row.action
         row.status = APPLIED
         if action == "reload_rule":
+            # A rule that no longer validates is not evaluated (as after a restart: load()
+            # skips it) and the command is rejected with a stable code rather than retried.
             assert row.rule_id is not None
+            self.broken.pop((tenant, row.rule_id), None)
             if prepared is None:
                 self.drop_rule(tenant, row.rule_id)
-            else:
-                found, st = prepared
-                saved = None
-                if st is not None and (tenant, row.rule_id) not in self._alarms:
-                    until = _us(st.shelved_until) if st.shelved_until else None
-                    saved = AlarmStateMachine(State(st.state), st.condition, until)
-                self.put_rule(tenant, row.rule_id, repo.rule_spec(found), saved)
+                return None, None
+            found, spec, problem, st = prepared
+            if problem is not None:
+                self.drop_rule(tenant, row.rule_id)
+                self._mark_broken(tenant, row.rule_id, "rule", found.name, AlarmRuleInvalid.code, problem)
+                row.status, row.error_code, row.error_message = REJECTED, AlarmRuleInvalid.code, problem
+                return None, None
+            fresh = (tenant, row.rule_id) not in self._alarms
+            self.put_rule(tenant, row.rule_id, spec, _saved_machine(st) if fresh else None)
             return None, None
         if action == "reload_notifiers":
-            self.set_notifiers(
-                tenant, [make_notifier(repo.parse_target(orjson.loads(t.config_json))) for t in prepared]
-            )
+            # The targets that validate are used; the others are skipped and named in the rejection.
+            for key in [k for k, v in self.broken.items() if k[0] == tenant and v["kind"] == "notifier"]:
+                del self.broken[key]
+            self.set_notifiers(tenant, self._parse_targets(prepared).get(tenant, []))
+            bad = sorted(k[1] for k, v in self.broken.items() if k[0] == tenant and v["kind"] == "notifier")
+            if bad:
+                message = f"notification targets skipped, they do not validate: {', '.join(bad)}"[:500]
+                row.status, row.error_code, row.error_message = REJECTED, AlarmTargetInvalid.code, message
             return None, None
         live = self._alarms.get((tenant, row.rule_id or ""))
         now = int(self.clock() * US)
@@ -461,24 +580,74 @@ class AlarmEngine:
         if self._closed:
             if job.done is not None:
                 job.done.set_exception(ServiceUnavailable("the alarm engine is not running here"))
-            else:
+            elif job.changes:
                 _log.warning("alarm engine stopped: %d transitions not saved", len(job.changes))
             return
         self._saves.put_nowait(job)
         if self._saver is None:
             self._saver = asyncio.create_task(self._save_loop(), name="alarm-saver")
 
+    def fence(self, term: int | None, on_deposed: Callable[[str], None] | None = None) -> None:
+        """Check ``term`` in every save transaction; ``on_deposed`` is called (once) when it is over."""
+        self.term, self.on_deposed = term, on_deposed
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[AsyncSession]:
+        """A save transaction; with a term it holds the term row (shared) or raises Deposed."""
+        assert self.db is not None
+        async with self.db.session() as s:
+            if self.db.dialect == "postgresql":
+                await s.execute(text(_PG_TIMEOUTS))  # a locked table fails the attempt (retried)
+            if self.term is not None:
+                found = (await s.execute(text(_TERM))).scalar_one_or_none()
+                if found != self.term:
+                    raise Deposed(f"alarm engine term {self.term} is over (the database has {found})")
+            yield s
+
     async def flush(self) -> None:
-        """Wait until every transition queued so far is saved and told to listeners."""
+        """Wait until every transition queued so far is saved and told to listeners.
+
+        Raises ServiceUnavailable while a save is failing (it is retried: whoever handed the
+        input in must not treat it as done yet) and when the engine stops first.
+        """
         if self._saver is None or self._closed:
             return
+        if self._failing is not None:
+            raise ServiceUnavailable(f"alarm transitions not saved yet: {self._failing!r}")
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters.add(done)
+        try:
+            self._enqueue(_Job(done=done))
+            await done
+        finally:
+            self._waiters.discard(done)
+
+    async def _drained(self) -> None:
+        """Wait until everything queued so far is done (failures retried, not raised)."""
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._enqueue(_Job(done=done))
         await done
 
+    def _fail_waiters(self, exc: BaseException) -> None:
+        for waiter in list(self._waiters):
+            if not waiter.done():
+                waiter.set_exception(exc)
+
+    def _drop_queued(self, why: str) -> int:
+        """Fail every queued job (the engine ``why``); the number of transitions dropped with them."""
+        dropped = 0
+        while not self._saves.empty():
+            job = self._saves.get_nowait()
+            dropped += len(job.changes)
+            if job.done is not None and not job.done.done():
+                job.done.set_exception(ServiceUnavailable(f"the alarm engine {why}"))
+        return dropped
+
     async def _save_loop(self) -> None:
         while True:
+            self._current = None
             job = await self._saves.get()
+            self._current = job
             try:
                 if job.command_id is not None:
                     status, changes = await self._run_command(job.command_id)
@@ -492,6 +661,11 @@ class AlarmEngine:
                 if job.done is not None and not job.done.done():
                     job.done.set_exception(ServiceUnavailable("the alarm engine stopped"))
                 raise
+            except Deposed as exc:
+                if job.done is not None and not job.done.done():
+                    job.done.set_exception(exc)
+                self._depose(exc)
+                return
             except Exception as exc:
                 if job.done is not None and not job.done.done():
                     job.done.set_exception(exc)
@@ -501,22 +675,65 @@ class AlarmEngine:
             if job.done is not None and not job.done.done():
                 job.done.set_result(result)
 
+    def _depose(self, exc: Deposed) -> None:
+        """Save nothing more, at once: drop what is not saved and let the host step down."""
+        self._closed = True
+        if self._ticker is not None:  # no more ticks either (the host stops the rest)
+            self._ticker.cancel()
+            self._ticker = None
+        current, self._current, self._saver = self._current, None, None  # this task ends
+        dropped = self._drop_queued("stepped down") + (len(current.changes) if current else 0)
+        _log.warning("alarm engine stepping down (%s): %d unsaved transitions discarded", exc, dropped)
+        self._failing = None
+        self._fail_waiters(exc)
+        hook, self.on_deposed = self.on_deposed, None
+        if hook is not None:
+            hook(str(exc))
+
     async def _save(self, changes: list[tuple[LiveAlarm, Transition]]) -> None:
-        """Save transitions (retrying a database hiccup), then tell the listeners."""
-        assert self.db is not None
-        for attempt in range(1, SAVE_ATTEMPTS + 1):
+        """Save transitions, then tell the listeners; retried with backoff until saved.
+
+        The job stays at the head of the queue meanwhile (the jobs behind wait, flush raises). A
+        transition the database refuses for good (its rule was deleted) is dropped, logged. Raises
+        Deposed when another process leads now, or when an elected engine could not save for
+        ``save_give_up_s`` (stepping down lets a process that reaches the database take over).
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        delay = SAVE_RETRY_S[0]
+        pending, saved, one_by_one = list(changes), [], False
+        while pending:
+            batch = pending[:1] if one_by_one else pending
             try:
-                async with self.db.session() as s:
-                    await self._persist(s, changes)
-                break
-            except Exception:
-                if attempt == SAVE_ATTEMPTS:
-                    _log.exception(
-                        "saving %d alarm transitions failed; they are not in the history", len(changes)
-                    )
-                    break
-                await asyncio.sleep(0.5 * attempt)
-        self._fan_out(changes)
+                async with asyncio.timeout(SAVE_ATTEMPT_S), self._session() as s:
+                    await self._persist(s, batch)
+            except Deposed:
+                raise
+            except _PERMANENT as exc:
+                if len(batch) > 1:
+                    one_by_one = True
+                else:
+                    _log.error("alarm transition of rule %s refused, not saved: %r", batch[0][0].rule_id, exc)
+                    del pending[:1]
+                continue
+            except Exception as exc:
+                self.save_failures += 1
+                if self._failing is None:
+                    _log.warning("saving %d alarm transitions failed (retrying): %r", len(pending), exc)
+                self._failing = exc
+                self._fail_waiters(ServiceUnavailable(f"alarm transitions not saved yet: {exc!r}"))
+                waited = loop.time() - started
+                if self.on_deposed is not None and waited >= self.save_give_up_s:
+                    raise Deposed(f"alarm transitions not saved for {waited:.0f} s") from exc
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, SAVE_RETRY_S[1])
+                continue
+            saved.extend(batch)
+            del pending[: len(batch)]
+        if self._failing is not None:
+            _log.info("alarm transitions saved again")
+            self._failing = None
+        self._fan_out(saved)
 
     async def drain(self) -> None:
         """Wait for saves and notifications in flight."""
@@ -540,32 +757,43 @@ class AlarmEngine:
         if self._ticker is None:
             self._ticker = asyncio.create_task(loop(), name="alarm-ticker")
 
-    async def stop(self, *, save_timeout_s: float = 5.0) -> None:
-        """Stop ticking, save what is queued (for at most ``save_timeout_s``), wait for notifications."""
+    async def pause(self) -> None:
+        """Stop ticking (saves and commands go on; ``start`` ticks again)."""
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
             self._ticker = None
+
+    async def stop(self, *, save_timeout_s: float = 5.0) -> None:
+        """Stop ticking, save what is queued (for at most ``save_timeout_s``), wait for notifications.
+
+        What is not saved by then is dropped (logged); a deposed engine saves nothing more.
+        """
+        await self.pause()
         if self._saver is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.flush(), save_timeout_s)
+            if save_timeout_s > 0 and not self._closed:
+                with contextlib.suppress(TimeoutError, ServiceUnavailable):
+                    await asyncio.wait_for(self._drained(), save_timeout_s)
             self._closed = True
-            self._saver.cancel()
+            saver, self._saver = self._saver, None
+            saver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._saver
-            self._saver = None
-            while not self._saves.empty():
-                job = self._saves.get_nowait()
-                if job.done is not None and not job.done.done():
-                    job.done.set_exception(ServiceUnavailable("the alarm engine stopped"))
+                await saver
+            current, self._current = self._current, None
+            dropped = self._drop_queued("stopped") + (len(current.changes) if current else 0)
+            if dropped:
+                _log.warning("alarm engine stopped: %d transitions not saved, dropped", dropped)
         self._closed = True
+        self._failing = None
+        self._fail_waiters(ServiceUnavailable("the alarm engine stopped"))
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def clear(self) -> None:
-        """Forget every rule, state and target (before loading afresh, e.g. as a new leader)."""
+        """Forget every rule, state, target and leader term (before loading afresh, e.g. as a new leader)."""
         self._alarms.clear()
         self._by_tag.clear()
         self._seen.clear()
         self._notifiers.clear()
+        self.term = self.on_deposed = None

@@ -135,6 +135,8 @@ class TelemetryService:
             self.subscription = None
         await self.consumer.drain()
         await self.ingestor.stop()
+        if self.feed is not None:
+            await self.feed.stop()  # sends what is queued (briefly), then ends its sender task
         await self.rollups.stop()
         if self.host is not None:
             await self.host.stop()  # the engine's last saves, then the leadership is given up
