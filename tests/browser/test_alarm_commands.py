@@ -27,7 +27,13 @@ from gongyun.telemetry.store import Point
 from gongyun.telemetry.store.base import to_us
 from tests.apphelp import ADMIN_PASSWORD, make_settings
 from tests.browser.test_console import Session, _shot, browser_session
-from tests.services import NATS_URL, free_port, require_service, scratch_postgres_database
+from tests.services import (
+    NATS_URL,
+    free_port,
+    fresh_alarm_streams,
+    require_service,
+    scratch_postgres_database,
+)
 
 __all__ = ["browser_session"]  # the fixture, imported for use here
 
@@ -116,6 +122,7 @@ class TwoProcesses:
 def two_processes(tmp_path: Path) -> Iterator[TwoProcesses]:
     """Both runtimes on a scratch PostgreSQL database and NATS; always stopped afterwards."""
     require_service("nats")
+    asyncio.run(fresh_alarm_streams())
     require_service("postgres")
     with scratch_postgres_database() as url:
         procs = TwoProcesses(tmp_path, url)
