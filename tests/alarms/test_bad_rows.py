@@ -103,3 +103,15 @@ async def test_dispatch_to_a_busy_local_engine_answers_after_its_timeout(db: Dat
         done = await commands.wait(s, "t1", row.id, 5.0)  # applied once the engine gets to it
     assert done.status == "applied" and eng.state("t1", rid) is State.ack_active
     await eng.stop()
+
+
+async def test_a_rule_that_no_longer_validates_is_listed_as_invalid(db: Database) -> None:
+    async with db.session() as s:
+        good = await repo.create_rule(s, "t1", ThresholdRule(name="ok", tag="d/t", limit=5))
+        bad = await repo.create_rule(s, "t1", ThresholdRule(name="bad", tag="d/t", limit=5))
+    await _break_rule(db, bad.id)
+    async with db.session() as s:
+        listed = {r["id"]: r for r in map(repo.rule_dict, await repo.list_rules(s, "t1"))}
+    assert listed[good.id]["valid"] is True and "problems" not in listed[good.id]
+    assert listed[bad.id]["valid"] is False
+    assert [p["loc"] for p in listed[bad.id]["problems"]] == [["threshold", "tag"], ["threshold", "limit"]]

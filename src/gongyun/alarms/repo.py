@@ -40,13 +40,19 @@ def rule_spec(row: AlarmRuleRow) -> Any:
 
 
 def rule_dict(row: AlarmRuleRow) -> dict[str, Any]:
-    """A rule row as JSON."""
-    return {
+    """A rule row as JSON, with ``valid`` (False: the engine skips it; ``problems`` says why)."""
+    out: dict[str, Any] = {
         "id": row.id,
         **orjson.loads(row.spec_json),
         "created_at": row.created_at.isoformat(),
         "updated_at": row.updated_at.isoformat(),
+        "valid": True,
     }
+    try:
+        rule_spec(row)
+    except ValidationError as exc:  # stored under older, looser validation: shown, not evaluated
+        out["valid"], out["problems"] = False, _errors(exc)
+    return out
 
 
 async def create_rule(session: AsyncSession, tenant_id: str, spec: Any) -> AlarmRuleRow:
