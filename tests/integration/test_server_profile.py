@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
+
 from tests.apphelp import admin_headers, running_app
 from tests.services import NATS_URL, require_service, scratch_postgres_database
 
@@ -40,15 +42,18 @@ async def test_remote_gateway_reports_device_state_over_nats(tmp_path: Path) -> 
 
     require_service("nats")
 
-    async def states(client: object, headers: dict[str, str], gateway: str) -> dict[str, str]:
-        resp = await client.get("/api/v1/devices/status", headers=headers)  # type: ignore[attr-defined]
-        assert resp.status_code == 200, resp.text
-        return {d["device"]: d["state"] for d in resp.json() if d["gateway"] == gateway}
-
-    async def until(cond: object, what: str, within: float = 15.0) -> None:
-        deadline = asyncio.get_running_loop().time() + within
-        while not await cond():  # type: ignore[operator]
-            assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+    async def pump1_becomes(
+        client: httpx.AsyncClient, headers: dict[str, str], gateway: str, want: str
+    ) -> None:
+        """Poll the devices API until the remote gateway's pump1 reports ``want`` (15 s at most)."""
+        deadline = asyncio.get_running_loop().time() + 15.0
+        while True:
+            resp = await client.get("/api/v1/devices/status", headers=headers)
+            assert resp.status_code == 200, resp.text
+            states = {d["device"]: d["state"] for d in resp.json() if d["gateway"] == gateway}
+            if states.get("pump1") == want:
+                return
+            assert asyncio.get_running_loop().time() < deadline, f"pump1 never became {want}: {states}"
             await asyncio.sleep(0.2)
 
     with scratch_postgres_database() as url:
@@ -73,15 +78,10 @@ async def test_remote_gateway_reports_device_state_over_nats(tmp_path: Path) -> 
             gateway = Gateway(config, profiles, bus=remote_bus)
             await gateway.start()
             try:
-                await until(lambda: _is(states(client, headers, name), "online"), "pump1 online")
+                await pump1_becomes(client, headers, name, "online")
                 await pump.stop()
-                await until(lambda: _is(states(client, headers, name), "offline"), "pump1 offline", 8.0)
+                await pump1_becomes(client, headers, name, "offline")
             finally:
                 await gateway.stop()
                 await pump.stop()
                 await remote_bus.close()
-
-
-async def _is(states: object, want: str) -> bool:
-    got = await states  # type: ignore[misc]
-    return bool(got.get("pump1") == want)

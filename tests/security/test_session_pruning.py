@@ -4,7 +4,6 @@ session, and the per-request check served by its partial index (both databases).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from sqlalchemy import func, insert, select, text, update
 
 from gongyun.config import Settings
-from gongyun.db import Database, upgrade
+from gongyun.db import Database
 from gongyun.db.base import new_id, utcnow
 from gongyun.errors import TokenInvalid
 from gongyun.security import accounts, auth
@@ -22,18 +21,6 @@ from gongyun.security.rbac import Role
 from tests.apphelp import make_settings
 
 PASSWORD = "alice-password-1"
-
-
-@pytest.fixture
-async def two_processes(db_url: str) -> AsyncIterator[tuple[Database, Database]]:
-    """Two engines on one database, as two server processes would have."""
-    await upgrade(db_url)
-    first, second = Database(db_url), Database(db_url)
-    try:
-        yield first, second
-    finally:
-        await first.dispose()
-        await second.dispose()
 
 
 async def _alice(db: Database) -> str:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, func, select
 
 from gongyun.config import Settings
-from gongyun.db import Database, upgrade
+from gongyun.db import Database
 from gongyun.errors import InvalidCredentials, LoginThrottled, TokenInvalid
 from gongyun.security import accounts, auth
 from gongyun.security.audit.chain import AuditEvent
@@ -20,18 +19,6 @@ from gongyun.security.throttle import client_key
 from tests.apphelp import make_settings
 
 PASSWORD = "alice-password-1"
-
-
-@pytest.fixture
-async def two_processes(db_url: str) -> AsyncIterator[tuple[Database, Database]]:
-    """Two independent engines on one database, as two server processes would have."""
-    await upgrade(db_url)
-    first, second = Database(db_url), Database(db_url)
-    try:
-        yield first, second
-    finally:
-        await first.dispose()
-        await second.dispose()
 
 
 async def _alice(db: Database, tenant: str = "acme") -> tuple[str, str]:

@@ -114,16 +114,8 @@ async def dispatch(
     A local engine gets at most ``timeout_s``: when its save queue is busy the command stays
     queued there (it is applied later) and the caller goes on to :func:`wait` and its 202.
     """
-    if engine is not None:
-        task = asyncio.ensure_future(engine.execute(row.id))
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout_s)
-            return
-        except TimeoutError:
-            task.add_done_callback(_log_late_failure)
-            return  # queued in the local engine: applied when its turn comes
-        except ServiceUnavailable:
-            pass  # the engine stopped here meanwhile (leadership moved): ring the bus instead
+    if engine is not None and await _handed_to_local(engine, row.id, timeout_s):
+        return
     try:
         if not extras.get(_STREAM_READY):
             await bus.ensure_stream(STREAM, SUBJECTS, max_age_s=KEEP_DONE.total_seconds())
@@ -132,6 +124,18 @@ async def dispatch(
     except GongyunError:
         # The row is committed: the engine's sweep applies it even though the bell did not ring.
         _log.warning("could not publish alarm command %s; the engine sweep will apply it", row.id)
+
+
+async def _handed_to_local(engine: AlarmEngine, command_id: str, timeout_s: float) -> bool:
+    """Give the command to this process's engine; False when it stopped here (ring the bus then)."""
+    task = asyncio.ensure_future(engine.execute(command_id))
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout_s)
+    except TimeoutError:
+        task.add_done_callback(_log_late_failure)  # queued there: applied when its turn comes
+    except ServiceUnavailable:
+        return False  # leadership moved away meanwhile
+    return True
 
 
 def _log_late_failure(task: asyncio.Future[Any]) -> None:
