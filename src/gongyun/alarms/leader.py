@@ -23,16 +23,27 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-import psycopg
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from gongyun.alarms import commands, feed
 from gongyun.alarms.commands import CommandWorker
 from gongyun.alarms.engine import AlarmEngine
 from gongyun.bus import Bus, Subscription
 
+if TYPE_CHECKING:
+    import psycopg
+
 _log = logging.getLogger("gongyun.alarms.leader")
+
+
+def _pg() -> ModuleType:
+    """psycopg, imported on first use: only the server profile elects a leader, and the embedded
+    profile (``make run``) installs no PostgreSQL driver."""
+    import psycopg
+
+    return psycopg
+
 
 LOCK_KEY = 0x67_79_61_6C_61_72_6D
 """The advisory lock id of the alarm engine's leadership ("gyalarm")."""
@@ -63,7 +74,7 @@ async def deployment_key(url: str) -> str:
     Every process of one deployment gets the same id; deployments sharing a NATS server (tests,
     staging beside production) get their own consumers and so never take each other's messages.
     """
-    async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as conn:
+    async with await _pg().AsyncConnection.connect(libpq_url(url), autocommit=True) as conn:
         cur = await conn.execute(
             "SELECT current_database(), oid FROM pg_database WHERE datname = current_database()"
         )
@@ -165,7 +176,7 @@ class LeaderLock:
             return
         try:
             self.term = await self._new_term()
-        except (psycopg.Error, TimeoutError, OSError) as exc:
+        except (_pg().Error, TimeoutError, OSError) as exc:
             _log.warning("cannot start a new alarm leader term, giving the lock back: %s", exc)
             await self._close()
             return
@@ -225,7 +236,7 @@ class LeaderLock:
     async def _ping(conn: psycopg.AsyncConnection[Any]) -> bool:
         try:
             await conn.execute("SELECT 1")
-        except (psycopg.Error, OSError):
+        except (_pg().Error, OSError):
             return False
         return True
 
@@ -242,7 +253,7 @@ class LeaderLock:
         try:
             async with asyncio.timeout(max(self.retry_s, 5.0)):
                 if self._conn is None or self._conn.closed:
-                    self._conn = await psycopg.AsyncConnection.connect(
+                    self._conn = await _pg().AsyncConnection.connect(
                         self.url,
                         autocommit=True,
                         connect_timeout=5,
@@ -255,7 +266,7 @@ class LeaderLock:
                     )
                 cur = await self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,))
                 row = await cur.fetchone()
-        except (psycopg.Error, TimeoutError, OSError) as exc:
+        except (_pg().Error, TimeoutError, OSError) as exc:
             _log.debug("alarm leader candidate cannot reach PostgreSQL: %s", exc)
             await self._close()
             return False
