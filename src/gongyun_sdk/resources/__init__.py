@@ -1,0 +1,1 @@
+"""Typed groups of operations, one module per area of the API."""
