@@ -95,6 +95,13 @@ class MalformedIdentifier(InvalidInput):
     title = "Malformed identifier"
 
 
+class CurrentPasswordRequired(InvalidInput):
+    """A user changing their own password did not give the current one."""
+
+    code = "current_password_required"
+    title = "Current password required"
+
+
 class AuthError(GongyunError):
     """The caller is not authenticated."""
 
@@ -137,6 +144,13 @@ class PermissionDenied(GongyunError):
     title = "Forbidden"
 
 
+class CurrentPasswordInvalid(PermissionDenied):
+    """A user changing their own password gave a wrong current password (or is locked out)."""
+
+    code = "current_password_invalid"
+    title = "Current password invalid"
+
+
 class NotFound(GongyunError):
     """The object does not exist or is not visible to the caller."""
 
@@ -151,6 +165,13 @@ class Conflict(GongyunError):
     code = "conflict"
     status = 409
     title = "Conflict"
+
+
+class LastPlatformAdmin(Conflict):
+    """The change would leave the installation without an enabled platform administrator."""
+
+    code = "last_platform_admin"
+    title = "Last platform administrator"
 
 
 class RateLimited(GongyunError):

@@ -2,7 +2,8 @@
 
 Headless Debian Chromium (never a Playwright-downloaded browser) logs in, switches to
 简体中文 and back, manages users and API keys on the admin page, and the created key is
-then used against the API. Screenshots land in the test's temporary directory.
+then used against the API; a viewer changes their own password. Screenshots land in the
+test's temporary directory.
 """
 
 from __future__ import annotations
@@ -264,12 +265,33 @@ def test_console_end_to_end(server: str, browser_session: Session, tmp_path: Pat
         assert page.locator(f"#{section} .section-body").is_hidden()
     _shot(page, tmp_path, "10-admin-viewer-zh")
 
+    # Any user changes their own password there, and must give the current one.
+    assert page.locator("#admin-password h2").inner_text() == "我的密码"
+    page.fill("#current-password", "not-my-password")
+    page.fill("#new-password", "Viewer-pass-10")
+    page.click("#change-password")
+    page.wait_for_selector(".alert-error")
+    assert "当前密码错误。" in page.locator("#gy-flash").inner_text()
+    page.fill("#current-password", "Viewer-pass-9")
+    page.click("#change-password")
+    page.wait_for_url(re.compile(r"/login\?next=%2Fadmin&reason=password_changed"))
+    assert "密码已修改，请使用新密码登录。" in page.locator("#gy-flash").inner_text()
+    _shot(page, tmp_path, "11-password-changed-zh")
+    page.fill("#username", "wang.view")
+    page.fill("#password", "Viewer-pass-10")
+    page.click("#login-form button[type=submit]")
+    page.wait_for_url(base + "/admin")
+    _ready(page)
+
     assert browser_session.script_errors == []
     calls = {(method, path) for method, path, _ in browser_session.api_calls}
     assert ("POST", "/api/v1/auth/refresh") in calls
     assert ("POST", "/api/v1/auth/logout") in calls
     # The only failed request was the wrong password: no page asked for anything it may not have.
-    assert browser_session.http_failures == [("POST", "/api/v1/auth/token", 401)]
+    assert browser_session.http_failures == [
+        ("POST", "/api/v1/auth/token", 401),
+        ("POST", "/api/v1/me/password", 403),
+    ]
 
 
 def _bearer(page: Any) -> dict[str, str]:

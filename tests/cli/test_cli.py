@@ -112,12 +112,28 @@ def test_account_changes_are_audited_like_the_api(tmp_path: Path) -> None:
     assert intact
     assert events == [
         ("cli", "user.create", "erin", None),
+        ("cli", "user.password_reset", "erin", None),
         ("cli", "user.update", "erin", "changed"),
         ("cli", "user.update", "erin", True),
         ("cli", "user.update", "erin", False),
         ("cli", "apikey.create", "scada", None),
         ("cli", "apikey.revoke", "scada", None),
     ]
+
+
+def test_the_last_platform_admin_cannot_be_demoted_or_disabled(tmp_path: Path) -> None:
+    data = tmp_path / "var"
+    for args in (("user", "role", "admin", "operator"), ("user", "disable", "admin")):
+        refused = _run(data, *args, check=False)
+        assert refused.returncode == 1, refused.stdout
+        assert "(last_platform_admin)" in refused.stderr and "Traceback" not in refused.stderr
+    assert "platform-admin" in _run(data, "user", "list").stdout
+    _run(data, "user", "add", "root2", "--role", "platform-admin", "--password", "root2-password")
+    _run(data, "user", "disable", "admin")  # another platform admin remains
+    refused = _run(data, "user", "role", "root2", "viewer", check=False)
+    assert refused.returncode == 1 and "(last_platform_admin)" in refused.stderr
+    _run(data, "user", "disable", "admin", "--enable")
+    assert "role changed" in _run(data, "user", "role", "root2", "viewer").stdout
 
 
 def test_failures_are_one_line_without_traceback(tmp_path: Path) -> None:

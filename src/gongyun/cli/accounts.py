@@ -85,13 +85,14 @@ def user_passwd(
     username: str,
     password: Annotated[str | None, typer.Option(help="New password (prompted if omitted).")] = None,
 ) -> None:
-    """Set a user's password (also unlocks the account)."""
+    """Set a user's password (also unlocks the account); audited as ``user.password_reset``."""
     secret = _password(password)
 
     async def go() -> None:
         async with db_session(settings()) as session:
             user = await accounts.get_user_by_name(session, username)
             await accounts.set_password(session, user, secret)
+            await audit(session, user.tenant_id, CLI_ACTOR, "user.password_reset", username, user_id=user.id)
             await audit(session, user.tenant_id, CLI_ACTOR, "user.update", username, password="changed")
 
     run(go())

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.db.base import utcnow
-from gongyun.errors import Conflict, NotFound, ValidationFailed
+from gongyun.errors import Conflict, LastPlatformAdmin, NotFound, ValidationFailed
 from gongyun.security.audit import record as audit
 from gongyun.security.auth import hash_password, new_api_key_secret, revoke_user_tokens
 from gongyun.security.models import ApiKey, RefreshToken, Tenant, User
@@ -116,6 +116,46 @@ async def set_password(session: AsyncSession, user: User, password: str) -> None
     await revoke_user_tokens(session, user.id)
 
 
+async def _other_platform_admins(session: AsyncSession, *, user_id: str = "", tenant_id: str = "") -> int:
+    """Enabled platform admins in enabled tenants, besides ``user_id`` / outside ``tenant_id``.
+
+    Every such row is locked (PostgreSQL; SQLite writes one at a time anyway), so two admins
+    demoting each other concurrently cannot both pass: the second waits, then sees the first
+    one's change. Called before the change it guards.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite has no row locks: a no-op write takes the database's write lock first, so a
+        # concurrent check waits for this transaction and then reads its outcome.
+        touch = update(User).where(User.role == Role.platform_admin.value).values(role=User.role)
+        await session.execute(touch.execution_options(all_tenants=True, synchronize_session=False))
+    rows = (
+        await session.execute(
+            select(User.id, User.tenant_id)
+            .join(Tenant, Tenant.id == User.tenant_id)
+            .where(
+                User.role == Role.platform_admin.value,
+                User.disabled.is_(False),
+                Tenant.disabled.is_(False),
+            )
+            .with_for_update(of=User)
+            .execution_options(all_tenants=True)
+        )
+    ).all()
+    return sum(1 for uid, tid in rows if uid != user_id and tid != tenant_id)
+
+
+async def keep_a_platform_admin(session: AsyncSession, user: User) -> None:
+    """Refuse (``LastPlatformAdmin``) to demote, disable or delete the last enabled platform admin."""
+    if user.role != Role.platform_admin.value or user.disabled:
+        return
+    if await _other_platform_admins(session, user_id=user.id) == 0:
+        raise LastPlatformAdmin(
+            f"{user.username!r} is the last enabled platform administrator; "
+            "make another one first, or the installation is locked out",
+            username=user.username,
+        )
+
+
 async def set_disabled(session: AsyncSession, user: User, disabled: bool, actor: str = "cli") -> None:
     """Disable or enable a user; disabling ends its sessions and revokes the API keys it made.
 
@@ -123,6 +163,8 @@ async def set_disabled(session: AsyncSession, user: User, disabled: bool, actor:
     revocation is audited in the user's tenant (a key may live in another tenant when a
     platform admin made it there), so the reach of the disable is on record.
     """
+    if disabled:
+        await keep_a_platform_admin(session, user)
     user.disabled = disabled
     if not disabled:
         return
@@ -159,6 +201,8 @@ async def set_role(session: AsyncSession, user: User, role: Role, actor: str = "
     can do from now on.
     """
     old = Role(user.role)
+    if role is not Role.platform_admin:
+        await keep_a_platform_admin(session, user)
     user.role = role.value
     if permissions(old) <= permissions(role):
         return
@@ -193,7 +237,15 @@ async def set_role(session: AsyncSession, user: User, role: Role, actor: str = "
 
 
 async def set_tenant_disabled(session: AsyncSession, tenant: Tenant, disabled: bool) -> None:
-    """Disable or enable a tenant; disabling ends the sessions of all its users."""
+    """Disable or enable a tenant; disabling ends the sessions of all its users.
+
+    Refused (``LastPlatformAdmin``) when the tenant holds every enabled platform admin.
+    """
+    if disabled and not tenant.disabled and await _other_platform_admins(session, tenant_id=tenant.id) == 0:
+        raise LastPlatformAdmin(
+            f"tenant {tenant.name!r} holds every enabled platform administrator; disabling it "
+            "would lock the installation out"
+        )
     tenant.disabled = disabled
     if not disabled:
         return

@@ -22,7 +22,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import jwt
 from argon2 import PasswordHasher
@@ -34,7 +34,13 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from gongyun.config import Settings
 from gongyun.db.base import new_id, utcnow
-from gongyun.errors import InvalidCredentials, LoginThrottled, TokenInvalid
+from gongyun.errors import (
+    CurrentPasswordInvalid,
+    CurrentPasswordRequired,
+    InvalidCredentials,
+    LoginThrottled,
+    TokenInvalid,
+)
 from gongyun.security.audit import record as audit
 from gongyun.security.models import ApiKey, RefreshToken, Tenant, User
 from gongyun.security.rbac import Role, cap_role
@@ -287,6 +293,44 @@ async def _while_blocked(
     await remember(session, settings, user.id, client)
     await session.flush()
     return user
+
+
+async def confirm_password(
+    session: AsyncSession, settings: Settings, user: User, password: str | None, actor: str, client: str
+) -> None:
+    """Check the current password of a user changing their own; a wrong one counts like a failed sign-in.
+
+    Runs before any other change of the request, because a failure is committed (the
+    account's failure counter, a lockout, the ``user.password_change`` failure in the audit
+    trail) before the error is raised. A missing password is refused without counting.
+    """
+
+    async def refuse(reason: str, error: CurrentPasswordRequired | CurrentPasswordInvalid) -> NoReturn:
+        await audit(
+            session,
+            user.tenant_id,
+            actor,
+            "user.password_change",
+            user.username,
+            "failure",
+            reason=reason,
+            client=client,
+        )
+        await session.commit()
+        raise error
+
+    if not password:
+        await refuse("missing", CurrentPasswordRequired("give your current password to change it"))
+    wrong = CurrentPasswordInvalid("the current password is wrong")
+    count = await _claim_attempt(session, settings, user, client)
+    if count is None:
+        verify_password(_DUMMY_HASH, password)
+        await refuse("locked", CurrentPasswordInvalid("too many wrong passwords: try again later"))
+    await session.refresh(user)
+    if not verify_password(user.password_hash, password):
+        if count >= settings.lockout_threshold:
+            await _lock(session, settings, user, client)
+        await refuse("password", wrong)
 
 
 async def _audit_failure(session: AsyncSession, user: User, client: str, reason: str) -> None:

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Form, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from gongyun.api.deps import CtxDep, RuntimeDep
-from gongyun.security import auth
-from gongyun.security.models import Tenant
+from gongyun.errors import NotFound, PermissionDenied
+from gongyun.security import accounts, auth
+from gongyun.security.models import Tenant, User
 from gongyun.security.throttle import client_key
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
@@ -29,6 +30,14 @@ class RefreshIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     refresh_token: str = Field(min_length=10, max_length=200)
+
+
+class PasswordChangeIn(BaseModel):
+    """A signed-in user's new password, confirmed by the current one."""
+
+    model_config = ConfigDict(extra="forbid")
+    current_password: str = Field(max_length=256)
+    new_password: str = Field(min_length=1, max_length=256)
 
 
 class MeOut(BaseModel):
@@ -93,3 +102,22 @@ async def me(ctx: CtxDep) -> MeOut:
         role=ctx.role.value,
         permissions=sorted(p.value for p in ctx.permissions),
     )
+
+
+@router.post("/me/password", status_code=204, summary="Change the caller's own password")
+async def change_my_password(ctx: CtxDep, body: PasswordChangeIn) -> None:
+    """Change the signed-in user's password; any role may, the current password is required.
+
+    A wrong current password is 403 ``current_password_invalid`` and counts towards the account
+    lockout like a failed sign-in. Every session of the user ends, this one included: sign in
+    again with the new password.
+    """
+    if ctx.principal_kind != "user":
+        raise PermissionDenied("API keys have no password; a user changes their own")
+    user = await ctx.session.get(User, ctx.principal_id)
+    if user is None:  # acting in another tenant (X-Tenant): the account lives elsewhere
+        raise NotFound("your account is not in the tenant you act in; call without X-Tenant")
+    settings = ctx.runtime.settings
+    await auth.confirm_password(ctx.session, settings, user, body.current_password, ctx.actor, ctx.client)
+    await accounts.set_password(ctx.session, user, body.new_password)
+    await ctx.audit("user.password_change", user.username, user_id=user.id)

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from gongyun.api.deps import Ctx, require
 from gongyun.errors import NotFound, PermissionDenied
 from gongyun.security import accounts
+from gongyun.security.auth import confirm_password
 from gongyun.security.models import User
 from gongyun.security.rbac import Perm, Role, can_grant
 
@@ -36,6 +37,11 @@ class UserPatch(BaseModel):
     role: Role | None = None
     disabled: bool | None = None
     password: str | None = Field(default=None, min_length=1, max_length=256)
+    current_password: str | None = Field(
+        default=None,
+        max_length=256,
+        description="Required when callers change their own password (or an API key its creator's).",
+    )
 
 
 class UserOut(BaseModel):
@@ -93,10 +99,19 @@ async def patch_user(
 ) -> User:
     """Change a user's name, role, password or disabled flag.
 
-    A demotion caps the user's API keys at the new role from their next use on.
+    Changing one's own password needs ``current_password`` (400 ``current_password_required``,
+    403 ``current_password_invalid``; a wrong one counts towards the account lockout). Setting
+    another user's password is audited as ``user.password_reset``. The last enabled platform
+    administrator cannot be demoted or disabled (409 ``last_platform_admin``). A demotion caps
+    the user's API keys at the new role from their next use on.
     """
     user = await _get(ctx, user_id)
     _check_grant(ctx, Role(user.role))
+    own = await accounts.creator_of(ctx.session, ctx.principal_kind, ctx.principal_id) == user.id
+    if body.password is not None and own:
+        # First: a refusal is committed (audit, lockout counter) before anything else changes.
+        settings = ctx.runtime.settings
+        await confirm_password(ctx.session, settings, user, body.current_password, ctx.actor, ctx.client)
     if body.role is not None:
         _check_grant(ctx, body.role)
         await accounts.set_role(ctx.session, user, body.role, actor=ctx.actor)
@@ -108,7 +123,9 @@ async def patch_user(
         await accounts.set_disabled(ctx.session, user, body.disabled, actor=ctx.actor)
     if body.password is not None:
         await accounts.set_password(ctx.session, user, body.password)
-    changes = body.model_dump(exclude_none=True, exclude={"password"})
+        action = "user.password_change" if own else "user.password_reset"
+        await ctx.audit(action, user.username, user_id=user.id)
+    changes = body.model_dump(exclude_none=True, exclude={"password", "current_password"})
     if body.password is not None:
         changes["password"] = "changed"
     await ctx.audit("user.update", user.username, **changes)

@@ -186,6 +186,21 @@
         await loadKeys(me);
       });
     });
+    const passwordForm = $("#password-form");
+    $("#password-username").value = me.username;
+    passwordForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      submitting(passwordForm, async () => {
+        const fields = passwordForm.elements; // not formData(): a password is sent untrimmed
+        await api("POST", "/api/v1/me/password", {
+          current_password: fields.current_password.value,
+          new_password: fields.new_password.value,
+        });
+        // Every session of the user ended with the change: sign in again with the new password.
+        G.session.clear();
+        G.toLogin("password_changed");
+      });
+    });
     const loads = [];
     if (guard("admin-users", can(me, "users:read"))) loads.push(loadUsers(me));
     if (guard("admin-keys", can(me, "apikeys:read"))) loads.push(loadKeys(me));

@@ -142,6 +142,9 @@
     alarm_transition_invalid: "error.alarm_transition",
     alarm_command_expired: "error.alarm_command_expired",
     service_unavailable: "error.unavailable",
+    current_password_required: "error.current_password_required",
+    current_password_invalid: "error.current_password_invalid",
+    last_platform_admin: "error.last_platform_admin",
   };
 
   function errorMessage(err) {

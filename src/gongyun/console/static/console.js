@@ -207,6 +207,7 @@
     }
     if (reason === "expired") flash("info", t("login.session_expired"));
     if (reason === "signed_out") flash("info", t("login.signed_out"));
+    if (reason === "password_changed") flash("info", t("login.password_changed"));
     const form = $("#login-form");
     form.addEventListener("submit", (event) => {
       event.preventDefault();
