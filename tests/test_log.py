@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from gongyun.log import JsonFormatter, redact, request_id_var
+from gongyun.cli.common import STATE, log_level
+from gongyun.config import load_settings
+from gongyun.log import LIBRARY_LOGGERS, JsonFormatter, quiet_libraries, redact, request_id_var, setup_logging
 from gongyun.runtime import Runtime
 from tests.apphelp import ADMIN_PASSWORD
 
@@ -46,3 +50,66 @@ async def test_request_ids_and_no_secrets_in_access_logs(
     assert ADMIN_PASSWORD not in joined and token not in joined
     access = [json.loads(line) for line in lines if '"gongyun.access"' in line]
     assert access and all("status" in a and "ms" in a for a in access)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put the root handlers and every logger's level back after a test configures logging."""
+    root = logging.getLogger()
+    handlers, root_level = root.handlers[:], root.level
+    levels = {name: logging.getLogger(name).level for name in LIBRARY_LOGGERS}
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(root_level)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _emitted(level: str, capsys: pytest.CaptureFixture[str]) -> set[str]:
+    """Configure logging at ``level``, log from the platform and from libraries; what came out."""
+    setup_logging(level, "json")
+    logging.getLogger("gongyun.demo").info("platform info")
+    logging.getLogger("asyncua.server.address_space").info("read of ns=2;i=7")
+    logging.getLogger("asyncua.server.address_space").debug("library debug")
+    logging.getLogger("pymodbus.logging").warning("library warning")
+    logging.getLogger("uvicorn.access").info("GET / 200")
+    logging.getLogger("httpx").info("HTTP Request: GET http://x")
+    return {json.loads(line)["msg"] for line in capsys.readouterr().err.splitlines()}
+
+
+def test_library_loggers_are_held_at_warning_by_default(
+    restore_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _emitted("INFO", capsys) == {"platform info", "library warning"}
+    assert logging.getLogger("asyncua.server.uaprocessor").getEffectiveLevel() == logging.WARNING
+    assert logging.getLogger("nats.aio.client").getEffectiveLevel() == logging.WARNING
+    # A stricter level applies to the libraries too.
+    assert _emitted("ERROR", capsys) == set()
+
+
+def test_debug_shows_the_library_loggers(restore_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _emitted("DEBUG", capsys) == {
+        "platform info",
+        "read of ns=2;i=7",
+        "library debug",
+        "library warning",
+        "GET / 200",
+        "HTTP Request: GET http://x",
+    }
+
+
+def test_cli_debug_flag_selects_debug_level(tmp_path: Path) -> None:
+    cfg = load_settings(data_dir=tmp_path, log_level="WARNING")
+    assert log_level(cfg) == "WARNING"
+    STATE.debug = True
+    try:
+        assert log_level(cfg) == "DEBUG"
+    finally:
+        STATE.debug = False
+
+
+def test_unknown_level_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown log level"):
+        quiet_libraries("LOUD")

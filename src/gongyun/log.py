@@ -82,8 +82,46 @@ class ConsoleFormatter(logging.Formatter):
         return line
 
 
+# Loggers of the libraries Gongyun drives. At INFO they narrate every protocol exchange (asyncua
+# logs each read of the demo's OPC UA server, amqtt each connection), which drowns the
+# platform's own lines; they are held at WARNING unless the level asked for is DEBUG.
+LIBRARY_LOGGERS: tuple[str, ...] = (
+    "aiomqtt",
+    "aiosqlite",
+    "alembic",
+    "amqtt",
+    "asyncio",
+    "asyncua",
+    "httpcore",
+    "httpx",
+    "multipart",
+    "nats",
+    "paho",
+    "psycopg",
+    "pyhandle",
+    "pymodbus",
+    "python_multipart",
+    "sqlalchemy",
+    "transitions",
+    "urllib3",
+    "uvicorn.access",
+    "watchfiles",
+    "websockets",
+)
+
+
+def quiet_libraries(level: str | int = "INFO") -> None:
+    """Hold third-party loggers at WARNING (or ``level`` if stricter); DEBUG lets them all speak."""
+    wanted = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    if not isinstance(wanted, int):
+        raise ValueError(f"unknown log level {level!r}")
+    threshold = logging.DEBUG if wanted <= logging.DEBUG else max(wanted, logging.WARNING)
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(threshold)
+
+
 def setup_logging(level: str = "INFO", fmt: str = "auto") -> None:
-    """Configure the root logger (and uvicorn's) once."""
+    """Configure the root logger (and uvicorn's) once; library loggers as :func:`quiet_libraries`."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if use_json else ConsoleFormatter())
@@ -94,4 +132,4 @@ def setup_logging(level: str = "INFO", fmt: str = "auto") -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
-    logging.getLogger("uvicorn.access").disabled = True  # our middleware logs each request
+    quiet_libraries(level)  # uvicorn.access among them: our middleware logs each request

@@ -38,6 +38,11 @@ def settings(**overrides: Any) -> Settings:
     return load_settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
+def log_level(cfg: Settings) -> str:
+    """The level to log at: DEBUG under ``--debug`` (libraries included), else ``log_level``."""
+    return "DEBUG" if STATE.debug else cfg.log_level
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to completion."""
     return asyncio.run(coro)

@@ -12,10 +12,12 @@ from typing import Annotated
 
 import typer
 
+from gongyun.cli.common import STATE
 from gongyun.edge.config import EdgeConfig, load_config
 from gongyun.edge.errors import ProfileInvalid
 from gongyun.edge.profiles import Profile, load_profile
 from gongyun.edge.runtime import Gateway
+from gongyun.log import quiet_libraries
 
 app = typer.Typer(help="Edge gateway: Modbus TCP, OPC UA, MQTT and Sparkplug B to the platform.")
 edge_app = app  # the name gongyun.cli.main looks for
@@ -41,9 +43,9 @@ def edge(
     if config is None:
         typer.echo("gongyun edge: --config edge.toml is required", err=True)
         raise typer.Exit(2)
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("asyncua", "pymodbus"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    level = "DEBUG" if STATE.debug else log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_libraries(level)
     try:
         cfg, profiles = load_config(config)
     except ProfileInvalid as exc:

@@ -14,7 +14,7 @@ import typer
 
 from gongyun import __version__
 from gongyun.cli.accounts import apikey_app, tenant_app, user_app
-from gongyun.cli.common import STATE, announce_password, console, err_console, run, settings
+from gongyun.cli.common import STATE, announce_password, console, err_console, log_level, run, settings
 from gongyun.config import use_config_file
 from gongyun.errors import ConfigError, GongyunError
 
@@ -69,7 +69,9 @@ def main(
     config: Annotated[
         Path | None, typer.Option("--config", envvar="GONGYUN_CONFIG", help="Settings file (gongyun.toml).")
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks on errors; log at DEBUG, libraries included.")
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
@@ -112,7 +114,7 @@ def _serve(host: list[str] | None, port: int | None, demo: bool) -> None:
     from gongyun.runtime import prepare_database
 
     cfg = settings(**({"host": host} if host else {}), port=port)
-    setup_logging(cfg.log_level, cfg.log_format)
+    setup_logging(log_level(cfg), cfg.log_format)
     announce_password(cfg, run(prepare_database(cfg)))
     hooks: list[StartHook] = []
     if demo:

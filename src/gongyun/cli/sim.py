@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from gongyun.cli.common import STATE
+from gongyun.log import quiet_libraries
 from gongyun.sim.factory import Factory, FactoryConfig, edge_config
 
 app = typer.Typer(help="Run the virtual factory simulators.")
@@ -38,9 +40,9 @@ def sim(
     ] = None,
 ) -> None:
     """Start all simulators on 127.0.0.1 and ::1 until interrupted."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("asyncua", "pymodbus"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    level = "DEBUG" if STATE.debug else "INFO"
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_libraries(level)
     host, _, port = mqtt.rpartition(":")
     users = dict(u.split(":", 1) for u in (opcua_user or []) if ":" in u)
     config = FactoryConfig(
