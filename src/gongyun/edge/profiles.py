@@ -47,7 +47,7 @@ class Tag(Strict):
     """One tag of a device profile."""
 
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
-    unit: str = ""
+    unit: str = ""  # a pint unit; "count" for counted things, "dimensionless" for states and text
     description: str = ""
     type: DataType = DataType.float32
     scale: float = 1.0
