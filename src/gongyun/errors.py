@@ -2,26 +2,70 @@
 
 Every error Gongyun raises on purpose derives from ``GongyunError``. Each class carries a
 stable machine-readable ``code`` (used as the problem+json ``code`` member, RFC 9457) and
-the HTTP status the API answers with::
+the HTTP status the API answers with. The rooms define their own subclasses next to the code
+that raises them; the last column names the module of those not defined here. The whole tree,
+with every subclass anywhere in ``gongyun`` (``tests/test_errors.py`` checks it)::
 
-    GongyunError                      500 internal
-    ├── ConfigError                   500 config_invalid
-    ├── InvalidInput                  400 invalid_input
-    │   ├── ValidationFailed          422 validation_failed
-    │   ├── PayloadTooLarge           413 payload_too_large
-    │   └── MalformedIdentifier       400 identifier_malformed
-    ├── AuthError                     401 unauthenticated
-    │   ├── InvalidCredentials        401 invalid_credentials
-    │   ├── TokenInvalid              401 token_invalid
-    │   └── AccountLocked             423 account_locked
-    ├── PermissionDenied              403 forbidden
-    ├── NotFound                      404 not_found
-    ├── Conflict                      409 conflict
-    ├── RateLimited                   429 rate_limited
-    │   └── LoginThrottled            429 login_throttled
-    └── ServiceUnavailable            503 service_unavailable
-        ├── DatabaseUnavailable       503 database_unavailable
-        └── BusUnavailable            503 bus_unavailable
+    GongyunError                          500 internal
+    ├── ConfigError                       500 config_invalid
+    │   └── EdgeConfigError               500 edge_config_invalid           gongyun.edge.errors
+    ├── InvalidInput                      400 invalid_input
+    │   ├── ValidationFailed              422 validation_failed
+    │   │   ├── AlarmRuleInvalid          422 alarm_rule_invalid            gongyun.alarms.live
+    │   │   ├── AlarmTargetInvalid        422 alarm_target_invalid          gongyun.alarms.live
+    │   │   ├── ProfileInvalid            422 edge_profile_invalid          gongyun.edge.errors
+    │   │   ├── InvalidTemplate           422 identifier_template_invalid   gongyun.idres.templates
+    │   │   └── TemplateViolation         422 identifier_template_violation gongyun.idres.templates
+    │   ├── PayloadTooLarge               413 payload_too_large
+    │   │   ├── MessageTooLarge           413 bus_payload_too_large         gongyun.bus.base
+    │   │   └── RecordTooLarge            413 identifier_record_too_large   gongyun.idres.values
+    │   ├── MalformedIdentifier           400 identifier_malformed
+    │   │   └── InvalidGS1Key             400 gs1_key_invalid               gongyun.idres.schemes.gs1
+    │   ├── CurrentPasswordRequired       400 current_password_required
+    │   ├── ExpressionInvalid             400 alarm_expression_invalid      gongyun.alarms.expr
+    │   ├── DurableConflict               400 bus_durable_conflict          gongyun.bus.base
+    │   ├── InvalidBusArgument            400 bus_argument_invalid          gongyun.bus.base
+    │   ├── InvalidSubject                400 bus_subject_invalid           gongyun.bus.base
+    │   ├── NoStreamForSubject            400 bus_no_stream                 gongyun.bus.base
+    │   ├── StreamConflict                400 bus_stream_conflict           gongyun.bus.base
+    │   ├── DecodeError                   400 edge_decode_error             gongyun.edge.errors
+    │   │   ├── DataSetInvalid            400 edge_spb_dataset_invalid      gongyun.edge.errors
+    │   │   └── TemplateInvalid           400 edge_spb_template_invalid     gongyun.edge.errors
+    │   ├── GatewayLimitReached           400 edge_gateway_limit            gongyun.edge.fleet
+    │   ├── InvalidValue                  400 identifier_value_invalid      gongyun.idres.values
+    │   ├── PayloadInvalid                400 telemetry_payload_invalid     gongyun.telemetry.consumer
+    │   ├── StoreError                    400 telemetry_query_invalid       gongyun.telemetry.store.base
+    │   └── UnitError                     400 unit_invalid                  gongyun.telemetry.units
+    ├── AuthError                         401 unauthenticated
+    │   ├── InvalidCredentials            401 invalid_credentials
+    │   ├── TokenInvalid                  401 token_invalid
+    │   └── AccountLocked                 423 account_locked
+    ├── PermissionDenied                  403 forbidden
+    │   ├── CurrentPasswordInvalid        403 current_password_invalid
+    │   └── CommandRefused                403 command_refused               gongyun.edge.errors
+    ├── NotFound                          404 not_found
+    │   ├── HandleNotFound                404 identifier_not_found          gongyun.idres.errors
+    │   └── PrefixNotServed               404 identifier_prefix_not_served  gongyun.idres.errors
+    ├── Conflict                          409 conflict
+    │   ├── LastPlatformAdmin             409 last_platform_admin
+    │   ├── CommandExpired                409 alarm_command_expired         gongyun.alarms.apply
+    │   ├── InvalidTransition             409 alarm_transition_invalid      gongyun.alarms.states
+    │   ├── FilingTransition              409 identifier_filing_transition  gongyun.idres.errors
+    │   └── HandleExists                  409 identifier_exists             gongyun.idres.errors
+    ├── RateLimited                       429 rate_limited
+    │   └── LoginThrottled                429 login_throttled
+    ├── ServiceUnavailable                503 service_unavailable
+    │   ├── DatabaseUnavailable           503 database_unavailable
+    │   ├── BusUnavailable                503 bus_unavailable
+    │   │   ├── BusClosed                 503 bus_closed                    gongyun.bus.base
+    │   │   └── BusError                  503 bus_unavailable               gongyun.bus.base
+    │   └── Deposed                       503 service_unavailable           gongyun.alarms.saver
+    ├── DeviceError                       502 device_error                  gongyun.edge.errors
+    │   └── CommandNotConfirmed           502 command_not_confirmed         gongyun.edge.errors
+    └── ResolutionFailed                  502 identifier_resolution_failed  gongyun.idres.errors
+
+A code means one thing: classes that share a code (``BusError`` is a ``bus_unavailable``,
+``Deposed`` a ``service_unavailable``) share its status too.
 """
 
 from __future__ import annotations
