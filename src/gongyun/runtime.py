@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 from sqlalchemy.pool import NullPool
@@ -18,6 +18,9 @@ from gongyun.config import Settings
 from gongyun.db import Database, make_engine, upgrade
 from gongyun.db.base import utcnow
 from gongyun.security.accounts import ensure_bootstrap
+
+if TYPE_CHECKING:
+    from gongyun.apps import AppHost
 
 log = logging.getLogger("gongyun.runtime")
 MQTT_BROKER_KEY = "mqtt_broker"  # the embedded MQTT broker, when this process runs one
@@ -33,9 +36,12 @@ class Runtime:
     bus: Bus
     started_at: Any = field(default_factory=utcnow)
     extras: dict[str, Any] = field(default_factory=dict)
+    apps: AppHost | None = None
 
     async def close(self) -> None:
-        """Stop the rooms' services, then close the bus and the database pool."""
+        """Stop the apps and the rooms' services, then close the bus and the database pool."""
+        if self.apps is not None:
+            await self.apps.stop()
         for name in reversed(list(self.extras)):
             service = self.extras[name]
             stop = getattr(service, "stop", None)
@@ -88,8 +94,9 @@ async def prepare_database(settings: Settings) -> str | None:
             await db.dispose()
 
 
-async def start_runtime(settings: Settings, *, platform: bool = True) -> Runtime:
-    """Open the database and the bus (migrations must have run), then the platform services."""
+async def start_runtime(settings: Settings, *, platform: bool = True, apps: AppHost | None = None) -> Runtime:
+    """Open the database and the bus (migrations must have run), then the platform services and apps."""
+    from gongyun.apps import AppHost
     from gongyun.edge.broker import start_embedded_broker
     from gongyun.edge.registry import watch_remote_gateways
     from gongyun.telemetry.service import TelemetryService
@@ -105,6 +112,8 @@ async def start_runtime(settings: Settings, *, platform: bool = True) -> Runtime
         if platform:
             await TelemetryService.start(runtime)
             await watch_remote_gateways(runtime)  # remote gateways report device status over the bus
+        runtime.apps = apps or AppHost.discover()
+        await runtime.apps.start(db, bus, workers=platform)
     except BaseException:
         await runtime.close()
         raise

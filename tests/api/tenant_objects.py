@@ -25,6 +25,7 @@ NONEXISTENT: dict[str, str] = {
     "prefix": "88.999.999",
     "handle": "88.999.999/NOTHING-HERE",
     "device": "no-such-device",
+    "name": "nosuchapp",
 }
 
 
@@ -39,6 +40,8 @@ async def make_objects(
 ) -> dict[str, str]:
     """Objects of one tenant for every known path parameter; ``base`` holds tenant/user/key ids."""
     ids = dict(base)
+    # apps are platform-wide, not a tenant's objects; this platform runs none, so any name is absent
+    ids["name"] = "nosuchapp"
     node = await _post(client, "/api/v1/assets", {"level": "enterprise", "name": f"ent-{tag}"}, headers)
     ids["node_id"] = node["id"]
     device = await _post(

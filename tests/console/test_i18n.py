@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import string
 
@@ -36,6 +37,26 @@ def _fields(text: str) -> set[str]:
 def test_both_catalogues_have_the_same_keys() -> None:
     assert set(i18n.EN) == set(i18n.ZH_CN)
     assert set(i18n.CATALOGUES) == {"en", "zh-CN"}
+
+
+def _pairs_without_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [k for k, _ in pairs]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    assert not duplicates, f"keys given twice: {duplicates}"
+    return dict(pairs)
+
+
+def test_the_data_files_have_the_same_keys_and_are_what_the_console_loads() -> None:
+    files = {p.stem: p for p in i18n.LOCALES_DIR.glob("*.json")}
+    assert set(files) == set(i18n.LANGUAGES)
+    loaded = {
+        lang: json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_pairs_without_duplicates)
+        for lang, path in files.items()
+    }
+    en_keys, zh_keys = set(loaded["en"]), set(loaded["zh-CN"])
+    assert en_keys - zh_keys == set(), "keys missing from zh-CN.json"
+    assert zh_keys - en_keys == set(), "keys missing from en.json"
+    assert loaded["en"] == i18n.EN and loaded["zh-CN"] == i18n.ZH_CN
 
 
 @pytest.mark.parametrize("key", sorted(i18n.EN))

@@ -13,6 +13,8 @@ from fastapi import FastAPI
 from gongyun import __version__
 from gongyun.api.middleware import RequestContextMiddleware
 from gongyun.api.problems import install_problem_handlers
+from gongyun.api.routes.apps import mount_apps
+from gongyun.apps import AppHost
 from gongyun.config import Settings, get_settings
 from gongyun.runtime import Runtime, prepare_database, start_runtime
 
@@ -31,6 +33,7 @@ ROUTER_MODULES = (
     "telemetry",
     "alarms",
     "identifiers",
+    "apps",
 )
 
 
@@ -68,7 +71,7 @@ def create_app(
         if own:
             if prepare:
                 await prepare_database(settings)
-            app.state.runtime = await start_runtime(settings)
+            app.state.runtime = await start_runtime(settings, apps=apps)
         else:
             app.state.runtime = runtime
         for hook in on_start:
@@ -91,6 +94,8 @@ def create_app(
         app.state.runtime = runtime
     install_problem_handlers(app)
     _include_routers(app)
+    apps = runtime.apps if runtime is not None and runtime.apps is not None else AppHost.discover()
+    mount_apps(app, apps)
     try:
         console = importlib.import_module("gongyun.console")
     except ModuleNotFoundError as exc:

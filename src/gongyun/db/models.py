@@ -1,5 +1,6 @@
 """Imports every room's table modules so ``Base.metadata`` knows all tables."""
 
+import gongyun.apps.models
 import gongyun.assets.models
 import gongyun.idres.models
 import gongyun.security.audit.chain

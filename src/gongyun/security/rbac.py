@@ -40,6 +40,7 @@ class Perm(StrEnum):
     identifiers_admin = "identifiers:admin"
     apps_read = "apps:read"
     apps_write = "apps:write"
+    apps_admin = "apps:admin"  # install, enable, configure and disable apps in a tenant
     audit_read = "audit:read"
     security_read = "security:read"
     security_write = "security:write"

@@ -1,0 +1,1 @@
+/* greeter page */ window.Gongyun.pages["app:greeter/main"] = async () => {};
