@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     session_prune_every: int = Field(default=16, gt=0)  # prune dead sessions every Nth login/refresh...
     session_prune_batch: int = Field(default=500, gt=0)  # ...at most this many rows per table each time
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # The platform's secondary identifier prefix: each tenant's objects get an enterprise
+    # prefix under it (88.100.1, 88.100.2, ...), allocated when the tenant's first object is made.
+    id_prefix: str = Field(default="88.100", pattern=r"^[0-9A-Za-z][0-9A-Za-z.-]{0,99}$")
+    # Base URL of the console and API as users reach it (identifier records point there);
+    # default: http://<first host>:<port>.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
     # Reverse proxies (CIDRs) whose X-Forwarded-For is believed; empty: the TCP peer is the client.
     # NoDecode: GONGYUN_TRUSTED_PROXIES may be "10.0.0.0/8,fd00::/8" as well as a JSON list
     trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(default_factory=list)
@@ -213,6 +219,14 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'gongyun.db').resolve()}"
+
+    @property
+    def effective_public_url(self) -> str:
+        """The console and API base URL without a trailing slash (``public_url`` or host:port)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host[0] if self.host else "127.0.0.1"
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     @property
     def effective_bus_url(self) -> str:

@@ -20,6 +20,7 @@ from gongyun.edge.config import load_config
 from gongyun.edge.registry import GatewayRegistry, gateways, watch_remote_gateways  # noqa: F401 (re-exported)
 from gongyun.edge.runtime import Gateway
 from gongyun.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
+from gongyun.idres.objects import object_registrar
 from gongyun.runtime import MQTT_BROKER_KEY, Runtime
 from gongyun.security.accounts import DEFAULT_TENANT, get_tenant_by_name
 from gongyun.sim.factory import Factory, FactoryConfig, profiles_dir
@@ -145,7 +146,7 @@ async def start_demo(runtime: Runtime, *, time_scale: float = 1.0) -> Demo:
     layout = [p for p in factory_layout(profiles_dir()) if fc.packaging or p.profile.name != "packaging.toml"]
     try:
         async with runtime.db.session() as session:
-            await seed(session, tenant_id, layout)
+            await seed(session, tenant_id, layout, minter=object_registrar(settings, runtime.db))
         log.info("seeded the virtual factory's asset model")
     except Conflict:
         log.info("the virtual factory's asset model exists already")

@@ -9,10 +9,10 @@ from pydantic import ValidationError
 
 from gongyun.assets import crud
 from gongyun.assets.catalog import AssetCatalog
-from gongyun.assets.identifiers import LocalMinter
 from gongyun.assets.schemas import DeviceIn, DevicePatch, Level, NodeIn, NodePatch, TagIn, TagPatch
 from gongyun.db import Database, upgrade
 from gongyun.errors import Conflict, NotFound, ValidationFailed
+from gongyun.idres.objects import ObjectRegistrar
 from gongyun.telemetry.catalog import DataType, TagSpec
 from gongyun.telemetry.cleaning import CleaningConfig
 
@@ -23,6 +23,11 @@ async def db(db_url: str) -> AsyncIterator[Database]:
     d = Database(db_url)
     yield d
     await d.dispose()
+
+
+def ids_of(db: Database, id_prefix: str = "88.100") -> ObjectRegistrar:
+    """The identifier registrar the platform would pass in."""
+    return ObjectRegistrar(db, id_prefix, "http://gongyun.test")
 
 
 async def plant(db: Database, tenant: str = "t1") -> dict[str, str]:
@@ -37,10 +42,12 @@ async def plant(db: Database, tenant: str = "t1") -> dict[str, str]:
             ("line", "Line 1"),
             ("equipment", "Press 7"),
         ]:
-            node = await crud.create_node(s, tenant, NodeIn(level=Level(level), name=name, parent_id=parent))
+            node = await crud.create_node(
+                s, tenant, NodeIn(level=Level(level), name=name, parent_id=parent), minter=ids_of(db)
+            )
             ids[level] = parent = node.id
         dev = await crud.create_device(
-            s, tenant, DeviceIn(name="plc7", protocol="modbus", equipment_id=parent)
+            s, tenant, DeviceIn(name="plc7", protocol="modbus", equipment_id=parent), minter=ids_of(db)
         )
         ids["device"] = dev.id
         t = await crud.create_tag(
@@ -55,9 +62,12 @@ async def plant(db: Database, tenant: str = "t1") -> dict[str, str]:
                 source_unit="degF",
                 classification="important",
             ),
+            minter=ids_of(db),
         )
         ids["tag"] = t.id
-        await crud.create_tag(s, tenant, dev.id, TagIn(name="running", data_type=DataType.bool))
+        await crud.create_tag(
+            s, tenant, dev.id, TagIn(name="running", data_type=DataType.bool), minter=ids_of(db)
+        )
     return ids
 
 
@@ -81,19 +91,24 @@ async def test_isa95_parent_rules(db: Database, level: str, parent: str | None) 
     async with db.session() as s:
         with pytest.raises(ValidationFailed):
             await crud.create_node(
-                s, "t1", NodeIn(level=Level(level), name="x", parent_id=ids[parent] if parent else None)
+                s,
+                "t1",
+                NodeIn(level=Level(level), name="x", parent_id=ids[parent] if parent else None),
+                minter=ids_of(db),
             )
 
 
 async def test_cells_and_nested_equipment_are_allowed(db: Database) -> None:
     ids = await plant(db)
     async with db.session() as s:
-        cell = await crud.create_node(s, "t1", NodeIn(level=Level.cell, name="Cell A", parent_id=ids["area"]))
+        cell = await crud.create_node(
+            s, "t1", NodeIn(level=Level.cell, name="Cell A", parent_id=ids["area"]), minter=ids_of(db)
+        )
         robot = await crud.create_node(
-            s, "t1", NodeIn(level=Level.equipment, name="Robot", parent_id=cell.id)
+            s, "t1", NodeIn(level=Level.equipment, name="Robot", parent_id=cell.id), minter=ids_of(db)
         )
         pump = await crud.create_node(
-            s, "t1", NodeIn(level=Level.equipment, name="Pump", parent_id=ids["equipment"])
+            s, "t1", NodeIn(level=Level.equipment, name="Pump", parent_id=ids["equipment"]), minter=ids_of(db)
         )
     assert robot.parent_id == cell.id and robot.level == "equipment"
     assert pump.parent_id == ids["equipment"]
@@ -103,17 +118,20 @@ async def test_duplicates_conflict(db: Database) -> None:
     ids = await plant(db)
     async with db.session() as s:
         with pytest.raises(Conflict):
-            await crud.create_node(s, "t1", NodeIn(level=Level.enterprise, name="Acme"))
+            await crud.create_node(s, "t1", NodeIn(level=Level.enterprise, name="Acme"), minter=ids_of(db))
         with pytest.raises(Conflict):
             await crud.create_node(
-                s, "t1", NodeIn(level=Level.site, name="Suzhou", parent_id=ids["enterprise"])
+                s,
+                "t1",
+                NodeIn(level=Level.site, name="Suzhou", parent_id=ids["enterprise"]),
+                minter=ids_of(db),
             )
     async with db.session() as s:
         with pytest.raises(Conflict):
-            await crud.create_device(s, "t1", DeviceIn(name="plc7"))
+            await crud.create_device(s, "t1", DeviceIn(name="plc7"), minter=ids_of(db))
     async with db.session() as s:
         with pytest.raises(Conflict):
-            await crud.create_tag(s, "t1", ids["device"], TagIn(name="running"))
+            await crud.create_tag(s, "t1", ids["device"], TagIn(name="running"), minter=ids_of(db))
 
 
 async def test_other_tenants_objects_do_not_exist(db: Database) -> None:
@@ -124,11 +142,13 @@ async def test_other_tenants_objects_do_not_exist(db: Database) -> None:
             with pytest.raises(NotFound):
                 await fn(s, "t2", ids[key])
         with pytest.raises(NotFound):
-            await crud.create_node(s, "t2", NodeIn(level=Level.site, name="x", parent_id=ids["enterprise"]))
+            await crud.create_node(
+                s, "t2", NodeIn(level=Level.site, name="x", parent_id=ids["enterprise"]), minter=ids_of(db)
+            )
         with pytest.raises(NotFound):
-            await crud.create_tag(s, "t2", ids["device"], TagIn(name="x"))
+            await crud.create_tag(s, "t2", ids["device"], TagIn(name="x"), minter=ids_of(db))
         with pytest.raises(NotFound):
-            await crud.delete_node(s, "t2", ids["equipment"])
+            await crud.delete_node(s, "t2", ids["equipment"], minter=ids_of(db))
         assert len(await crud.list_tags(s, "t1")) == 2 and len(await crud.list_nodes(s, "t2")) == 5
 
 
@@ -136,11 +156,19 @@ async def test_devices_bind_only_to_equipment_and_unbind(db: Database) -> None:
     ids = await plant(db)
     async with db.session() as s:
         with pytest.raises(ValidationFailed):
-            await crud.create_device(s, "t1", DeviceIn(name="plc8", equipment_id=ids["line"]))
-        dev = await crud.update_device(s, "t1", ids["device"], DevicePatch(equipment_id=None))
+            await crud.create_device(
+                s, "t1", DeviceIn(name="plc8", equipment_id=ids["line"]), minter=ids_of(db)
+            )
+        dev = await crud.update_device(
+            s, "t1", ids["device"], DevicePatch(equipment_id=None), minter=ids_of(db)
+        )
         assert dev.equipment_id is None
         dev = await crud.update_device(
-            s, "t1", ids["device"], DevicePatch(equipment_id=ids["equipment"], address="10.0.0.7:502")
+            s,
+            "t1",
+            ids["device"],
+            DevicePatch(equipment_id=ids["equipment"], address="10.0.0.7:502"),
+            minter=ids_of(db),
         )
         assert dev.equipment_id == ids["equipment"] and dev.address == "10.0.0.7:502"
         assert [d.name for d in await crud.list_devices(s, "t1", ids["equipment"])] == ["plc7"]
@@ -150,12 +178,12 @@ async def test_delete_rules(db: Database) -> None:
     ids = await plant(db)
     async with db.session() as s:
         with pytest.raises(Conflict):
-            await crud.delete_node(s, "t1", ids["line"])
-        await crud.delete_node(s, "t1", ids["equipment"])  # its device stays, unbound
+            await crud.delete_node(s, "t1", ids["line"], minter=ids_of(db))
+        await crud.delete_node(s, "t1", ids["equipment"], minter=ids_of(db))  # its device stays, unbound
         assert (await crud.get_device(s, "t1", ids["device"])).equipment_id is None
-        await crud.delete_device(s, "t1", ids["device"])
+        await crud.delete_device(s, "t1", ids["device"], minter=ids_of(db))
         assert await crud.list_tags(s, "t1") == []
-        node = await crud.update_node(s, "t1", ids["line"], NodePatch(name="Line One"))
+        node = await crud.update_node(s, "t1", ids["line"], NodePatch(name="Line One"), minter=ids_of(db))
         assert node.name == "Line One"
 
 
@@ -173,11 +201,11 @@ async def test_tags_units_ranges_cleaning_and_catalog(db: Database) -> None:
         )
         assert crud.tag_spec(*found) == TagSpec("plc7/oil_temp", DataType.float, "degC", -20, 150, "degF")
         tag = await crud.update_tag(
-            s, "t1", ids["tag"], TagPatch(high=120, cleaning=CleaningConfig(high=120))
+            s, "t1", ids["tag"], TagPatch(high=120, cleaning=CleaningConfig(high=120)), minter=ids_of(db)
         )
         assert tag.high == 120 and crud.cleaning_config(tag) == CleaningConfig(high=120)
         with pytest.raises(ValidationFailed):
-            await crud.update_tag(s, "t1", ids["tag"], TagPatch(low=500))
+            await crud.update_tag(s, "t1", ids["tag"], TagPatch(low=500), minter=ids_of(db))
         assert (
             await crud.find_tag(s, "t1", "plc7/nope") is None and await crud.find_tag(s, "t1", "bad") is None
         )
@@ -203,7 +231,9 @@ def test_tag_input_validation() -> None:
         NodeIn(level=Level.site, name="a/b")
 
 
-async def test_custom_minter(db: Database) -> None:
+async def test_identifiers_under_the_configured_prefix(db: Database) -> None:
     async with db.session() as s:
-        node = await crud.create_node(s, "t1", NodeIn(level=Level.enterprise, name="E"), LocalMinter("86.1"))
-    assert node.identifier.startswith("86.1/gy.asset.")
+        node = await crud.create_node(
+            s, "t1", NodeIn(level=Level.enterprise, name="E"), minter=ids_of(db, "86.1")
+        )
+    assert node.identifier == f"86.1.1/gy.asset.{node.id}"

@@ -11,7 +11,11 @@ from gongyun.assets import crud
 from gongyun.assets.seed import factory_layout, seed
 from gongyun.db import Database, upgrade
 from gongyun.errors import Conflict
+from gongyun.idres.objects import ObjectRegistrar
+from gongyun.idres.registry import Registry
 from gongyun.sim.factory import profiles_dir
+
+BASE = "http://gongyun.test"
 
 
 async def test_seed_virtual_factory(tmp_path: Path) -> None:
@@ -20,7 +24,9 @@ async def test_seed_virtual_factory(tmp_path: Path) -> None:
     db = Database(url)
     try:
         async with db.session() as s:
-            devices = await seed(s, "t1", factory_layout(profiles_dir()))
+            devices = await seed(
+                s, "t1", factory_layout(profiles_dir()), minter=ObjectRegistrar(db, "88.100", BASE)
+            )
         async with db.session() as s:
             tree = await crud.tree(s, "t1")
             tags = await crud.list_tags(s, "t1", devices["pump-station"])
@@ -35,8 +41,20 @@ async def test_seed_virtual_factory(tmp_path: Path) -> None:
         assert types["total_volume"] == "float" and types["bearing_temp_x10"] == "float"
         assert flow is not None and flow[0].unit == "m3/h"
         assert [r.name for r in rules] == ["Pump P-101 bearing hot"]
+        # every seeded object is a registered identifier in the tenant's prefix
+        registry = Registry(db)
+        pump = await registry.get("t1", flow[0].identifier)
+        by_type = {v.type: v.value for v in pump.values}
+        assert by_type["GY_KIND"] == "tag" and by_type["GY_NAME"] == "flow"
+        async with db.session() as s:
+            device = await crud.get_device(s, "t1", devices["pump-station"])
+        assert by_type["GY_PARENT"] == device.identifier and device.identifier.startswith(
+            "88.100.1/gy.device."
+        )
         with pytest.raises(Conflict):
             async with db.session() as s:
-                await seed(s, "t1", factory_layout(profiles_dir()))
+                await seed(
+                    s, "t1", factory_layout(profiles_dir()), minter=ObjectRegistrar(db, "88.100", BASE)
+                )
     finally:
         await db.dispose()

@@ -25,6 +25,7 @@ from gongyun.edge.receiver import UplinkReceiver
 from gongyun.edge.registry import gateways, sparkplug_receiver_enabled
 from gongyun.edge.runtime import Gateway
 from gongyun.errors import ConfigError
+from gongyun.idres.objects import object_registrar
 from gongyun.runtime import MQTT_BROKER_KEY, Runtime
 from gongyun.security.accounts import DEFAULT_TENANT, get_tenant_by_name
 from gongyun.sim.pump import PumpServer
@@ -62,7 +63,7 @@ async def _tenant_id(runtime: Runtime) -> str:
         layout = [
             Placement("Utilities", "Pump station", Level.line, "Pump P-101", "pump1", PROFILES / "pump.toml")
         ]
-        await seed(session, tenant_id, layout)
+        await seed(session, tenant_id, layout, minter=object_registrar(runtime.settings, runtime.db))
     return tenant_id
 
 

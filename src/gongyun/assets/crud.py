@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gongyun.assets.identifiers import IdentifierMinter, LocalMinter
+from gongyun.assets.identifiers import IdentifierMinter, ObjectInfo, ObjectKind
 from gongyun.assets.models import AssetNode, Device, Tag
 from gongyun.assets.schemas import (
     PARENTS,
@@ -27,8 +27,6 @@ from gongyun.errors import Conflict, NotFound, ValidationFailed
 from gongyun.telemetry.catalog import DataType, TagSpec
 from gongyun.telemetry.cleaning import CleaningConfig
 
-_DEFAULT_MINTER = LocalMinter()
-
 
 async def _flush(session: AsyncSession, what: str) -> None:
     try:
@@ -36,6 +34,40 @@ async def _flush(session: AsyncSession, what: str) -> None:
     except IntegrityError as exc:
         await session.rollback()
         raise Conflict(f"{what} already exists") from exc
+
+
+# -- identifiers -------------------------------------------------------------------------------
+def _info(kind: ObjectKind, obj: AssetNode | Device | Tag, parent: str | None) -> ObjectInfo:
+    return ObjectInfo(obj.tenant_id, kind, obj.id, obj.name, obj.classification, parent or None)
+
+
+async def _node_info(session: AsyncSession, node: AssetNode) -> ObjectInfo:
+    parent = await get_node(session, node.tenant_id, node.parent_id) if node.parent_id else None
+    return _info("asset", node, parent.identifier if parent else None)
+
+
+async def _device_info(session: AsyncSession, dev: Device) -> ObjectInfo:
+    eq = await get_node(session, dev.tenant_id, dev.equipment_id) if dev.equipment_id else None
+    return _info("device", dev, eq.identifier if eq else None)
+
+
+async def _tag_info(session: AsyncSession, tag: Tag) -> ObjectInfo:
+    dev = await get_device(session, tag.tenant_id, tag.device_id)
+    return _info("tag", tag, dev.identifier)
+
+
+async def _sync(session: AsyncSession, minter: IdentifierMinter, obj: AssetNode | Device | Tag) -> None:
+    """Rewrite an object's identifier record after a change (registering it if it has none)."""
+    if isinstance(obj, AssetNode):
+        info = await _node_info(session, obj)
+    elif isinstance(obj, Device):
+        info = await _device_info(session, obj)
+    else:
+        info = await _tag_info(session, obj)
+    if obj.identifier:
+        await minter.update(session, obj.identifier, info)
+    else:
+        obj.identifier = await minter.register(session, info)
 
 
 # -- hierarchy ---------------------------------------------------------------------------------
@@ -49,10 +81,11 @@ async def get_node(session: AsyncSession, tenant_id: str, node_id: str) -> Asset
 
 
 async def create_node(
-    session: AsyncSession, tenant_id: str, data: NodeIn, minter: IdentifierMinter = _DEFAULT_MINTER
+    session: AsyncSession, tenant_id: str, data: NodeIn, *, minter: IdentifierMinter
 ) -> AssetNode:
-    """Create a node under a parent of the level ISA-95 allows."""
+    """Create a node under a parent of the level ISA-95 allows, with its identifier."""
     allowed = PARENTS[data.level]
+    parent: AssetNode | None = None
     if data.parent_id is None:
         if allowed:
             raise ValidationFailed(f"a {data.level} needs a parent ({', '.join(sorted(allowed))})")
@@ -72,10 +105,14 @@ async def create_node(
         name=data.name,
         parent_id=data.parent_id,
         description=data.description,
+        classification=data.classification.value,
     )
     session.add(node)
     await _flush(session, f"asset {data.name!r}")
-    node.identifier = await minter.mint(tenant_id, "asset", node.id)
+    node.identifier = await minter.register(
+        session, _info("asset", node, parent.identifier if parent else None)
+    )
+    await session.flush()
     return node
 
 
@@ -85,20 +122,27 @@ async def list_nodes(session: AsyncSession, tenant_id: str) -> list[AssetNode]:
     return list((await session.execute(q)).scalars())
 
 
-async def update_node(session: AsyncSession, tenant_id: str, node_id: str, data: NodePatch) -> AssetNode:
-    """Rename or re-describe a node."""
+async def update_node(
+    session: AsyncSession, tenant_id: str, node_id: str, data: NodePatch, *, minter: IdentifierMinter
+) -> AssetNode:
+    """Rename, re-describe or reclassify a node (its identifier record follows)."""
     node = await get_node(session, tenant_id, node_id)
     if data.name is not None:
         node.name = data.name
     if data.description is not None:
         node.description = data.description
+    if data.classification is not None:
+        node.classification = data.classification.value
     node.updated_at = utcnow()
     await _flush(session, f"asset {node.name!r}")
+    await _sync(session, minter, node)
     return node
 
 
-async def delete_node(session: AsyncSession, tenant_id: str, node_id: str) -> None:
-    """Delete a leaf node (its devices become unbound); a node with children is a Conflict."""
+async def delete_node(
+    session: AsyncSession, tenant_id: str, node_id: str, *, minter: IdentifierMinter
+) -> None:
+    """Delete a leaf node and its identifier (its devices become unbound); children: Conflict."""
     node = await get_node(session, tenant_id, node_id)
     q = (
         select(func.count())
@@ -113,6 +157,8 @@ async def delete_node(session: AsyncSession, tenant_id: str, node_id: str) -> No
         )
     ).scalars():
         dev.equipment_id = None
+        await _sync(session, minter, dev)
+    await minter.delete(session, tenant_id, node.identifier)
     await session.delete(node)
     await session.flush()
 
@@ -150,15 +196,15 @@ async def _equipment(session: AsyncSession, tenant_id: str, node_id: str) -> Ass
 
 
 async def create_device(
-    session: AsyncSession, tenant_id: str, data: DeviceIn, minter: IdentifierMinter = _DEFAULT_MINTER
+    session: AsyncSession, tenant_id: str, data: DeviceIn, *, minter: IdentifierMinter
 ) -> Device:
-    """Create a device, bound to an equipment node when ``equipment_id`` is given."""
-    if data.equipment_id is not None:
-        await _equipment(session, tenant_id, data.equipment_id)
-    dev = Device(tenant_id=tenant_id, **data.model_dump())
+    """Create a device with its identifier, bound to an equipment node when ``equipment_id`` is given."""
+    eq = None if data.equipment_id is None else await _equipment(session, tenant_id, data.equipment_id)
+    dev = Device(tenant_id=tenant_id, **data.model_dump(mode="json"))
     session.add(dev)
     await _flush(session, f"device {data.name!r}")
-    dev.identifier = await minter.mint(tenant_id, "device", dev.id)
+    dev.identifier = await minter.register(session, _info("device", dev, eq.identifier if eq else None))
+    await session.flush()
     return dev
 
 
@@ -181,22 +227,30 @@ async def list_devices(
     return list((await session.execute(q.order_by(Device.name))).scalars())
 
 
-async def update_device(session: AsyncSession, tenant_id: str, device_id: str, data: DevicePatch) -> Device:
+async def update_device(
+    session: AsyncSession, tenant_id: str, device_id: str, data: DevicePatch, *, minter: IdentifierMinter
+) -> Device:
     """Change a device; ``equipment_id`` (when sent) binds or, as null, unbinds it."""
     dev = await get_device(session, tenant_id, device_id)
-    fields = data.model_dump(exclude_unset=True)
+    fields = data.model_dump(mode="json", exclude_unset=True)
     if "equipment_id" in fields and fields["equipment_id"] is not None:
         await _equipment(session, tenant_id, fields["equipment_id"])
     for k, v in fields.items():
         if v is not None or k == "equipment_id":
             setattr(dev, k, v)
     await session.flush()
+    await _sync(session, minter, dev)
     return dev
 
 
-async def delete_device(session: AsyncSession, tenant_id: str, device_id: str) -> None:
-    """Delete a device and its tags."""
+async def delete_device(
+    session: AsyncSession, tenant_id: str, device_id: str, *, minter: IdentifierMinter
+) -> None:
+    """Delete a device and its tags, with their identifiers."""
     dev = await get_device(session, tenant_id, device_id)
+    for tag in await list_tags(session, tenant_id, device_id):
+        await minter.delete(session, tenant_id, tag.identifier)
+    await minter.delete(session, tenant_id, dev.identifier)
     await session.execute(delete(Tag).where(Tag.tenant_id == tenant_id, Tag.device_id == device_id))
     await session.delete(dev)
     await session.flush()
@@ -208,10 +262,11 @@ async def create_tag(
     tenant_id: str,
     device_id: str,
     data: TagIn,
-    minter: IdentifierMinter = _DEFAULT_MINTER,
+    *,
+    minter: IdentifierMinter,
 ) -> Tag:
-    """Create a tag of a device."""
-    await get_device(session, tenant_id, device_id)
+    """Create a tag of a device, with its identifier."""
+    dev = await get_device(session, tenant_id, device_id)
     fields = data.model_dump(exclude={"cleaning"})
     tag = Tag(
         tenant_id=tenant_id,
@@ -221,7 +276,8 @@ async def create_tag(
     )
     session.add(tag)
     await _flush(session, f"tag {data.name!r}")
-    tag.identifier = await minter.mint(tenant_id, "tag", tag.id)
+    tag.identifier = await minter.register(session, _info("tag", tag, dev.identifier))
+    await session.flush()
     return tag
 
 
@@ -242,7 +298,9 @@ async def list_tags(session: AsyncSession, tenant_id: str, device_id: str | None
     return list((await session.execute(q.order_by(Tag.name))).scalars())
 
 
-async def update_tag(session: AsyncSession, tenant_id: str, tag_id: str, data: TagPatch) -> Tag:
+async def update_tag(
+    session: AsyncSession, tenant_id: str, tag_id: str, data: TagPatch, *, minter: IdentifierMinter
+) -> Tag:
     """Change a tag's unit, range, classification, description or cleaning."""
     tag = await get_tag(session, tenant_id, tag_id)
     fields = data.model_dump(exclude_unset=True, exclude={"cleaning"})
@@ -253,12 +311,15 @@ async def update_tag(session: AsyncSession, tenant_id: str, tag_id: str, data: T
     if tag.low is not None and tag.high is not None and tag.low > tag.high:
         raise ValidationFailed("low must not exceed high")
     await session.flush()
+    await _sync(session, minter, tag)
     return tag
 
 
-async def delete_tag(session: AsyncSession, tenant_id: str, tag_id: str) -> None:
-    """Delete a tag (its stored telemetry stays until retention removes it)."""
-    await session.delete(await get_tag(session, tenant_id, tag_id))
+async def delete_tag(session: AsyncSession, tenant_id: str, tag_id: str, *, minter: IdentifierMinter) -> None:
+    """Delete a tag and its identifier (its stored telemetry stays until retention removes it)."""
+    tag = await get_tag(session, tenant_id, tag_id)
+    await minter.delete(session, tenant_id, tag.identifier)
+    await session.delete(tag)
     await session.flush()
 
 

@@ -1,30 +1,34 @@
-"""Identifiers for assets, devices and tags.
+"""Identifiers for assets, devices and tags: the small interface the asset model needs.
 
-Every object gets a resolvable identifier (``prefix/suffix``). ``IdentifierMinter`` is the
-small interface the asset model needs; ``LocalMinter`` is the local implementation until
-``gongyun.idres`` registers the handles itself (it then implements ``mint`` and replaces it).
+Every asset, device and tag is a registered, resolvable identifier. The asset CRUD layer
+describes the object (``ObjectInfo``) and calls an ``IdentifierMinter`` with its own session,
+so the identifier record is written in the same transaction as the object. The
+implementation lives in the identifier room (``gongyun.idres.objects``) and is passed in by
+whoever calls the CRUD functions (API routes, seeding, CLI); this room never looks it up.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-DEFAULT_PREFIX = "88.100.1"
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gongyun.core.objects import ObjectInfo, ObjectKind
+
+__all__ = ["IdentifierMinter", "ObjectInfo", "ObjectKind"]
 
 
 class IdentifierMinter(Protocol):
-    """Mints the identifier of a new object."""
+    """Registers, updates and deletes the identifier records of objects inside a session."""
 
-    async def mint(self, tenant_id: str, kind: str, object_id: str) -> str:
-        """The identifier for object ``object_id`` of ``kind`` (asset, device or tag)."""
+    async def register(self, session: AsyncSession, obj: ObjectInfo) -> str:
+        """Register the identifier of a new object and return it."""
+        ...
 
+    async def update(self, session: AsyncSession, identifier: str, obj: ObjectInfo) -> None:
+        """Rewrite the record of an existing object (renamed, reclassified, moved)."""
+        ...
 
-class LocalMinter:
-    """Builds ``<prefix>/gy.<kind>.<object id>`` without registering it anywhere."""
-
-    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
-        self.prefix = prefix
-
-    async def mint(self, tenant_id: str, kind: str, object_id: str) -> str:
-        """A deterministic identifier under the configured prefix."""
-        return f"{self.prefix}/gy.{kind}.{object_id}"
+    async def delete(self, session: AsyncSession, tenant_id: str, identifier: str) -> None:
+        """Remove the record of a deleted object (nothing happens when there is none)."""
+        ...

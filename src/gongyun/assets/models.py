@@ -25,6 +25,7 @@ class AssetNode(TenantScoped, Base):
     level: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(String(1000), default="")
+    classification: Mapped[str] = mapped_column(String(16), default="general")
     identifier: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -44,6 +45,7 @@ class Device(TenantScoped, Base):
     protocol: Mapped[str] = mapped_column(String(32), default="other")
     address: Mapped[str] = mapped_column(String(255), default="")
     description: Mapped[str] = mapped_column(String(1000), default="")
+    classification: Mapped[str] = mapped_column(String(16), default="general")
     identifier: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -55,6 +55,7 @@ class NodeIn(BaseModel):
     name: str = Field(pattern=NAME)
     parent_id: str | None = Field(default=None, max_length=32)
     description: str = Field(default="", max_length=1000)
+    classification: Classification = Classification.general
 
 
 class NodePatch(BaseModel):
@@ -64,6 +65,7 @@ class NodePatch(BaseModel):
 
     name: str | None = Field(default=None, pattern=NAME)
     description: str | None = Field(default=None, max_length=1000)
+    classification: Classification | None = None
 
 
 class NodeOut(BaseModel):
@@ -76,6 +78,7 @@ class NodeOut(BaseModel):
     level: str
     name: str
     description: str
+    classification: str
     identifier: str
     created_at: datetime
 
@@ -90,6 +93,7 @@ class DeviceIn(BaseModel):
     address: str = Field(default="", max_length=255)
     equipment_id: str | None = Field(default=None, max_length=32)
     description: str = Field(default="", max_length=1000)
+    classification: Classification = Classification.general
 
 
 class DevicePatch(BaseModel):
@@ -100,6 +104,7 @@ class DevicePatch(BaseModel):
     address: str | None = Field(default=None, max_length=255)
     description: str | None = Field(default=None, max_length=1000)
     equipment_id: str | None = Field(default=None, max_length=32)
+    classification: Classification | None = None
 
 
 class DeviceOut(BaseModel):
@@ -113,6 +118,7 @@ class DeviceOut(BaseModel):
     address: str
     equipment_id: str | None
     description: str
+    classification: str
     identifier: str
     created_at: datetime
 

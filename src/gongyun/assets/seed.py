@@ -13,6 +13,7 @@ from gongyun.alarms import repo as alarm_repo
 from gongyun.alarms.rules import ThresholdRule
 from gongyun.alarms.states import Priority
 from gongyun.assets import crud
+from gongyun.assets.identifiers import IdentifierMinter
 from gongyun.assets.schemas import DeviceIn, Level, NodeIn, TagIn
 from gongyun.telemetry.catalog import DataType
 from gongyun.telemetry.units import UnitError, check_unit
@@ -86,29 +87,41 @@ async def seed(
     tenant_id: str,
     layout: list[Placement],
     *,
+    minter: IdentifierMinter,
     enterprise: str = "Gongyun Demo",
     site: str = "Virtual factory",
 ) -> dict[str, str]:
     """Create enterprise > site > areas > lines/cells > equipment with bound devices and their tags.
 
-    Returns device name -> device id. Also adds a high-temperature alarm when a ``bearing_temp``
-    tag exists. Run it once on an empty tenant (names that exist raise Conflict).
+    Every object's identifier is registered through ``minter``. Returns device name -> device
+    id. Also adds a high-temperature alarm when a ``bearing_temp`` tag exists. Run it once on
+    an empty tenant (names that exist raise Conflict).
     """
-    ent = await crud.create_node(session, tenant_id, NodeIn(level=Level.enterprise, name=enterprise))
-    st = await crud.create_node(session, tenant_id, NodeIn(level=Level.site, name=site, parent_id=ent.id))
+    ent = await crud.create_node(
+        session, tenant_id, NodeIn(level=Level.enterprise, name=enterprise), minter=minter
+    )
+    st = await crud.create_node(
+        session, tenant_id, NodeIn(level=Level.site, name=site, parent_id=ent.id), minter=minter
+    )
     areas: dict[str, str] = {}
     devices: dict[str, str] = {}
     for p in layout:
         if p.area not in areas:
             area = await crud.create_node(
-                session, tenant_id, NodeIn(level=Level.area, name=p.area, parent_id=st.id)
+                session, tenant_id, NodeIn(level=Level.area, name=p.area, parent_id=st.id), minter=minter
             )
             areas[p.area] = area.id
         line = await crud.create_node(
-            session, tenant_id, NodeIn(level=p.line_level, name=p.line, parent_id=areas[p.area])
+            session,
+            tenant_id,
+            NodeIn(level=p.line_level, name=p.line, parent_id=areas[p.area]),
+            minter=minter,
         )
         eq = await crud.create_node(
-            session, tenant_id, NodeIn(level=Level.equipment, name=p.equipment, parent_id=line.id)
+            session,
+            tenant_id,
+            NodeIn(level=Level.equipment, name=p.equipment, parent_id=line.id),
+            minter=minter,
         )
         profile = tomllib.loads(p.profile.read_text())
         proto = str(profile.get("profile", {}).get("protocol", "other"))
@@ -116,10 +129,11 @@ async def seed(
             session,
             tenant_id,
             DeviceIn(name=p.device, protocol=proto if proto in _PROTOCOLS else "other", equipment_id=eq.id),
+            minter=minter,
         )
         devices[p.device] = dev.id
         for tag in _tags(profile):
-            await crud.create_tag(session, tenant_id, dev.id, tag)
+            await crud.create_tag(session, tenant_id, dev.id, tag, minter=minter)
             if tag.name == "bearing_temp":
                 await alarm_repo.create_rule(
                     session,

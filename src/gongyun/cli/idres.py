@@ -258,6 +258,13 @@ def idnode(
     platform_auth: Annotated[
         bool, typer.Option(help="Accept Gongyun users and API keys (node on the platform's database).")
     ] = False,
+    all_tenants: Annotated[
+        bool,
+        typer.Option(
+            help="Resolve every tenant's records on the database (the platform's objects); "
+            "callers see private values of their own tenant only."
+        ),
+    ] = False,
     host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Listen port.")] = 8100,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
@@ -278,6 +285,7 @@ def idnode(
         admin_token=admin_token,
         admin_secret=admin_secret,
         platform_auth=platform_auth,
+        all_tenants=all_tenants,
         host=host,
         port=port,
         workers=workers,

@@ -31,12 +31,14 @@ _CACHE_S = 60.0
 @dataclass(frozen=True, slots=True)
 class Principal:
     """An authenticated caller, the prefixes it administers (``None`` = every prefix of the
-    node) and whether it operates the node (filing decisions)."""
+    node), whether it operates the node (filing decisions) and, for a platform user or API
+    key, the tenant it acts for."""
 
     name: str
     prefixes: tuple[str, ...] | None
     can_write: bool = True
     operator: bool = False
+    tenant_id: str | None = None
 
     def covers(self, prefix: str) -> bool:
         """True when the caller administers ``prefix`` (or an ancestor of it)."""

@@ -21,15 +21,18 @@ from gongyun.errors import AuthError, GongyunError, InvalidInput, PermissionDeni
 from gongyun.idres.asgi import AsgiApp, Request, Response, json_response
 from gongyun.idres.auth import Authenticator, HandleBasicAuth, Principal
 from gongyun.idres.errors import RC_SUCCESS, RC_VALUES_NOT_FOUND, HandleNotFound
-from gongyun.idres.registry import MAX_BATCH, Registry
+from gongyun.idres.registry import MAX_BATCH, RawRecord, Registry
 from gongyun.idres.syntax import fold, parse
 from gongyun.idres.values import HandleValue, admin_value, decode_values, encode_values
 
 API = "/api/handles"
 _API_SLASH = API.encode() + b"/"
 _POINT_READ = (
-    "SELECT handle, values_json, public_json, min_ttl FROM idres_records "
+    "SELECT handle, values_json, public_json, min_ttl, tenant_id FROM idres_records "
     "WHERE handle_norm = ? AND tenant_id = ?"
+)
+_POINT_READ_ANY = (
+    "SELECT handle, values_json, public_json, min_ttl, tenant_id FROM idres_records WHERE handle_norm = ?"
 )
 _NOT_FOUND = b'{"responseCode":100,"message":"Handle Not Found"}'
 
@@ -80,12 +83,18 @@ def _render(handle: str, values_json: str) -> bytes:
 
 
 class HandleService:
-    """Serves one tenant's records over the Handle.Net REST API."""
+    """Serves one tenant's records over the Handle.Net REST API.
+
+    With ``tenant_id`` None it serves every tenant's records on the database (the platform's
+    node for its objects' identifiers): anyone reads public values; a caller sees private
+    values only of records of its own tenant (or as the node operator), and writes,
+    listings and reverse lookups act in the caller's tenant.
+    """
 
     def __init__(
         self,
         registry: Registry,
-        tenant_id: str,
+        tenant_id: str | None,
         *,
         authenticators: list[Authenticator] | None = None,
         cache_size: int = 200_000,
@@ -107,11 +116,10 @@ class HandleService:
         self.basic.forget(norm)
 
     async def _secret(self, handle: str, index: int) -> str | None:
-        try:
-            rec = await self.registry.get(self.tenant_id, handle)
-        except HandleNotFound:
+        row = await self._fetch(parse(handle).norm)
+        if row is None:
             return None
-        for v in rec.values:
+        for v in decode_values(orjson.loads(row[1])):
             if v.index == index and v.type == "HS_SECKEY" and isinstance(v.value, str):
                 return v.value
         return None
@@ -132,11 +140,14 @@ class HandleService:
             self._sqlite = conn
         return self._sqlite
 
-    def _fetch_sync(self, conn: sqlite3.Connection, norm: str) -> tuple[str, str, str, int] | None:
-        row = conn.execute(_POINT_READ, (norm, self.tenant_id)).fetchone()
-        return None if row is None else (row[0], row[1], row[2], row[3])
+    def _fetch_sync(self, conn: sqlite3.Connection, norm: str) -> RawRecord | None:
+        if self.tenant_id is None:
+            row = conn.execute(_POINT_READ_ANY, (norm,)).fetchone()
+        else:
+            row = conn.execute(_POINT_READ, (norm, self.tenant_id)).fetchone()
+        return None if row is None else (row[0], row[1], row[2], row[3], row[4])
 
-    async def _fetch(self, norm: str) -> tuple[str, str, str, int] | None:
+    async def _fetch(self, norm: str) -> RawRecord | None:
         conn = self._reader()
         if conn is not None:
             return self._fetch_sync(conn, norm)
@@ -168,8 +179,22 @@ class HandleService:
         self.cache.put(h.norm, body, float(row[3]))
         return body
 
-    def _can_admin(self, req: Request, prefix: str) -> bool:
-        return req.principal is not None and req.principal.covers(prefix)
+    def _can_admin(self, req: Request, prefix: str, owner: str) -> bool:
+        p = req.principal
+        if p is None or not p.covers(prefix):
+            return False
+        # on a node serving every tenant, only the owner's callers (or the operator) see private values
+        return self.tenant_id is not None or p.operator or p.tenant_id == owner
+
+    def _tenant(self, req: Request) -> str:
+        """The tenant a write, listing or reverse lookup acts in."""
+        if self.tenant_id is not None:
+            return self.tenant_id
+        if req.principal is None:
+            raise AuthError("authentication is needed to change or list identifiers")
+        if req.principal.tenant_id is None:
+            raise PermissionDenied("this node serves every tenant: use a platform user or API key of yours")
+        return req.principal.tenant_id
 
     def _require_admin(self, req: Request, prefix: str) -> Principal:
         if req.principal is None:
@@ -199,8 +224,8 @@ class HandleService:
         row = await self._fetch(h.norm)
         if row is None:
             return Response(404, _NOT_FOUND)
-        stored, values_json, public_json, min_ttl = row
-        admin = self._can_admin(req, h.prefix) and not req.flag("publicOnly")
+        stored, values_json, public_json, min_ttl, owner = row
+        admin = self._can_admin(req, h.prefix, owner) and not req.flag("publicOnly")
         indexes, types = req.query.get("index"), req.query.get("type")
         if not indexes and not types:
             body = _render(stored, values_json if admin else public_json)
@@ -235,7 +260,7 @@ class HandleService:
         values = self._values_from_body(req)
         if req.query.get("index"):
             try:
-                rec = await self.registry.update_values(self.tenant_id, str(h), values)
+                rec = await self.registry.update_values(self._tenant(req), str(h), values)
                 return json_response(200, {"responseCode": RC_SUCCESS, "handle": rec.handle})
             except HandleNotFound:
                 pass
@@ -248,7 +273,7 @@ class HandleService:
             else:
                 values.append(admin_value(f"0.NA/{h.prefix}", 200, index))
         rec, created = await self.registry.put(
-            self.tenant_id, str(h), values, overwrite=req.flag("overwrite")
+            self._tenant(req), str(h), values, overwrite=req.flag("overwrite")
         )
         return json_response(201 if created else 200, {"responseCode": RC_SUCCESS, "handle": rec.handle})
 
@@ -257,9 +282,9 @@ class HandleService:
         self._require_admin(req, h.prefix)
         indexes = [int(i) for i in req.query.get("index", []) if i.isdigit()]
         if indexes:
-            await self.registry.delete_values(self.tenant_id, str(h), indexes)
+            await self.registry.delete_values(self._tenant(req), str(h), indexes)
         else:
-            await self.registry.delete(self.tenant_id, str(h))
+            await self.registry.delete(self._tenant(req), str(h))
         return json_response(200, {"responseCode": RC_SUCCESS, "handle": str(h)})
 
     async def _list(self, req: Request) -> Response:
@@ -274,7 +299,7 @@ class HandleService:
             raise InvalidInput("page and pageSize must be integers") from None
         if page < 0 or not 0 <= size <= 100_000:
             raise InvalidInput("page must be >= 0 and pageSize 0..100000")
-        total, handles = await self.registry.list_handles(self.tenant_id, prefix, page, size)
+        total, handles = await self.registry.list_handles(self._tenant(req), prefix, page, size)
         body: dict[str, Any] = {"responseCode": RC_SUCCESS, "prefix": prefix, "totalCount": str(total)}
         if size:
             body.update(page=page, pageSize=size)
@@ -292,7 +317,7 @@ class HandleService:
             wanted = fold(req.arg("prefix") or "")
             prefixes = [wanted] if req.principal.covers(wanted) else []
         handles = await self.registry.reverse_lookup(
-            self.tenant_id, criteria, prefixes=prefixes, include_private=True, limit=min(limit, 10_000)
+            self._tenant(req), criteria, prefixes=prefixes, include_private=True, limit=min(limit, 10_000)
         )
         return json_response(200, handles)
 
@@ -318,7 +343,7 @@ class HandleService:
             else:
                 items.append((handle, values))
         results = await self.registry.register_batch(
-            self.tenant_id,
+            self._tenant(req),
             [(h, v) for h, v in items if v != "forbidden"],
             overwrite=bool(body.get("overwrite", False)),
         )

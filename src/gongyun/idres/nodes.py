@@ -5,7 +5,9 @@ database and makes sure the prefixes it serves exist (active) with an ``<prefix>
 record whose ``HS_SECKEY`` at index 300 is the configured admin secret. ``serve`` runs a
 node with uvicorn (several workers share the port when asked). A root started with
 ``mirror_of`` copies the prefix records the other root originated every ``mirror_interval``
-seconds; two roots started with each other as ``mirror_of`` mirror both ways.
+seconds; two roots started with each other as ``mirror_of`` mirror both ways. A node
+started with ``all_tenants`` on the platform's database resolves every tenant's records
+(the identifiers of assets, devices and tags); ``tenant`` then owns the served prefixes.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class NodeConfig:
     admin_token: str | None = None
     admin_secret: str | None = None
     platform_auth: bool = False
+    all_tenants: bool = False  # serve every tenant's records on the database (the platform's node)
     host: str = "127.0.0.1"
     port: int = 8100
     workers: int = 1
@@ -153,9 +156,13 @@ def build_app(config: NodeConfig) -> AsgiApp:
         from gongyun.config import load_settings
         from gongyun.idres.platform_auth import platform_authenticator
 
-        app.authenticators.append(platform_authenticator(db, load_settings(), config.tenant))
+        served_tenant = None if config.all_tenants else config.tenant
+        app.authenticators.append(platform_authenticator(db, load_settings(), served_tenant))
     service = HandleService(
-        registry, config.tenant, cache_size=config.cache_size, cache_max_age=config.cache_max_age
+        registry,
+        None if config.all_tenants else config.tenant,
+        cache_size=config.cache_size,
+        cache_max_age=config.cache_max_age,
     )
     service.install(app)
     routes = NodeRoutes(

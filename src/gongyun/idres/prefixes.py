@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.db import utcnow
+from gongyun.db.base import new_id
 from gongyun.errors import InvalidInput
 from gongyun.idres.errors import FilingTransition, HandleExists, PrefixNotServed
 from gongyun.idres.models import IdPrefix
@@ -122,24 +123,41 @@ async def submit(
     exists = (await s.execute(select(IdPrefix.id).where(IdPrefix.prefix_norm == fold(prefix)))).first()
     if exists is not None:
         raise HandleExists(f"prefix {prefix} is already filed", prefix=prefix)
-    now = utcnow()
-    row = IdPrefix(
-        tenant_id=tenant_id,
-        prefix=prefix,
-        prefix_norm=fold(prefix),
-        parent=parent_prefix(prefix),
-        kind=kind.value,
-        status=status.value,
-        org_name=org_name[:255],
-        contact=contact[:255],
-        site_json=orjson.dumps(site).decode() if site else None,
-        history_json=orjson.dumps([{"status": status.value, "at": now.isoformat(), "note": note}]).decode(),
-        created_at=now,
-        updated_at=now,
-    )
+    row = IdPrefix(**prefix_row(tenant_id, prefix, kind, status, org_name, contact, site, note))
     s.add(row)
     await s.flush()
     return _info(row)
+
+
+def prefix_row(
+    tenant_id: str,
+    prefix: str,
+    kind: PrefixKind,
+    status: FilingStatus,
+    org_name: str = "",
+    contact: str = "",
+    site: dict[str, Any] | None = None,
+    note: str = "",
+) -> dict[str, Any]:
+    """The ``idres_prefixes`` row of a new filing (also written by data migrations)."""
+    now = utcnow()
+    return {
+        "id": new_id(),
+        "tenant_id": tenant_id,
+        "prefix": prefix,
+        "prefix_norm": fold(prefix),
+        "parent": parent_prefix(prefix),
+        "kind": kind.value,
+        "status": status.value,
+        "org_name": org_name[:255],
+        "contact": contact[:255],
+        "site_json": orjson.dumps(site).decode() if site else None,
+        "history_json": orjson.dumps(
+            [{"status": status.value, "at": now.isoformat(), "note": note}]
+        ).decode(),
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 async def transition(

@@ -36,6 +36,7 @@ from gongyun.idres.values import (
 
 MAX_BATCH = 2_000
 _CHUNK = 500
+RawRecord = tuple[str, str, str, int, str]  # handle, values_json, public_json, min_ttl, tenant
 
 
 @dataclass(slots=True)
@@ -149,17 +150,19 @@ class Registry:
             raise HandleNotFound(f"identifier {handle} not found", handle=handle)
         return Record(row.handle, decode_values(orjson.loads(row.values_json)), row.version, row.updated_at)
 
-    async def get_raw(self, tenant_id: str, norm: str) -> tuple[str, str, str, int] | None:
-        """``(handle, values_json, public_json, min_ttl)`` for a normalised key, or None."""
+    async def get_raw(self, tenant_id: str | None, norm: str) -> RawRecord | None:
+        """``(handle, values_json, public_json, min_ttl, tenant)`` for a normalised key, or None.
+
+        ``tenant_id`` None reads any tenant's record (a node serving every tenant).
+        """
+        q = select(
+            IdRecord.handle, IdRecord.values_json, IdRecord.public_json, IdRecord.min_ttl, IdRecord.tenant_id
+        ).where(IdRecord.handle_norm == norm)
+        if tenant_id is not None:
+            q = q.where(IdRecord.tenant_id == tenant_id)
         async with self.db.sessions() as s:
-            row = (
-                await s.execute(
-                    select(
-                        IdRecord.handle, IdRecord.values_json, IdRecord.public_json, IdRecord.min_ttl
-                    ).where(IdRecord.handle_norm == norm, IdRecord.tenant_id == tenant_id)
-                )
-            ).first()
-        return None if row is None else (row[0], row[1], row[2], row[3])
+            row = (await s.execute(q)).first()
+        return None if row is None else (row[0], row[1], row[2], row[3], row[4])
 
     async def _check(self, s: AsyncSession, tenant_id: str, h: Handle, values: list[HandleValue]) -> None:
         if self.enforce_prefixes and not h.is_prefix_record:

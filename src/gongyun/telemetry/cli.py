@@ -96,11 +96,19 @@ def retention_cmd() -> None:
 def seed_demo_cmd(tenant: Annotated[str, typer.Option(help="Tenant name.")] = "default") -> None:
     """Create the virtual factory's asset tree (devices, tags, an alarm) in a tenant."""
     from gongyun.assets.seed import factory_layout, seed
+    from gongyun.db import Database
+    from gongyun.idres.objects import object_registrar
     from gongyun.sim.factory import profiles_dir
 
     async def go() -> int:
-        tid = await _tenant_id(tenant)
-        async with db_session(settings()) as s:
-            return len(await seed(s, tid, factory_layout(profiles_dir())))
+        tid = await _tenant_id(tenant)  # also migrates the database
+        cfg = settings()
+        db = Database(cfg.effective_database_url)
+        try:
+            async with db.session() as s:
+                layout = factory_layout(profiles_dir())
+                return len(await seed(s, tid, layout, minter=object_registrar(cfg, db)))
+        finally:
+            await db.dispose()
 
     console.print(f"{run(go())} devices seeded")

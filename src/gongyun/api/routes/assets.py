@@ -22,6 +22,7 @@ from gongyun.assets.schemas import (
     TagPatch,
 )
 from gongyun.errors import ServiceUnavailable
+from gongyun.idres.objects import ObjectRegistrar, object_registrar
 from gongyun.security.rbac import Perm
 
 router = APIRouter(prefix="/api/v1/assets", tags=["assets"])
@@ -40,6 +41,11 @@ def _tags_changed(ctx: Ctx) -> None:
         get_service(ctx.runtime).ingestor.invalidate(ctx.tenant_id)
 
 
+def _ids(ctx: Ctx) -> ObjectRegistrar:
+    """Registers the identifiers of the objects this request makes, changes or deletes."""
+    return object_registrar(ctx.runtime.settings, ctx.runtime.db)
+
+
 # -- tree and nodes ----------------------------------------------------------------------------
 @router.get("/tree", summary="The asset tree")
 async def get_tree(ctx: AssetsRead) -> list[dict[str, Any]]:
@@ -56,7 +62,7 @@ async def list_nodes(ctx: AssetsRead) -> list[AssetNode]:
 @router.post("", response_model=NodeOut, status_code=201, summary="Create an asset")
 async def create_node(body: NodeIn, ctx: AssetsWrite) -> AssetNode:
     """Create an enterprise, site, area, line, cell or equipment under its ISA-95 parent."""
-    node = await crud.create_node(ctx.session, ctx.tenant_id, body)
+    node = await crud.create_node(ctx.session, ctx.tenant_id, body, minter=_ids(ctx))
     await ctx.audit("asset.create", node.id, level=node.level, name=node.name)
     return node
 
@@ -71,7 +77,7 @@ async def list_devices(ctx: DevicesRead, equipment_id: str | None = None) -> lis
 @router.post("/devices", response_model=DeviceOut, status_code=201, summary="Create a device")
 async def create_device(body: DeviceIn, ctx: DevicesWrite) -> Device:
     """Create a device, optionally bound to an equipment node."""
-    dev = await crud.create_device(ctx.session, ctx.tenant_id, body)
+    dev = await crud.create_device(ctx.session, ctx.tenant_id, body, minter=_ids(ctx))
     await ctx.audit("device.create", dev.id, name=dev.name)
     return dev
 
@@ -85,7 +91,7 @@ async def get_device(device_id: str, ctx: DevicesRead) -> Device:
 @router.patch("/devices/{device_id}", response_model=DeviceOut, summary="Change or (un)bind a device")
 async def update_device(device_id: str, body: DevicePatch, ctx: DevicesWrite) -> Device:
     """Change a device; ``equipment_id`` binds it, null unbinds it."""
-    dev = await crud.update_device(ctx.session, ctx.tenant_id, device_id, body)
+    dev = await crud.update_device(ctx.session, ctx.tenant_id, device_id, body, minter=_ids(ctx))
     await ctx.audit("device.update", dev.id, fields=sorted(body.model_fields_set))
     return dev
 
@@ -93,7 +99,7 @@ async def update_device(device_id: str, body: DevicePatch, ctx: DevicesWrite) ->
 @router.delete("/devices/{device_id}", status_code=204, summary="Delete a device")
 async def delete_device(device_id: str, ctx: DevicesWrite) -> None:
     """Delete a device and its tags."""
-    await crud.delete_device(ctx.session, ctx.tenant_id, device_id)
+    await crud.delete_device(ctx.session, ctx.tenant_id, device_id, minter=_ids(ctx))
     await ctx.audit("device.delete", device_id)
     _tags_changed(ctx)
 
@@ -112,7 +118,7 @@ async def list_tags(
 @router.post("/devices/{device_id}/tags", response_model=TagOut, status_code=201, summary="Create a tag")
 async def create_tag(device_id: str, body: TagIn, ctx: AssetsWrite) -> TagOut:
     """Create a tag of a device."""
-    tag = await crud.create_tag(ctx.session, ctx.tenant_id, device_id, body)
+    tag = await crud.create_tag(ctx.session, ctx.tenant_id, device_id, body, minter=_ids(ctx))
     dev = await crud.get_device(ctx.session, ctx.tenant_id, device_id)
     await ctx.audit("tag.create", tag.id, ref=f"{dev.name}/{tag.name}", classification=tag.classification)
     _tags_changed(ctx)
@@ -129,7 +135,7 @@ async def get_tag(tag_id: str, ctx: AssetsRead) -> TagOut:
 @router.patch("/tags/{tag_id}", response_model=TagOut, summary="Change a tag")
 async def update_tag(tag_id: str, body: TagPatch, ctx: AssetsWrite) -> TagOut:
     """Change a tag's unit, range, classification, description or cleaning settings."""
-    tag = await crud.update_tag(ctx.session, ctx.tenant_id, tag_id, body)
+    tag = await crud.update_tag(ctx.session, ctx.tenant_id, tag_id, body, minter=_ids(ctx))
     await ctx.audit("tag.update", tag.id, fields=sorted(body.model_fields_set))
     _tags_changed(ctx)
     return crud.tag_out(tag, await crud.get_device(ctx.session, ctx.tenant_id, tag.device_id))
@@ -138,7 +144,7 @@ async def update_tag(tag_id: str, body: TagPatch, ctx: AssetsWrite) -> TagOut:
 @router.delete("/tags/{tag_id}", status_code=204, summary="Delete a tag")
 async def delete_tag(tag_id: str, ctx: AssetsWrite) -> None:
     """Delete a tag (stored telemetry stays until retention removes it)."""
-    await crud.delete_tag(ctx.session, ctx.tenant_id, tag_id)
+    await crud.delete_tag(ctx.session, ctx.tenant_id, tag_id, minter=_ids(ctx))
     await ctx.audit("tag.delete", tag_id)
     _tags_changed(ctx)
 
@@ -152,8 +158,8 @@ async def get_node(node_id: str, ctx: AssetsRead) -> AssetNode:
 
 @router.patch("/{node_id}", response_model=NodeOut, summary="Rename an asset")
 async def update_node(node_id: str, body: NodePatch, ctx: AssetsWrite) -> AssetNode:
-    """Change a node's name or description."""
-    node = await crud.update_node(ctx.session, ctx.tenant_id, node_id, body)
+    """Change a node's name, description or classification (its identifier record follows)."""
+    node = await crud.update_node(ctx.session, ctx.tenant_id, node_id, body, minter=_ids(ctx))
     await ctx.audit("asset.update", node.id, fields=sorted(body.model_fields_set))
     return node
 
@@ -161,5 +167,5 @@ async def update_node(node_id: str, body: NodePatch, ctx: AssetsWrite) -> AssetN
 @router.delete("/{node_id}", status_code=204, summary="Delete an asset")
 async def delete_node(node_id: str, ctx: AssetsWrite) -> None:
     """Delete a node without children (its devices become unbound)."""
-    await crud.delete_node(ctx.session, ctx.tenant_id, node_id)
+    await crud.delete_node(ctx.session, ctx.tenant_id, node_id, minter=_ids(ctx))
     await ctx.audit("asset.delete", node_id)
