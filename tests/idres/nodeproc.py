@@ -17,16 +17,25 @@ class NodeProcess:
     """One ``gongyun idnode`` process."""
 
     def __init__(
-        self, role: str, tmp: Path, name: str, *args: str, db: bool = True, port: int | None = None
+        self,
+        role: str,
+        tmp: Path,
+        name: str,
+        *args: str,
+        db: bool = True,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "gongyun.cli.idres", "--role", role, "--port", str(self.port), *args]
         if db:
             cmd += ["--db", f"sqlite+aiosqlite:///{tmp / (name + '.db')}"]
-        env = dict(os.environ, GONGYUN_IDNODE_TOKEN="op-token", GONGYUN_IDNODE_SECRET="s3cret")
+        environ = dict(
+            os.environ, GONGYUN_IDNODE_TOKEN="op-token", GONGYUN_IDNODE_SECRET="s3cret", **(env or {})
+        )
         self.log = (tmp / f"{name}.log").open("wb")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=environ)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Block until /health answers."""
