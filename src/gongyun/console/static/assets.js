@@ -295,6 +295,30 @@
     }
     const tree = items(await api("GET", "/api/v1/assets/tree"));
     $("#asset-tree").replaceChildren(renderTree(tree));
+    // identifier records link here: /assets?node=<id> or /assets?tag=<id> (its equipment)
+    const wanted = findNode(tree, await linkedNode(new URLSearchParams(location.search)));
+    if (wanted) await select(wanted);
+  }
+
+  function findNode(nodes, id) {
+    for (const node of id ? nodes : []) {
+      const hit = node.id === id ? node : findNode(node.children || [], id);
+      if (hit) return hit;
+    }
+    return null;
+  }
+
+  async function linkedNode(query) {
+    if (query.get("node")) return query.get("node");
+    if (!query.get("tag")) return null;
+    try {
+      const tag = await api("GET", "/api/v1/assets/tags/" + encodeURIComponent(query.get("tag")));
+      const device = await api("GET", "/api/v1/assets/devices/" + encodeURIComponent(tag.device_id));
+      return device.equipment_id;
+    } catch (err) {
+      flash("error", errorMessage(err));
+      return null;
+    }
   }
 
   pages.assets = initAssets;

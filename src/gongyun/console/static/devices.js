@@ -73,7 +73,7 @@
     ];
     return el(
       "div",
-      { class: "device-block", "data-device": device.name },
+      { class: "device-block", "data-device": device.name, "data-device-id": device.id },
       el(
         "div",
         { class: "device-head" },
@@ -300,6 +300,15 @@
     setTimeout(tick, REFRESH_MS);
   }
 
+  /* identifier records link here as /devices?device=<id>: show that device first */
+  function markLinked(id) {
+    const block = id && document.querySelector(".device-block[data-device-id='" + CSS.escape(id) + "']");
+    if (!block) return;
+    block.classList.add("linked");
+    block.setAttribute("aria-current", "true");
+    block.scrollIntoView({ block: "start" });
+  }
+
   async function initDevices(user) {
     me = user;
     if (!can(me, "devices:read")) {
@@ -312,6 +321,7 @@
       if (ref && tagsByRef[ref]) showTrend(tagsByRef[ref]);
     });
     const tags = await loadDevices();
+    markLinked(new URLSearchParams(location.search).get("device"));
     const [, found] = await Promise.all([loadLatest(tags), loadConnectivity()]);
     follow(tags);
     if (found) refreshPeriodically();
