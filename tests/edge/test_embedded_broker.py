@@ -17,7 +17,6 @@ from pydantic import SecretStr
 
 from gongyun.config import load_settings
 from gongyun.core.types import Quality, Sample, TagRef
-from gongyun.edge import spb
 from gongyun.edge.broker import EmbeddedBroker, broker_answers, start_embedded_broker
 from gongyun.edge.config import DeviceConfig, load_config
 from gongyun.edge.drivers.sparkplug import SparkplugDriver
@@ -28,6 +27,8 @@ from gongyun.errors import ConfigError
 from gongyun.runtime import MQTT_BROKER_KEY, start_runtime
 from gongyun.sim.packaging import PackagingServer
 from gongyun.sim.pump import PumpServer
+from gongyun.sparkplug import payload as spb
+from gongyun.sparkplug.topics import NAMESPACE
 from tests.edge.conftest import PROFILES, wait_for
 from tests.services import free_port, require_service
 
@@ -139,14 +140,14 @@ async def test_ndeath_will_delivered_when_node_is_killed(broker: EmbeddedBroker)
     )
     try:
         async with aiomqtt.Client("127.0.0.1", broker.port) as watcher:
-            await watcher.subscribe(f"{spb.NAMESPACE}/{group}/NDEATH/#", qos=1)
+            await watcher.subscribe(f"{NAMESPACE}/{group}/NDEATH/#", qos=1)
             assert proc.stdout is not None
             assert (await asyncio.wait_for(proc.stdout.readline(), 20)).strip() == b"online"
             await wait_for(lambda: sum(1 for s in got if s.tag.tag == "count") >= 3)
             proc.send_signal(signal.SIGKILL)  # no clean disconnect: only the will can tell
             await proc.wait()
             message = await asyncio.wait_for(anext(aiter(watcher.messages)), 10)
-        assert str(message.topic) == f"{spb.NAMESPACE}/{group}/NDEATH/PackLine1"
+        assert str(message.topic) == f"{NAMESPACE}/{group}/NDEATH/PackLine1"
         assert isinstance(message.payload, bytes)
         bdseq = [m for m in spb.parse(message.payload).metrics if m.name == "bdSeq"]
         assert bdseq and spb.metric_value(bdseq[0]) == 0
@@ -259,15 +260,15 @@ async def test_only_the_platform_identity_publishes_commands() -> None:
     await b.start()
     try:
         async with aiomqtt.Client("127.0.0.1", b.port) as sub, aiomqtt.Client("127.0.0.1", b.port) as pub:
-            await sub.subscribe(f"{spb.NAMESPACE}/{group}/#", qos=1)
-            await sub.subscribe(f"{spb.NAMESPACE}/STATE/#", qos=1)
+            await sub.subscribe(f"{NAMESPACE}/{group}/#", qos=1)
+            await sub.subscribe(f"{NAMESPACE}/STATE/#", qos=1)
             for kind in ("NCMD/gw1", "DCMD/gw1/dev"):
-                await pub.publish(f"{spb.NAMESPACE}/{group}/{kind}", b"x", qos=1)
-            await pub.publish(f"{spb.NAMESPACE}/STATE/host-{group}", b"ONLINE", qos=1)
-            await pub.publish(f"{spb.NAMESPACE}/{group}/NDATA/gw1", b"data", qos=1)
+                await pub.publish(f"{NAMESPACE}/{group}/{kind}", b"x", qos=1)
+            await pub.publish(f"{NAMESPACE}/STATE/host-{group}", b"ONLINE", qos=1)
+            await pub.publish(f"{NAMESPACE}/{group}/NDATA/gw1", b"data", qos=1)
             message = await asyncio.wait_for(anext(aiter(sub.messages)), 10)
-            assert str(message.topic) == f"{spb.NAMESPACE}/{group}/NDATA/gw1"  # commands were dropped
-        will = aiomqtt.Will(f"{spb.NAMESPACE}/{group}/NCMD/gw1", b"x")  # wills skip topic checks
+            assert str(message.topic) == f"{NAMESPACE}/{group}/NDATA/gw1"  # commands were dropped
+        will = aiomqtt.Will(f"{NAMESPACE}/{group}/NCMD/gw1", b"x")  # wills skip topic checks
         with pytest.raises(aiomqtt.MqttCodeError):
             async with aiomqtt.Client("127.0.0.1", b.port, will=will):
                 pass

@@ -13,12 +13,13 @@ import aiomqtt
 import pytest
 
 from gongyun.core.types import Quality, Sample
-from gongyun.edge import spb
 from gongyun.edge.config import DeviceConfig
 from gongyun.edge.drivers.mqtt import MqttJsonDriver, extract, parse_ts
-from gongyun.edge.drivers.sparkplug import SparkplugDriver, SparkplugHost
+from gongyun.edge.drivers.sparkplug import SparkplugDriver
 from gongyun.edge.profiles import load_profile
 from gongyun.sim.packaging import PackagingServer
+from gongyun.sparkplug import payload as spb
+from gongyun.sparkplug.host import SparkplugHost
 from tests.edge.conftest import PROFILES, wait_for
 from tests.services import require_service
 
@@ -64,7 +65,7 @@ async def test_host_consumes_births_and_aliased_data(
     assert next(s.value for s in got if s.tag.tag == "state") == "RUNNING"
     state = drv.host.nodes[f"{sim.group}/PackLine1"]
     assert state.online and state.bdseq == 0
-    assert ("Filler", 1) in state.aliases
+    assert ("Filler", 1) in state.births.aliases
     assert drv.status.error_count == 0 and drv.status.connected
     await drv.write(drv.profile.tag("speed"), 240.0)
     await wait_for(lambda: sim.model.rate_per_min == 240.0)

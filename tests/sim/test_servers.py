@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from gongyun.edge import spb
 from gongyun.edge.codec import DataType, Order, decode
 from gongyun.edge.config import load_config
 from gongyun.sim.cnc import CncServer
 from gongyun.sim.packaging import PackagingServer
 from gongyun.sim.pump import PumpServer
+from gongyun.sparkplug import payload as spb
 from tests.services import free_port, port_open, require_service
 
 VENV_BIN = Path(sys.executable).parent

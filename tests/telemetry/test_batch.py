@@ -1,4 +1,5 @@
-"""Columnar ingest: Sparkplug and JSON straight into columns, judged per batch, stored as columns."""
+"""Columnar ingest: JSON straight into columns, judged per batch, stored as columns (the Sparkplug B
+decoder's columns are tested in tests/sparkplug/test_decode.py)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,12 @@ import orjson
 import pytest
 
 from gongyun.core.types import Quality, Sample, TagRef
-from gongyun.edge import spb
 from gongyun.telemetry.catalog import DataType, StaticCatalog, TagSpec
 from gongyun.telemetry.consumer import (
     PayloadInvalid,
     decode_json,
     decode_json_batch,
     json_batch,
-    sparkplug_batch,
 )
 from gongyun.telemetry.ingest import IngestConfig, Ingestor, Reason, SampleBatch
 from gongyun.telemetry.store import TimeSeriesStore
@@ -28,45 +27,6 @@ from gongyun.telemetry.store.common import dedupe_keys
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
-
-
-def payload(metrics: list[tuple[str, Any, spb.SpbType, int | None]], ts: int = NOW_MS) -> bytes:
-    p = spb.Payload()
-    p.timestamp = ts
-    for name, value, dtype, mts in metrics:
-        m = p.metrics.add()
-        m.name = name
-        if mts is not None:
-            m.timestamp = mts
-        spb.set_metric_value(m, value, dtype)
-    return bytes(p.SerializeToString())
-
-
-def test_sparkplug_doubles_become_a_float_column() -> None:
-    data = payload([(f"m{k}", k + 0.5, spb.SpbType.Double, NOW_MS + k) for k in range(5)])
-    b = sparkplug_batch("dev", data)
-    assert b.tags == [f"dev/m{k}" for k in range(5)]
-    assert isinstance(b.values, np.ndarray) and b.values.tolist() == [k + 0.5 for k in range(5)]
-    assert b.ts.tolist() == [(NOW_MS + k) * 1000 for k in range(5)]
-
-
-def test_sparkplug_other_types_zeros_nulls_and_missing_timestamps() -> None:
-    data = payload(
-        [
-            ("zero", 0.0, spb.SpbType.Double, None),
-            ("f", 1.5, spb.SpbType.Float, None),
-            ("i", -3, spb.SpbType.Int32, NOW_MS - 1),
-            ("b", True, spb.SpbType.Boolean, None),
-            ("s", "x", spb.SpbType.String, None),
-            ("null", None, spb.SpbType.Double, None),
-        ]
-    )
-    b = sparkplug_batch("dev", data)
-    assert b.values == [0.0, 1.5, -3, True, "x", None]
-    assert b.ts.tolist() == [NOW_MS * 1000] * 2 + [(NOW_MS - 1) * 1000] + [NOW_MS * 1000] * 3
-    assert len(sparkplug_batch("dev", payload([]))) == 0
-    with pytest.raises(PayloadInvalid):
-        sparkplug_batch("dev", b"\xff\xff\xff")
 
 
 def columns_of(samples: list[Sample]) -> tuple[list[str], list[int], list[Any], list[int]]:
@@ -218,18 +178,6 @@ async def test_validate_still_returns_points(duck: TimeSeriesStore) -> None:
     ]
 
 
-async def test_absurd_sparkplug_timestamps_are_rejected_not_fatal(duck: TimeSeriesStore) -> None:
-    ing = Ingestor(duck, catalog(), clock=NOW.timestamp)
-    await ing.start()
-    data = payload([("a", 1.0, spb.SpbType.Double, 2**64 - 1), ("a", 2.0, spb.SpbType.Double, 1)])
-    res = await ing.ingest("t1", sparkplug_batch("dev", data))
-    await ing.stop()
-    assert [(r.reason, r.ts) for r in res.rejected] == [
-        (Reason.future, None),
-        (Reason.past, datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=UTC)),
-    ]
-
-
 class SlowCatalog(StaticCatalog):
     """A catalog that yields to the event loop on every lookup (as a database-backed one does)."""
 
@@ -253,43 +201,3 @@ async def test_concurrent_batches_share_one_tag_table(duck: TimeSeriesStore) -> 
     assert [r.accepted for r in results] == [20] * 5
     assert ing.stats.for_tenant("t1")["dev/m3"] == {"accepted": 5, "rejected": {}}
     assert len(ing.stats.accepted["t1"]) == 20
-
-
-def test_sparkplug_template_members_become_samples_and_datasets_are_not_values() -> None:
-    from gongyun.edge import spbvalues
-    from gongyun.edge.spbvalues import DataSet, Member, Template
-
-    inner = Template([Member("Kp", spb.SpbType.Float, 0.5)], ref="Pid")
-    recipe = Template(
-        [
-            Member("TargetWeight", spb.SpbType.Double, 12.5),
-            Member("Batch", spb.SpbType.Int32, -4),
-            Member("Loop", spb.SpbType.Template, inner),
-        ],
-        ref="Recipe",
-    )
-    table = DataSet(("lot", "kg"), (spb.SpbType.String, spb.SpbType.Double), (("L1", 1.0),))
-    p = spb.Payload()
-    p.timestamp = NOW_MS
-    p.metrics.add(name="speed", datatype=int(spb.SpbType.Double), double_value=3.0)
-    m = p.metrics.add(name="Recipe", datatype=int(spb.SpbType.Template), timestamp=NOW_MS - 5)
-    spbvalues.encode_template(m.template_value, recipe)
-    d = p.metrics.add(name="Weighings", datatype=int(spb.SpbType.DataSet))
-    spbvalues.encode_dataset(d.dataset_value, table)
-    bad = p.metrics.add(name="Broken", datatype=int(spb.SpbType.DataSet))
-    bad.dataset_value.num_of_columns = 2
-    bad.dataset_value.columns.append("only-one")
-    b = sparkplug_batch("dev", bytes(p.SerializeToString()))
-    assert b.tags == [
-        "dev/speed",
-        "dev/Weighings",
-        "dev/Broken",
-        "dev/Recipe/TargetWeight",
-        "dev/Recipe/Batch",
-        "dev/Recipe/Loop/Kp",
-    ]
-    values = list(b.values)
-    assert values[0] == 3.0 and values[3:] == [12.5, -4, 0.5]
-    assert values[1] == table
-    assert type(values[2]).__name__ == "DataSetInvalid"
-    assert b.ts.tolist()[3:] == [(NOW_MS - 5) * 1000] * 3

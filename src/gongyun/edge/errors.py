@@ -1,8 +1,21 @@
-"""Errors raised by the edge gateway, each with a stable code."""
+"""Errors raised by the edge gateway, each with a stable code (Sparkplug B payload errors are
+:mod:`gongyun.sparkplug.errors`, re-exported here)."""
 
 from __future__ import annotations
 
 from gongyun.errors import ConfigError, GongyunError, InvalidInput, PermissionDenied, ValidationFailed
+from gongyun.sparkplug.errors import DataSetInvalid, TemplateInvalid
+
+__all__ = [
+    "CommandNotConfirmed",
+    "CommandRefused",
+    "DataSetInvalid",
+    "DecodeError",
+    "DeviceError",
+    "EdgeConfigError",
+    "ProfileInvalid",
+    "TemplateInvalid",
+]
 
 
 class ProfileInvalid(ValidationFailed):
@@ -46,17 +59,3 @@ class CommandNotConfirmed(DeviceError):
 
     code = "command_not_confirmed"
     title = "Command not confirmed"
-
-
-class DataSetInvalid(DecodeError):
-    """A Sparkplug B DataSet metric is malformed (column/type/row counts disagree, wrong element types)."""
-
-    code = "edge_spb_dataset_invalid"
-    title = "Invalid Sparkplug B DataSet"
-
-
-class TemplateInvalid(DecodeError):
-    """A Sparkplug B Template metric is malformed or references a template that was never defined."""
-
-    code = "edge_spb_template_invalid"
-    title = "Invalid Sparkplug B Template"

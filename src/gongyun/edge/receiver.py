@@ -1,6 +1,7 @@
-"""The platform side of the Sparkplug uplink: a host application that turns the gateway's NDATA back
-into samples, drops duplicates by sequence number (per buffer epoch), confirms receipt, and sends
-device commands to remote gateways.
+"""The platform side of the Sparkplug uplink: a host application (:mod:`gongyun.sparkplug.host`, whose
+decoder reads each NDATA into columns) that turns the gateway's NDATA back into samples, drops
+duplicates by sequence number (per buffer epoch), confirms receipt, and sends device commands to
+remote gateways.
 
 With a ``store`` callback, receipt is confirmed only once the samples are stored: batches go to
 ``store`` in arrival order and the confirmation (``gongyun/confirm/<group>/<node>``) advances to the
@@ -10,7 +11,7 @@ receiver asks the gateway for a rebirth, drops its data until the NBIRTH and the
 
 Backpressure: at most ``max_queued`` samples wait for ``store`` (a batch that would not fit waits
 until the queue has room, or is empty). While one waits, the host reads nothing from the broker
-(:class:`~gongyun.edge.drivers.sparkplug.SocketReading`): TCP flow control and then the broker's
+(:class:`~gongyun.sparkplug.flow.SocketReading`): TCP flow control and then the broker's
 queue hold the rest, and the gateways keep everything unconfirmed in their buffers. Should a
 message be lost on the way anyway (the broker's queue overflowed, the client's incoming queue
 was full), its sequence numbers are missing when the next batch arrives: that batch and the rest
@@ -33,9 +34,10 @@ from typing import Any
 import aiomqtt
 
 from gongyun.core.types import Sample, TagRef
-from gongyun.edge.drivers.sparkplug import Metric, SparkplugHost, quality_property, sample_value
 from gongyun.edge.fleet import ERROR_METRIC, INFO_METRIC, STATE_METRIC, RemoteGateways
 from gongyun.edge.uplink import EPOCH_METRIC, RESULT_METRIC, SEQ_PROP, confirm_topic
+from gongyun.sparkplug.decode import Metrics, quality_of, sample_value
+from gongyun.sparkplug.host import SparkplugHost
 
 log = logging.getLogger(__name__)
 OnSamples = Callable[[str, list[Sample]], None]
@@ -115,11 +117,9 @@ class UplinkReceiver:
         else:
             self.fleet.device_state(self.tenant, key, device, "online" if online else "offline")
 
-    def _on_data(
-        self, key: str, device: str | None, metrics: list[Metric], kind: str
-    ) -> Awaitable[None] | None:
+    def _on_data(self, key: str, device: str | None, metrics: Metrics, kind: str) -> Awaitable[None] | None:
         if device is not None:
-            values = {m.name: m.value for m in metrics}
+            values = dict(zip(metrics.names, metrics.value_list(), strict=True))
             state = values.get(STATE_METRIC)
             if self.fleet is not None and isinstance(state, str):
                 error = values.get(ERROR_METRIC)
@@ -127,14 +127,8 @@ class UplinkReceiver:
                     self.tenant, key, device, state, error if isinstance(error, str) else None
                 )
             return None
-        info = next((m.value for m in metrics if m.name == INFO_METRIC), None)
-        if self.fleet is not None and kind == "NBIRTH" and isinstance(info, str):
-            self.fleet.node_info(self.tenant, key, info)
-        for m in metrics:
-            if m.name == RESULT_METRIC and kind == "NDATA" and isinstance(m.value, str):
-                self._on_result(m.value)
-        if kind == "NBIRTH":
-            self._birth(key, metrics)
+        if kind != "NDATA" or RESULT_METRIC in metrics.names or INFO_METRIC in metrics.names:
+            self._control(key, metrics, kind)
         if key in self._resync:
             return None
         out = self._new_samples(key, metrics)
@@ -145,9 +139,20 @@ class UplinkReceiver:
         self._take(key, out)
         return None
 
-    def _birth(self, key: str, metrics: list[Metric]) -> None:
+    def _control(self, key: str, metrics: Metrics, kind: str) -> None:
+        """The gateway's own metrics: its description, command results and buffer epoch."""
+        for name, value in zip(metrics.names, metrics.value_list(), strict=True):
+            if name == INFO_METRIC and kind == "NBIRTH" and self.fleet is not None and isinstance(value, str):
+                self.fleet.node_info(self.tenant, key, value)
+            elif name == RESULT_METRIC and kind == "NDATA" and isinstance(value, str):
+                self._on_result(value)
+        if kind == "NBIRTH":
+            self._birth(key, metrics)
+
+    def _birth(self, key: str, metrics: Metrics) -> None:
         self._born.add(key)
-        epoch = next((m.value for m in metrics if m.name == EPOCH_METRIC), None)
+        values = metrics.value_list()
+        epoch = next((values[i] for i, n in enumerate(metrics.names) if n == EPOCH_METRIC), None)
         if isinstance(epoch, int) and self.epochs.get(key) != epoch:
             if key in self.epochs:
                 log.warning("gateway %s has a new buffer (epoch %s): sequence numbers restart", key, epoch)
@@ -158,13 +163,16 @@ class UplinkReceiver:
             self._resync.discard(key)
             self.last_seq[key] = self._resume.pop(key, self.confirmed.get(key, 0))
 
-    def _new_samples(self, key: str, metrics: list[Metric]) -> list[Sample]:
+    def _new_samples(self, key: str, metrics: Metrics) -> list[Sample]:
         """The samples of a batch not received before; none (and a resync) after a gap."""
         last = self.last_seq.get(key, 0)
         out = []
-        for m in metrics:
-            seq = m.properties.get(SEQ_PROP)
-            if seq is None or "/" not in m.name:
+        received = datetime.now(UTC)
+        stamps = metrics.timestamps()
+        values = metrics.value_list()
+        for i, (name, props) in enumerate(zip(metrics.names, metrics.properties, strict=True)):
+            seq = props.get(SEQ_PROP)
+            if seq is None or "/" not in name:
                 continue
             if int(seq) <= last:
                 self.duplicates += 1
@@ -174,17 +182,9 @@ class UplinkReceiver:
                 return []
             self._born.discard(key)
             last = int(seq)
-            dev, _, tag = m.name.partition("/")
-            out.append(
-                Sample(
-                    TagRef(dev, tag),
-                    sample_value(m.value),
-                    m.ts,
-                    quality_property(m.properties),
-                    last,
-                    datetime.now(UTC),
-                )
-            )
+            dev, _, tag = name.partition("/")
+            value = sample_value(values[i])
+            out.append(Sample(TagRef(dev, tag), value, stamps[i], quality_of(props), last, received))
         return out
 
     def _lost(self, key: str, last: int, seq: int) -> None:

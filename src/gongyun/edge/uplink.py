@@ -5,8 +5,9 @@
   quality (``Quality``, OPC DA codes). It publishes only while the primary host's STATE is online.
   With ``confirm`` (the default) the buffer is acknowledged when the host confirms
   (``gongyun/confirm/<group>/<node>``, JSON ``{"seq": n}``), and every birth or reconnect replays
-  from the last confirmation; with ``confirm=False`` on the broker's PUBACK (samples the platform
-  never stored are lost).
+  from the last confirmation; with ``confirm=False`` once the message is written to the broker
+  connection (NDATA goes at QoS 0, as Sparkplug 3.0 requires: samples lost on the way or never
+  stored by the platform are lost).
 * :class:`BusUplink` — JSON batches on the platform bus (``gongyun.bus``: NATS JetStream or in-process),
   deduplicated by message id.
 The platform side of the Sparkplug uplink is :class:`gongyun.edge.receiver.UplinkReceiver`.
@@ -25,13 +26,14 @@ from typing import Any, Protocol
 import aiomqtt
 
 from gongyun.core.types import Quality, Sample
-from gongyun.edge import spb
 from gongyun.edge.buffer import Buffer
 from gongyun.edge.codec import DataType
 from gongyun.edge.fleet import ERROR_METRIC, INFO_METRIC, STATE_METRIC, status_message, status_subject
 from gongyun.edge.profiles import Profile
-from gongyun.edge.spnode import EdgeNode, NotOnline, Point
 from gongyun.errors import GongyunError
+from gongyun.sparkplug import payload as spb
+from gongyun.sparkplug.errors import NotOnline
+from gongyun.sparkplug.node import EdgeNode, Point
 
 log = logging.getLogger(__name__)
 QUALITY_CODE = {Quality.good: 192, Quality.uncertain: 64, Quality.bad: 0}

@@ -20,10 +20,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from gongyun.edge import spb
-from gongyun.edge.spbvalues import DataSet, Member, Template, encode_dataset, encode_template
-from gongyun.edge.spnode import EdgeNode, Point
 from gongyun.sim.physics import PackagingLine
+from gongyun.sparkplug import payload as spb
+from gongyun.sparkplug.node import EdgeNode, Point
+from gongyun.sparkplug.values import DataSet, Member, Template, encode_dataset, encode_template
 
 log = logging.getLogger(__name__)
 DEVICE = "Filler"
@@ -148,7 +148,7 @@ class PackagingServer:
     async def send_garbage(self) -> None:
         """Publish a DDATA whose payload is not protobuf (fault injection)."""
         assert self.edge.client is not None
-        await self.edge.client.publish(self.edge.topic("DDATA", DEVICE), b"\xff\xfenot protobuf{", qos=1)
+        await self.edge.client.publish(self.edge.topic("DDATA", DEVICE), b"\xff\xfenot protobuf{", qos=0)
 
     async def send_malformed(self, what: str) -> None:
         """Publish a DDATA with a valid ``Count`` and, per ``what``, a DataSet whose column names and

@@ -4,15 +4,15 @@ Payload decoding is pluggable: ``decode(subject, data) -> (tenant, samples)``. T
 ``decode_json`` reads the envelope ``{"tenant": "...", "samples": [{"tag": "dev/tag",
 "value": 1.5, "ts": "2026-01-01T00:00:00Z" | epoch-ms, "quality": "good"}]}``; when the body
 has no tenant it is taken from the subject ``telemetry.<tenant>.<...>``. ``decode_json_batch``
-reads the same envelope straight into columns (``SampleBatch``), and ``sparkplug_batch`` does
-so for a Sparkplug B DDATA/NDATA payload; the consumer uses the columnar forms.
+reads the same envelope straight into columns (``SampleBatch``); the consumer uses the columnar
+form. (Sparkplug B reaches ingest through the receiver of :mod:`gongyun.edge.receiver`, which reads
+payloads with the decoder of :mod:`gongyun.sparkplug.decode`.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import operator
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -22,8 +22,6 @@ import numpy as np
 import orjson
 
 from gongyun.core.types import Quality, Sample, TagRef
-from gongyun.edge import spb, spbvalues
-from gongyun.edge.errors import DataSetInvalid, DecodeError
 from gongyun.errors import InvalidInput
 from gongyun.telemetry.ingest import _QUALITY, Ingestor, SampleBatch
 
@@ -166,87 +164,6 @@ def decode_json_batch(subject: str, data: bytes) -> tuple[str, SampleBatch]:
     if not isinstance(body, dict) or not isinstance(body.get("samples"), list):
         raise PayloadInvalid("expected an object with a 'samples' list")
     return _tenant(subject, body), json_batch(body["samples"])
-
-
-_METRIC = operator.attrgetter("name", "timestamp", "datatype", "double_value", "float_value", "is_null")
-_DOUBLE, _FLOAT = int(spb.SpbType.Double), int(spb.SpbType.Float)
-
-
-def sparkplug_batch(device: str, data: bytes) -> SampleBatch:
-    """A Sparkplug B payload's metrics as columns, tags named ``device/metric``.
-
-    A metric without a timestamp takes the payload's; doubles and floats go straight into a
-    float column, anything else (and null) is read by ``spb.metric_value`` one by one.
-    """
-    try:
-        msg = spb.parse(data)
-    except DecodeError as exc:
-        raise PayloadInvalid(exc.message) from exc
-    metrics = msg.metrics
-    if not metrics:
-        return SampleBatch([], np.zeros(0, np.int64), np.zeros(0, np.float64))
-    names, stamps, dtypes, doubles, floats, nulls = zip(*map(_METRIC, metrics), strict=True)
-    prefix = device + "/"
-    tags = [prefix + name for name in names]
-    ms = np.array(stamps, np.uint64)
-    ms[ms == 0] = msg.timestamp
-    ms = np.minimum(ms, np.uint64(2**62 // 1000))  # absurd timestamps stay absurd (and are rejected)
-    ts = ms.astype(np.int64) * 1000
-    dt = np.array(dtypes, np.int64)
-    dv = np.array(doubles, np.float64)
-    fv = np.array(floats, np.float64)
-    # a double or float field reads 0.0 when unset: zeros (and nulls) are read exactly below
-    value = np.where(dt == _FLOAT, fv, dv)
-    plain = ((dt == _DOUBLE) | (dt == _FLOAT)) & (value != 0.0) & ~np.array(nulls, np.bool_)
-    if plain.all():
-        return SampleBatch(tags, ts, value)
-    values: list[Any] = value.tolist()
-    nested: list[int] = []
-    for i in np.flatnonzero(~plain).tolist():
-        kind = metrics[i].WhichOneof("value")
-        if kind == "template_value" and not metrics[i].is_null:
-            nested.append(i)
-        elif kind == "dataset_value":
-            values[i] = _dataset(metrics[i])  # a table is not a time-series value
-        else:
-            values[i] = spb.metric_value(metrics[i])
-    if not nested:
-        return SampleBatch(tags, ts, values)
-    # a template instance becomes one sample per (nested) member, named tag/member
-    keep = np.ones(len(tags), np.bool_)
-    keep[nested] = False
-    out_tags = [t for t, k in zip(tags, keep.tolist(), strict=True) if k]
-    out_ts = ts[keep].tolist()
-    out_values = [v for v, k in zip(values, keep.tolist(), strict=True) if k]
-    for i in nested:
-        for name, v in _template_members(tags[i], metrics[i].template_value):
-            out_tags.append(name)
-            out_ts.append(int(ts[i]))
-            out_values.append(v)
-    return SampleBatch(out_tags, np.array(out_ts, np.int64), out_values)
-
-
-def _dataset(metric: Any) -> Any:
-    """A DataSet metric's table (or why it is malformed): either is rejected by ingest as wrong_type."""
-    try:
-        return spbvalues.decode_dataset(metric.dataset_value)
-    except DataSetInvalid as exc:
-        return exc
-
-
-def _template_members(prefix: str, template: Any, depth: int = 0) -> list[tuple[str, Any]]:
-    """(tag, value) of every scalar member of a template instance, nested ones flattened."""
-    out: list[tuple[str, Any]] = []
-    for member in template.metrics:
-        name = f"{prefix}/{member.name}"
-        kind = member.WhichOneof("value")
-        if kind == "template_value" and depth < 8 and not member.is_null:
-            out += _template_members(name, member.template_value, depth + 1)
-        elif kind == "dataset_value":
-            out.append((name, _dataset(member)))
-        else:
-            out.append((name, spb.metric_value(member)))
-    return out
 
 
 class IngestConsumer:

@@ -1,8 +1,8 @@
 """Sparkplug B complex values: DataSet, Template (definitions and instances) and PropertySet.
 
-Encoding fills the ``Payload`` messages of :mod:`gongyun.edge.spb`; decoding checks them against
-the Sparkplug B 3.0 rules and raises :class:`~gongyun.edge.errors.DataSetInvalid` or
-:class:`~gongyun.edge.errors.TemplateInvalid` with a message that says what is wrong, so a caller
+Encoding fills the ``Payload`` messages of :mod:`gongyun.sparkplug.payload`; decoding checks them
+against the Sparkplug B 3.0 rules and raises :class:`~gongyun.sparkplug.errors.DataSetInvalid` or
+:class:`~gongyun.sparkplug.errors.TemplateInvalid` with a message that says what is wrong, so a caller
 can drop the one bad metric and keep the rest of the payload.
 
 * A DataSet has ``num_of_columns`` columns, each with a name and a scalar type; every row has one
@@ -22,8 +22,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gongyun.edge import spb
-from gongyun.edge.errors import DataSetInvalid, TemplateInvalid
+from gongyun.sparkplug import payload as spb
+from gongyun.sparkplug.errors import DataSetInvalid, TemplateInvalid
 
 Scalar = float | int | bool | str | None
 SpbType = spb.SpbType
@@ -84,6 +84,30 @@ class Template:
                 yield from m.value.flatten(path)
             else:
                 yield path, m
+
+
+def complete(instance: Template, definitions: Mapping[str, Template]) -> Template:
+    """A Template instance with every member of its definition, as a birth must carry it.
+
+    Members the instance leaves out take the definition's defaults; nested instances are completed
+    too. An instance of a definition not in ``definitions`` is returned as it is.
+    """
+    definition = definitions.get(instance.ref or "")
+    if definition is None:
+        return instance
+    members = [
+        Member(m.name, m.dtype, complete(m.value, definitions), m.properties)
+        if isinstance(m.value, Template)
+        else m
+        for m in instance.members
+    ]
+    given = {m.name for m in members}
+    members += [
+        Member(d.name, d.dtype, d.value, dict(d.properties))
+        for d in definition.members
+        if d.name not in given
+    ]
+    return Template(members, instance.ref, False, instance.version, dict(instance.parameters))
 
 
 # -- encoding ---------------------------------------------------------------------------------

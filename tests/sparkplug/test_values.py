@@ -8,10 +8,12 @@ import uuid
 
 import pytest
 
-from gongyun.edge import spb
-from gongyun.edge.drivers.sparkplug import Metric, SparkplugHost
-from gongyun.edge.errors import DataSetInvalid, TemplateInvalid
-from gongyun.edge.spbvalues import (
+from gongyun.sim.packaging import PackagingServer
+from gongyun.sparkplug import payload as spb
+from gongyun.sparkplug.decode import Metric
+from gongyun.sparkplug.errors import DataSetInvalid, TemplateInvalid
+from gongyun.sparkplug.host import SparkplugHost
+from gongyun.sparkplug.values import (
     DataSet,
     Member,
     Template,
@@ -23,7 +25,6 @@ from gongyun.edge.spbvalues import (
     encode_properties,
     encode_template,
 )
-from gongyun.sim.packaging import PackagingServer
 from tests.edge.conftest import wait_for
 from tests.services import require_service
 
@@ -150,7 +151,7 @@ async def test_dataset_and_template_through_mosquitto_and_malformed_ones_rejecte
     host = SparkplugHost(
         ("127.0.0.1", 1883),
         group,
-        on_data=lambda key, device, metrics, kind: got.extend((kind, m) for m in metrics),
+        on_data=lambda key, device, metrics, kind: got.extend((kind, m) for m in metrics.rows()),
         on_error=lambda key, kind, message: errors.append((kind, message)),
     )
     task = asyncio.create_task(host.run(0.2))
@@ -162,7 +163,7 @@ async def test_dataset_and_template_through_mosquitto_and_malformed_ones_rejecte
         born = {m.name: m.value for kind, m in got if kind == "DBIRTH"}
         assert born["Recipe/TargetWeight"] == 500.0 and born["Recipe/Product"] == "water 500 g"
         state = host.nodes[f"{group}/PackLine1"]
-        assert state.templates["Recipe"].parameters == {"Line": (T.String, "PackLine1")}
+        assert state.births.templates["Recipe"].parameters == {"Line": (T.String, "PackLine1")}
         weighings = next(m.value for _, m in reversed(got) if isinstance(m.value, DataSet))
         assert isinstance(weighings, DataSet) and weighings.columns == ("Pack", "Weight", "Good")
         assert all(isinstance(r[0], int) and isinstance(r[1], float) for r in weighings.rows)

@@ -1,4 +1,4 @@
-"""Sparkplug B wire format: the Tahu ``Payload`` message built in code, topics, value mapping.
+"""Sparkplug B wire format: the Tahu ``Payload`` message built in code and scalar value mapping.
 
 The descriptor mirrors eclipse/tahu ``sparkplug_b.proto`` (package ``org.eclipse.tahu.protobuf``)
 field for field, so payloads are byte-compatible with every Sparkplug B implementation; it is
@@ -8,7 +8,6 @@ built with ``descriptor_pb2`` at import, so nothing is generated or downloaded.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
@@ -16,9 +15,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory  # 
 from google.protobuf.message import DecodeError as _PbDecodeError  # type: ignore[import-untyped]
 from google.protobuf.message import Message
 
-from gongyun.edge.errors import DecodeError
+from gongyun.sparkplug.errors import PayloadInvalid
 
-NAMESPACE = "spBv1.0"
 _F = descriptor_pb2.FieldDescriptorProto
 
 
@@ -201,17 +199,17 @@ def now_ms() -> int:
 
 
 def parse(data: bytes) -> Any:
-    """Decode a Sparkplug B payload; raise DecodeError on anything that is not one."""
+    """Decode a Sparkplug B payload; raise PayloadInvalid on anything that is not one."""
     msg = Payload()
     try:
         msg.ParseFromString(data)
     except (_PbDecodeError, ValueError, RuntimeError) as exc:
-        raise DecodeError(f"not a Sparkplug B payload: {exc}") from exc
+        raise PayloadInvalid(f"not a Sparkplug B payload: {exc}") from exc
     return msg
 
 
 def metric_value(metric: Any) -> float | int | bool | str | None:
-    """The scalar a metric carries (None when null or not a scalar: see ``spbvalues`` for the rest)."""
+    """The scalar a metric carries (None when null or not a scalar: see :mod:`.values` for the rest)."""
     if getattr(metric, "is_null", False):
         return None
     kind = metric.WhichOneof("value")
@@ -303,28 +301,3 @@ def type_for(value: float | int | bool | str | None) -> SpbType:
     if isinstance(value, float):
         return SpbType.Double
     return SpbType.String
-
-
-@dataclass(frozen=True, slots=True)
-class Topic:
-    """A parsed ``spBv1.0/group/TYPE/edge[/device]`` topic."""
-
-    group: str
-    kind: str
-    node: str
-    device: str | None = None
-
-    def __str__(self) -> str:
-        tail = f"/{self.device}" if self.device else ""
-        return f"{NAMESPACE}/{self.group}/{self.kind}/{self.node}{tail}"
-
-
-KINDS = {"NBIRTH", "NDEATH", "DBIRTH", "DDEATH", "NDATA", "DDATA", "NCMD", "DCMD"}
-
-
-def parse_topic(topic: str) -> Topic | None:
-    """Parse a Sparkplug B topic; None when it is not one (STATE topics included)."""
-    parts = topic.split("/")
-    if len(parts) not in (4, 5) or parts[0] != NAMESPACE or parts[2] not in KINDS:
-        return None
-    return Topic(parts[1], parts[2], parts[3], parts[4] if len(parts) == 5 else None)

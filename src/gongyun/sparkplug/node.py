@@ -2,6 +2,11 @@
 
 Used by the gateway's uplink and by the simulated packaging line. The node publishes only while
 it is connected and, when ``primary_host`` is set, while that host application's STATE is online.
+As Sparkplug 3.0 requires, births, data and DDEATH go at QoS 0, the NDEATH (the session's will,
+carrying the bdSeq of its NBIRTH) at QoS 1; ``seq`` starts at 0 in every NBIRTH and wraps after
+255; every metric but bdSeq, the rebirth control and Template definitions has an alias, births
+carry names, aliases and datatypes, data the alias only; Template instances in births carry every
+member of their definition.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from typing import Any
 
 import aiomqtt
 
-from gongyun.edge import spb, spbvalues
-from gongyun.edge.errors import DecodeError
+from gongyun.sparkplug import payload as spb
+from gongyun.sparkplug import values as spbvalues
+from gongyun.sparkplug.errors import NotOnline, PayloadInvalid
+from gongyun.sparkplug.topics import NAMESPACE, QOS, Topic, parse_topic, state_topic
 
 log = logging.getLogger(__name__)
 REBIRTH = "Node Control/Rebirth"
@@ -54,10 +61,6 @@ def value_type(value: Any) -> spb.SpbType:
     return spb.type_for(value)
 
 
-class NotOnline(Exception):
-    """The node cannot publish now (disconnected, or the primary host is offline)."""
-
-
 def parse_state(payload: bytes) -> bool:
     """True when a STATE payload says the host is online (Sparkplug 3.0 JSON or 2.2 text)."""
     text = payload.decode("utf-8", errors="replace").strip()
@@ -80,13 +83,12 @@ class EdgeNode:
         port: int = 1883,
         *,
         primary_host: str | None = None,
-        qos: int = 1,
         on_command: Callable[[str | None, str, Any, dict[str, Any]], Awaitable[None]] | None = None,
         subscriptions: Sequence[str] = (),
         on_message: Callable[[str, bytes], Awaitable[None]] | None = None,
     ) -> None:
         self.group, self.node, self.host, self.port = group, node, host, port
-        self.primary_host, self.qos, self.on_command = primary_host, qos, on_command
+        self.primary_host, self.on_command = primary_host, on_command
         self.subscriptions, self.on_message = list(subscriptions), on_message
         self.devices: dict[str, dict[str, MetricDef]] = {}
         self.device_online: dict[str, bool] = {}
@@ -139,11 +141,13 @@ class EdgeNode:
                 payload = spb.Payload()
                 payload.timestamp = spb.now_ms()
                 payload.seq = self._next_seq()
-                await client.publish(self.topic("DDEATH", device), payload.SerializeToString(), qos=self.qos)
+                await client.publish(
+                    self.topic("DDEATH", device), payload.SerializeToString(), qos=QOS["DDEATH"]
+                )
 
     def topic(self, kind: str, device: str | None = None) -> str:
         """Topic of a message of this node."""
-        return str(spb.Topic(self.group, kind, self.node, device))
+        return str(Topic(self.group, kind, self.node, device))
 
     def _next_seq(self) -> int:
         seq, self.seq = self.seq, (self.seq + 1) % 256
@@ -164,6 +168,8 @@ class EdgeNode:
                 metric.alias = mdef.alias
             metric.timestamp = point.ts_ms if point else payload.timestamp
             value = point.value if point else mdef.value
+            if birth and isinstance(value, spbvalues.Template) and not value.is_definition:
+                value = spbvalues.complete(value, self.templates)
             spbvalues.set_value(metric, value, mdef.dtype)
             props = point.properties if point else mdef.properties
             if props:
@@ -196,7 +202,7 @@ class EdgeNode:
                 *self._definitions(),
                 *[(m, None) for m in self.node_metrics.values()],
             ]
-            await client.publish(self.topic("NBIRTH"), self._payload(node, birth=True), qos=self.qos)
+            await client.publish(self.topic("NBIRTH"), self._payload(node, birth=True), qos=QOS["NBIRTH"])
             for device in self.devices:
                 if self.device_online.get(device, True):
                     await self._dbirth(client, device)
@@ -204,7 +210,9 @@ class EdgeNode:
 
     async def _dbirth(self, client: aiomqtt.Client, device: str) -> None:
         metrics = [(m, None) for m in self.devices[device].values()]
-        await client.publish(self.topic("DBIRTH", device), self._payload(metrics, birth=True), qos=self.qos)
+        await client.publish(
+            self.topic("DBIRTH", device), self._payload(metrics, birth=True), qos=QOS["DBIRTH"]
+        )
 
     async def publish(self, device: str | None, points: list[Point]) -> None:
         """Publish NDATA/DDATA; unknown metrics are declared and re-birthed first. Raise NotOnline.
@@ -229,7 +237,7 @@ class EdgeNode:
                 table[point.name].value = point.value
             data = self._payload([(table[p.name], p) for p in points], birth=False)
             kind = "NDATA" if device is None else "DDATA"
-            await client.publish(self.topic(kind, device), data, qos=self.qos)
+            await client.publish(self.topic(kind, device), data, qos=QOS[kind])
 
     async def publish_payload(self, kind: str, device: str | None, payload: Any) -> None:
         """Publish a hand-built ``spb.Payload`` as NDATA/DDATA in sequence (fault injection, tools)."""
@@ -239,15 +247,12 @@ class EdgeNode:
         async with self.lock:
             payload.timestamp = payload.timestamp or spb.now_ms()
             payload.seq = self._next_seq()
-            await client.publish(self.topic(kind, device), payload.SerializeToString(), qos=self.qos)
+            await client.publish(self.topic(kind, device), payload.SerializeToString(), qos=QOS[kind])
 
     async def _handle(self, message: aiomqtt.Message) -> None:
         topic = str(message.topic)
         raw = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
-        if self.primary_host and topic in (
-            f"{spb.NAMESPACE}/STATE/{self.primary_host}",
-            f"STATE/{self.primary_host}",
-        ):
+        if self.primary_host and topic in (state_topic(self.primary_host), f"STATE/{self.primary_host}"):
             was, self.host_online = self.host_online, parse_state(raw)
             if self.host_online and not was:
                 await self.birth()
@@ -255,14 +260,14 @@ class EdgeNode:
             elif not self.host_online:
                 self.online.clear()
             return
-        parsed = spb.parse_topic(topic)
+        parsed = parse_topic(topic)
         if parsed is None or parsed.kind not in ("NCMD", "DCMD"):
             if self.on_message is not None:
                 await self.on_message(topic, raw)
             return
         try:
             payload = spb.parse(raw)
-        except DecodeError as exc:
+        except PayloadInvalid as exc:
             log.warning("ignoring undecodable %s: %s", topic, exc)
             return
         for metric in payload.metrics:
@@ -281,7 +286,7 @@ class EdgeNode:
         """Connect, birth, serve commands; reconnect forever (new bdSeq per session)."""
         while True:
             self.bdseq = (self.bdseq + 1) % 256
-            will = aiomqtt.Will(self.topic("NDEATH"), self._death(), qos=1)
+            will = aiomqtt.Will(self.topic("NDEATH"), self._death(), qos=QOS["NDEATH"])
             try:
                 async with aiomqtt.Client(
                     self.host,
@@ -291,13 +296,13 @@ class EdgeNode:
                     clean_session=True,
                 ) as client:
                     self.client = client
-                    await client.subscribe(f"{spb.NAMESPACE}/{self.group}/NCMD/{self.node}", qos=1)
-                    await client.subscribe(f"{spb.NAMESPACE}/{self.group}/DCMD/{self.node}/+", qos=1)
+                    await client.subscribe(f"{NAMESPACE}/{self.group}/NCMD/{self.node}", qos=1)
+                    await client.subscribe(f"{NAMESPACE}/{self.group}/DCMD/{self.node}/+", qos=1)
                     for extra in self.subscriptions:
                         await client.subscribe(extra, qos=1)
                     if self.primary_host:
                         self.host_online = False
-                        await client.subscribe(f"{spb.NAMESPACE}/STATE/{self.primary_host}", qos=1)
+                        await client.subscribe(state_topic(self.primary_host), qos=1)
                     else:
                         await self.birth()
                         self.online.set()
@@ -316,4 +321,4 @@ class EdgeNode:
         self.online.clear()
         if client is not None:
             with contextlib.suppress(aiomqtt.MqttError):
-                await client.publish(self.topic("NDEATH"), self._death(), qos=1)
+                await client.publish(self.topic("NDEATH"), self._death(), qos=QOS["NDEATH"])
