@@ -19,8 +19,9 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-dev: pyproject.toml tests/sparkplug/interop-requirements.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps -r tests/sparkplug/interop-requirements.txt
 	touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run
