@@ -1,354 +1,319 @@
-"""bench/ingest: Sparkplug B and JSON through Mosquitto into each store, beside mosquitto_sub.
+"""bench/ingest: the product's Sparkplug B receiver path, end to end, beside mosquitto_sub.
 
-Publisher processes send messages carrying many points each to the Mosquitto at
-127.0.0.1:1883. In the same run, for each store (DuckDB file, PostgreSQL scratch database),
-a paho subscriber decodes the messages, validates them against the tags (ingest) and
-stores them; the C client ``mosquitto_sub`` subscribes to the same stream at the same time.
-Reported: points/s stored end to end (first message received -> last point committed) per
-store, our messages/s, and mosquitto_sub's messages/s of the same stream.
+A publisher process acts as a gateway's Sparkplug uplink (an NBIRTH declaring ``points`` metrics
+``device/tag`` with aliases, then NDATA at QoS 0 carrying every metric by alias with its buffer
+sequence number and quality, exactly as :class:`gongyun.edge.uplink.SparkplugUplink` encodes them)
+and sends to the Mosquitto at 127.0.0.1:1883 at a stepped-up offered rate. The platform side is the
+product's receiver, :class:`gongyun.edge.receiver.UplinkReceiver` (the library's host and decoder),
+whose store callback submits to a real :class:`~gongyun.telemetry.ingest.Ingestor` over the DuckDB
+store and, when it is running, PostgreSQL (a scratch database), confirming receipt once stored.
+``mosquitto_sub`` subscribes to the same NDATA stream in the same run.
 
-    .venv/bin/python bench/ingest.py [--messages 3000] [--points 100] [--publishers 2]
+Per offered rate: messages published, stored (points stored / points per message) and lost (not
+stored within ``--grace`` seconds of the publisher finishing), the same for mosquitto_sub, and how
+long storing lagged behind the publisher. Reported: the highest offered rate at which the receiver
+lost nothing, beside the highest at which mosquitto_sub lost nothing. The JSON envelope phase
+(``bench/ingest_json.py``) runs after it, as before.
+
+    .venv/bin/python bench/ingest.py [--rates 250,500,1000,2000,4000] [--seconds 3] [--stores duckdb,postgres]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
 import json
 import multiprocessing as mp
 import os
+import secrets
 import shutil
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gongyun.edge import spb
+from gongyun.core.types import Sample
+from gongyun.edge.receiver import UplinkReceiver
 from gongyun.telemetry.catalog import StaticCatalog, TagSpec
-from gongyun.telemetry.consumer import json_batch, sparkplug_batch
-from gongyun.telemetry.ingest import Ingestor, SampleBatch
+from gongyun.telemetry.ingest import Ingestor
 from gongyun.telemetry.store import open_store
+from ingest_json import HOST, PORT, MosquittoSub, rate_of, run_phase
 
-HOST, PORT = "127.0.0.1", 1883
 ADMIN_DSN = os.environ.get("GONGYUN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 TENANT = "bench"
-DEVICES_PER_PUBLISHER = 10
+DEVICES = 10
 
 
-def publisher(idx: int, group: str, fmt: str, messages: int, points: int, base_ms: int, rate: float) -> None:
-    """Publish ``messages`` messages of ``points`` metrics each at ``rate`` msg/s (0: flat out), QoS 0."""
+def tag_names(points: int) -> list[str]:
+    """The ``device/tag`` names of one message's metrics."""
+    return [f"dev{k % DEVICES}/m{k // DEVICES}" for k in range(points)]
+
+
+def uplink_publisher(
+    group: str, node: str, messages: int, points: int, base_ms: int, rate: float, out: Any
+) -> None:
+    """NBIRTH, then ``messages`` NDATA of ``points`` metrics at ``rate`` msg/s, as the gateway's uplink
+    encodes them; puts (seconds publishing, messages) on ``out``."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    out: list[tuple[str, bytes]] = []  # built before publishing: the broker, not the encoder, sets the pace
+    from gongyun.core.types import Quality
+    from gongyun.edge.uplink import EPOCH_METRIC, QUALITY_CODE, SEQ_PROP
+    from gongyun.sparkplug import payload as spb
+    from gongyun.sparkplug.node import BDSEQ, REBIRTH
+    from gongyun.sparkplug.values import encode_properties
+
+    names = tag_names(points)
+    birth = spb.Payload(timestamp=spb.now_ms(), seq=0)
+    for name, dtype, value in [
+        (BDSEQ, spb.SpbType.Int64, 0),
+        (REBIRTH, spb.SpbType.Boolean, False),
+    ]:
+        spb.set_metric_value(birth.metrics.add(name=name), value, dtype)
+    epoch = birth.metrics.add(name=EPOCH_METRIC, alias=points + 1)
+    spb.set_metric_value(epoch, secrets.randbits(62) or 1, spb.SpbType.Int64)
+    for alias, name in enumerate(names, 1):
+        spb.set_metric_value(birth.metrics.add(name=name, alias=alias), 0.0, spb.SpbType.Double)
+    good = QUALITY_CODE[Quality.good]
+    data: list[bytes] = []  # built before publishing: the broker and the receiver set the pace
     for m in range(messages):
-        dev = f"p{idx}d{m % DEVICES_PER_PUBLISHER}"
-        ts = base_ms + m  # unique per device and message
-        if fmt == "spb":
-            payload = spb.Payload()
-            payload.timestamp = ts
-            payload.seq = m % 256
-            for k in range(points):
-                metric = payload.metrics.add()
-                metric.name = f"m{k}"
-                metric.timestamp = ts
-                metric.datatype = int(spb.SpbType.Double)
-                metric.double_value = float(k + m % 50)
-            out.append((f"spBv1.0/{group}/DDATA/node{idx}/{dev}", payload.SerializeToString()))
-        else:
-            samples = [{"tag": f"{dev}/m{k}", "value": float(k + m % 50), "ts": ts} for k in range(points)]
-            out.append((f"gongyun/{group}/json/{dev}", orjson.dumps({"samples": samples})))
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{group}-pub{idx}")
+        ts = base_ms + m  # unique per tag and message
+        payload = spb.Payload(timestamp=ts, seq=(m + 1) % 256)
+        for k in range(points):
+            metric = payload.metrics.add(alias=k + 1, timestamp=ts)
+            spb.set_metric_value(metric, float(k + m % 50) + 0.5, spb.SpbType.Double)
+            props = {SEQ_PROP: (spb.SpbType.UInt64, m * points + k + 1), "Quality": (spb.SpbType.Int32, good)}
+            encode_properties(metric.properties, props)
+        data.append(payload.SerializeToString())
+    topic = f"spBv1.0/{group}/NDATA/{node}"
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{group}-{node}")
     client.max_queued_messages_set(0)
     client.connect(HOST, PORT)
     client.loop_start()
+    client.publish(f"spBv1.0/{group}/NBIRTH/{node}", birth.SerializeToString(), qos=0).wait_for_publish(10)
+    time.sleep(0.3)
     info = None
     t0 = time.perf_counter()
-    for i, (topic, data) in enumerate(out):
-        info = client.publish(topic, data)
-        if rate and i % 10 == 9:
+    for i, raw in enumerate(data):
+        info = client.publish(topic, raw, qos=0)
+        if i % 10 == 9:
             ahead = t0 + (i + 1) / rate - time.perf_counter()
             if ahead > 0:
                 time.sleep(ahead)
     if info is not None:
         info.wait_for_publish(timeout=120)
+    out.put((time.perf_counter() - t0, len(data)))
     client.loop_stop()
     client.disconnect()
 
 
-def decode(topic: str, data: bytes) -> SampleBatch:
-    """Sparkplug B DDATA or the JSON envelope into columns, with the consumer's own decoders."""
-    if topic.startswith("spBv1.0/"):
-        return sparkplug_batch(topic.rsplit("/", 1)[1], data)
-    return json_batch(orjson.loads(data)["samples"])
+async def submit(ingestor: Ingestor, _node: str, samples: list[Sample]) -> Awaitable[object]:
+    """The receiver's store callback, as the platform wires it: queue for ingest, stored later."""
+    submitted = await ingestor.submit(TENANT, samples)
+    stored: Awaitable[object] = submitted.stored
+    return stored
 
 
-def _rate(out: str) -> tuple[int, float]:
-    """Messages and messages/s from mosquitto_sub's ``%U`` receive timestamps."""
-    stamps = [float(x) for x in out.split()]
-    if len(stamps) < 2 or stamps[-1] <= stamps[0]:
-        return len(stamps), 0.0
-    return len(stamps), (len(stamps) - 1) / (stamps[-1] - stamps[0])
-
-
-class _Sub:
-    """``mosquitto_sub`` printing receive times into a file (a pipe would fill and stall it)."""
-
-    def __init__(self, topic: str, count: int) -> None:
-        self.topic, self.count = topic, count
-        self.out = tempfile.NamedTemporaryFile(prefix="gybench-sub-", suffix=".txt")  # noqa: SIM115
-        self.proc: asyncio.subprocess.Process | None = None
-        self.text = ""
-
-    async def start(self) -> None:
-        """Subscribe."""
-        self.proc = await asyncio.create_subprocess_exec(
-            *("mosquitto_sub", "-h", HOST, "-p", str(PORT), "-t", self.topic),
-            *("-C", str(self.count), "-F", "%U", "-W", "300"),
-            stdout=self.out,
+async def step(ingestor: Ingestor, rate: float, base_ms: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One offered rate: publisher -> Mosquitto -> receiver -> ingest -> store, and mosquitto_sub."""
+    group, node = f"gybench{uuid.uuid4().hex[:8]}", "gw1"
+    total = max(10, int(rate * args.seconds))
+    sub = MosquittoSub(f"spBv1.0/{group}/NDATA/#", total)
+    await sub.start()
+    receiver = UplinkReceiver((HOST, PORT), group, None, store=functools.partial(submit, ingestor))
+    task = asyncio.create_task(receiver.run())
+    before = ingestor.stats.stored_points
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    try:
+        await asyncio.wait_for(receiver.host.connected.wait(), 10)
+        await asyncio.sleep(0.3)  # mosquitto_sub subscribed too
+        proc = ctx.Process(
+            target=uplink_publisher, args=(group, node, total, args.points, base_ms, rate, out)
         )
-
-    async def finish(self, grace_s: float) -> str:
-        """Wait up to ``grace_s`` for the last message (QoS 0 may lose some), stop, read the times."""
-        if self.out.closed:
-            return self.text
-        if self.proc is not None and self.proc.returncode is None:
-            try:
-                await asyncio.wait_for(self.proc.wait(), grace_s)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        self.out.seek(0)
-        self.text = self.out.read().decode()
-        self.out.close()
-        return self.text
-
-
-async def reference_phase(args: argparse.Namespace, fmt: str) -> dict[str, Any]:
-    """mosquitto_sub alone on the same kind of stream, publishers flat out: the broker's pace."""
-    group = f"gybench{uuid.uuid4().hex[:8]}"
-    topic = f"spBv1.0/{group}/DDATA/#" if fmt == "spb" else f"gongyun/{group}/json/#"
-    total = args.messages * args.publishers
-    sub = _Sub(topic, total)
-    await sub.start()
-    try:
-        await asyncio.sleep(0.5)
-        base_ms = int((datetime.now(UTC) - timedelta(hours=1)).timestamp() * 1000)
-        ctx = mp.get_context("spawn")
-        procs = [
-            ctx.Process(target=publisher, args=(i, group, fmt, args.messages, args.points, base_ms, 0.0))
-            for i in range(args.publishers)
-        ]
-        for p in procs:
-            p.start()
-        for p in procs:
-            await asyncio.to_thread(p.join)
+        proc.start()
+        await asyncio.to_thread(proc.join)
+        seconds, sent = await asyncio.to_thread(out.get, True, 5)
+        finished = time.perf_counter()
+        target, stored_at = before + total * args.points, finished
+        last, idle_since = ingestor.stats.stored_points, finished
+        while ingestor.stats.stored_points < target and time.perf_counter() - idle_since < args.grace:
+            await asyncio.sleep(0.05)
+            if ingestor.stats.stored_points != last:
+                last, idle_since = ingestor.stats.stored_points, time.perf_counter()
+                stored_at = idle_since
     finally:
-        out = await sub.finish(5.0)
-    n, rate = _rate(out)
-    return {"format": fmt, "messages": n, "msgs_per_s": rate}
-
-
-def _receiver(group: str, topic: str, inbox: asyncio.Queue[tuple[str, bytes]]) -> Any:
-    """A paho subscriber whose network thread drains the socket into ``inbox`` at once.
-
-    Reading in its own thread keeps the broker from dropping QoS 0 messages while the event
-    loop is busy ingesting (the backlog waits in memory instead).
-    """
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    loop = asyncio.get_running_loop()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{group}-ingest")
-
-    def on_message(_c: Any, _u: Any, msg: Any) -> None:
-        loop.call_soon_threadsafe(inbox.put_nowait, (msg.topic, msg.payload))
-
-    client.on_message = on_message
-    client.connect(HOST, PORT)
-    client.subscribe(topic)
-    client.loop_start()
-    return client
-
-
-async def run_phase(store_name: str, store_url: str, args: argparse.Namespace, fmt: str) -> dict[str, Any]:
-    """One store, one payload format: publishers, our consumer and mosquitto_sub on one stream."""
-    group = f"gybench{uuid.uuid4().hex[:8]}"
-    topic = f"spBv1.0/{group}/DDATA/#" if fmt == "spb" else f"gongyun/{group}/json/#"
-    total_msgs = args.messages * args.publishers
-    store = open_store(store_url)
-    await store.open()
-    specs = [
-        TagSpec(f"p{i}d{d}/m{k}")
-        for i in range(args.publishers)
-        for d in range(DEVICES_PER_PUBLISHER)
-        for k in range(args.points)
-    ]
-    ingestor = Ingestor(store, StaticCatalog({TENANT: specs}))
-    await ingestor.start()
-    sub = _Sub(topic, total_msgs)
-    await sub.start()
-    received = 0
-    first = last_rx = 0.0
-    busy = [0.0, 0.0]  # seconds decoding, seconds submitting (validation + waiting for queue room)
-    futures = []
-    committed = [0.0]  # when the last batch was stored (publishers may still be shutting down)
-
-    def on_stored(_fut: asyncio.Future[None]) -> None:
-        committed[0] = time.perf_counter()
-
-    try:
-        inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
-        client = _receiver(group, topic, inbox)
-        try:
-            await asyncio.sleep(0.5)  # let both subscriptions settle
-            base_ms = int((datetime.now(UTC) - timedelta(hours=1)).timestamp() * 1000)
-            ctx = mp.get_context("spawn")
-            procs = [
-                ctx.Process(
-                    target=publisher,
-                    args=(i, group, fmt, args.messages, args.points, base_ms, args.rate / args.publishers),
-                )
-                for i in range(args.publishers)
-            ]
-            for p in procs:
-                p.start()
-            while received < total_msgs:
-                try:
-                    msg_topic, payload = inbox.get_nowait()
-                except asyncio.QueueEmpty:
-                    try:
-                        wait_s = 5 if received else 90
-                        msg_topic, payload = await asyncio.wait_for(inbox.get(), timeout=wait_s)
-                    except TimeoutError:
-                        break
-                if not first:
-                    first = time.perf_counter()
-                t_a = time.perf_counter()
-                samples = decode(msg_topic, payload)
-                t_b = time.perf_counter()
-                done = (await ingestor.submit(TENANT, samples)).stored
-                done.add_done_callback(on_stored)
-                futures.append(done)
-                busy[0] += t_b - t_a
-                busy[1] += time.perf_counter() - t_b
-                received += 1
-                last_rx = time.perf_counter()
-            for p in procs:
-                await asyncio.to_thread(p.join)
-        finally:
-            client.loop_stop()
-            client.disconnect()
-        await asyncio.gather(*futures)
-        joined_at = time.perf_counter()
-        stored_at = committed[0] or joined_at
-        await ingestor.stop()
-        out = await sub.finish(10.0)
-    finally:
-        await sub.finish(0.0)  # a no-op once finished
-        await store.close()
-    sub_msgs, sub_rate = _rate(out)
-    stored = ingestor.stats.stored_points
-    dt = stored_at - first
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        sub_text = await sub.finish(2.0)
+    stored = ingestor.stats.stored_points - before
+    sub_msgs, sub_rate = rate_of(sub_text)
     return {
-        "store": store_name,
-        "format": fmt,
-        "messages": received,
+        "offered_msgs_per_s": rate,
+        "published_msgs_per_s": round(sent / seconds, 1) if seconds else None,
+        "messages": total,
         "points_per_message": args.points,
         "points_stored": stored,
-        "seconds": round(dt, 3),
-        "seconds_until_publishers_exited": round(joined_at - first, 3),
-        "points_per_s": stored / dt,
-        "msgs_per_s": received / dt,
-        "receive_msgs_per_s": received / max(last_rx - first, 1e-9),
-        "mosquitto_sub_msgs": sub_msgs,
-        "mosquitto_sub_msgs_per_s": sub_rate,
-        "rejected": sum(ingestor.stats.rejected.values()),
-        "published_messages": total_msgs,
-        "lost_messages": total_msgs - received,
-        "decode_s": round(busy[0], 2),
-        "submit_s": round(busy[1], 2),
+        "lost_messages": total - stored // args.points,
+        "storing_lag_s": round(max(0.0, stored_at - finished), 3),
+        "gaps": receiver.gaps,
+        "read_pauses": receiver.host.read_pauses,
+        "peak_queued_points": receiver.peak_queued,
+        "mosquitto_sub_messages": sub_msgs,
+        "mosquitto_sub_lost": total - sub_msgs,
+        "mosquitto_sub_msgs_per_s": round(sub_rate, 1),
     }
+
+
+@contextlib.asynccontextmanager
+async def ingest_into(store_name: str, tmp: Path, args: argparse.Namespace) -> AsyncIterator[Ingestor]:
+    """A running Ingestor over a fresh store (DuckDB file, or a scratch PostgreSQL database)."""
+    db = f"gy_bench_{uuid.uuid4().hex[:10]}"
+    if store_name == "duckdb":
+        url = f"duckdb://{tmp / 'spb.duckdb'}"
+    else:
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{db}"')
+        url = ADMIN_DSN.rsplit("/", 1)[0] + f"/{db}"
+    store = open_store(url)
+    await store.open()
+    ingestor = Ingestor(store, StaticCatalog({TENANT: [TagSpec(t) for t in tag_names(args.points)]}))
+    await ingestor.start()
+    try:
+        yield ingestor
+    finally:
+        await ingestor.stop()
+        await store.close()
+        if store_name != "duckdb":
+            with psycopg.connect(ADMIN_DSN, autocommit=True) as c:
+                c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def postgres_up() -> bool:
+    """Whether the PostgreSQL of ADMIN_DSN answers."""
+    try:
+        with psycopg.connect(ADMIN_DSN, connect_timeout=2):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def best(steps: list[dict[str, Any]], lost_key: str) -> float:
+    """The highest offered rate with nothing lost (0 when every rate lost something)."""
+    return max((s["offered_msgs_per_s"] for s in steps if s[lost_key] == 0), default=0.0)
 
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--messages", type=int, default=3000, help="messages per publisher per phase")
+    ap.add_argument("--rates", default="250,500,1000,2000,4000", help="offered msg/s, stepped up")
+    ap.add_argument("--seconds", type=float, default=3.0, help="seconds of publishing per rate")
     ap.add_argument("--points", type=int, default=100, help="points per message")
-    ap.add_argument("--publishers", type=int, default=2)
-    ap.add_argument(
-        "--rate", type=float, default=2000, help="offered messages/s, all publishers (0: flat out)"
-    )
+    ap.add_argument("--grace", type=float, default=5.0, help="seconds without progress before counting lost")
     ap.add_argument("--stores", default="duckdb,postgres")
-    ap.add_argument("--formats", default="spb,json")
+    ap.add_argument(
+        "--json-messages", dest="messages", type=int, default=2000, help="JSON phase, per publisher"
+    )
+    ap.add_argument("--json-publishers", dest="publishers", type=int, default=2)
+    ap.add_argument(
+        "--json-rate", dest="json_rate", type=float, default=2000, help="JSON phase offered msg/s"
+    )
+    ap.add_argument("--no-json", dest="json", action="store_false")
     args = ap.parse_args()
     if shutil.which("mosquitto_sub") is None:
         raise SystemExit("mosquitto_sub not found (apt-get install mosquitto-clients)")
-    results: list[dict[str, Any]] = []
-    refs: list[dict[str, Any]] = []
-    for fmt in args.formats.split(","):
-        refs.append(await reference_phase(args, fmt))
-        print(
-            f"  mosquitto_sub alone, {fmt}, publishers flat out: {refs[-1]['msgs_per_s']:,.0f} msg/s "
-            f"({refs[-1]['messages']:,} msgs)",
-            flush=True,
-        )
+    stores = [s for s in args.stores.split(",") if s != "postgres" or postgres_up()]
+    rates = [float(r) for r in args.rates.split(",")]
+    results: dict[str, list[dict[str, Any]]] = {}
+    json_results: list[dict[str, Any]] = []
     tmp = Path(tempfile.mkdtemp(prefix="gybench-"))
+    base = datetime.now(UTC) - timedelta(hours=2)
     try:
-        for store_name in args.stores.split(","):
-            for fmt in args.formats.split(","):
-                if store_name == "duckdb":
-                    results.append(
-                        await run_phase(store_name, f"duckdb://{tmp / f'{fmt}.duckdb'}", args, fmt)
+        for store_name in stores:
+            steps = results[store_name] = []
+            async with ingest_into(store_name, tmp, args) as ingestor:
+                for i, rate in enumerate(rates):
+                    base_ms = int((base + timedelta(seconds=1000 * i)).timestamp() * 1000)
+                    s = await step(ingestor, rate, base_ms, args)
+                    steps.append(s)
+                    print(
+                        f"  {store_name:8} offered {rate:,.0f} msg/s "
+                        f"(sent {s['published_msgs_per_s']:,.0f}): "
+                        f"stored {s['points_stored']:,} points, lost {s['lost_messages']:,} msgs, "
+                        f"lag {s['storing_lag_s']:.2f} s, gaps {s['gaps']}; mosquitto_sub lost "
+                        f"{s['mosquitto_sub_lost']:,}",
+                        flush=True,
                     )
-                else:
+            if args.json:
+                url = f"duckdb://{tmp / 'json.duckdb'}"
+                if store_name != "duckdb":
                     db = f"gy_bench_{uuid.uuid4().hex[:10]}"
                     with psycopg.connect(ADMIN_DSN, autocommit=True) as c:
                         c.execute(f'CREATE DATABASE "{db}"')
-                    try:
-                        url = ADMIN_DSN.rsplit("/", 1)[0] + f"/{db}"
-                        results.append(await run_phase(store_name, url, args, fmt))
-                    finally:
+                    url = ADMIN_DSN.rsplit("/", 1)[0] + f"/{db}"
+                try:
+                    r = await run_phase(store_name, url, args)
+                finally:
+                    if store_name != "duckdb":
                         with psycopg.connect(ADMIN_DSN, autocommit=True) as c:
                             c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-                r = results[-1]
+                json_results.append(r)
                 print(
-                    f"  {r['store']:8} {r['format']:4}: {r['points_stored']:,} points "
-                    f"in {r['seconds']:.2f} s = "
-                    f"{r['points_per_s']:,.0f} points/s, {r['msgs_per_s']:,.0f} msg/s; mosquitto_sub "
-                    f"{r['mosquitto_sub_msgs_per_s']:,.0f} msg/s ({r['mosquitto_sub_msgs']:,} msgs); "
-                    f"lost {r['lost_messages']:,}",
+                    f"  {store_name:8} json (MQTT -> consumer json_batch -> ingest): "
+                    f"{r['points_per_s']:,.0f} points/s, {r['msgs_per_s']:,.0f} msg/s, lost "
+                    f"{r['lost_messages']:,}; mosquitto_sub {r['mosquitto_sub_msgs_per_s']:,.0f} msg/s",
                     flush=True,
                 )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    summary = {
+        name: {
+            "receiver_msgs_per_s": best(steps, "lost_messages"),
+            "mosquitto_sub_msgs_per_s": best(steps, "mosquitto_sub_lost"),
+        }
+        for name, steps in results.items()
+    }
     Path(__file__).with_name("results").mkdir(exist_ok=True)
     Path(__file__).with_name("results").joinpath("ingest.json").write_text(
         json.dumps(
-            {"args": vars(args), "reference": refs, "results": results, "at": datetime.now(UTC).isoformat()},
+            {
+                "args": vars(args),
+                "sparkplug_receiver": results,
+                "summary": summary,
+                "json": json_results,
+                "at": datetime.now(UTC).isoformat(),
+            },
             indent=2,
         )
     )
-    best = {
-        s: max((r["points_per_s"] for r in results if r["store"] == s), default=0.0)
-        for s in ("duckdb", "postgres")
-    }
-    fmt0 = "spb" if any(r["format"] == "spb" for r in refs) else refs[0]["format"]
-    ours = max(r["msgs_per_s"] for r in results if r["format"] == fmt0)
-    ref = max(r["msgs_per_s"] for r in refs if r["format"] == fmt0)
+    first = stores[0]
+    n, k = summary[first]["receiver_msgs_per_s"], summary[first]["mosquitto_sub_msgs_per_s"]
+    lost = ", ".join(
+        f"{name} "
+        + " ".join(
+            f"{s['offered_msgs_per_s']:,.0f}:{s['lost_messages']}/{s['mosquitto_sub_lost']}" for s in steps
+        )
+        for name, steps in results.items()
+    )
+    others = "".join(
+        f"; {name} {v['receiver_msgs_per_s']:,.0f} msg/s" for name, v in summary.items() if name != first
+    )
     print(
-        f"ingest: {best['duckdb']:,.0f} points/s duckdb, {best['postgres']:,.0f} points/s postgres; "
-        f"{ours:,.0f} msg/s = {ours / ref if ref else 0:.2f} x mosquitto_sub ({ref:,.0f} msg/s) "
-        f"[{fmt0}, {args.points} points/msg, {args.publishers}x{args.messages} msgs per phase, "
-        f"offered {args.rate:,.0f} msg/s]"
+        f"ingest: sparkplug receiver keeps up to {n:,.0f} msg/s ({n * args.points:,.0f} points/s) "
+        f"with 0 lost "
+        f"= {n / k if k else 0:.2f} x mosquitto_sub ({k:,.0f} msg/s) [{first}{others}]; "
+        f"lost per rate (msg/s:receiver/mosquitto_sub): {lost}"
     )
 
 
