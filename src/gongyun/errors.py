@@ -29,8 +29,9 @@ with every subclass anywhere in ``gongyun`` (``tests/test_errors.py`` checks it)
     │   ├── NoStreamForSubject            400 bus_no_stream                 gongyun.bus.base
     │   ├── StreamConflict                400 bus_stream_conflict           gongyun.bus.base
     │   ├── DecodeError                   400 edge_decode_error             gongyun.edge.errors
-    │   │   ├── DataSetInvalid            400 edge_spb_dataset_invalid      gongyun.edge.errors
-    │   │   └── TemplateInvalid           400 edge_spb_template_invalid     gongyun.edge.errors
+    │   ├── SparkplugPayloadInvalid       400 sparkplug_payload_invalid     gongyun.sparkplug.errors
+    │   │   ├── DataSetInvalid            400 sparkplug_dataset_invalid     gongyun.sparkplug.errors
+    │   │   └── TemplateInvalid           400 sparkplug_template_invalid    gongyun.sparkplug.errors
     │   ├── GatewayLimitReached           400 edge_gateway_limit            gongyun.edge.fleet
     │   ├── InvalidValue                  400 identifier_value_invalid      gongyun.idres.values
     │   ├── PayloadInvalid                400 telemetry_payload_invalid     gongyun.telemetry.consumer
@@ -59,7 +60,8 @@ with every subclass anywhere in ``gongyun`` (``tests/test_errors.py`` checks it)
     │   ├── BusUnavailable                503 bus_unavailable
     │   │   ├── BusClosed                 503 bus_closed                    gongyun.bus.base
     │   │   └── BusError                  503 bus_unavailable               gongyun.bus.base
-    │   └── Deposed                       503 service_unavailable           gongyun.alarms.saver
+    │   ├── Deposed                       503 service_unavailable           gongyun.alarms.saver
+    │   └── NotOnline                     503 sparkplug_not_online          gongyun.sparkplug.errors
     ├── DeviceError                       502 device_error                  gongyun.edge.errors
     │   └── CommandNotConfirmed           502 command_not_confirmed         gongyun.edge.errors
     └── ResolutionFailed                  502 identifier_resolution_failed  gongyun.idres.errors

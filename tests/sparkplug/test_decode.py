@@ -11,7 +11,7 @@ import pytest
 from gongyun.sparkplug import payload as spb
 from gongyun.sparkplug import values as spbv
 from gongyun.sparkplug.decode import Births, Metric, Metrics, decode, decode_bytes, quality_of, sample_value
-from gongyun.sparkplug.errors import PayloadInvalid
+from gongyun.sparkplug.errors import SparkplugPayloadInvalid
 
 T = spb.SpbType
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -52,7 +52,7 @@ def test_other_types_zeros_nulls_and_missing_timestamps() -> None:
     assert got.values == [0.0, 1.5, -3, True, "x", None]
     assert got.ts_ms.tolist() == [NOW_MS] * 2 + [NOW_MS - 1] + [NOW_MS] * 3
     assert len(decode_bytes(payload([])).metrics) == 0
-    with pytest.raises(PayloadInvalid):
+    with pytest.raises(SparkplugPayloadInvalid):
         decode_bytes(b"\xff\xff\xff")
 
 

@@ -297,7 +297,7 @@ def _add(
 def decode_bytes(
     data: bytes, births: Births | None = None, device: str | None = None, *, birth: bool = False
 ) -> Decoded:
-    """:func:`decode` of raw bytes (raise PayloadInvalid when they are not a Sparkplug B payload)."""
+    """:func:`decode` of raw bytes (raise SparkplugPayloadInvalid when they are not a Sparkplug B payload)."""
     return decode(spb.parse(data), births, device, birth=birth)
 
 

@@ -2,38 +2,31 @@
 
 from __future__ import annotations
 
-from gongyun.errors import GongyunError, InvalidInput, ServiceUnavailable
+from gongyun.errors import InvalidInput, ServiceUnavailable
 
 
-class SparkplugError(GongyunError):
-    """Base of the Sparkplug B library's errors."""
-
-    code = "sparkplug_error"
-    title = "Sparkplug B error"
-
-
-class PayloadInvalid(InvalidInput, SparkplugError):
+class SparkplugPayloadInvalid(InvalidInput):
     """Bytes received on a Sparkplug topic are not a Sparkplug B payload."""
 
     code = "sparkplug_payload_invalid"
     title = "Invalid Sparkplug B payload"
 
 
-class DataSetInvalid(PayloadInvalid):
+class DataSetInvalid(SparkplugPayloadInvalid):
     """A DataSet metric is malformed (column/type/row counts disagree, wrong element types)."""
 
     code = "sparkplug_dataset_invalid"
     title = "Invalid Sparkplug B DataSet"
 
 
-class TemplateInvalid(PayloadInvalid):
+class TemplateInvalid(SparkplugPayloadInvalid):
     """A Template metric is malformed or references a template that was never defined."""
 
     code = "sparkplug_template_invalid"
     title = "Invalid Sparkplug B Template"
 
 
-class NotOnline(ServiceUnavailable, SparkplugError):
+class NotOnline(ServiceUnavailable):
     """The edge node or host cannot publish now (disconnected, or the primary host is offline)."""
 
     code = "sparkplug_not_online"

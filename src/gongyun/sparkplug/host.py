@@ -20,7 +20,7 @@ import aiomqtt
 
 from gongyun.sparkplug import payload as spb
 from gongyun.sparkplug.decode import Births, Metrics, decode
-from gongyun.sparkplug.errors import NotOnline, PayloadInvalid
+from gongyun.sparkplug.errors import NotOnline, SparkplugPayloadInvalid
 from gongyun.sparkplug.flow import SocketReading
 from gongyun.sparkplug.node import BDSEQ, REBIRTH
 from gongyun.sparkplug.topics import NAMESPACE, QOS, STATE_QOS, Topic, parse_topic, state_topic
@@ -119,7 +119,7 @@ class SparkplugHost:
         state = self.nodes.setdefault(key, NodeState())
         try:
             payload = spb.parse(raw)
-        except PayloadInvalid as exc:
+        except SparkplugPayloadInvalid as exc:
             self._error(key, "decode", f"{topic_text}: {exc}")
             return
         kind = topic.kind

@@ -23,7 +23,7 @@ import aiomqtt
 
 from gongyun.sparkplug import payload as spb
 from gongyun.sparkplug import values as spbvalues
-from gongyun.sparkplug.errors import NotOnline, PayloadInvalid
+from gongyun.sparkplug.errors import NotOnline, SparkplugPayloadInvalid
 from gongyun.sparkplug.topics import NAMESPACE, QOS, Topic, parse_topic, state_topic
 
 log = logging.getLogger(__name__)
@@ -267,7 +267,7 @@ class EdgeNode:
             return
         try:
             payload = spb.parse(raw)
-        except PayloadInvalid as exc:
+        except SparkplugPayloadInvalid as exc:
             log.warning("ignoring undecodable %s: %s", topic, exc)
             return
         for metric in payload.metrics:

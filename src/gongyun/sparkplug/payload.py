@@ -15,7 +15,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory  # 
 from google.protobuf.message import DecodeError as _PbDecodeError  # type: ignore[import-untyped]
 from google.protobuf.message import Message
 
-from gongyun.sparkplug.errors import PayloadInvalid
+from gongyun.sparkplug.errors import SparkplugPayloadInvalid
 
 _F = descriptor_pb2.FieldDescriptorProto
 
@@ -199,12 +199,12 @@ def now_ms() -> int:
 
 
 def parse(data: bytes) -> Any:
-    """Decode a Sparkplug B payload; raise PayloadInvalid on anything that is not one."""
+    """Decode a Sparkplug B payload; raise SparkplugPayloadInvalid on anything that is not one."""
     msg = Payload()
     try:
         msg.ParseFromString(data)
     except (_PbDecodeError, ValueError, RuntimeError) as exc:
-        raise PayloadInvalid(f"not a Sparkplug B payload: {exc}") from exc
+        raise SparkplugPayloadInvalid(f"not a Sparkplug B payload: {exc}") from exc
     return msg
 
 
