@@ -10,7 +10,8 @@ its Tahu ``Payload`` message directly, the rest through ``NBirth``/``DBirth``/``
 Checked against Sparkplug 3.0: the topic namespace, the QoS and retain flag of each message type,
 ``seq`` starting at 0 in NBIRTH and counting modulo 256, ``bdSeq`` of NBIRTH equal to that of the
 NDEATH will registered for the session, names and datatypes (and unique aliases) in births and
-aliases only in data, births before data, and complete Template instances in births.
+aliases only in data, births before data, complete Template instances in births, and the host's
+STATE (the platform's receiver) retained at QoS 1 with an offline will.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import pytest
 from gongyun.core.types import Sample, TagRef
 from gongyun.edge.buffer import Buffer
 from gongyun.edge.codec import DataType
+from gongyun.edge.receiver import UplinkReceiver
 from gongyun.edge.uplink import SparkplugUplink, spb_type
 from gongyun.sim.packaging import PackagingServer
 from tests.services import MQTT_HOST, MQTT_PORT, require_service
@@ -276,3 +278,33 @@ async def test_gateway_uplink_speaks_sparkplug_3(tmp_path: Path) -> None:
     assert report.kinds.get("DBIRTH", 0) >= 1 and report.kinds.get("DDATA", 0) >= 1
     assert report.kinds.get("DDEATH", 0) >= 1 and report.wills >= 1
     assert report.aliased_data_metrics >= 300
+
+
+async def test_host_state_is_retained_at_qos_1() -> None:
+    """The platform's host application (the Sparkplug receiver) announces STATE as Sparkplug 3.0
+    wants: JSON ``{"online", "timestamp"}``, retained, QoS 1, and its will says offline."""
+    require_service("mqtt")
+    host_id = f"interop-host-{uuid.uuid4().hex[:10]}"
+    topic = f"spBv1.0/STATE/{host_id}"
+    receiver = UplinkReceiver(
+        (MQTT_HOST, MQTT_PORT), f"interop{uuid.uuid4().hex[:10]}", None, host_id=host_id
+    )
+    task = asyncio.create_task(receiver.run())
+    try:
+        await asyncio.wait_for(receiver.host.connected.wait(), 10)
+        async with aiomqtt.Client(MQTT_HOST, MQTT_PORT) as sub:
+            await sub.subscribe(topic, qos=2)
+            messages = aiter(sub.messages)
+            first = await asyncio.wait_for(anext(messages), 10)  # the retained announcement
+            raw = first.payload if isinstance(first.payload, bytes) else b""
+            assert first.retain and first.qos == 1 and psp.State.decode(raw).online
+            drop_connection(receiver.host.client)
+            will = await asyncio.wait_for(anext(messages), 10)
+            raw = will.payload if isinstance(will.payload, bytes) else b""
+            assert will.qos == 1 and not psp.State.decode(raw).online
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        async with aiomqtt.Client(MQTT_HOST, MQTT_PORT) as cleaner:
+            await cleaner.publish(topic, b"", qos=1, retain=True)  # no retained state left behind
