@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
@@ -52,3 +54,35 @@ async def tenant_with_users(client: httpx.AsyncClient, name: str, *roles: str) -
         assert made.status_code == 201, made.text
         headers[role] = await login(client, f"{name}-{role}", password)
     return {"id": tenant["id"], "headers": headers}
+
+
+GONGYUN_CLI = Path(sys.executable).parent / "gongyun"
+
+
+def pip(*args: str) -> None:
+    """Run pip of this venv; fail the test with its output when it fails."""
+    done = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@contextmanager
+def installed_app(name: str, where: Path, zh_title: str | None = None) -> Iterator[Path]:
+    """``gongyun app new NAME`` into ``where``, pip-installed into this venv until the block ends.
+
+    ``zh_title`` replaces the generated Chinese title, as a developer would.
+    """
+    made = subprocess.run(
+        [str(GONGYUN_CLI), "app", "new", name, "--dir", str(where)], capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr
+    if zh_title:
+        manifest = where / f"src/gongyun_app_{name}/manifest.py"
+        title = name.replace("_", " ").title()
+        text = manifest.read_text(encoding="utf-8")
+        manifest.write_text(text.replace(f'zh_cn="{title}"', f'zh_cn="{zh_title}"'), encoding="utf-8")
+    # no build isolation: hatchling comes from this venv, nothing is downloaded
+    pip("install", "--quiet", "--no-deps", "--no-build-isolation", str(where))
+    try:
+        yield where
+    finally:
+        pip("uninstall", "--yes", "--quiet", f"gongyun-app-{name.replace('_', '-')}")

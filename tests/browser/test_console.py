@@ -221,9 +221,15 @@ def test_console_end_to_end(server: str, browser_session: Session, tmp_path: Pat
     _check_all_chinese(page, shown_data | {me["tenant_name"], me["tenant_id"], "0.1.0"})
     _shot(page, tmp_path, "04-admin-zh")
 
-    page.click("[data-nav=apps]")
+    page.click("[data-nav=security]")
     _ready(page)
     assert page.locator("#empty-state h2").inner_text() == "暂无内容"
+    _shot(page, tmp_path, "05-security-zh")
+
+    page.click("[data-nav=apps]")
+    _ready(page)
+    assert page.locator("#apps-catalogue h2").inner_text() == "应用目录"
+    assert page.locator("#apps-cards .empty-row").inner_text().startswith("本平台尚未安装任何应用")
     _shot(page, tmp_path, "05-apps-zh")
 
     # A cleared cookie is restored from localStorage.

@@ -38,6 +38,7 @@ ROOM_COMMANDS = (
     ("gongyun.cli.edge", "edge_app", "edge"),
     ("gongyun.cli.sim", "sim_app", "sim"),
     ("gongyun.telemetry.cli", "telemetry_app", "telemetry"),
+    ("gongyun.cli.apps", "app_app", "app"),
 )
 
 

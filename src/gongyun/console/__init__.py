@@ -19,6 +19,9 @@ __all__ = ["PAGES", "PUBLIC_ROUTES", "mount_console"]
 
 def mount_console(app: FastAPI) -> None:
     """Add the console pages and its static files to ``app``."""
+    from gongyun.console.apppages import build_app_pages_router
+
     renderer = ConsoleRenderer()
     app.include_router(build_router(renderer))
+    app.include_router(build_app_pages_router(renderer))
     app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="console-static")

@@ -81,7 +81,7 @@ PAGES: tuple[Page, ...] = (
     Page("devices", "devices.html", _ICONS["devices"], ready=True),
     Page("identifiers", "identifiers.html", _ICONS["identifiers"], ready=True),
     Page("alarms", "alarms.html", _ICONS["alarms"], ready=True),
-    Page("apps", icon=_ICONS["apps"]),
+    Page("apps", "apps.html", _ICONS["apps"], ready=True),
     Page("security", icon=_ICONS["security"]),
     Page("admin", "admin.html", _ICONS["admin"], ready=True),
 )
@@ -91,6 +91,7 @@ LOGIN = Page("login", "login.html", auth=False, ready=True)
 PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
     {("GET", "/"), ("GET", "/login"), ("GET", "/console/lang/{code}"), ("GET", STATIC_PREFIX + "/{path}")}
     | {("GET", f"/{p.slug}") for p in PAGES}
+    | {("GET", "/apps/{app}/{page}"), ("GET", "/console/apps/{app}/static/{path:path}")}  # apps' pages
 )
 
 
@@ -124,8 +125,8 @@ class ConsoleRenderer:
         """URL of a static file with a content-hash cache buster."""
         return f"{STATIC_PREFIX}/{name}?v={self.version}"
 
-    def render(self, request: Request, page: Page) -> Response:
-        """Render ``page`` for ``request`` with security headers."""
+    def render(self, request: Request, page: Page, template: str | None = None, **extra: Any) -> Response:
+        """Render ``page`` (or ``template`` within it) for ``request`` with security headers."""
         lang = negotiate(request.cookies.get(COOKIE), request.headers.get("accept-language"))
         context: dict[str, Any] = {
             "page": page,
@@ -139,8 +140,9 @@ class ConsoleRenderer:
             "role_ranks": {value: rank for value, rank in self.roles},
             "version": __version__,
             "path": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+            **extra,
         }
-        response = self.templates.TemplateResponse(request, page.template, context)
+        response = self.templates.TemplateResponse(request, template or page.template, context)
         response.headers.update(SECURITY_HEADERS)
         response.headers["Content-Language"] = lang
         response.headers["Vary"] = "Cookie, Accept-Language"
