@@ -164,3 +164,23 @@ async def test_worker_acts_with_the_manifest_permissions_in_enabled_tenants(tmp_
                 pass
         events = await _audit(client, a["headers"]["tenant-admin"])
         assert any(e["action"] == "app.greeter.tick" and e["actor"] == "app:greeter" for e in events)
+
+
+async def test_console_pages_of_apps(tmp_path: Path) -> None:
+    async with running_with_apps(tmp_path, APPS) as (client, _):
+        page = await client.get("/apps/greeter/main", headers={"Accept-Language": "zh-CN"})
+        assert page.status_code == 200
+        assert 'data-page="app:greeter/main"' in page.text and '<h1 id="page-title">问候</h1>' in page.text
+        assert 'src="/console/apps/greeter/static/greeter.js?v=1.2.0"' in page.text
+        assert page.headers["content-security-policy"].startswith("default-src 'self'")
+        script = await client.get("/console/apps/greeter/static/greeter.js")
+        assert script.status_code == 200 and 'pages["app:greeter/main"]' in script.text
+        for missing in (
+            "/apps/greeter/nope",
+            "/apps/broken/main",
+            "/apps/exploder/main",
+            "/console/apps/greeter/static/nope.js",
+            "/console/apps/greeter/static/../fixture_apps.py",
+            "/console/apps/ghost/static/x.js",
+        ):
+            assert (await client.get(missing)).status_code == 404, missing

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import re
 import string
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -160,3 +164,29 @@ def test_normalize_lang(tag: str | None, expected: str | None) -> None:
 )
 def test_negotiate(cookie: str | None, accept: str | None, expected: str) -> None:
     assert i18n.negotiate(cookie, accept) == expected
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_catalogues(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    [wheel] = tmp_path.glob("gongyun-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"gongyun/console/locales/{lang}.json" for lang in i18n.LANGUAGES} <= names
