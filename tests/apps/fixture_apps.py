@@ -125,3 +125,4 @@ def named(name: str) -> dict[str, Any]:
 ALARMS = named("alarms")  # a platform area's name
 TWIN_A = named("twin")
 TWIN_B = named("twin")
+NAMED_ALPHA = named("alpha")

@@ -97,3 +97,16 @@ def test_settings_need_defaults() -> None:
 
     checked = check_manifest({**named("cfg"), "settings": NoDefault})
     assert checked.problems == ["settings: the settings model must have a default for every field"]
+
+
+def test_a_third_party_app_cannot_take_the_name_of_a_built_in_app() -> None:
+    from importlib.metadata import distribution
+
+    builtin = eps(alpha=f"{FIX}:NAMED_ALPHA")[0]._for(distribution("gongyun"))  # as if shipped by gongyun
+    third = eps(alpha=f"{FIX}:NAMED_ALPHA")  # no distribution: sorts before "gongyun"
+    host = AppHost.discover([*third, builtin])
+    first, second = host.entries()
+    assert first.builtin and first.distribution == "gongyun" and first.status is AppStatus.loaded
+    assert second.status is AppStatus.failed
+    assert "name 'alpha' clashes with the built-in app from gongyun" in second.reason
+    assert host.get("alpha") is first

@@ -143,8 +143,10 @@ async def list_apps(ctx: Annotated[Ctx, Depends(require(Perm.apps_read))]) -> li
     """Every app this platform knows (failed ones with their problems), with its state in the caller's
     tenant; installations whose package is gone are listed as ``missing``."""
     rows = await installations(ctx.session)
-    entries = _host(ctx).entries()
-    out = [_out(e, e.name, rows.get(e.name) if e.manifest is not None else None) for e in entries]
+    host = _host(ctx)
+    entries = host.entries()
+    # a tenant's installation belongs to the entry that owns the name, not to refused namesakes
+    out = [_out(e, e.name, rows.get(e.name) if host.get(e.name) is e else None) for e in entries]
     known = {e.name for e in entries}
     out += [_out(None, name, row) for name, row in sorted(rows.items()) if name not in known]
     return out
