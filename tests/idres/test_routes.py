@@ -71,7 +71,7 @@ async def test_other_tenant_gets_404(tmp_path: Path) -> None:
             ("GET", "/api/v1/identifiers/records/88.200.1/x", None),
             ("PUT", "/api/v1/identifiers/records/88.200.1/x", {}),
             ("DELETE", "/api/v1/identifiers/records/88.200.1/x", None),
-            ("POST", "/api/v1/identifiers/prefixes/88.200.1/status", {}),
+            ("POST", "/api/v1/identifiers/prefixes/88.200.1/status", {"status": "suspended"}),
         ):
             resp = await client.request(method, path, json=body, headers=a)
             assert resp.status_code == 404, (method, path, resp.text)

@@ -11,9 +11,10 @@ from email.message import EmailMessage
 from typing import Any, Literal, Protocol
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat
 
 from gongyun.alarms.states import Priority
+from gongyun.core.jsonnum import JsonInt
 
 _log = logging.getLogger("gongyun.alarms.notify")
 
@@ -72,7 +73,7 @@ class WebhookConfig(BaseModel):
     kind: Literal["webhook"] = "webhook"
     url: str = Field(pattern=r"^https?://", max_length=2000)
     headers: dict[str, str] = Field(default_factory=dict)
-    timeout_s: float = Field(default=5.0, gt=0, le=60)
+    timeout_s: StrictFloat = Field(default=5.0, gt=0, le=60)
     min_priority: Priority = Priority.low
     causes: list[str] = Field(default_factory=lambda: ["activated"])
 
@@ -84,13 +85,13 @@ class EmailConfig(BaseModel):
 
     kind: Literal["email"] = "email"
     host: str = Field(min_length=1, max_length=255)
-    port: int = Field(default=25, ge=1, le=65535)
+    port: JsonInt = Field(default=25, ge=1, le=65535)
     sender: str = Field(min_length=3, max_length=320)
     recipients: list[str] = Field(min_length=1, max_length=50)
-    starttls: bool = False
+    starttls: StrictBool = False
     username: str | None = None
     password: str | None = None
-    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    timeout_s: StrictFloat = Field(default=10.0, gt=0, le=120)
     min_priority: Priority = Priority.low
     causes: list[str] = Field(default_factory=lambda: ["activated"])
 

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    field_validator,
+    model_validator,
+)
 
 from gongyun.alarms.expr import Expression, ExpressionInvalid, MissingInput
 from gongyun.alarms.states import Priority
@@ -13,15 +21,21 @@ US = 1_000_000
 TagName = Annotated[str, Field(min_length=3, max_length=300, pattern=r"^[^/\s]+/[^\s]+$")]
 
 
+def _kind_required(schema: dict[str, Any]) -> None:
+    # ``kind`` has a default for code that builds rules, but a rule document must name it:
+    # it selects the variant of ``RuleSpec`` (a discriminated union).
+    schema["required"] = sorted({*schema.get("required", []), "kind"})
+
+
 class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_kind_required)
 
     name: str = Field(min_length=1, max_length=200)
     priority: Priority = Priority.medium
     message: str = Field(default="", max_length=1000)
-    on_delay_s: float = Field(default=0.0, ge=0, le=86400)
-    off_delay_s: float = Field(default=0.0, ge=0, le=86400)
-    enabled: bool = True
+    on_delay_s: StrictFloat = Field(default=0.0, ge=0, le=86400)
+    off_delay_s: StrictFloat = Field(default=0.0, ge=0, le=86400)
+    enabled: StrictBool = True
 
 
 class ThresholdRule(_Rule):
@@ -30,8 +44,8 @@ class ThresholdRule(_Rule):
     kind: Literal["threshold"] = "threshold"
     tag: TagName
     direction: Literal["high", "low"] = "high"
-    limit: float
-    deadband: float = Field(default=0.0, ge=0)
+    limit: StrictFloat
+    deadband: StrictFloat = Field(default=0.0, ge=0)
 
 
 class RateRule(_Rule):
@@ -39,8 +53,8 @@ class RateRule(_Rule):
 
     kind: Literal["rate"] = "rate"
     tag: TagName
-    max_rate_per_s: float = Field(gt=0)
-    deadband: float = Field(default=0.0, ge=0)
+    max_rate_per_s: StrictFloat = Field(gt=0)
+    deadband: StrictFloat = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
     def _deadband_below_limit(self) -> RateRule:
@@ -77,7 +91,7 @@ class StaleRule(_Rule):
 
     kind: Literal["stale"] = "stale"
     tag: TagName
-    max_age_s: float = Field(gt=0, le=30 * 86400)
+    max_age_s: StrictFloat = Field(gt=0, le=30 * 86400)
 
 
 RuleSpec = Annotated[ThresholdRule | RateRule | ExpressionRule | StaleRule, Field(discriminator="kind")]

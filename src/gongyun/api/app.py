@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from gongyun import __version__
 from gongyun.api.middleware import RequestContextMiddleware
+from gongyun.api.openapi import install_openapi
 from gongyun.api.problems import install_problem_handlers
 from gongyun.api.routes.apps import mount_apps
 from gongyun.apps import AppHost
@@ -96,6 +97,7 @@ def create_app(
     _include_routers(app)
     apps = runtime.apps if runtime is not None and runtime.apps is not None else AppHost.discover()
     mount_apps(app, apps)
+    install_openapi(app)
     try:
         console = importlib.import_module("gongyun.console")
     except ModuleNotFoundError as exc:

@@ -6,7 +6,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    field_validator,
+    model_validator,
+)
 
 from gongyun.telemetry.catalog import DataType
 from gongyun.telemetry.cleaning import CleaningConfig
@@ -141,8 +148,8 @@ class TagIn(BaseModel):
     data_type: DataType = DataType.float
     unit: str | None = Field(default=None, max_length=32)
     source_unit: str | None = Field(default=None, max_length=32)
-    low: float | None = None
-    high: float | None = None
+    low: StrictFloat | None = None
+    high: StrictFloat | None = None
     classification: Classification = Classification.general
     description: str = Field(default="", max_length=1000)
     cleaning: CleaningConfig | None = None
@@ -169,8 +176,8 @@ class TagPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     unit: str | None = Field(default=None, max_length=32)
-    low: float | None = None
-    high: float | None = None
+    low: StrictFloat | None = None
+    high: StrictFloat | None = None
     classification: Classification | None = None
     description: str | None = Field(default=None, max_length=1000)
     cleaning: CleaningConfig | None = None

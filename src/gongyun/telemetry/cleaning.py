@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, model_validator
 
+from gongyun.core.jsonnum import JsonInt
 from gongyun.telemetry.store.base import (
     FLAG_INTERPOLATED,
     QUALITY_CODES,
@@ -35,24 +36,24 @@ class CleaningConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dedupe: bool = True
+    dedupe: StrictBool = True
     unit_from: str | None = None
     unit_to: str | None = None
     min_quality: Literal["good", "uncertain", "bad"] = "uncertain"
-    low: float | None = None
-    high: float | None = None
-    hampel_half_window: int = Field(default=0, ge=0, le=500)
-    hampel_sigmas: float = Field(default=3.0, gt=0)
-    hampel_min_deviation: float = Field(default=0.0, ge=0)
+    low: StrictFloat | None = None
+    high: StrictFloat | None = None
+    hampel_half_window: JsonInt = Field(default=0, ge=0, le=500)
+    hampel_sigmas: StrictFloat = Field(default=3.0, gt=0)
+    hampel_min_deviation: StrictFloat = Field(default=0.0, ge=0)
     spike_action: Literal["replace", "drop"] = "replace"
-    stuck_min_duration_s: float | None = Field(default=None, gt=0)
-    stuck_min_count: int = Field(default=3, ge=2)
-    stuck_tolerance: float = Field(default=0.0, ge=0)
+    stuck_min_duration_s: StrictFloat | None = Field(default=None, gt=0)
+    stuck_min_count: JsonInt = Field(default=3, ge=2)
+    stuck_tolerance: StrictFloat = Field(default=0.0, ge=0)
     stuck_action: Literal["flag", "drop"] = "flag"
-    gap_threshold_s: float | None = Field(default=None, gt=0)
+    gap_threshold_s: StrictFloat | None = Field(default=None, gt=0)
     interpolate: Literal["none", "linear"] = "none"
-    interpolate_period_s: float | None = Field(default=None, gt=0)
-    interpolate_max_gap_s: float | None = Field(default=None, gt=0)
+    interpolate_period_s: StrictFloat | None = Field(default=None, gt=0)
+    interpolate_max_gap_s: StrictFloat | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> CleaningConfig:

@@ -9,19 +9,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 from gongyun.alarms import commands, repo, snapshot
 from gongyun.alarms.engine import PENDING, REJECTED, AlarmEngine
 from gongyun.alarms.models import AlarmCommandRow
+from gongyun.alarms.notify import EmailConfig, WebhookConfig
 from gongyun.alarms.outcomes import audit_command_request, command_user
+from gongyun.alarms.rules import RuleSpec
 from gongyun.api.deps import Ctx, require
+from gongyun.api.params import IsoTime
+from gongyun.api.responses import EventStream
 from gongyun.errors import ServiceUnavailable
 from gongyun.security.rbac import Perm
 from gongyun.telemetry.service import get_service, latest_store, live_hub
@@ -87,9 +90,8 @@ async def list_rules(ctx: Read) -> list[dict[str, Any]]:
 
 
 @router.post("/rules", status_code=201, summary="Create an alarm rule")
-async def create_rule(ctx: Write, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+async def create_rule(ctx: Write, spec: Annotated[RuleSpec, Body()]) -> dict[str, Any]:
     """A threshold, rate, expression or stale rule (``kind`` selects which)."""
-    spec = repo.parse_rule(body)
     row = await repo.create_rule(ctx.session, ctx.tenant_id, spec)
     await ctx.audit("alarm_rule.create", row.id, name=spec.name, kind=spec.kind)
     await _tell_engine(ctx, "reload_rule", row.id)
@@ -103,9 +105,8 @@ async def get_rule(rule_id: str, ctx: Read) -> dict[str, Any]:
 
 
 @router.put("/rules/{rule_id}", summary="Replace an alarm rule")
-async def update_rule(rule_id: str, ctx: Write, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+async def update_rule(rule_id: str, ctx: Write, spec: Annotated[RuleSpec, Body()]) -> dict[str, Any]:
     """Replace a rule's definition (its alarm keeps its state)."""
-    spec = repo.parse_rule(body)
     row = await repo.update_rule(ctx.session, ctx.tenant_id, rule_id, spec)
     await ctx.audit("alarm_rule.update", row.id, name=spec.name, kind=spec.kind)
     await _tell_engine(ctx, "reload_rule", row.id)
@@ -126,7 +127,7 @@ class TargetIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100)
-    config: dict[str, Any]
+    config: WebhookConfig | EmailConfig
 
 
 async def _reload_targets(ctx: Ctx) -> None:
@@ -142,7 +143,7 @@ async def list_targets(ctx: Read) -> list[dict[str, Any]]:
 @router.post("/notifiers", status_code=201, summary="Add a notification target")
 async def create_target(body: TargetIn, ctx: Write) -> dict[str, Any]:
     """Add a webhook (``kind: webhook``) or SMTP (``kind: email``) target."""
-    row = await repo.create_notifier(ctx.session, ctx.tenant_id, body.name, repo.parse_target(body.config))
+    row = await repo.create_notifier(ctx.session, ctx.tenant_id, body.name, body.config)
     await ctx.audit("alarm_notifier.create", row.id, name=row.name, kind=row.kind)
     await _reload_targets(ctx)
     return repo.notifier_dict(row)
@@ -161,7 +162,7 @@ async def delete_target(notifier_id: str, ctx: Write) -> None:
 async def history(
     ctx: Read,
     rule_id: str | None = None,
-    since: datetime | None = None,
+    since: IsoTime | None = None,
     limit: Annotated[int, Query(ge=1, le=repo.MAX_HISTORY)] = 100,
 ) -> list[dict[str, Any]]:
     """State transitions, newest first."""
@@ -169,8 +170,8 @@ async def history(
     return [repo.event_dict(r) for r in rows]
 
 
-@router.get("/stream", summary="Live alarm transitions (server-sent events)")
-async def stream(ctx: Read, request: Request) -> StreamingResponse:
+@router.get("/stream", summary="Live alarm transitions (server-sent events)", response_class=EventStream)
+async def stream(ctx: Read, request: Request) -> EventStream:
     """Every transition of the tenant's alarms as an SSE ``alarm`` event (from any API process)."""
     hub = await live_hub(ctx.runtime)
     tenant = ctx.tenant_id
@@ -190,7 +191,7 @@ async def stream(ctx: Read, request: Request) -> StreamingResponse:
         finally:
             hub.unlisten_alarms(q)
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return EventStream(events(), headers={"Cache-Control": "no-cache"})
 
 
 # -- operator actions (declared last: ``/{rule_id}/...``) -----------------------------------------
@@ -198,7 +199,7 @@ class ShelveIn(BaseModel):
     """How long to shelve."""
 
     model_config = ConfigDict(extra="forbid")
-    duration_s: float = Field(gt=0, le=7 * 86400)
+    duration_s: StrictFloat = Field(gt=0, le=7 * 86400)
 
 
 Wait = Annotated[

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from gongyun.api.deps import Ctx, require
+from gongyun.core.jsonnum import JSON_INTEGER
 from gongyun.db.base import utcnow
 from gongyun.errors import NotFound, PermissionDenied
 from gongyun.security import accounts
@@ -25,7 +26,7 @@ class ApiKeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100)
     role: Role
-    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+    expires_in_days: Annotated[int, Field(ge=1, le=3650), JSON_INTEGER] | None = None
 
 
 class ApiKeyOut(BaseModel):
@@ -51,8 +52,9 @@ class ApiKeyCreated(ApiKeyOut):
 
 
 async def _get(ctx: Ctx, key_id: str) -> ApiKey:
+    """A live key of the tenant: once revoked (deleted) a key is only shown in the list."""
     row = await ctx.session.get(ApiKey, key_id)
-    if row is None or row.tenant_id != ctx.tenant_id:
+    if row is None or row.tenant_id != ctx.tenant_id or row.revoked_at is not None:
         raise NotFound("API key not found")
     return row
 
@@ -90,8 +92,7 @@ async def get_key(key_id: str, ctx: Annotated[Ctx, Depends(require(Perm.apikeys_
 
 @router.delete("/{key_id}", status_code=204, summary="Revoke an API key")
 async def revoke_key(key_id: str, ctx: Annotated[Ctx, Depends(require(Perm.apikeys_write))]) -> None:
-    """Revoke a key; it stops working at once."""
+    """Revoke a key; it stops working at once (and is then only listed, with ``revoked_at``)."""
     row = await _get(ctx, key_id)
-    if row.revoked_at is None:
-        row.revoked_at = utcnow()
-        await ctx.audit("apikey.revoke", row.name, prefix=row.prefix)
+    row.revoked_at = utcnow()
+    await ctx.audit("apikey.revoke", row.name, prefix=row.prefix)

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 from gongyun.api.deps import Ctx, require
 from gongyun.demo import DEMO_KEY, Demo
@@ -36,7 +36,7 @@ class FaultIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     machine: str = Field(pattern=r"^(pump|cnc|packaging)$")
     fault: str = Field(min_length=1, max_length=64)
-    rate: float | None = Field(default=None, gt=0, le=100)
+    rate: StrictFloat | None = Field(default=None, gt=0, le=100)
 
 
 @router.get("/devices/status", summary="Connection state of the tenant's devices")

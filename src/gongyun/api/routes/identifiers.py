@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from gongyun.api.deps import Ctx, require
 from gongyun.idres import prefixes as pfx
+from gongyun.idres.prefixes import FilingStatus, PrefixKind
 from gongyun.idres.registry import MAX_BATCH, Registry
 from gongyun.idres.values import decode_values
 from gongyun.security.rbac import Perm
@@ -23,13 +24,18 @@ Read = Annotated[Ctx, Depends(require(Perm.identifiers_read))]
 Write = Annotated[Ctx, Depends(require(Perm.identifiers_write))]
 Admin = Annotated[Ctx, Depends(require(Perm.identifiers_admin))]
 
+# What ``idres.syntax`` accepts, as far as a pattern can say it (it also bounds the length).
+PREFIX = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+HANDLE = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*/[^\x00-\x1f\x7f-\x9f\ufdd0-\ufdef]+$"
+HandleParam = Annotated[str, Path(pattern=HANDLE, max_length=2048)]
+
 
 class RecordIn(BaseModel):
     """Values of a record in Handle JSON form."""
 
     model_config = ConfigDict(extra="forbid")
     values: list[dict[str, Any]] = Field(default_factory=list)
-    overwrite: bool = False
+    overwrite: StrictBool = False
 
 
 class BatchItem(BaseModel):
@@ -45,15 +51,15 @@ class BatchIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     records: list[BatchItem] = Field(max_length=MAX_BATCH)
-    overwrite: bool = False
+    overwrite: StrictBool = False
 
 
 class PrefixIn(BaseModel):
     """A prefix filing."""
 
     model_config = ConfigDict(extra="forbid")
-    prefix: str
-    kind: str = "enterprise"
+    prefix: str = Field(pattern=PREFIX, max_length=255)
+    kind: PrefixKind = PrefixKind.enterprise
     org_name: str = ""
     contact: str = ""
 
@@ -62,7 +68,7 @@ class TransitionIn(BaseModel):
     """A filing status change."""
 
     model_config = ConfigDict(extra="forbid")
-    status: str = ""
+    status: FilingStatus
     note: str = ""
 
 
@@ -83,14 +89,14 @@ async def list_records(
 
 
 @router.get("/records/{handle:path}", summary="Get an identifier's record")
-async def get_record(handle: str, ctx: Read) -> dict[str, Any]:
+async def get_record(handle: HandleParam, ctx: Read) -> dict[str, Any]:
     """The record with every value (the tenant's own records, private values included)."""
     rec = await _registry(ctx).get(ctx.tenant_id, handle, ctx.session)
     return rec.to_json() | {"version": rec.version, "updatedAt": rec.updated_at.isoformat()}
 
 
 @router.put("/records/{handle:path}", summary="Register or replace an identifier")
-async def put_record(handle: str, body: RecordIn, ctx: Write) -> dict[str, Any]:
+async def put_record(handle: HandleParam, body: RecordIn, ctx: Write) -> dict[str, Any]:
     """Create a record (``overwrite`` replaces an existing one)."""
     values = decode_values(body.values)
     rec, created = await _registry(ctx).put(ctx.tenant_id, handle, values, body.overwrite, ctx.session)
@@ -99,7 +105,7 @@ async def put_record(handle: str, body: RecordIn, ctx: Write) -> dict[str, Any]:
 
 
 @router.delete("/records/{handle:path}", status_code=204, summary="Delete an identifier")
-async def delete_record(handle: str, ctx: Write) -> None:
+async def delete_record(handle: HandleParam, ctx: Write) -> None:
     """Delete a record."""
     await _registry(ctx).delete(ctx.tenant_id, handle, ctx.session)
     await ctx.audit("identifier.delete", handle)

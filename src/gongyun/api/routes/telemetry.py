@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 from gongyun.api.deps import Ctx, require
+from gongyun.api.params import IsoTime, TagRefText
+from gongyun.api.responses import EXPORT_RESPONSES, EventStream
 from gongyun.assets import crud
 from gongyun.core.types import Sample
 from gongyun.errors import InvalidInput
@@ -31,8 +33,9 @@ router = APIRouter(prefix="/api/v1/telemetry", tags=["telemetry"])
 
 Read = Annotated[Ctx, Depends(require(Perm.telemetry_read))]
 Write = Annotated[Ctx, Depends(require(Perm.telemetry_write))]
+MIN_RETENTION_DAYS = 1 / 86400  # one second: shorter periods round to nothing
 Series = Annotated[Literal["raw", "clean"], Query()]
-Tags = Annotated[list[str], Query(min_length=1, max_length=100)]
+Tags = Annotated[list[TagRefText], Query(min_length=1, max_length=100)]
 
 
 def _svc(ctx: Ctx) -> TelemetryService:
@@ -79,9 +82,9 @@ async def tags(ctx: Read) -> list[str]:
 @router.get("/raw", summary="Raw points of one tag")
 async def raw(
     ctx: Read,
-    tag: str,
-    start: datetime,
-    end: datetime,
+    tag: TagRefText,
+    start: IsoTime,
+    end: IsoTime,
     series: Series = "raw",
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> dict[str, Any]:
@@ -94,9 +97,9 @@ async def raw(
 @router.get("/downsample", summary="One tag in N buckets")
 async def downsample(
     ctx: Read,
-    tag: str,
-    start: datetime,
-    end: datetime,
+    tag: TagRefText,
+    start: IsoTime,
+    end: IsoTime,
     buckets: Annotated[int, Query(ge=1, le=10_000)] = 500,
     series: Series = "raw",
     source: Literal["auto", "raw", "1m", "1h"] = "auto",
@@ -110,8 +113,8 @@ async def downsample(
 async def aligned(
     ctx: Read,
     tag: Tags,
-    start: datetime,
-    end: datetime,
+    start: IsoTime,
+    end: IsoTime,
     buckets: Annotated[int, Query(ge=1, le=10_000)] = 500,
     agg: Literal["avg", "min", "max", "first", "last", "count"] = "avg",
     series: Series = "raw",
@@ -124,7 +127,7 @@ async def aligned(
 
 @router.get("/latest", summary="Latest value per tag")
 async def latest(
-    ctx: Read, tag: Annotated[list[str] | None, Query(max_length=1000)] = None, series: Series = "raw"
+    ctx: Read, tag: Annotated[list[TagRefText] | None, Query(max_length=1000)] = None, series: Series = "raw"
 ) -> dict[str, Any]:
     """The newest point of each tag (all tags when none is given)."""
     return await TelemetryQuery(_svc(ctx).store, ctx.tenant_id).latest(tag, series=series)
@@ -134,9 +137,9 @@ class CleanBody(BaseModel):
     """Clean one tag over a range, with its configured settings or the ones given here."""
 
     model_config = ConfigDict(extra="forbid")
-    tag: str = Field(min_length=3, max_length=300)
-    start: datetime
-    end: datetime
+    tag: TagRefText
+    start: IsoTime
+    end: IsoTime
     config: CleaningConfig | None = None
 
 
@@ -149,14 +152,16 @@ async def clean(body: CleanBody, ctx: Write) -> dict[str, Any]:
 
 
 @router.get("/clean/report", summary="Last cleaning report of a tag")
-async def clean_report(ctx: Read, tag: str) -> dict[str, Any]:
+async def clean_report(ctx: Read, tag: TagRefText) -> dict[str, Any]:
     """What the last cleaning run changed in the tag, and why (kept in the database)."""
     return reports.report_dict(await reports.latest(ctx.session, ctx.tenant_id, tag))
 
 
 @router.get("/clean/reports", summary="Recent cleaning reports of a tag")
 async def clean_reports(
-    ctx: Read, tag: str, limit: Annotated[int, Query(ge=1, le=reports.KEEP_PER_TAG)] = reports.KEEP_PER_TAG
+    ctx: Read,
+    tag: TagRefText,
+    limit: Annotated[int, Query(ge=1, le=reports.KEEP_PER_TAG)] = reports.KEEP_PER_TAG,
 ) -> list[dict[str, Any]]:
     """The tag's last cleaning reports, newest first (a bounded history is kept per tag)."""
     return [reports.report_dict(r) for r in await reports.history(ctx.session, ctx.tenant_id, tag, limit)]
@@ -169,10 +174,10 @@ class RetentionBody(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    tag: str | None = Field(default=None, min_length=3, max_length=300)
+    tag: TagRefText | None = None
     asset_id: str | None = Field(default=None, max_length=32)
-    raw_days: float = Field(gt=0, le=36500)
-    rollup_days: float = Field(gt=0, le=36500)
+    raw_days: StrictFloat = Field(ge=MIN_RETENTION_DAYS, le=36500)
+    rollup_days: StrictFloat = Field(ge=MIN_RETENTION_DAYS, le=36500)
 
 
 @router.get("/retention", summary="Retention policies")
@@ -205,12 +210,17 @@ async def put_retention(body: RetentionBody, ctx: Write) -> dict[str, Any]:
     return {**body.model_dump(), "tags": [t for t in tags if t]}
 
 
-@router.get("/export", summary="Export a range to CSV or Parquet")
+@router.get(
+    "/export",
+    summary="Export a range to CSV or Parquet",
+    response_class=Response,
+    responses=EXPORT_RESPONSES,
+)
 async def export(
     ctx: Read,
     tag: Tags,
-    start: datetime,
-    end: datetime,
+    start: IsoTime,
+    end: IsoTime,
     format: Literal["csv", "parquet"] = "csv",
     series: Series = "raw",
 ) -> Response:
@@ -225,10 +235,10 @@ async def export(
     )
 
 
-@router.get("/stream", summary="Live points (server-sent events)")
+@router.get("/stream", summary="Live points (server-sent events)", response_class=EventStream)
 async def stream(
-    ctx: Read, request: Request, tag: Annotated[list[str] | None, Query(max_length=100)] = None
-) -> StreamingResponse:
+    ctx: Read, request: Request, tag: Annotated[list[TagRefText] | None, Query(max_length=100)] = None
+) -> EventStream:
     """Each stored batch of the tenant (optionally of some tags) as an SSE ``points`` event.
 
     In an API process without ingest the points come over the bus, coalesced: the latest point
@@ -260,4 +270,4 @@ async def stream(
         finally:
             hub.unlisten_points(q)
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return EventStream(events(), headers={"Cache-Control": "no-cache"})

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sqlalchemy import select
 
 from gongyun.api.deps import Ctx, require
@@ -22,7 +22,7 @@ class TenantIn(BaseModel):
     """A new tenant."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=2, max_length=63)
+    name: str = Field(pattern=accounts.NAME_RE.pattern)
     display_name: str = Field(default="", max_length=200)
 
 
@@ -31,7 +31,7 @@ class TenantPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     display_name: str | None = Field(default=None, max_length=200)
-    disabled: bool | None = None
+    disabled: StrictBool | None = None
 
 
 class TenantOut(BaseModel):

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sqlalchemy import select
 
 from gongyun.api.deps import Ctx, require
@@ -23,8 +23,8 @@ class UserIn(BaseModel):
     """A new user."""
 
     model_config = ConfigDict(extra="forbid")
-    username: str = Field(min_length=2, max_length=64)
-    password: str = Field(min_length=1, max_length=256)
+    username: str = Field(pattern=accounts.USERNAME_RE.pattern)
+    password: str = Field(min_length=accounts.MIN_PASSWORD, max_length=256)
     role: Role
     display_name: str = Field(default="", max_length=200)
 
@@ -35,8 +35,8 @@ class UserPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     display_name: str | None = Field(default=None, max_length=200)
     role: Role | None = None
-    disabled: bool | None = None
-    password: str | None = Field(default=None, min_length=1, max_length=256)
+    disabled: StrictBool | None = None
+    password: str | None = Field(default=None, min_length=accounts.MIN_PASSWORD, max_length=256)
     current_password: str | None = Field(
         default=None,
         max_length=256,
