@@ -61,3 +61,6 @@ async def test_a_wrong_method_names_every_method_of_the_path(
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["code"] == "method_not_allowed"
     assert set(r.headers["allow"].split(", ")) == {"GET", "PATCH", "DELETE"}
+    # /assets/tags also fits /assets/{node_id}; the router serves it as the tags listing.
+    r = await client.request("PUT", "/api/v1/assets/tags", headers=headers)
+    assert (r.status_code, r.headers["allow"]) == (405, "GET")

@@ -37,7 +37,7 @@ SEMANTIC_RULES: dict[str, tuple[str, str]] = {
     "POST /api/v1/assets/devices/{device_id}/tags": ("400,422", "units known to pint and convertible"),
     "PATCH /api/v1/assets/tags/{tag_id}": ("400,422", "units, low <= high, cleaning settings agree"),
     "POST /api/v1/users": ("422", "the password policy (not too repetitive)"),
-    "PATCH /api/v1/users/{user_id}": ("422", "the password policy (not too repetitive)"),
+    "PATCH /api/v1/users/{user_id}": ("400,422", "password policy; one's own needs the current one"),
     "POST /api/v1/alarms/rules": ("422", "an expression that compiles, a deadband below the rate"),
     "PUT /api/v1/alarms/rules/{rule_id}": ("422", "an expression that compiles, a deadband below the rate"),
     "POST /api/v1/identifiers/templates": ("422", "a template definition is checked as a whole"),

@@ -145,6 +145,12 @@ def test_users_and_errors_carry_status_and_code(server: str, admin: Client) -> N
             op.devices.create("not-mine")
         assert denied.value.code == "forbidden"
         assert denied.value.title and "devices:write" in denied.value.detail
+        with pytest.raises(Forbidden) as wrong_current:
+            op.session.change_password("not-my-password", "new-operator-Passw0rd!")
+        assert wrong_current.value.code == "current_password_invalid"
+        op.session.change_password("operator-Passw0rd!", "new-operator-Passw0rd!")
+    with Client(server, PasswordAuth("op1", "new-operator-Passw0rd!")) as renewed:
+        assert renewed.session.me()["username"] == "op1"
     with Client(server, PasswordAuth("op1", "wrong-password")) as wrong:
         with pytest.raises(Unauthenticated) as unauth:
             wrong.session.me()

@@ -83,11 +83,15 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method some route of the path answers (the router names only the first route's)."""
+    """Every method of the path template the router picks (it names only one route's methods)."""
+    template: str | None = None
     methods: set[str] = set()
     for route in iter_route_contexts(request.app.routes):
         regex = getattr(route, "path_regex", None)
-        if regex is not None and regex.match(request.url.path):
+        if regex is None or not regex.match(request.url.path):
+            continue
+        template = template or route.path  # routes are tried in order: the first template wins
+        if route.path == template:
             methods |= set(route.methods or ())
     return ", ".join(sorted(methods))
 

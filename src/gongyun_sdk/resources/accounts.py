@@ -25,6 +25,12 @@ class Session(Resource[M]):
         return call("GET", "me")
 
     @operation
+    def change_password(self, current_password: str, new_password: str) -> Op[None]:
+        """Change the signed-in user's own password; every session of the user ends (sign in again)."""
+        doc = {"current_password": current_password, "new_password": new_password}
+        return call_no_content("POST", "me/password", json=doc)
+
+    @operation
     def logout(self, refresh_token: str) -> Op[None]:
         """End the session of ``refresh_token`` (its access tokens stop working too)."""
         return call_no_content("POST", "auth/logout", json={"refresh_token": refresh_token})
@@ -89,6 +95,12 @@ class Users(Resource[M]):
     ) -> Op[User]:
         """Change a user's display name, role or disabled flag."""
         doc = body(display_name=display_name, role=role, disabled=disabled)
+        return call("PATCH", f"users/{user_id}", json=doc)
+
+    @operation
+    def set_password(self, user_id: str, password: str, current_password: str | None = None) -> Op[User]:
+        """Change a password: one's own needs ``current_password``; an admin resetting another's does not."""
+        doc = body(password=password, current_password=current_password)
         return call("PATCH", f"users/{user_id}", json=doc)
 
 
