@@ -9,7 +9,7 @@ HOST   ?=
 PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck check clean bench-resolve bench-registry bench-edge bench-ingest bench-query
+.PHONY: run test lint lint-imports typecheck check clean bench-resolve bench-registry bench-edge bench-ingest bench-query
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,9 +30,14 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed-dev
+lint: lint-imports
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+
+# The layers of docs/architecture.md as import-linter contracts (pyproject.toml): fails on a cycle
+# or an import that runs back up a floor.
+lint-imports: $(VENV)/.installed-dev
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy

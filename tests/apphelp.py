@@ -11,7 +11,7 @@ import httpx
 
 from gongyun.api.app import create_app
 from gongyun.config import Settings, load_settings
-from gongyun.runtime import Runtime, prepare_database, start_runtime
+from gongyun.platform import Platform, prepare_database, start_platform
 
 ADMIN_PASSWORD = "admin-Passw0rd!"
 
@@ -34,12 +34,12 @@ def make_settings(tmp_path: Path, db_url: str | None = None, **overrides: Any) -
 @asynccontextmanager
 async def running_app(
     tmp_path: Path, db_url: str | None = None, **overrides: Any
-) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
+) -> AsyncIterator[tuple[httpx.AsyncClient, Platform]]:
     """A started app and an httpx client talking to it in-process."""
     settings = make_settings(tmp_path, db_url, **overrides)
     await prepare_database(settings)
-    runtime = await start_runtime(settings)
-    app = create_app(settings, runtime=runtime)
+    runtime = await start_platform(settings)
+    app = create_app(settings, platform=runtime)
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

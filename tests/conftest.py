@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from gongyun.db import Database, upgrade
-from gongyun.runtime import Runtime
+from gongyun.platform import Platform
 from tests.apphelp import running_app
 from tests.services import scratch_postgres_database
 
@@ -36,7 +36,7 @@ async def db(db_url: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-async def app_client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
+async def app_client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Platform]]:
     """An app on SQLite with its client (for tests that are not about the backend)."""
     async with running_app(tmp_path) as pair:
         yield pair

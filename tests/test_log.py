@@ -14,7 +14,7 @@ import pytest
 from gongyun.cli.common import STATE, log_level
 from gongyun.config import load_settings
 from gongyun.log import LIBRARY_LOGGERS, JsonFormatter, quiet_libraries, redact, request_id_var, setup_logging
-from gongyun.runtime import Runtime
+from gongyun.platform import Platform
 from tests.apphelp import ADMIN_PASSWORD
 
 
@@ -34,7 +34,7 @@ def test_json_formatter_adds_request_id_and_masks_secret_fields() -> None:
 
 
 async def test_request_ids_and_no_secrets_in_access_logs(
-    app_client: tuple[httpx.AsyncClient, Runtime], caplog: pytest.LogCaptureFixture
+    app_client: tuple[httpx.AsyncClient, Platform], caplog: pytest.LogCaptureFixture
 ) -> None:
     client, _ = app_client
     caplog.set_level(logging.INFO)

@@ -95,7 +95,7 @@ async def test_dispatch_to_a_busy_local_engine_answers_after_its_timeout(db: Dat
     loop = asyncio.get_running_loop()
     async with eng._lock:  # the engine is busy: the command waits in its queue
         started = loop.time()
-        await commands.dispatch(bus, {}, row, eng, timeout_s=0.3)
+        await commands.dispatch(bus, row, eng, timeout_s=0.3)
         assert 0.25 < loop.time() - started < 2.0
         async with db.session() as s:
             assert (await commands.wait(s, "t1", row.id, 0.05)).status == "pending"  # the route's 202

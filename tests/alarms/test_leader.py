@@ -24,8 +24,8 @@ from gongyun.alarms.rules import RateRule, ThresholdRule
 from gongyun.alarms.states import State
 from gongyun.api.app import create_app
 from gongyun.errors import ServiceUnavailable
-from gongyun.runtime import Runtime, prepare_database, start_runtime
-from gongyun.telemetry.service import TelemetryService, get_service
+from gongyun.platform import Platform, prepare_database, start_platform
+from gongyun.platform.data import TelemetryService
 from gongyun.telemetry.store import Point
 from tests.api.test_sse_live import Tenant, _now, ingest, make_tenant
 from tests.apphelp import admin_headers, make_settings
@@ -49,12 +49,12 @@ class Two:
     """Two full runtimes (``a`` started first, so it leads at first) and their in-process clients."""
 
     url: str
-    rts: list[Runtime]
+    rts: list[Platform]
     clients: list[httpx.AsyncClient]
     closed: set[int] = field(default_factory=set)
 
     def svc(self, i: int) -> TelemetryService:
-        return get_service(self.rts[i])
+        return self.rts[i].running_telemetry()
 
     def leaders(self) -> list[int]:
         """Which runtimes run an alarm engine now."""
@@ -83,9 +83,9 @@ async def two(tmp_path: Path) -> AsyncIterator[Two]:
         t = Two(url, [], [])
         try:
             for st in settings:
-                rt = await start_runtime(st)  # full runtimes: nothing started with platform=False
+                rt = await start_platform(st)  # full platforms: nothing started with services=False
                 t.rts.append(rt)
-                app = create_app(rt.settings, runtime=rt)
+                app = create_app(rt.settings, platform=rt)
                 t.clients.append(
                     httpx.AsyncClient(
                         transport=httpx.ASGITransport(app=app), base_url="http://test", timeout=30
@@ -252,7 +252,7 @@ async def test_a_replayed_sample_counts_once() -> None:
 async def test_rules_seeded_by_a_follower_reach_the_leader(two: Two) -> None:
     # what `gongyun demo` does when another process leads the engine
     from gongyun.alarms import repo
-    from gongyun.demo import load_alarm_rules
+    from gongyun.platform.demo import load_alarm_rules
 
     assert two.leaders() == [0]
     b = two.clients[1]

@@ -20,9 +20,8 @@ import uvicorn
 
 from gongyun.api.app import create_app
 from gongyun.bus import Message
-from gongyun.runtime import Runtime, prepare_database, start_runtime
+from gongyun.platform import Platform, prepare_database, start_platform
 from gongyun.telemetry.live import FLUSH_S, LiveHub
-from gongyun.telemetry.service import LIVE_KEY, get_service
 from tests.alarms.test_two_processes import _until, client_of
 from tests.api.test_sse_live import ALARMS, POINTS, WAIT_S, Tenant, _now, follow, ingest, make_tenant
 from tests.apphelp import admin_headers, make_settings
@@ -39,8 +38,8 @@ from tests.services import (
 class Pair:
     """The engine process (in-process client) and the API-only process (served over HTTP)."""
 
-    engine_rt: Runtime
-    api_rt: Runtime
+    engine_rt: Platform
+    api_rt: Platform
     eng: httpx.AsyncClient
     api: httpx.AsyncClient
 
@@ -54,12 +53,12 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
         engine_settings = make_settings(tmp_path / "a", url, **common)
         api_settings = make_settings(tmp_path / "b", url, **common)
         await prepare_database(engine_settings)
-        engine_rt = await start_runtime(engine_settings)
-        api_rt = await start_runtime(api_settings, platform=False)
+        engine_rt = await start_platform(engine_settings)
+        api_rt = await start_platform(api_settings, services=False)
         port = free_port()
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(api_settings, runtime=api_rt),
+                create_app(api_settings, platform=api_rt),
                 host="127.0.0.1",
                 port=port,
                 lifespan="off",
@@ -92,7 +91,7 @@ async def _tenants(p: Pair) -> tuple[Tenant, Tenant]:
 
 async def test_sse_of_the_process_without_the_engine(pair: Pair) -> None:
     p = pair
-    assert "telemetry" not in p.api_rt.extras
+    assert p.api_rt.telemetry is None
     a, b = await _tenants(p)
     rules: dict[str, str] = {}
     for t, name in ((a, "hot-alpha"), (b, "hot-beta")):
@@ -103,7 +102,7 @@ async def test_sse_of_the_process_without_the_engine(pair: Pair) -> None:
         )
         assert r.status_code == 201, r.text
         rules[t.id] = r.json()["id"]
-    svc = get_service(p.engine_rt)
+    svc = p.engine_rt.running_telemetry()
     engine, publisher = svc.alarms, svc.publisher
     assert publisher is not None
     await _until(
@@ -151,7 +150,7 @@ async def test_sse_of_the_process_without_the_engine(pair: Pair) -> None:
         event, data = await alarms_a.event()
         assert (data["tenant"], data["before"], data["state"]) == (a.id, "unack_rtn", "normal"), data
         assert (data["cause"], data["user"]) == ("acknowledged", "alpha-admin"), data
-    hub = p.api_rt.extras[LIVE_KEY]
+    hub = p.api_rt.live
     assert isinstance(hub, LiveHub) and hub.rejected == 0
 
     # The alarm list of this process shows the latest sample beside the state.
@@ -167,7 +166,7 @@ async def test_sse_of_the_process_without_the_engine(pair: Pair) -> None:
 async def test_live_points_are_coalesced_on_the_bus(pair: Pair) -> None:
     p = pair
     a, _ = await _tenants(p)
-    publisher = get_service(p.engine_rt).publisher
+    publisher = p.engine_rt.running_telemetry().publisher
     assert publisher is not None
     seen: list[list[Any]] = []
 
@@ -209,8 +208,8 @@ async def test_live_points_are_coalesced_on_the_bus(pair: Pair) -> None:
         await sub.close()
 
 
-def _hub_listeners(rt: Runtime) -> tuple[int, int]:
-    hub = rt.extras[LIVE_KEY]
+def _hub_listeners(rt: Platform) -> tuple[int, int]:
+    hub = rt.live
     assert isinstance(hub, LiveHub)
     return len(hub.points), len(hub.alarms)
 
@@ -240,11 +239,11 @@ async def test_disconnect_leaks_nothing_in_the_api_process(pair: Pair) -> None:
     a, _ = await _tenants(p)
     async with follow(p.api, ALARMS, a.headers):  # the first stream makes the hub follow the bus
         pass
-    publisher = get_service(p.engine_rt).publisher
+    publisher = p.engine_rt.running_telemetry().publisher
     assert publisher is not None
     await ingest(p.eng, a, [("pump1/temp", 2.0, _now())])  # the bus client's first batch publish
     await _until(lambda: _hub_listeners(p.api_rt) == (0, 0) and publisher.point_messages == 1)
-    hub = p.api_rt.extras[LIVE_KEY]
+    hub = p.api_rt.live
     assert isinstance(hub, LiveHub)
     before = set(asyncio.all_tasks())
     queues: set[object] = set()

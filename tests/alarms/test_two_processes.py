@@ -19,9 +19,8 @@ from gongyun.alarms.models import AlarmRuleRow
 from gongyun.alarms.states import State
 from gongyun.api.app import create_app
 from gongyun.errors import ServiceUnavailable
-from gongyun.runtime import Runtime, prepare_database, start_runtime
+from gongyun.platform import Platform, prepare_database, start_platform
 from gongyun.telemetry.cleaning import CleaningConfig
-from gongyun.telemetry.service import get_service
 from gongyun.telemetry.store import Point
 from gongyun.telemetry.store.base import to_us
 from tests.apphelp import admin_headers, make_settings
@@ -32,8 +31,8 @@ LONG = {"wait_s": 25}  # a loaded CI machine may take a while; the answer comes 
 
 
 @asynccontextmanager
-async def client_of(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(runtime.settings, runtime=runtime)
+async def client_of(runtime: Platform) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(runtime.settings, platform=runtime)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
         yield c
 
@@ -54,13 +53,13 @@ async def test_ack_sent_to_the_process_without_the_engine(tmp_path: Path) -> Non
         engine_settings = make_settings(tmp_path / "a", url, **common)
         api_settings = make_settings(tmp_path / "b", url, **common)
         await prepare_database(engine_settings)
-        engine_rt = await start_runtime(engine_settings)  # first up: elected to run the alarm engine
-        api_rt = await start_runtime(api_settings)  # a full process too: ingest and queries
+        engine_rt = await start_platform(engine_settings)  # first up: elected to run the alarm engine
+        api_rt = await start_platform(api_settings)  # a full process too: ingest and queries
         try:
             with pytest.raises(ServiceUnavailable):
-                get_service(api_rt).alarms  # noqa: B018 (the engine runs in the other process)
-            assert get_service(api_rt).commands is None
-            engine = get_service(engine_rt).alarms
+                api_rt.running_telemetry().alarms  # noqa: B018 (the engine runs in the other process)
+            assert api_rt.running_telemetry().commands is None
+            engine = engine_rt.running_telemetry().alarms
             async with client_of(api_rt) as api:
                 h = await admin_headers(api)
                 r = await api.post(
@@ -93,7 +92,7 @@ async def test_ack_sent_to_the_process_without_the_engine(tmp_path: Path) -> Non
                 ]
 
                 # the engine's command consumer is down: the request is kept and answered 202
-                worker = get_service(engine_rt).commands
+                worker = engine_rt.running_telemetry().commands
                 assert worker is not None
                 await worker.stop()
                 r = await api.post(
@@ -115,7 +114,7 @@ async def test_ack_sent_to_the_process_without_the_engine(tmp_path: Path) -> Non
                 assert r.status_code == 200 and r.json()["state"] == "unack_active"  # condition still on
 
                 # a cleaning report made by the engine's process is served by the other one
-                svc = get_service(engine_rt)
+                svc = engine_rt.running_telemetry()
                 await svc.store.write(
                     tenant, [Point("pump/temp", now - S, 50.0), Point("pump/temp", now, 95.0)]
                 )

@@ -16,9 +16,8 @@ from sqlalchemy import select
 
 from gongyun.alarms import commands
 from gongyun.alarms.engine import AlarmEngine
-from gongyun.runtime import Runtime
+from gongyun.platform import Platform
 from gongyun.security.audit import AuditEvent, verify
-from gongyun.telemetry.service import get_service
 from gongyun.telemetry.store import Point
 from gongyun.telemetry.store.base import to_us
 from tests.apphelp import admin_headers, running_app
@@ -27,13 +26,13 @@ ALARMS = "/api/v1/alarms"
 
 
 @pytest.fixture
-async def app(db_url: str, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
+async def app(db_url: str, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Platform]]:
     """An app (running the alarm engine) on each backend."""
     async with running_app(tmp_path, db_url) as pair:
         yield pair
 
 
-async def _active_alarm(client: httpx.AsyncClient, runtime: Runtime, h: dict[str, str]) -> tuple[str, str]:
+async def _active_alarm(client: httpx.AsyncClient, runtime: Platform, h: dict[str, str]) -> tuple[str, str]:
     """A rule whose alarm is active and unacknowledged; return (tenant, rule id)."""
     tenant = (await client.get("/api/v1/me", headers=h)).json()["tenant_id"]
     r = await client.post(
@@ -43,7 +42,7 @@ async def _active_alarm(client: httpx.AsyncClient, runtime: Runtime, h: dict[str
     )
     assert r.status_code == 201, r.text
     rid: str = r.json()["id"]
-    engine = get_service(runtime).alarms
+    engine = runtime.running_telemetry().alarms
     await engine.on_points(tenant, [Point("pump/temp", to_us(datetime.now(UTC)), 95.0)])
     assert any(a["rule_id"] == rid and a["state"] == "unack_active" for a in engine.alarms(tenant))
     return tenant, rid
@@ -55,7 +54,7 @@ async def _key(client: httpx.AsyncClient, h: dict[str, str], name: str) -> dict[
     return {"X-API-Key": r.json()["key"]}
 
 
-async def _audit(runtime: Runtime, tenant: str, action: str) -> list[tuple[str, str, str]]:
+async def _audit(runtime: Platform, tenant: str, action: str) -> list[tuple[str, str, str]]:
     async with runtime.db.session() as s:
         q = select(AuditEvent).where(AuditEvent.tenant_id == tenant, AuditEvent.action == action)
         rows = (await s.execute(q.order_by(AuditEvent.seq))).scalars().all()
@@ -63,7 +62,7 @@ async def _audit(runtime: Runtime, tenant: str, action: str) -> list[tuple[str, 
     return [(e.actor, e.outcome, str(e.detail.get("command_id"))) for e in rows]
 
 
-async def test_an_api_key_named_admin_is_not_the_admin_user(app: tuple[httpx.AsyncClient, Runtime]) -> None:
+async def test_an_api_key_named_admin_is_not_the_admin_user(app: tuple[httpx.AsyncClient, Platform]) -> None:
     client, runtime = app
     h = await admin_headers(client)
     tenant, rid = await _active_alarm(client, runtime, h)
@@ -96,13 +95,13 @@ async def test_an_api_key_named_admin_is_not_the_admin_user(app: tuple[httpx.Asy
     assert r.json()["changed_by"].startswith("apikey:kkk") and len(r.json()["changed_by"]) == 64
 
 
-async def test_rejections_and_expiries_are_audited_as_such(app: tuple[httpx.AsyncClient, Runtime]) -> None:
+async def test_rejections_and_expiries_are_audited_as_such(app: tuple[httpx.AsyncClient, Platform]) -> None:
     client, runtime = app
     h = await admin_headers(client)
     tenant, rid = await _active_alarm(client, runtime, h)
     r = await client.post(f"{ALARMS}/{rid}/unshelve", headers=h)
     assert r.status_code == 409 and r.json()["code"] == "alarm_transition_invalid", r.text
-    engine = get_service(runtime).alarms
+    engine = runtime.running_telemetry().alarms
     async with runtime.db.session() as s:
         late = await commands.create(s, tenant, "ack", rid, "olga")
         late.requested_at -= timedelta(hours=1)
@@ -121,12 +120,12 @@ async def test_rejections_and_expiries_are_audited_as_such(app: tuple[httpx.Asyn
 
 
 async def test_a_failing_local_engine_answers_202_and_the_sweep_applies_later(
-    app: tuple[httpx.AsyncClient, Runtime], monkeypatch: pytest.MonkeyPatch
+    app: tuple[httpx.AsyncClient, Platform], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client, runtime = app
     h = await admin_headers(client)
     tenant, rid = await _active_alarm(client, runtime, h)
-    engine = get_service(runtime).alarms
+    engine = runtime.running_telemetry().alarms
     real = AlarmEngine.execute
     broken = {"on": True}
 

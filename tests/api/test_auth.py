@@ -6,11 +6,11 @@ from pathlib import Path
 
 import httpx
 
-from gongyun.runtime import Runtime
+from gongyun.platform import Platform
 from tests.apphelp import ADMIN_PASSWORD, admin_headers, login, running_app
 
 
-async def test_login_and_me(app_client: tuple[httpx.AsyncClient, Runtime]) -> None:
+async def test_login_and_me(app_client: tuple[httpx.AsyncClient, Platform]) -> None:
     client, _ = app_client
     headers = await admin_headers(client)
     me = (await client.get("/api/v1/me", headers=headers)).json()
@@ -20,7 +20,7 @@ async def test_login_and_me(app_client: tuple[httpx.AsyncClient, Runtime]) -> No
     assert "tenants:write" in me["permissions"]
 
 
-async def test_wrong_password_is_401_with_problem(app_client: tuple[httpx.AsyncClient, Runtime]) -> None:
+async def test_wrong_password_is_401_with_problem(app_client: tuple[httpx.AsyncClient, Platform]) -> None:
     client, _ = app_client
     resp = await client.post("/api/v1/auth/token", data={"username": "admin", "password": "nope-nope-nope"})
     assert resp.status_code == 401
@@ -52,7 +52,7 @@ async def test_lockout_after_repeated_wrong_passwords(tmp_path: Path) -> None:
         ).status_code == 200
 
 
-async def test_refresh_rotation_and_reuse_detection(app_client: tuple[httpx.AsyncClient, Runtime]) -> None:
+async def test_refresh_rotation_and_reuse_detection(app_client: tuple[httpx.AsyncClient, Platform]) -> None:
     client, _ = app_client
     first = (
         await client.post("/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})
@@ -71,7 +71,7 @@ async def test_refresh_rotation_and_reuse_detection(app_client: tuple[httpx.Asyn
     assert after.status_code == 401
 
 
-async def test_logout_revokes_refresh_token(app_client: tuple[httpx.AsyncClient, Runtime]) -> None:
+async def test_logout_revokes_refresh_token(app_client: tuple[httpx.AsyncClient, Platform]) -> None:
     client, _ = app_client
     tokens = (
         await client.post("/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})
@@ -102,7 +102,7 @@ async def test_expired_and_forged_access_tokens(tmp_path: Path) -> None:
         assert "expired" in expired.json()["detail"]
 
 
-async def test_api_key_lifecycle(app_client: tuple[httpx.AsyncClient, Runtime]) -> None:
+async def test_api_key_lifecycle(app_client: tuple[httpx.AsyncClient, Platform]) -> None:
     client, runtime = app_client
     headers = await admin_headers(client)
     created = await client.post("/api/v1/apikeys", json={"name": "scada", "role": "viewer"}, headers=headers)
@@ -132,7 +132,7 @@ async def test_api_key_lifecycle(app_client: tuple[httpx.AsyncClient, Runtime]) 
     assert revoked.status_code == 401
 
 
-async def test_role_escalation_is_refused(app_client: tuple[httpx.AsyncClient, Runtime]) -> None:
+async def test_role_escalation_is_refused(app_client: tuple[httpx.AsyncClient, Platform]) -> None:
     client, _ = app_client
     admin = await admin_headers(client)
     ok = await client.post(
@@ -163,7 +163,7 @@ async def test_role_escalation_is_refused(app_client: tuple[httpx.AsyncClient, R
 
 
 async def test_disabled_user_and_password_change_invalidate_tokens(
-    app_client: tuple[httpx.AsyncClient, Runtime],
+    app_client: tuple[httpx.AsyncClient, Platform],
 ) -> None:
     client, _ = app_client
     admin = await admin_headers(client)

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from gongyun.api.app import create_app
-from gongyun.runtime import prepare_database, start_runtime
+from gongyun.platform import prepare_database, start_platform
 from tests.apphelp import ADMIN_PASSWORD, admin_headers, login, make_settings, running_app
 
 TOKEN = "/api/v1/auth/token"
@@ -23,8 +23,8 @@ async def app_from_addresses(tmp_path: Path, db_url: str, **overrides: Any) -> A
     """One app; ``clients(ip)`` gives an httpx client whose requests come from ``ip``."""
     settings = make_settings(tmp_path, db_url, **overrides)
     await prepare_database(settings)
-    runtime = await start_runtime(settings)
-    app = create_app(settings, runtime=runtime)
+    runtime = await start_platform(settings)
+    app = create_app(settings, platform=runtime)
     made: list[httpx.AsyncClient] = []
 
     def clients(ip: str) -> httpx.AsyncClient:

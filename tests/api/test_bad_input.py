@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gongyun.runtime import Runtime
+from gongyun.platform import Platform
 from tests.apphelp import admin_headers, running_app
 
 
@@ -21,7 +21,7 @@ def _is_problem(resp: httpx.Response, status: int, code: str) -> None:
     assert body["detail"]
 
 
-async def test_malformed_json(app_client: tuple[httpx.AsyncClient, Runtime]) -> None:
+async def test_malformed_json(app_client: tuple[httpx.AsyncClient, Platform]) -> None:
     client, _ = app_client
     headers = {**(await admin_headers(client)), "content-type": "application/json"}
     resp = await client.post("/api/v1/tenants", content=b'{"name": "x",', headers=headers)
@@ -37,14 +37,14 @@ async def test_malformed_json(app_client: tuple[httpx.AsyncClient, Runtime]) -> 
         {"name": "ok-name", "display_name": {"nested": True}},
     ],
 )
-async def test_wrong_types(app_client: tuple[httpx.AsyncClient, Runtime], body: dict[str, object]) -> None:
+async def test_wrong_types(app_client: tuple[httpx.AsyncClient, Platform], body: dict[str, object]) -> None:
     client, _ = app_client
     resp = await client.post("/api/v1/tenants", json=body, headers=await admin_headers(client))
     _is_problem(resp, 422, "validation_failed")
     assert resp.json()["errors"]
 
 
-async def test_unknown_fields_rejected(app_client: tuple[httpx.AsyncClient, Runtime]) -> None:
+async def test_unknown_fields_rejected(app_client: tuple[httpx.AsyncClient, Platform]) -> None:
     client, _ = app_client
     resp = await client.post(
         "/api/v1/apikeys",
@@ -55,7 +55,7 @@ async def test_unknown_fields_rejected(app_client: tuple[httpx.AsyncClient, Runt
     assert "is_admin" in resp.text
 
 
-async def test_invalid_enum_and_bounds(app_client: tuple[httpx.AsyncClient, Runtime]) -> None:
+async def test_invalid_enum_and_bounds(app_client: tuple[httpx.AsyncClient, Platform]) -> None:
     client, _ = app_client
     headers = await admin_headers(client)
     _is_problem(
@@ -100,13 +100,13 @@ async def test_body_over_limit(tmp_path: Path) -> None:
         assert (await client.get("/healthz")).status_code == 200
 
 
-async def test_unknown_route_and_method(app_client: tuple[httpx.AsyncClient, Runtime]) -> None:
+async def test_unknown_route_and_method(app_client: tuple[httpx.AsyncClient, Platform]) -> None:
     client, _ = app_client
     _is_problem(await client.get("/api/v1/nope"), 404, "not_found")
     _is_problem(await client.put("/healthz"), 405, "method_not_allowed")
 
 
-async def test_form_login_missing_fields(app_client: tuple[httpx.AsyncClient, Runtime]) -> None:
+async def test_form_login_missing_fields(app_client: tuple[httpx.AsyncClient, Platform]) -> None:
     client, _ = app_client
     _is_problem(await client.post("/api/v1/auth/token", data={"username": "admin"}), 422, "validation_failed")
     _is_problem(

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from gongyun.api.public import PUBLIC_PREFIXES, is_public
-from gongyun.runtime import Runtime
+from gongyun.platform import Platform
 from tests.api.tenant_objects import NONEXISTENT, make_objects
 from tests.apphelp import admin_headers, login
 
@@ -26,7 +26,7 @@ def _operations(schema: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 async def test_every_non_public_operation_requires_authentication(
-    app_client: tuple[httpx.AsyncClient, Runtime],
+    app_client: tuple[httpx.AsyncClient, Platform],
 ) -> None:
     client, _ = app_client
     schema = (await client.get("/openapi.json")).json()
@@ -79,7 +79,7 @@ def _url(path: str, ids: dict[str, str]) -> str:
 
 
 async def test_tenant_b_objects_are_indistinguishable_from_nonexistent_ones(
-    app_client: tuple[httpx.AsyncClient, Runtime],
+    app_client: tuple[httpx.AsyncClient, Platform],
 ) -> None:
     """For every role of tenant A, B's objects answer exactly like objects that do not exist."""
     client, _ = app_client
@@ -130,7 +130,7 @@ async def test_tenant_b_objects_are_indistinguishable_from_nonexistent_ones(
 
 
 async def test_routes_outside_the_schema_are_declared_public_or_authenticated(
-    app_client: tuple[httpx.AsyncClient, Runtime],
+    app_client: tuple[httpx.AsyncClient, Platform],
 ) -> None:
     """Console pages and mounts are not in OpenAPI; each must be public or answer 401."""
     from fastapi.routing import iter_route_contexts

@@ -21,8 +21,8 @@ import pytest
 import uvicorn
 
 from gongyun.api.app import create_app
-from gongyun.runtime import Runtime, prepare_database, start_runtime
-from gongyun.telemetry.service import TelemetryService, get_service
+from gongyun.platform import Platform, prepare_database, start_platform
+from gongyun.platform.data import TelemetryService
 from tests.apphelp import admin_headers, login, make_settings
 from tests.services import free_port
 
@@ -32,14 +32,14 @@ WAIT_S = 10.0
 
 
 @asynccontextmanager
-async def served_app(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
+async def served_app(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Platform]]:
     """The real app under uvicorn on 127.0.0.1, and an httpx client speaking HTTP to it."""
     settings = make_settings(tmp_path)
     await prepare_database(settings)
-    runtime = await start_runtime(settings)
+    runtime = await start_platform(settings)
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings, runtime=runtime),
+        create_app(settings, platform=runtime),
         host="127.0.0.1",
         port=port,
         lifespan="off",
@@ -91,7 +91,7 @@ async def make_tenant(client: httpx.AsyncClient, root: dict[str, str], name: str
 
 
 @pytest.fixture
-async def live(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime, Tenant, Tenant]]:
+async def live(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Platform, Tenant, Tenant]]:
     """The served app with two tenants that both have ``pump1/temp`` and ``pump1/flow``."""
     async with served_app(tmp_path) as (client, runtime):
         root = await admin_headers(client)
@@ -165,7 +165,7 @@ def _now() -> datetime:
 
 
 async def test_streams_require_authentication(
-    live: tuple[httpx.AsyncClient, Runtime, Tenant, Tenant],
+    live: tuple[httpx.AsyncClient, Platform, Tenant, Tenant],
 ) -> None:
     client, _, a, _ = live
     for path in (POINTS, ALARMS):
@@ -184,7 +184,7 @@ async def test_streams_require_authentication(
 
 
 async def test_points_stream_framing_and_tenant_scoping(
-    live: tuple[httpx.AsyncClient, Runtime, Tenant, Tenant],
+    live: tuple[httpx.AsyncClient, Platform, Tenant, Tenant],
 ) -> None:
     client, _, a, b = live
     now = _now()
@@ -231,7 +231,7 @@ async def test_points_stream_framing_and_tenant_scoping(
 
 
 async def test_alarm_stream_framing_and_tenant_scoping(
-    live: tuple[httpx.AsyncClient, Runtime, Tenant, Tenant],
+    live: tuple[httpx.AsyncClient, Platform, Tenant, Tenant],
 ) -> None:
     client, _, a, b = live
     rules: dict[str, str] = {}
@@ -264,13 +264,13 @@ async def test_alarm_stream_framing_and_tenant_scoping(
         assert data["before"] == "unack_active" and data["state"] != "unack_active", data
 
 
-def _listeners(runtime: Runtime) -> tuple[int, int]:
+def _listeners(runtime: Platform) -> tuple[int, int]:
     """How many live queues the points fan-out and the alarm engine feed (private, on purpose)."""
-    svc: TelemetryService = get_service(runtime)
+    svc: TelemetryService = runtime.running_telemetry()
     return len(svc._live), len(svc.alarms._listeners)
 
 
-async def _settled(runtime: Runtime, listeners: tuple[int, int], tasks: set[asyncio.Task[Any]]) -> None:
+async def _settled(runtime: Platform, listeners: tuple[int, int], tasks: set[asyncio.Task[Any]]) -> None:
     """Wait until the server is back to the given listeners and tasks (fail after WAIT_S)."""
     me = asyncio.current_task()
     extra: set[asyncio.Task[Any]] = set()
@@ -287,7 +287,7 @@ async def _settled(runtime: Runtime, listeners: tuple[int, int], tasks: set[asyn
 
 @pytest.mark.parametrize("path", [POINTS, ALARMS])
 async def test_disconnect_ends_the_stream_without_leaks(
-    live: tuple[httpx.AsyncClient, Runtime, Tenant, Tenant], path: str
+    live: tuple[httpx.AsyncClient, Platform, Tenant, Tenant], path: str
 ) -> None:
     client, runtime, a, _ = live
     assert (await client.get("/api/v1/me", headers=a.headers)).status_code == 200  # keep-alive is warm

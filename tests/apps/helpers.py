@@ -14,7 +14,7 @@ import httpx
 
 from gongyun.api.app import create_app
 from gongyun.apps import GROUP, AppHost
-from gongyun.runtime import Runtime, prepare_database, start_runtime
+from gongyun.platform import Platform, prepare_database, start_platform
 from tests.apphelp import admin_headers, login, make_settings
 
 
@@ -26,12 +26,12 @@ def eps(**targets: str) -> list[EntryPoint]:
 @asynccontextmanager
 async def running_with_apps(
     tmp_path: Path, entry_points: list[EntryPoint], db_url: str | None = None
-) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
+) -> AsyncIterator[tuple[httpx.AsyncClient, Platform]]:
     """A started platform whose apps are exactly ``entry_points``, with an in-process client."""
     settings = make_settings(tmp_path, db_url)
     await prepare_database(settings)
-    runtime = await start_runtime(settings, apps=AppHost.discover(entry_points))
-    transport = httpx.ASGITransport(app=create_app(settings, runtime=runtime))
+    runtime = await start_platform(settings, apps=AppHost.discover(entry_points))
+    transport = httpx.ASGITransport(app=create_app(settings, platform=runtime))
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client, runtime

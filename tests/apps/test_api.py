@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from gongyun.apps import AppStatus
-from gongyun.runtime import Runtime
+from gongyun.platform import Platform
 from tests.apps.fixture_apps import TICKS
 from tests.apps.helpers import eps, running_with_apps, tenant_with_users
 
@@ -33,7 +33,7 @@ async def _audit(client: httpx.AsyncClient, headers: dict[str, str]) -> list[dic
     return list(resp.json())
 
 
-async def _until_failed(runtime: Runtime, name: str) -> None:
+async def _until_failed(runtime: Platform, name: str) -> None:
     assert runtime.apps is not None
     for _ in range(100):
         entry = runtime.apps.get(name)

@@ -13,18 +13,18 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from gongyun.runtime import Runtime
+from gongyun.platform import Platform
+from gongyun.platform.data import TelemetryService
 from gongyun.security.models import User
-from gongyun.telemetry.service import TelemetryService, get_service
 from tests.apphelp import admin_headers, running_app
 
 
 @pytest.fixture
 async def api(
     tmp_path: Path,
-) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str], TelemetryService, Runtime]]:
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str], TelemetryService, Platform]]:
     async with running_app(tmp_path) as (client, runtime):
-        svc = get_service(runtime)  # the runtime starts platform data itself
+        svc = runtime.running_telemetry()  # the runtime starts platform data itself
         yield client, await admin_headers(client), svc, runtime
 
 

@@ -21,8 +21,7 @@ import pytest
 import uvicorn
 
 from gongyun.api.app import create_app
-from gongyun.runtime import Runtime, prepare_database, start_runtime
-from gongyun.telemetry.service import get_service
+from gongyun.platform import Platform, prepare_database, start_platform
 from gongyun.telemetry.store import Point
 from gongyun.telemetry.store.base import to_us
 from tests.apphelp import ADMIN_PASSWORD, make_settings
@@ -54,8 +53,8 @@ class TwoProcesses:
         self.base = f"http://127.0.0.1:{self.port}"
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="two-processes", daemon=True)
-        self.engine_rt: Runtime | None = None
-        self.api_rt: Runtime | None = None
+        self.engine_rt: Platform | None = None
+        self.api_rt: Platform | None = None
         self.server: uvicorn.Server | None = None
         self.serving: asyncio.Task[None] | None = None
 
@@ -65,9 +64,9 @@ class TwoProcesses:
 
     async def _start(self) -> None:
         await prepare_database(self.engine_settings)
-        self.engine_rt = await start_runtime(self.engine_settings)  # telemetry and the alarm engine
-        self.api_rt = await start_runtime(self.api_settings, platform=False)
-        app = create_app(self.api_settings, runtime=self.api_rt)
+        self.engine_rt = await start_platform(self.engine_settings)  # telemetry and the alarm engine
+        self.api_rt = await start_platform(self.api_settings, services=False)
+        app = create_app(self.api_settings, platform=self.api_rt)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.serving = asyncio.get_running_loop().create_task(self.server.serve())
@@ -101,14 +100,14 @@ class TwoProcesses:
     def worker_running(self, running: bool) -> None:
         """Stop or start the engine's command consumer (its sweep included)."""
         assert self.engine_rt is not None
-        worker = get_service(self.engine_rt).commands
+        worker = self.engine_rt.running_telemetry().commands
         assert worker is not None
         self.call(worker.start() if running else worker.stop())
 
     def raise_alarm(self, tenant: str, rule_id: str) -> None:
         """Wait for the engine to load the rule, then feed it a sample above the limit."""
         assert self.engine_rt is not None
-        engine = get_service(self.engine_rt).alarms
+        engine = self.engine_rt.running_telemetry().alarms
 
         async def feed() -> None:
             while not any(a["rule_id"] == rule_id for a in engine.alarms(tenant)):

@@ -15,7 +15,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-import gongyun.db.models  # noqa: F401  (registers every table)
+import gongyun.platform.models  # noqa: F401  (registers every table)
 from gongyun.db import Base, Database, downgrade, upgrade
 from gongyun.db.base import UTCDateTime, utcnow
 from gongyun.security import audit, auth

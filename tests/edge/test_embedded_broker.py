@@ -24,7 +24,7 @@ from gongyun.edge.profiles import load_profile
 from gongyun.edge.receiver import UplinkReceiver
 from gongyun.edge.runtime import Gateway
 from gongyun.errors import ConfigError
-from gongyun.runtime import MQTT_BROKER_KEY, start_runtime
+from gongyun.platform import start_platform
 from gongyun.sim.packaging import PackagingServer
 from gongyun.sim.pump import PumpServer
 from gongyun.sparkplug import payload as spb
@@ -244,9 +244,9 @@ async def test_runtime_owns_the_broker(tmp_path: Path) -> None:
 
     port = free_port()
     settings = make_settings(tmp_path, mqtt_url=f"mqtt://127.0.0.1:{port}")
-    runtime = await start_runtime(settings, platform=False)
+    runtime = await start_platform(settings, services=False)
     try:
-        assert isinstance(runtime.extras[MQTT_BROKER_KEY], EmbeddedBroker)
+        assert isinstance(runtime.broker, EmbeddedBroker)
         async with aiomqtt.Client("127.0.0.1", port) as client:
             await client.publish("a/b", b"1")
     finally:

@@ -26,8 +26,8 @@ from gongyun.edge.fleet import (
     status_subject,
 )
 from gongyun.edge.receiver import UplinkReceiver
-from gongyun.edge.registry import gateways, receive_sparkplug
 from gongyun.edge.runtime import Gateway
+from gongyun.platform.gateways import receive_sparkplug
 from gongyun.security.accounts import DEFAULT_TENANT, get_tenant_by_name
 from gongyun.sim.pump import PumpServer
 from tests.apphelp import admin_headers, running_app
@@ -191,11 +191,11 @@ async def test_sparkplug_status_reaches_the_devices_api_under_the_tenant_id(tmp_
         config, profiles = load_config(path)
         gateway = Gateway(config, profiles)
         headers = await admin_headers(client)
-        registry = gateways(runtime)
+        registry = runtime.gateways
         try:
             await receiver.host.connected.wait()
             await gateway.start()
-            await wait_for(lambda: any(gw.name == f"{group}/gw1" for gw in gateways(runtime).of(tenant_id)))
+            await wait_for(lambda: any(gw.name == f"{group}/gw1" for gw in runtime.gateways.of(tenant_id)))
             await wait_for(lambda: bool(samples), timeout=15)
 
             async def listed() -> list[dict[str, Any]]:
@@ -207,7 +207,7 @@ async def test_sparkplug_status_reaches_the_devices_api_under_the_tenant_id(tmp_
             while [d["state"] for d in await listed()] != ["online"] and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             assert [d["state"] for d in await listed()] == ["online"]
-            assert gateways(runtime).remote.of("default") == []  # not filed under the tenant's name
+            assert runtime.gateways.remote.of("default") == []  # not filed under the tenant's name
         finally:
             await gateway.stop()
             await pump.stop()

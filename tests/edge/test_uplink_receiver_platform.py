@@ -22,11 +22,11 @@ from gongyun.config import load_settings
 from gongyun.core.types import Sample
 from gongyun.edge.config import load_config
 from gongyun.edge.receiver import UplinkReceiver
-from gongyun.edge.registry import gateways, sparkplug_receiver_enabled
 from gongyun.edge.runtime import Gateway
 from gongyun.errors import ConfigError
 from gongyun.idres.objects import object_registrar
-from gongyun.runtime import MQTT_BROKER_KEY, Runtime
+from gongyun.platform import Platform
+from gongyun.platform.gateways import sparkplug_receiver_enabled
 from gongyun.security.accounts import DEFAULT_TENANT, get_tenant_by_name
 from gongyun.sim.pump import PumpServer
 from tests.apphelp import admin_headers, running_app
@@ -57,7 +57,7 @@ async def _gateway(path: Path) -> AsyncIterator[Gateway]:
         await gateway.stop()
 
 
-async def _tenant_id(runtime: Runtime) -> str:
+async def _tenant_id(runtime: Platform) -> str:
     async with runtime.db.session() as session:
         tenant_id = str((await get_tenant_by_name(session, DEFAULT_TENANT)).id)
         layout = [
@@ -95,7 +95,7 @@ async def _stored_and_rejected(client: httpx.AsyncClient, headers: dict[str, str
 
 
 async def _gateway_reaches_platform(
-    client: httpx.AsyncClient, runtime: Runtime, tmp_path: Path, url: str, group: str, host: str
+    client: httpx.AsyncClient, runtime: Platform, tmp_path: Path, url: str, group: str, host: str
 ) -> None:
     """Run a gateway in ``group`` and one in a group the platform does not receive; check both."""
     tenant_id = await _tenant_id(runtime)
@@ -135,8 +135,8 @@ async def _gateway_reaches_platform(
                 d["gateway"] for d in (await client.get("/api/v1/devices/status", headers=headers)).json()
             }
             assert f"{stranger_group}/gw2" not in listed_gateways
-            assert all(gw.name != f"{stranger_group}/gw2" for gw in gateways(runtime).remote.of(tenant_id))
-            assert gateways(runtime).remote.of(DEFAULT_TENANT) == []  # filed under the id, not the name
+            assert all(gw.name != f"{stranger_group}/gw2" for gw in runtime.gateways.remote.of(tenant_id))
+            assert runtime.gateways.remote.of(DEFAULT_TENANT) == []  # filed under the id, not the name
     finally:
         await pump.stop()
 
@@ -148,7 +148,7 @@ async def test_gateway_over_mosquitto_reaches_ingest_and_device_status(tmp_path:
     async with running_app(
         tmp_path, sparkplug_groups={group: DEFAULT_TENANT}, sparkplug_host_id=host, mqtt_embedded="off"
     ) as (client, runtime):
-        registry = gateways(runtime)
+        registry = runtime.gateways
         ((receiver, _task),) = registry.receivers
         await asyncio.wait_for(receiver.host.connected.wait(), 10)
         assert receiver.host.broker == ("127.0.0.1", 1883)
@@ -164,8 +164,8 @@ async def test_gateway_through_the_embedded_broker(tmp_path: Path) -> None:
     async with running_app(
         tmp_path, mqtt_url=url, mqtt_embedded="on", sparkplug_groups={group: DEFAULT_TENANT}
     ) as (client, runtime):
-        assert runtime.extras[MQTT_BROKER_KEY].address == ("127.0.0.1", port)
-        ((receiver, _task),) = gateways(runtime).receivers
+        assert runtime.broker.address == ("127.0.0.1", port)
+        ((receiver, _task),) = runtime.gateways.receivers
         await asyncio.wait_for(receiver.host.connected.wait(), 10)
         assert receiver.host.broker == ("127.0.0.1", port) and receiver.host.host_id == "gongyun"
         await _gateway_reaches_platform(client, runtime, tmp_path, url, group, "gongyun")
@@ -175,7 +175,7 @@ async def test_receiver_off_starts_nothing(tmp_path: Path) -> None:
     async with running_app(
         tmp_path, sparkplug_groups={"plant1": DEFAULT_TENANT}, sparkplug_receiver="off", mqtt_embedded="off"
     ) as (_client, runtime):
-        assert gateways(runtime).receivers == []
+        assert runtime.gateways.receivers == []
 
 
 async def test_unknown_tenant_name_fails_the_start(tmp_path: Path) -> None:
@@ -193,14 +193,10 @@ def test_server_profile_receives_only_when_on() -> None:
         "sparkplug_groups": {"plant1": "acme"},
     }
 
-    class _Runtime:
-        def __init__(self, **values: Any) -> None:
-            self.settings = load_settings(**values)
-
-    assert not sparkplug_receiver_enabled(_Runtime(**server))  # type: ignore[arg-type]
-    assert sparkplug_receiver_enabled(_Runtime(**server, sparkplug_receiver="on"))  # type: ignore[arg-type]
-    assert sparkplug_receiver_enabled(_Runtime(sparkplug_groups={"plant1": "acme"}))  # type: ignore[arg-type]
-    assert not sparkplug_receiver_enabled(_Runtime(sparkplug_receiver="on"))  # type: ignore[arg-type]  # no groups
+    assert not sparkplug_receiver_enabled(load_settings(**server))
+    assert sparkplug_receiver_enabled(load_settings(**server, sparkplug_receiver="on"))
+    assert sparkplug_receiver_enabled(load_settings(sparkplug_groups={"plant1": "acme"}))
+    assert not sparkplug_receiver_enabled(load_settings(sparkplug_receiver="on"))  # no groups
     with pytest.raises(ConfigError, match="Sparkplug group id"):
         load_settings(sparkplug_groups={"plant/1": "acme"})
 

@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
-import gongyun.db.models  # noqa: F401
+import gongyun.platform.models  # noqa: F401
 from gongyun.db import upgrade
 from gongyun.db.base import Base
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gongyun.demo import start_demo
+from gongyun.platform.demo import start_demo
 from tests.apphelp import admin_headers, login, running_app
 
 

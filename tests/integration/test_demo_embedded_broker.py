@@ -7,9 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gongyun.demo import start_demo
 from gongyun.edge.broker import EmbeddedBroker, broker_answers
-from gongyun.runtime import MQTT_BROKER_KEY
+from gongyun.platform.demo import start_demo
 from tests.apphelp import admin_headers, running_app
 from tests.services import free_port
 
@@ -17,7 +16,7 @@ from tests.services import free_port
 async def test_demo_runs_the_packaging_line_on_the_embedded_broker(tmp_path: Path) -> None:
     port = free_port()  # nothing answers here, as on a fresh machine
     async with running_app(tmp_path, mqtt_url=f"mqtt://127.0.0.1:{port}") as (client, runtime):
-        broker = runtime.extras[MQTT_BROKER_KEY]
+        broker = runtime.broker
         assert isinstance(broker, EmbeddedBroker) and broker.address == ("127.0.0.1", port)
         demo = await start_demo(runtime, time_scale=20)
         assert demo.factory.packaging is not None

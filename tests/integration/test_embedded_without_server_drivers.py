@@ -11,12 +11,12 @@ SCRIPT = """
 import asyncio, sys
 sys.modules["psycopg"] = None  # as if the server extras were not installed: importing it fails
 from gongyun.config import load_settings
-from gongyun.runtime import prepare_database, start_runtime
+from gongyun.platform import prepare_database, start_platform
 
 async def main():
     settings = load_settings(data_dir=sys.argv[1], mqtt_embedded="off")
     await prepare_database(settings)
-    runtime = await start_runtime(settings)
+    runtime = await start_platform(settings)
     await runtime.close()
     print("started")
 

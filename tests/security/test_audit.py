@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy import text
 
 from gongyun.db import Database
-from gongyun.runtime import Runtime
+from gongyun.platform import Platform
 from gongyun.security.audit import record, verify
 from tests.apphelp import admin_headers
 
@@ -65,7 +65,7 @@ async def test_concurrent_writers_do_not_fork_the_chain(db: Database) -> None:
     assert result.ok and result.count == 30
 
 
-async def test_api_records_security_events(app_client: tuple[httpx.AsyncClient, Runtime]) -> None:
+async def test_api_records_security_events(app_client: tuple[httpx.AsyncClient, Platform]) -> None:
     client, _ = app_client
     await client.post("/api/v1/auth/token", data={"username": "admin", "password": "wrong-password!"})
     headers = await admin_headers(client)

@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from gongyun.cli.common import STATE
-from gongyun.telemetry.cli import telemetry_app
+from gongyun.cli.telemetry import telemetry_app
 from gongyun.telemetry.store import Point, open_store, store_url_for
 from gongyun.telemetry.store.base import US, to_us
 
@@ -31,7 +31,7 @@ def test_seed_export_rollups_retention(data_dir: Path, tmp_path: Path) -> None:
     r = runner.invoke(app, ["telemetry", "seed-demo"])
     assert r.exit_code == 0, r.output
     assert "3 devices seeded" in r.output
-    from gongyun.telemetry.cli import _tenant_id
+    from gongyun.cli.telemetry import _tenant_id
 
     tid = asyncio.run(_tenant_id("default"))
     t0 = to_us(datetime(2026, 1, 1, tzinfo=UTC))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from datetime import timedelta
 from typing import Any, NoReturn
 
@@ -45,7 +46,7 @@ SUBJECTS = ["alarms.commands.>"]
 DURABLE = "alarm-engine"
 KEEP_DONE = timedelta(days=1)
 """Commands with an outcome are deleted after this long."""
-_STREAM_READY = "alarm_commands_stream"
+_STREAM_READY: weakref.WeakSet[Bus] = weakref.WeakSet()  # buses where the stream was ensured
 _ERRORS: dict[str, type[GongyunError]] = {
     InvalidTransition.code: InvalidTransition,
     NotFound.code: NotFound,
@@ -103,7 +104,6 @@ DISPATCH_WAIT_S = 1.0
 
 async def dispatch(
     bus: Bus,
-    extras: dict[str, Any],
     row: AlarmCommandRow,
     engine: AlarmEngine | None,
     *,
@@ -117,9 +117,9 @@ async def dispatch(
     if engine is not None and await _handed_to_local(engine, row.id, timeout_s):
         return
     try:
-        if not extras.get(_STREAM_READY):
+        if bus not in _STREAM_READY:
             await bus.ensure_stream(STREAM, SUBJECTS, max_age_s=KEEP_DONE.total_seconds())
-            extras[_STREAM_READY] = True
+            _STREAM_READY.add(bus)
         await bus.publish(f"alarms.commands.{row.tenant_id}", row.id.encode(), msg_id=row.id)
     except GongyunError:
         # The row is committed: the engine's sweep applies it even though the bell did not ring.

@@ -17,7 +17,7 @@ from gongyun.api.problems import install_problem_handlers
 from gongyun.api.routes.apps import mount_apps
 from gongyun.apps import AppHost
 from gongyun.config import Settings, get_settings
-from gongyun.runtime import Runtime, prepare_database, start_runtime
+from gongyun.platform import Platform, prepare_database, start_platform
 
 log = logging.getLogger("gongyun.api")
 
@@ -50,38 +50,38 @@ def _include_routers(app: FastAPI) -> None:
         app.include_router(module.router)
 
 
-StartHook = Callable[[Runtime], Awaitable[Any]]
+StartHook = Callable[[Platform], Awaitable[Any]]
 
 
 def create_app(
     settings: Settings | None = None,
-    runtime: Runtime | None = None,
+    platform: Platform | None = None,
     on_start: Sequence[StartHook] = (),
     prepare: bool = True,
 ) -> FastAPI:
-    """Build the API + console app; a given ``runtime`` is used as is (tests), else one is started.
+    """Build the API + console app; a given ``platform`` is used as is (tests), else one is started.
 
-    ``on_start`` hooks run once the runtime is up (``gongyun demo`` starts the factory there);
+    ``on_start`` hooks run once the platform is up (``gongyun demo`` starts the factory there);
     ``prepare=False`` skips migrations and bootstrap when the caller has just done them.
     """
-    settings = settings or (runtime.settings if runtime else get_settings())
+    settings = settings or (platform.settings if platform else get_settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        own = runtime is None
+        own = platform is None
         if own:
             if prepare:
                 await prepare_database(settings)
-            app.state.runtime = await start_runtime(settings, apps=apps)
+            app.state.platform = await start_platform(settings, apps=apps)
         else:
-            app.state.runtime = runtime
+            app.state.platform = platform
         for hook in on_start:
-            await hook(app.state.runtime)
+            await hook(app.state.platform)
         try:
             yield
         finally:
             if own:
-                await app.state.runtime.close()
+                await app.state.platform.close()
 
     app = FastAPI(
         title="Gongyun API",
@@ -91,11 +91,11 @@ def create_app(
         lifespan=lifespan,
         redoc_url=None,
     )
-    if runtime is not None:
-        app.state.runtime = runtime
+    if platform is not None:
+        app.state.platform = platform
     install_problem_handlers(app)
     _include_routers(app)
-    apps = runtime.apps if runtime is not None and runtime.apps is not None else AppHost.discover()
+    apps = platform.apps if platform is not None and platform.apps is not None else AppHost.discover()
     mount_apps(app, apps)
     install_openapi(app)
     try:

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.errors import AuthError, NotFound, PermissionDenied
-from gongyun.runtime import Runtime
+from gongyun.platform import Platform
 from gongyun.security.audit import record as record_audit
 from gongyun.security.auth import API_KEY_PREFIX, Principal, authenticate_access_token, authenticate_api_key
 from gongyun.security.models import Tenant
@@ -19,13 +19,13 @@ from gongyun.security.tenancy import scope_session
 from gongyun.security.throttle import UNKNOWN_CLIENT
 
 
-def get_runtime(request: Request) -> Runtime:
-    """The process runtime kept on the app."""
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+def get_platform(request: Request) -> Platform:
+    """The running platform kept on the app."""
+    platform: Platform = request.app.state.platform
+    return platform
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Ctx:
     username: str
     role: Role
     session: AsyncSession
-    runtime: Runtime
+    platform: Platform
     client: str = UNKNOWN_CLIENT  # the caller's address (behind trusted proxies: the real one)
 
     def can(self, perm: Perm) -> bool:
@@ -72,18 +72,18 @@ def _credential(request: Request) -> str:
     raise AuthError("authentication required: send 'Authorization: Bearer <token or API key>'")
 
 
-async def _principal(request: Request, session: AsyncSession, runtime: Runtime) -> Principal:
+async def _principal(request: Request, session: AsyncSession, platform: Platform) -> Principal:
     credential = _credential(request)
     if credential.startswith(API_KEY_PREFIX):
         return await authenticate_api_key(session, credential)
-    return await authenticate_access_token(session, runtime.settings, credential)
+    return await authenticate_access_token(session, platform.settings, credential)
 
 
-async def get_ctx(request: Request, runtime: RuntimeDep) -> AsyncIterator[Ctx]:
+async def get_ctx(request: Request, platform: PlatformDep) -> AsyncIterator[Ctx]:
     """Authenticate the caller and yield a context with a session scoped to its tenant."""
-    async with runtime.db.sessions() as session:
+    async with platform.db.sessions() as session:
         try:
-            principal = await _principal(request, session, runtime)
+            principal = await _principal(request, session, platform)
             tenant_id = principal.tenant_id
             acting = request.headers.get("x-tenant")
             if acting and acting != tenant_id:
@@ -103,7 +103,7 @@ async def get_ctx(request: Request, runtime: RuntimeDep) -> AsyncIterator[Ctx]:
                 username=principal.name,
                 role=principal.role,
                 session=session,
-                runtime=runtime,
+                platform=platform,
                 client=request.client.host if request.client else UNKNOWN_CLIENT,
             )
             await session.commit()

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -21,13 +21,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from gongyun import __version__
 from gongyun.security.rbac import Perm
 
-if TYPE_CHECKING:
-    from gongyun.apps.context import WorkerContext
-
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 LANGUAGES = ("en", "zh-CN")
 Classification = Literal["general", "important", "core"]
-Worker = Callable[["WorkerContext"], Coroutine[Any, Any, None]]
+# A worker is called with a gongyun.apps.context.WorkerContext (typed loosely here: the context
+# module builds on the manifest, so naming it would make the two modules import each other).
+Worker = Callable[[Any], Coroutine[Any, Any, None]]
 
 
 def platform_version() -> Version:

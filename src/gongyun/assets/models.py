@@ -7,7 +7,6 @@ from datetime import datetime
 from sqlalchemy import Float, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-import gongyun.alarms.models  # noqa: F401  (alarm tables ship in the same migration branch)
 from gongyun.db.base import Base, UTCDateTime, new_id, utcnow
 from gongyun.security.tenancy import TenantScoped
 

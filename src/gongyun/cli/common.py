@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.config import Settings, load_settings
 from gongyun.db import Database
-from gongyun.runtime import prepare_database
+from gongyun.platform import prepare_database
 
 console = Console()
 err_console = Console(stderr=True)

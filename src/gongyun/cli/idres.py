@@ -20,7 +20,7 @@ from gongyun.idres.bulk import count_rows, import_records, read_file
 from gongyun.idres.nodes import NodeConfig, Role, serve
 from gongyun.idres.registry import Registry
 from gongyun.idres.values import HandleValue, decode_values, string_value
-from gongyun.runtime import prepare_database
+from gongyun.platform import prepare_database
 
 id_app = typer.Typer(
     help="Identifiers: register, resolve, bulk import, templates and prefixes.", no_args_is_help=True

@@ -37,7 +37,7 @@ ROOM_COMMANDS = (
     ("gongyun.cli.idres", "idnode_app", "idnode"),
     ("gongyun.cli.edge", "edge_app", "edge"),
     ("gongyun.cli.sim", "sim_app", "sim"),
-    ("gongyun.telemetry.cli", "telemetry_app", "telemetry"),
+    ("gongyun.cli.telemetry", "telemetry_app", "telemetry"),
     ("gongyun.cli.apps", "app_app", "app"),
 )
 
@@ -112,14 +112,14 @@ def _serve(host: list[str] | None, port: int | None, demo: bool) -> None:
 
     from gongyun.api.app import StartHook, create_app
     from gongyun.log import setup_logging
-    from gongyun.runtime import prepare_database
+    from gongyun.platform import prepare_database
 
     cfg = settings(**({"host": host} if host else {}), port=port)
     setup_logging(log_level(cfg), cfg.log_format)
     announce_password(cfg, run(prepare_database(cfg)))
     hooks: list[StartHook] = []
     if demo:
-        from gongyun.demo import start_demo
+        from gongyun.platform.demo import start_demo
 
         hooks.append(start_demo)
     cfg_app = create_app(cfg, on_start=hooks, prepare=False)  # prepared just above
@@ -151,7 +151,7 @@ def demo(host: HostOpt = None, port: PortOpt = None) -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Run database migrations up to the newest revision."""
-    from gongyun.runtime import prepare_database
+    from gongyun.platform import prepare_database
 
     cfg = settings()
     announce_password(cfg, run(prepare_database(cfg)))

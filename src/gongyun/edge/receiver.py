@@ -73,7 +73,7 @@ class UplinkReceiver:
 
         ``max_queued``: how many samples may wait for ``store`` (see the module docstring).
 
-        See :func:`gongyun.edge.registry.receive_sparkplug` for a receiver wired to a platform process.
+        See :func:`gongyun.platform.gateways.receive_sparkplug` for a receiver wired to a platform.
         """
         if max_queued < 1:
             raise ValueError("max_queued must be at least 1")

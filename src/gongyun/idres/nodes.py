@@ -229,6 +229,14 @@ def app_from_env() -> AsgiApp:
     return build_app(NodeConfig.from_env())
 
 
+def worker_main() -> None:
+    """Entry point of a worker process (config from ``GONGYUN_IDNODE_CONFIG``)."""
+    from gongyun.idres import server
+
+    config = NodeConfig.from_env()
+    server.run(build_app(config), config.host, config.port, reuse_port=True)
+
+
 def serve(config: NodeConfig) -> None:
     """Prepare and run a node in the foreground until interrupted (Gongyun's lean server)."""
     from gongyun.idres import server
@@ -236,6 +244,12 @@ def serve(config: NodeConfig) -> None:
     asyncio.run(prepare(config))
     if config.workers > 1:
         env = dict(os.environ, **{ENV_CONFIG: config.to_env()})
-        argv = [sys.executable, "-m", "gongyun.idres.server"]
+        argv = [sys.executable, "-m", "gongyun.idres.nodes"]
         raise SystemExit(server.run_workers(argv, config.workers, env))
     server.run(build_app(config), config.host, config.port)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=os.environ.get("GONGYUN_LOG_LEVEL", "WARNING"))
+    worker_main()
+    sys.exit(0)

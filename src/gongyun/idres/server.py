@@ -14,11 +14,9 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import signal
 import socket
 import subprocess
-import sys
 from collections import deque
 from collections.abc import MutableMapping
 from http import HTTPStatus
@@ -317,17 +315,3 @@ def run_workers(argv: list[str], workers: int, env: dict[str, str]) -> int:
     signal.signal(signal.SIGINT, forward)
     codes = [p.wait() for p in procs]
     return max(codes, default=0)
-
-
-def worker_main() -> None:
-    """Entry point of a worker process (config from ``GONGYUN_IDNODE_CONFIG``)."""
-    from gongyun.idres.nodes import NodeConfig, build_app
-
-    config = NodeConfig.from_env()
-    run(build_app(config), config.host, config.port, reuse_port=True)
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=os.environ.get("GONGYUN_LOG_LEVEL", "WARNING"))
-    worker_main()
-    sys.exit(0)

@@ -1,7 +1,7 @@
 """Live data across processes: alarm transitions and live points for every process's SSE clients.
 
 The process that runs ingest and the alarm engine delivers to its own listeners directly (the
-queues of :meth:`TelemetryService.listen` and :meth:`AlarmEngine.listen`) and, when the bus is not
+queues of :meth:`TelemetryService.listen` and the alarm engine's ``listen``) and, when the bus is not
 in-process, also publishes on the ``LIVE`` stream (short ``max_age``):
 
 * ``live.alarms.<tenant>`` — every alarm transition, as the event the SSE stream sends;
@@ -26,11 +26,10 @@ import os
 import re
 import socket
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
-from gongyun.alarms.engine import AlarmEngine
 from gongyun.bus import Bus, Envelope, Message, Subscription
 from gongyun.errors import GongyunError
 from gongyun.telemetry.store.base import Point
@@ -51,6 +50,18 @@ ALARM_BACKLOG = 10_000
 """Alarm transitions waiting to be published; beyond this they are dropped (and logged)."""
 
 AlarmQueue = asyncio.Queue[dict[str, Any]]
+
+
+class AlarmSource(Protocol):
+    """What publishes alarm transitions as dicts (the alarm engine implements it)."""
+
+    def listen(self, maxsize: int = ...) -> AlarmQueue:
+        """A queue receiving every alarm transition."""
+
+    def unlisten(self, q: AlarmQueue) -> None:
+        """Stop delivering to a queue."""
+
+
 PointsQueue = asyncio.Queue[tuple[str, list[Point]]]
 
 
@@ -108,10 +119,10 @@ class LivePublisher:
         self._sender = _Sender(bus, origin)
         self._pending: dict[str, dict[str, Point]] = {}
         self._alarms: AlarmQueue | None = None
-        self._engine: AlarmEngine | None = None
+        self._engine: AlarmSource | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def start(self, engine: AlarmEngine | None = None) -> None:
+    async def start(self, engine: AlarmSource | None = None) -> None:
         """Ensure the stream; flush points in the background and forward ``engine``'s transitions."""
         with contextlib.suppress(GongyunError):  # the stream may exist with other limits
             await self._sender.bus.ensure_stream(STREAM, SUBJECTS, max_age_s=MAX_AGE_S)

@@ -26,8 +26,8 @@ from gongyun.api.deps import Ctx, require
 from gongyun.api.params import IsoTime
 from gongyun.api.responses import EventStream
 from gongyun.errors import ServiceUnavailable
+from gongyun.platform.live import latest_store, live_hub
 from gongyun.security.rbac import Perm
-from gongyun.telemetry.service import get_service, latest_store, live_hub
 
 _log = logging.getLogger("gongyun.api.alarms")
 router = APIRouter(prefix="/api/v1/alarms", tags=["alarms"])
@@ -40,7 +40,7 @@ MAX_WAIT_S = 30.0
 
 
 def _engine(ctx: Ctx) -> AlarmEngine:
-    return get_service(ctx.runtime).alarms
+    return ctx.platform.running_telemetry().alarms
 
 
 def _local_engine(ctx: Ctx) -> AlarmEngine | None:
@@ -58,7 +58,7 @@ async def _hand_over(ctx: Ctx, row: AlarmCommandRow) -> bool:
     not answer 500 for a request that is queued (a retry would find it still pending).
     """
     try:
-        await commands.dispatch(ctx.runtime.bus, ctx.runtime.extras, row, _local_engine(ctx))
+        await commands.dispatch(ctx.platform.bus, row, _local_engine(ctx))
     except Exception:
         _log.exception("the alarm engine failed on command %s; its sweep will apply it", row.id)
         return False
@@ -77,7 +77,7 @@ async def current(ctx: Read, active: bool = False) -> list[dict[str, Any]]:
     """Every alarm of the tenant with its ISA-18.2 state (only non-normal ones with ``active``)."""
     engine = _local_engine(ctx)
     if engine is None:
-        store = await latest_store(ctx.runtime)
+        store = await latest_store(ctx.platform)
         return await snapshot.current(ctx.session, ctx.tenant_id, only_active=active, store=store)
     return engine.alarms(ctx.tenant_id, only_active=active)
 
@@ -173,7 +173,7 @@ async def history(
 @router.get("/stream", summary="Live alarm transitions (server-sent events)", response_class=EventStream)
 async def stream(ctx: Read, request: Request) -> EventStream:
     """Every transition of the tenant's alarms as an SSE ``alarm`` event (from any API process)."""
-    hub = await live_hub(ctx.runtime)
+    hub = await live_hub(ctx.platform)
     tenant = ctx.tenant_id
 
     async def events() -> AsyncIterator[bytes]:

@@ -77,7 +77,7 @@ class AppChange(BaseModel):
 
 
 def _host(ctx: Ctx) -> AppHost:
-    host = ctx.runtime.apps
+    host = ctx.platform.apps
     if host is None:
         raise ServiceUnavailable("the app host is not running in this process")
     return host
@@ -250,7 +250,7 @@ def _gate(name: str) -> Callable[[Request, Ctx], AsyncIterator[AppCtx]]:
             actor=app_actor(name, ctx.actor),
             permissions=entry.manifest.permissions & ctx.permissions,
             session=ctx.session,
-            db=ctx.runtime.db,
+            db=ctx.platform.db,
             settings=parse_settings(entry.manifest, row.settings),
             detail={"client": ctx.client},
         )

@@ -35,15 +35,13 @@ DevicesWrite = Annotated[Ctx, Depends(require(Perm.devices_write))]
 
 def _tags_changed(ctx: Ctx) -> None:
     """Make ingest see tag changes at once (when telemetry runs in this process)."""
-    from gongyun.telemetry.service import get_service
-
     with contextlib.suppress(ServiceUnavailable):
-        get_service(ctx.runtime).ingestor.invalidate(ctx.tenant_id)
+        ctx.platform.running_telemetry().ingestor.invalidate(ctx.tenant_id)
 
 
 def _ids(ctx: Ctx) -> ObjectRegistrar:
     """Registers the identifiers of the objects this request makes, changes or deletes."""
-    return object_registrar(ctx.runtime.settings, ctx.runtime.db)
+    return object_registrar(ctx.platform.settings, ctx.platform.db)
 
 
 # -- tree and nodes ----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from gongyun.api.deps import CtxDep, RuntimeDep
+from gongyun.api.deps import CtxDep, PlatformDep
 from gongyun.errors import NotFound, PermissionDenied
 from gongyun.security import accounts, auth
 from gongyun.security.models import Tenant, User
@@ -61,7 +61,7 @@ def _out(pair: auth.TokenPair) -> TokenOut:
 @router.post("/auth/token", response_model=TokenOut, summary="Log in (OAuth2 password flow)")
 async def token(
     request: Request,
-    runtime: RuntimeDep,
+    platform: PlatformDep,
     username: Annotated[str, Form(max_length=64)],
     password: Annotated[str, Form(max_length=256)],
 ) -> TokenOut:
@@ -71,21 +71,21 @@ async def token(
     ``Retry-After``) and per account (a locked account answers like a wrong password).
     """
     client = client_key(request.client.host if request.client else None)
-    async with runtime.db.session() as session:
-        return _out(await auth.login(session, runtime.settings, username, password, client))
+    async with platform.db.session() as session:
+        return _out(await auth.login(session, platform.settings, username, password, client))
 
 
 @router.post("/auth/refresh", response_model=TokenOut, summary="Rotate a refresh token")
-async def refresh(runtime: RuntimeDep, body: RefreshIn) -> TokenOut:
+async def refresh(platform: PlatformDep, body: RefreshIn) -> TokenOut:
     """Spend a refresh token for a new pair; a reused token revokes its family."""
-    async with runtime.db.session() as session:
-        return _out(await auth.refresh(session, runtime.settings, body.refresh_token))
+    async with platform.db.session() as session:
+        return _out(await auth.refresh(session, platform.settings, body.refresh_token))
 
 
 @router.post("/auth/logout", status_code=204, summary="End the session of a refresh token")
-async def logout(runtime: RuntimeDep, body: RefreshIn) -> None:
+async def logout(platform: PlatformDep, body: RefreshIn) -> None:
     """Log out: the refresh token, every token rotated from it and their access tokens stop working."""
-    async with runtime.db.session() as session:
+    async with platform.db.session() as session:
         await auth.logout(session, body.refresh_token)
 
 
@@ -117,7 +117,7 @@ async def change_my_password(ctx: CtxDep, body: PasswordChangeIn) -> None:
     user = await ctx.session.get(User, ctx.principal_id)
     if user is None:  # acting in another tenant (X-Tenant): the account lives elsewhere
         raise NotFound("your account is not in the tenant you act in; call without X-Tenant")
-    settings = ctx.runtime.settings
+    settings = ctx.platform.settings
     await auth.confirm_password(ctx.session, settings, user, body.current_password, ctx.actor, ctx.client)
     await accounts.set_password(ctx.session, user, body.new_password)
     await ctx.audit("user.password_change", user.username, user_id=user.id)

@@ -9,9 +9,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 from gongyun.api.deps import Ctx, require
-from gongyun.demo import DEMO_KEY, Demo
 from gongyun.edge.commands import CommandRequest
-from gongyun.edge.registry import gateways
 from gongyun.errors import GongyunError, NotFound
 from gongyun.security.rbac import Perm
 
@@ -43,7 +41,7 @@ class FaultIn(BaseModel):
 async def device_status(ctx: Read) -> list[dict[str, Any]]:
     """Per device: connected, last good read, error counts, from every gateway of the tenant."""
     out: list[dict[str, Any]] = []
-    for gw in gateways(ctx.runtime).of(ctx.tenant_id):
+    for gw in ctx.platform.gateways.of(ctx.tenant_id):
         status = gw.status()
         for device in status["devices"].values():
             out.append({**device, "gateway": status["gateway"]})
@@ -54,7 +52,7 @@ async def device_status(ctx: Read) -> list[dict[str, Any]]:
 async def gateway_status(ctx: Read) -> list[dict[str, Any]]:
     """Per gateway: buffer depth and counters, uplink state, driver restarts."""
     result = []
-    for gw in gateways(ctx.runtime).of(ctx.tenant_id):
+    for gw in ctx.platform.gateways.of(ctx.tenant_id):
         status = gw.status()
         result.append(
             {
@@ -73,7 +71,7 @@ async def gateway_status(ctx: Read) -> list[dict[str, Any]]:
 @router.post("/devices/{device}/commands", summary="Write a value to a device tag")
 async def command(device: str, body: CommandIn, ctx: Command) -> dict[str, Any]:
     """Check the tag's write permission and limits, write, read back, record who asked."""
-    gw = gateways(ctx.runtime).gateway_for(ctx.tenant_id, device)
+    gw = ctx.platform.gateways.gateway_for(ctx.tenant_id, device)
     request = CommandRequest(
         device=device,
         tag=body.tag,
@@ -98,7 +96,7 @@ async def command_history(ctx: Read) -> list[dict[str, Any]]:
     """Every command this process's gateways executed for the tenant, newest first."""
     records = [
         asdict(r)
-        for gw in gateways(ctx.runtime).of(ctx.tenant_id)
+        for gw in ctx.platform.gateways.of(ctx.tenant_id)
         for r in gw.commands.history
         if r.tenant_id in (None, ctx.tenant_id)
     ]
@@ -108,8 +106,8 @@ async def command_history(ctx: Read) -> list[dict[str, Any]]:
 @router.post("/demo/faults", summary="Inject a fault into the virtual factory")
 async def inject_fault(body: FaultIn, ctx: Engineer) -> dict[str, str]:
     """Start bearing wear, clogging, tool wear ... in a simulated machine (demo only)."""
-    demo = ctx.runtime.extras.get(DEMO_KEY)
-    if not isinstance(demo, Demo) or demo.tenant_id != ctx.tenant_id:
+    demo = ctx.platform.demo
+    if demo is None or demo.tenant_id != ctx.tenant_id:
         raise NotFound("the virtual factory is not running for this tenant")
     demo.inject(body.machine, body.fault, body.rate)
     await ctx.audit("demo.fault", body.machine, fault=body.fault)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gongyun import __version__
-from gongyun.api.deps import Ctx, RuntimeDep, require
+from gongyun.api.deps import Ctx, PlatformDep, require
 from gongyun.errors import ServiceUnavailable
 from gongyun.security.rbac import Perm
 
@@ -23,11 +23,11 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Readiness: database and bus reachable")
-async def readyz(runtime: RuntimeDep) -> JSONResponse:
+async def readyz(platform: PlatformDep) -> JSONResponse:
     """Readiness probe: checks the database and the bus (public)."""
     checks: dict[str, Any] = {}
     ok = True
-    for name, probe in (("database", runtime.db.ping), ("bus", runtime.bus.ping)):
+    for name, probe in (("database", platform.db.ping), ("bus", platform.bus.ping)):
         try:
             await probe()
             checks[name] = "ok"

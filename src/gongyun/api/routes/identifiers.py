@@ -73,7 +73,7 @@ class TransitionIn(BaseModel):
 
 
 def _registry(ctx: Ctx) -> Registry:
-    return Registry(ctx.runtime.db)
+    return Registry(ctx.platform.db)
 
 
 @router.get("/records", summary="List identifiers under a prefix")

@@ -19,6 +19,8 @@ from gongyun.api.responses import EXPORT_RESPONSES, EventStream
 from gongyun.assets import crud
 from gongyun.core.types import Sample
 from gongyun.errors import InvalidInput
+from gongyun.platform.data import TelemetryService
+from gongyun.platform.live import live_hub
 from gongyun.security.rbac import Perm
 from gongyun.telemetry import export as ex
 from gongyun.telemetry import reports
@@ -26,7 +28,6 @@ from gongyun.telemetry.cleaning import CleaningConfig
 from gongyun.telemetry.consumer import sample_from_dict
 from gongyun.telemetry.ingest import Reason, Rejection
 from gongyun.telemetry.query import TelemetryQuery, span
-from gongyun.telemetry.service import TelemetryService, get_service, live_hub
 from gongyun.telemetry.store.base import RetentionPolicy, from_us
 
 router = APIRouter(prefix="/api/v1/telemetry", tags=["telemetry"])
@@ -39,7 +40,7 @@ Tags = Annotated[list[TagRefText], Query(min_length=1, max_length=100)]
 
 
 def _svc(ctx: Ctx) -> TelemetryService:
-    return get_service(ctx.runtime)
+    return ctx.platform.running_telemetry()
 
 
 class IngestBody(BaseModel):
@@ -244,7 +245,7 @@ async def stream(
     In an API process without ingest the points come over the bus, coalesced: the latest point
     of each tag a few times a second.
     """
-    hub = await live_hub(ctx.runtime)
+    hub = await live_hub(ctx.platform)
     wanted = set(tag or [])
     tenant = ctx.tenant_id
 

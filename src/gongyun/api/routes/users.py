@@ -110,7 +110,7 @@ async def patch_user(
     own = await accounts.creator_of(ctx.session, ctx.principal_kind, ctx.principal_id) == user.id
     if body.password is not None and own:
         # First: a refusal is committed (audit, lockout counter) before anything else changes.
-        settings = ctx.runtime.settings
+        settings = ctx.platform.settings
         await confirm_password(ctx.session, settings, user, body.current_password, ctx.actor, ctx.client)
     if body.role is not None:
         _check_grant(ctx, body.role)

@@ -15,18 +15,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from gongyun.alarms import commands
+from gongyun.alarms import repo as alarm_repo
 from gongyun.assets.seed import Placement, factory_layout, seed
 from gongyun.edge.config import load_config
-from gongyun.edge.registry import GatewayRegistry, gateways, watch_remote_gateways  # noqa: F401 (re-exported)
 from gongyun.edge.runtime import Gateway
 from gongyun.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from gongyun.idres.objects import object_registrar
-from gongyun.runtime import MQTT_BROKER_KEY, Runtime
+from gongyun.platform.container import Platform
 from gongyun.security.accounts import DEFAULT_TENANT, get_tenant_by_name
 from gongyun.sim.factory import Factory, FactoryConfig, profiles_dir
 
-log = logging.getLogger("gongyun.demo")
-DEMO_KEY = "demo"
+log = logging.getLogger("gongyun.platform.demo")
 MACHINES = {"pump": "pump", "cnc": "cnc", "packaging": "packaging"}
 
 
@@ -102,35 +102,31 @@ class Demo:
         await self.factory.stop()
 
 
-async def load_alarm_rules(runtime: Runtime, tenant_id: str) -> None:
+async def load_alarm_rules(platform: Platform, tenant_id: str) -> None:
     """Have the alarm engine load the tenant's rules, here or in the process that leads it.
 
     A ``reload_rule`` command is queued per rule either way: the engine applies it in order
     with everything else it does, under its lock, so a running engine's live state is never
     replaced by rows read outside it (a rule it runs already keeps its state).
     """
-    from gongyun.alarms import commands
-    from gongyun.alarms import repo as alarm_repo
-    from gongyun.telemetry.service import get_service
-
     try:
-        engine = get_service(runtime).alarms
+        engine = platform.running_telemetry().alarms
     except ServiceUnavailable:  # the engine leads in another process: ring the bus
         engine = None
-    async with runtime.db.session() as session:
+    async with platform.db.session() as session:
         rule_ids = [r.id for r in await alarm_repo.list_rules(session, tenant_id)]
         queued = [await commands.create(session, tenant_id, "reload_rule", rid) for rid in rule_ids]
     for row in queued:
-        await commands.dispatch(runtime.bus, runtime.extras, row, engine)
+        await commands.dispatch(platform.bus, row, engine)
 
 
-async def start_demo(runtime: Runtime, *, time_scale: float = 1.0) -> Demo:
-    """Start simulators and a gateway, seed the default tenant, register both on the runtime."""
-    settings = runtime.settings
-    async with runtime.db.session() as session:
+async def start_demo(platform: Platform, *, time_scale: float = 1.0) -> Demo:
+    """Start simulators and a gateway, seed the default tenant, register both on the platform."""
+    settings = platform.settings
+    async with platform.db.session() as session:
         tenant_id = (await get_tenant_by_name(session, DEFAULT_TENANT)).id
-    embedded = runtime.extras.get(MQTT_BROKER_KEY)  # the runtime's own broker: no need to probe it
-    broker = embedded.address if embedded is not None else _broker_reachable(settings.mqtt_url)
+    # The platform's own broker needs no probing.
+    broker = platform.mqtt_address or _broker_reachable(settings.mqtt_url)
     if broker is not None and settings.mqtt_username is not None:
         log.warning("the MQTT broker requires a login and the simulators connect anonymously")
         broker = None
@@ -145,12 +141,12 @@ async def start_demo(runtime: Runtime, *, time_scale: float = 1.0) -> Demo:
         log.warning("no MQTT broker at %s: the packaging line (Sparkplug B) is left out", settings.mqtt_url)
     layout = [p for p in factory_layout(profiles_dir()) if fc.packaging or p.profile.name != "packaging.toml"]
     try:
-        async with runtime.db.session() as session:
-            await seed(session, tenant_id, layout, minter=object_registrar(settings, runtime.db))
+        async with platform.db.session() as session:
+            await seed(session, tenant_id, layout, minter=object_registrar(settings, platform.db))
         log.info("seeded the virtual factory's asset model")
     except Conflict:
         log.info("the virtual factory's asset model exists already")
-    await load_alarm_rules(runtime, tenant_id)
+    await load_alarm_rules(platform, tenant_id)
     factory = Factory(fc)
     await factory.start()
     edge_dir = settings.ensure_data_dir() / "edge"
@@ -158,10 +154,11 @@ async def start_demo(runtime: Runtime, *, time_scale: float = 1.0) -> Demo:
     config_path = edge_dir / "edge.toml"
     config_path.write_text(_edge_toml(layout, fc, edge_dir / "buffer.db", tenant_id))
     config, profiles = load_config(config_path)
-    gateway = Gateway(config, profiles, bus=runtime.bus)
+    gateway = Gateway(config, profiles, bus=platform.bus)
     await gateway.start()
-    gateways(runtime).add(tenant_id, gateway)
+    platform.gateways.add(tenant_id, gateway)
     demo = Demo(factory, gateway, tenant_id)
-    runtime.extras[DEMO_KEY] = demo
+    platform.demo = demo
+    platform.on_close("demo", demo.stop)
     log.info("virtual factory running: Modbus TCP :%d, OPC UA :%d", modbus, opcua)
     return demo

@@ -1,5 +1,6 @@
-"""Imports every room's table modules so ``Base.metadata`` knows all tables."""
+"""Imports every room's table modules so ``Base.metadata`` knows all tables (tests, tooling)."""
 
+import gongyun.alarms.models
 import gongyun.apps.models
 import gongyun.assets.models
 import gongyun.idres.models

@@ -1,4 +1,10 @@
-"""The process's shared services: settings, metadata database, bus."""
+"""The composition root's lifecycle: prepare the database, then build and start a :class:`Platform`.
+
+This is the one place that builds a running platform from the configuration and hands each room
+its dependencies: the bus and database, the embedded MQTT broker, platform data (store, ingest,
+rollups, alarm engine with its election: :mod:`gongyun.platform.data`) and the gateways' status
+and Sparkplug B receivers (:mod:`gongyun.platform.gateways`).
+"""
 
 from __future__ import annotations
 
@@ -7,52 +13,22 @@ import fcntl
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 from sqlalchemy.pool import NullPool
 
-from gongyun.bus import Bus, open_bus
+from gongyun.bus import open_bus
 from gongyun.config import Settings
 from gongyun.db import Database, make_engine, upgrade
-from gongyun.db.base import utcnow
+from gongyun.platform.container import Platform
 from gongyun.security.accounts import ensure_bootstrap
 
 if TYPE_CHECKING:
     from gongyun.apps import AppHost
 
-log = logging.getLogger("gongyun.runtime")
-MQTT_BROKER_KEY = "mqtt_broker"  # the embedded MQTT broker, when this process runs one
+log = logging.getLogger("gongyun.platform")
 _PREPARE_LOCK_KEY = 0x67_6F_6E_67  # "gong": one advisory lock id for migrations + bootstrap
-
-
-@dataclass
-class Runtime:
-    """What every room of a running Gongyun process shares."""
-
-    settings: Settings
-    db: Database
-    bus: Bus
-    started_at: Any = field(default_factory=utcnow)
-    extras: dict[str, Any] = field(default_factory=dict)
-    apps: AppHost | None = None
-
-    async def close(self) -> None:
-        """Stop the apps and the rooms' services, then close the bus and the database pool."""
-        if self.apps is not None:
-            await self.apps.stop()
-        for name in reversed(list(self.extras)):
-            service = self.extras[name]
-            stop = getattr(service, "stop", None)
-            if stop is not None:
-                try:
-                    await stop()
-                except Exception:
-                    log.exception("stopping %s failed", name)
-        self.extras.clear()
-        await self.bus.close()
-        await self.db.dispose()
 
 
 @asynccontextmanager
@@ -94,28 +70,39 @@ async def prepare_database(settings: Settings) -> str | None:
             await db.dispose()
 
 
-async def start_runtime(settings: Settings, *, platform: bool = True, apps: AppHost | None = None) -> Runtime:
-    """Open the database and the bus (migrations must have run), then the platform services and apps."""
+async def start_platform(
+    settings: Settings, *, services: bool = True, apps: AppHost | None = None
+) -> Platform:
+    """Open the database and the bus (migrations must have run), then start the platform services
+    and the apps (``apps``: a given host, else the installed apps are discovered).
+
+    ``services=False`` opens only the database, the bus and the embedded broker (a process that
+    serves accounts and identifiers but no platform data), and starts no app workers.
+    """
     from gongyun.apps import AppHost
     from gongyun.edge.broker import start_embedded_broker
-    from gongyun.edge.registry import watch_remote_gateways
-    from gongyun.telemetry.service import TelemetryService
+    from gongyun.platform.data import TelemetryService
+    from gongyun.platform.gateways import start_gateway_watch
 
     db = Database(settings.effective_database_url)
     bus = open_bus(settings.effective_bus_url)
     await bus.connect()
-    runtime = Runtime(settings=settings, db=db, bus=bus)
+    platform = Platform(settings=settings, db=db, bus=bus)
     try:
-        broker = await start_embedded_broker(settings)
-        if broker is not None:
-            runtime.extras[MQTT_BROKER_KEY] = broker  # first in, so stopped last
-        if platform:
-            await TelemetryService.start(runtime)
-            await watch_remote_gateways(runtime)  # remote gateways report device status over the bus
-        runtime.apps = apps or AppHost.discover()
-        await runtime.apps.start(db, bus, workers=platform)
+        platform.broker = await start_embedded_broker(settings)
+        if platform.broker is not None:
+            platform.on_close("mqtt broker", platform.broker.stop)  # first in, so stopped last
+        if services:
+            platform.telemetry = await TelemetryService.start(settings, db, bus)
+            platform.on_close("telemetry", platform.telemetry.stop)
+        platform.on_close("gateways", platform.gateways.stop)  # before ingest stops: they feed it
+        if services:
+            await start_gateway_watch(platform)  # remote gateways report device status over the bus
+        platform.apps = apps or AppHost.discover()
+        platform.on_close("apps", platform.apps.stop)  # last in, so stopped first
+        await platform.apps.start(db, bus, workers=services)
     except BaseException:
-        await runtime.close()
+        await platform.close()
         raise
-    log.info("runtime started", extra={"profile": settings.profile.value, "bus": settings.effective_bus_url})
-    return runtime
+    log.info("platform started", extra={"profile": settings.profile.value, "bus": settings.effective_bus_url})
+    return platform

@@ -1,15 +1,16 @@
 """The running platform-data services of a process: store, ingest, rollups, cleaning, alarms.
 
-``await TelemetryService.start(runtime)`` opens the store (DuckDB file in the data directory,
-or PostgreSQL when the metadata database is PostgreSQL), starts ingest with the asset model
-as its tag catalog, subscribes ingest to the bus, starts rollup maintenance and the alarm
-engine (here, or in the server profile in whichever process wins the election, fed over the
-bus: ``gongyun.alarms.leader``), and keeps itself at ``runtime.extras["telemetry"]`` for the API
-routers. With a bus that is not in-process it also publishes live data for the other processes
-(``gongyun.telemetry.live``).
+Part of the composition root: it joins the telemetry, assets and alarms rooms, which know
+nothing of each other's services. ``await TelemetryService.start(settings, db, bus)`` opens the
+store (DuckDB file in the data directory, or PostgreSQL when the metadata database is
+PostgreSQL), starts ingest with the asset model as its tag catalog, subscribes ingest to the bus,
+starts rollup maintenance and the alarm engine (here, or in the server profile in whichever
+process wins the election, fed over the bus: ``gongyun.alarms.leader``); the platform keeps it as
+``Platform.telemetry``. With a bus that is not in-process it also publishes live data for the
+other processes (``gongyun.telemetry.live``).
 
-:func:`live_hub` and :func:`latest_store` serve every process, with or without this service:
-the live SSE listeners, and the time-series store for reading latest values.
+``gongyun.platform.live`` serves every process, with or without this service: the live SSE
+listeners, and the time-series store for reading latest values.
 """
 
 from __future__ import annotations
@@ -26,21 +27,20 @@ from gongyun.alarms.engine import AlarmEngine
 from gongyun.alarms.feed import AlarmFeed, ReferencedTags
 from gongyun.alarms.leader import AlarmHost
 from gongyun.assets.catalog import AssetCatalog
+from gongyun.bus import Bus
+from gongyun.config import Settings
 from gongyun.db import Database
 from gongyun.errors import GongyunError, NotFound, ServiceUnavailable
 from gongyun.telemetry import reports
 from gongyun.telemetry.cleaning import CleaningConfig, CleaningReport, clean_range
 from gongyun.telemetry.consumer import SUBJECT, IngestConsumer
 from gongyun.telemetry.ingest import IngestConfig, Ingestor
-from gongyun.telemetry.live import LiveHub, LivePublisher, new_origin
+from gongyun.telemetry.live import LivePublisher, new_origin
 from gongyun.telemetry.rollups import RollupWorker
 from gongyun.telemetry.store import TimeSeriesStore, open_store, store_url_for
 from gongyun.telemetry.store.base import Point
 
-_log = logging.getLogger("gongyun.telemetry.service")
-EXTRA_KEY = "telemetry"
-LIVE_KEY = "telemetry_live"
-LATEST_KEY = "telemetry_latest"
+_log = logging.getLogger("gongyun.platform.data")
 STREAM = "TELEMETRY"
 
 
@@ -77,55 +77,59 @@ class TelemetryService:
 
     @classmethod
     async def start(
-        cls, runtime: Any, *, store_url: str | None = None, subscribe_bus: bool = True, tick_s: float = 1.0
+        cls,
+        settings: Settings,
+        db: Database,
+        bus: Bus,
+        *,
+        store_url: str | None = None,
+        subscribe_bus: bool = True,
+        tick_s: float = 1.0,
     ) -> TelemetryService:
-        """Open and start everything; keep the service at ``runtime.extras['telemetry']``.
+        """Open and start everything (the caller keeps the service and stops it).
 
         Ingest and queries run in every process; the alarm engine in one (see
         ``gongyun.alarms.leader``): in the server profile the processes elect it over
         PostgreSQL and the others hand it their points over the bus.
         """
-        settings = runtime.settings
         url = store_url or store_url_for(settings.ensure_data_dir(), settings.database_url)
         store = open_store(url)
         await store.open()
-        catalog = AssetCatalog(runtime.db)
+        catalog = AssetCatalog(db)
         ingestor = Ingestor(store, catalog, IngestConfig())
-        engine = AlarmEngine(runtime.db)
-        svc = cls(store, catalog, ingestor, engine, RollupWorker(store), IngestConsumer(ingestor), runtime.db)
-        shared = subscribe_bus and _shared_bus(runtime)
-        elect = shared and runtime.db.dialect == "postgresql"
+        engine = AlarmEngine(db)
+        svc = cls(store, catalog, ingestor, engine, RollupWorker(store), IngestConsumer(ingestor), db)
+        shared = subscribe_bus and shared_bus(bus)
+        elect = shared and db.dialect == "postgresql"
         try:
             if elect:
-                await alarm_feed.ensure_stream(runtime.bus)
-                svc.tags = ReferencedTags(runtime.db, runtime.bus)
+                await alarm_feed.ensure_stream(bus)
+                svc.tags = ReferencedTags(db, bus)
                 await svc.tags.start()
             svc.host = AlarmHost(
                 engine,
-                runtime.bus if subscribe_bus else None,
-                elect_url=runtime.db.url if elect else None,
-                points_bus=runtime.bus if elect else None,
+                bus if subscribe_bus else None,
+                elect_url=db.url if elect else None,
+                points_bus=bus if elect else None,
                 tick_s=tick_s,
             )
             host = svc.host
-            svc.feed = AlarmFeed(lambda: host.local, svc.tags, runtime.bus if elect else None)
+            svc.feed = AlarmFeed(lambda: host.local, svc.tags, bus if elect else None)
             ingestor.hooks += [svc.feed.on_points, svc._fan_out]
             if shared:
-                svc.publisher = LivePublisher(runtime.bus, new_origin())
+                svc.publisher = LivePublisher(bus, new_origin())
                 ingestor.hooks.append(svc.publisher.on_points)
                 await svc.publisher.start(engine)
             await svc.host.start()
             await ingestor.start()
             svc.rollups.start()
             if subscribe_bus:
-                bus = runtime.bus
                 with contextlib.suppress(GongyunError):  # another room may own a stream over telemetry.>
                     await bus.ensure_stream(STREAM, [SUBJECT], max_age_s=7 * 86400)
                 svc.subscription = await svc.consumer.subscribe(bus)
         except BaseException:
             await svc.stop()
             raise
-        runtime.extras[EXTRA_KEY] = svc
         return svc
 
     async def stop(self) -> None:
@@ -179,77 +183,6 @@ class TelemetryService:
         return report
 
 
-def _shared_bus(runtime: Any) -> bool:
+def shared_bus(bus: Bus) -> bool:
     """True when the bus reaches other processes (not the embedded in-process bus)."""
-    return bool(runtime.bus.scheme != "memory")
-
-
-async def live_hub(runtime: Any) -> LiveHub:
-    """The process's live fan-out for SSE clients (made on first use; follows a shared bus).
-
-    In the process running this service it feeds the same queues as :meth:`TelemetryService.listen`
-    and :meth:`AlarmEngine.listen`. ServiceUnavailable when there is nothing to follow: no service
-    here and an in-process bus.
-    """
-    hub = runtime.extras.get(LIVE_KEY)
-    if hub is None:
-        svc = runtime.extras.get(EXTRA_KEY)
-        shared = _shared_bus(runtime)
-        if svc is None and not shared:
-            raise ServiceUnavailable("telemetry is not running in this process")
-        origin = svc.publisher.origin if svc is not None and svc.publisher is not None else new_origin()
-        hub = LiveHub(
-            runtime.bus if shared else None,
-            origin,
-            svc._live if svc is not None else None,
-            svc.engine.listeners if svc is not None else None,
-        )
-        runtime.extras[LIVE_KEY] = hub
-    assert isinstance(hub, LiveHub)
-    await hub.start()
-    return hub
-
-
-class _LatestReader:
-    """The shared time-series store, opened for reading in a process without the service."""
-
-    def __init__(self, url: str) -> None:
-        self.store = open_store(url)
-        self.opened = False
-        self.lock = asyncio.Lock()
-
-    async def stop(self) -> None:
-        if self.opened:
-            await self.store.close()
-            self.opened = False
-
-
-async def latest_store(runtime: Any) -> TimeSeriesStore | None:
-    """The store to read latest values from: the service's, else the shared PostgreSQL one (None
-    when the store is a file owned by another process)."""
-    svc = runtime.extras.get(EXTRA_KEY)
-    if svc is not None:
-        assert isinstance(svc, TelemetryService)
-        return svc.store
-    reader = runtime.extras.get(LATEST_KEY)
-    if reader is None:
-        settings = runtime.settings
-        url = store_url_for(settings.ensure_data_dir(), settings.database_url)
-        if url.startswith("duckdb:"):
-            return None
-        reader = runtime.extras[LATEST_KEY] = _LatestReader(url)
-    assert isinstance(reader, _LatestReader)
-    async with reader.lock:
-        if not reader.opened:
-            await reader.store.open()
-            reader.opened = True
-    return reader.store
-
-
-def get_service(runtime: Any) -> TelemetryService:
-    """The running service (ServiceUnavailable when platform data was not started)."""
-    svc = getattr(runtime, "extras", {}).get(EXTRA_KEY)
-    if svc is None:
-        raise ServiceUnavailable("telemetry is not running in this process")
-    assert isinstance(svc, TelemetryService)
-    return svc
+    return bool(bus.scheme != "memory")
