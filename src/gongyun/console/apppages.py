@@ -20,8 +20,8 @@ APPS_PAGE = next(p for p in PAGES if p.slug == "apps")
 
 
 def _entry(request: Request, name: str) -> AppEntry:
-    runtime = getattr(request.app.state, "runtime", None)
-    host: AppHost | None = getattr(runtime, "apps", None)
+    platform = getattr(request.app.state, "platform", None)
+    host: AppHost | None = getattr(platform, "apps", None)
     entry = host.get(name) if host is not None else None
     if entry is None or entry.manifest is None or entry.status is AppStatus.failed:
         raise NotFound(f"no app called {name!r}")
