@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from gongyun.api.public import is_public
-from gongyun.runtime import Runtime
+from gongyun.platform import Platform
 from tests.apphelp import admin_headers
 
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -18,7 +18,7 @@ def _operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 async def test_every_operation_declares_its_problem_responses(
-    app_client: tuple[httpx.AsyncClient, Runtime],
+    app_client: tuple[httpx.AsyncClient, Platform],
 ) -> None:
     client, _ = app_client
     doc = (await client.get("/openapi.json")).json()
@@ -52,7 +52,7 @@ async def test_every_operation_declares_its_problem_responses(
 
 
 async def test_a_wrong_method_names_every_method_of_the_path(
-    app_client: tuple[httpx.AsyncClient, Runtime],
+    app_client: tuple[httpx.AsyncClient, Platform],
 ) -> None:
     client, _ = app_client
     headers = await admin_headers(client)
