@@ -20,6 +20,7 @@ from gongyun.db import Database
 from gongyun.db.base import utcnow
 from gongyun.edge.registry import GatewayRegistry
 from gongyun.errors import ServiceUnavailable
+from gongyun.idres.objects import ObjectRegistrar, object_registrar
 from gongyun.platform.data import TelemetryService
 from gongyun.telemetry.live import LiveHub
 from gongyun.telemetry.store import TimeSeriesStore
@@ -50,6 +51,8 @@ class Platform:
     db: Database
     bus: Bus
     started_at: datetime = field(default_factory=utcnow)
+    objects: ObjectRegistrar = field(init=False)
+    """Registers the identifiers of assets, devices and tags (handed to the asset CRUD)."""
     broker: EmbeddedBroker | None = None
     """The embedded MQTT broker, when this process runs one."""
     telemetry: TelemetryService | None = None
@@ -66,6 +69,9 @@ class Platform:
     """The shared time-series store opened for reading latest values without ``telemetry``."""
     latest_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _stops: list[tuple[str, Stop]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.objects = object_registrar(self.settings, self.db)
 
     def on_close(self, name: str, stop: Stop) -> None:
         """Run ``stop`` when the platform closes (in reverse order of registration)."""

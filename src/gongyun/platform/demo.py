@@ -21,7 +21,6 @@ from gongyun.assets.seed import Placement, factory_layout, seed
 from gongyun.edge.config import load_config
 from gongyun.edge.runtime import Gateway
 from gongyun.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
-from gongyun.idres.objects import object_registrar
 from gongyun.platform.container import Platform
 from gongyun.security.accounts import DEFAULT_TENANT, get_tenant_by_name
 from gongyun.sim.factory import Factory, FactoryConfig, profiles_dir
@@ -142,7 +141,7 @@ async def start_demo(platform: Platform, *, time_scale: float = 1.0) -> Demo:
     layout = [p for p in factory_layout(profiles_dir()) if fc.packaging or p.profile.name != "packaging.toml"]
     try:
         async with platform.db.session() as session:
-            await seed(session, tenant_id, layout, minter=object_registrar(settings, platform.db))
+            await seed(session, tenant_id, layout, minter=platform.objects)
         log.info("seeded the virtual factory's asset model")
     except Conflict:
         log.info("the virtual factory's asset model exists already")

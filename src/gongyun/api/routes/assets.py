@@ -22,7 +22,7 @@ from gongyun.assets.schemas import (
     TagPatch,
 )
 from gongyun.errors import ServiceUnavailable
-from gongyun.idres.objects import ObjectRegistrar, object_registrar
+from gongyun.idres.objects import ObjectRegistrar
 from gongyun.security.rbac import Perm
 
 router = APIRouter(prefix="/api/v1/assets", tags=["assets"])
@@ -41,7 +41,7 @@ def _tags_changed(ctx: Ctx) -> None:
 
 def _ids(ctx: Ctx) -> ObjectRegistrar:
     """Registers the identifiers of the objects this request makes, changes or deletes."""
-    return object_registrar(ctx.platform.settings, ctx.platform.db)
+    return ctx.platform.objects
 
 
 # -- tree and nodes ----------------------------------------------------------------------------
