@@ -30,13 +30,13 @@ async def running_with_apps(
     """A started platform whose apps are exactly ``entry_points``, with an in-process client."""
     settings = make_settings(tmp_path, db_url)
     await prepare_database(settings)
-    runtime = await start_platform(settings, apps=AppHost.discover(entry_points))
-    transport = httpx.ASGITransport(app=create_app(settings, platform=runtime))
+    platform = await start_platform(settings, apps=AppHost.discover(entry_points))
+    transport = httpx.ASGITransport(app=create_app(settings, platform=platform))
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client, runtime
+            yield client, platform
     finally:
-        await runtime.close()
+        await platform.close()
 
 
 async def tenant_with_users(client: httpx.AsyncClient, name: str, *roles: str) -> dict[str, Any]:

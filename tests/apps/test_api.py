@@ -33,10 +33,10 @@ async def _audit(client: httpx.AsyncClient, headers: dict[str, str]) -> list[dic
     return list(resp.json())
 
 
-async def _until_failed(runtime: Platform, name: str) -> None:
-    assert runtime.apps is not None
+async def _until_failed(platform: Platform, name: str) -> None:
+    assert platform.apps is not None
     for _ in range(100):
-        entry = runtime.apps.get(name)
+        entry = platform.apps.get(name)
         if entry is not None and entry.status is AppStatus.failed:
             return
         await asyncio.sleep(0.02)
@@ -44,11 +44,11 @@ async def _until_failed(runtime: Platform, name: str) -> None:
 
 
 async def test_catalogue_enable_scope_audit_disable(tmp_path: Path, db_url: str) -> None:
-    async with running_with_apps(tmp_path, APPS, db_url) as (client, runtime):
+    async with running_with_apps(tmp_path, APPS, db_url) as (client, platform):
         a = await tenant_with_users(client, "acme", "tenant-admin", "engineer", "viewer")
         b = await tenant_with_users(client, "bolt", "tenant-admin")
         admin_a, admin_b = a["headers"]["tenant-admin"], b["headers"]["tenant-admin"]
-        await _until_failed(runtime, "exploder")
+        await _until_failed(platform, "exploder")
 
         catalogue = _by_name((await client.get("/api/v1/apps", headers=a["headers"]["viewer"])).json())
         assert set(catalogue) == {"greeter", "broken", "exploder", "ghost"}
@@ -144,7 +144,7 @@ async def test_catalogue_enable_scope_audit_disable(tmp_path: Path, db_url: str)
 
 
 async def test_worker_acts_with_the_manifest_permissions_in_enabled_tenants(tmp_path: Path) -> None:
-    async with running_with_apps(tmp_path, eps(greeter=f"{FIX}:GREETER")) as (client, runtime):
+    async with running_with_apps(tmp_path, eps(greeter=f"{FIX}:GREETER")) as (client, platform):
         a = await tenant_with_users(client, "acme", "tenant-admin")
         b = await tenant_with_users(client, "bolt", "tenant-admin")
         await client.patch(
@@ -153,8 +153,8 @@ async def test_worker_acts_with_the_manifest_permissions_in_enabled_tenants(tmp_
         from gongyun.apps import WorkerContext
         from tests.apps.fixture_apps import GREETER
 
-        assert runtime.apps is not None
-        work = WorkerContext(GREETER, runtime.db, runtime.bus, __import__("logging").getLogger("t"))
+        assert platform.apps is not None
+        work = WorkerContext(GREETER, platform.db, platform.bus, __import__("logging").getLogger("t"))
         assert await work.tenants() == [a["id"]]
         async with work.acting_in(a["id"]) as ctx:
             assert ctx.actor == "app:greeter" and ctx.permissions == GREETER.permissions

@@ -57,8 +57,8 @@ async def test_a_scaffolded_app_installs_runs_is_scoped_and_uninstalls(
     assert "3 passed" in own.stdout
 
     state = tmp_path / "platform"
-    async with running_app(state, db_url) as (client, runtime):
-        assert runtime.apps is not None and runtime.apps.get("demoapp") is not None
+    async with running_app(state, db_url) as (client, platform):
+        assert platform.apps is not None and platform.apps.get("demoapp") is not None
         a = await tenant_with_users(client, "acme", "tenant-admin", "viewer")
         b = await tenant_with_users(client, "bolt", "tenant-admin")
         admin_a, admin_b = a["headers"]["tenant-admin"], b["headers"]["tenant-admin"]
@@ -97,8 +97,8 @@ async def test_a_scaffolded_app_installs_runs_is_scoped_and_uninstalls(
         ).status_code == 200
 
     pip("uninstall", "--yes", "--quiet", "gongyun-app-demoapp")
-    async with running_app(state, db_url) as (client, runtime):  # same database, package gone
-        assert runtime.apps is not None and runtime.apps.get("demoapp") is None
+    async with running_app(state, db_url) as (client, platform):  # same database, package gone
+        assert platform.apps is not None and platform.apps.get("demoapp") is None
         admin_a = await login(client, "acme-tenant-admin", "acme-tenant-admin-passw0rd")
         assert (await client.get("/api/v1/apps/demoapp/hello", headers=admin_a)).status_code == 404
         [entry] = [
