@@ -11,6 +11,7 @@ from gongyun_sdk._ops import Async, AsyncRunner, M, Sync, SyncRunner
 from gongyun_sdk.auth import ApiKeyAuth, TokenAuth
 from gongyun_sdk.resources.accounts import ApiKeys, Audit, Session, Tenants, Users
 from gongyun_sdk.resources.alarms import Alarms, Rules
+from gongyun_sdk.resources.apps import Apps
 from gongyun_sdk.resources.assets import Assets, Devices, Tags
 from gongyun_sdk.resources.identifiers import Identifiers
 from gongyun_sdk.resources.telemetry import Telemetry
@@ -54,6 +55,7 @@ class _Resources(Generic[M]):
         self.alarms: Alarms[M] = Alarms(runner)
         self.rules: Rules[M] = Rules(runner)
         self.identifiers: Identifiers[M] = Identifiers(runner)
+        self.apps: Apps[M] = Apps(runner)
 
     def act_in(self, tenant_id: str | None) -> None:
         """Act in another tenant from now on (platform admins; ``None``: the caller's own)."""

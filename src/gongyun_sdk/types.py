@@ -81,6 +81,7 @@ class Asset(TypedDict):
     level: str
     name: str
     description: str
+    classification: str
     identifier: str
     created_at: str
 
@@ -94,6 +95,7 @@ class Device(TypedDict):
     address: str
     equipment_id: str | None
     description: str
+    classification: str
     identifier: str
     created_at: str
 

@@ -82,6 +82,7 @@ def test_asset_device_and_tag_crud(server: str, admin: Client) -> None:
         line = gy.assets.create("line", "Line 1", parent_id=area["id"])
         eq = gy.assets.create("equipment", "Pump P-101", parent_id=line["id"])
         assert gy.assets.update(site["id"], description="the main plant")["description"] == "the main plant"
+        assert gy.assets.update(eq["id"], classification="important")["classification"] == "important"
         assert {a["id"] for a in gy.assets.list()} == {
             ent["id"],
             site["id"],
@@ -131,6 +132,9 @@ def test_users_and_errors_carry_status_and_code(server: str, admin: Client) -> N
         assert any(e["loc"][-1] == "role" for e in bad.value.errors)
         with pytest.raises(NotFound):
             gy.users.get("0" * 32)
+        with pytest.raises(NotFound) as no_app:
+            gy.apps.configure("no-such-app", enabled=True)
+        assert no_app.value.code == "not_found"
         with pytest.raises(BadRequest) as nul:
             gy.devices.list(equipment_id="a\x00b")
         assert nul.value.code == "invalid_input"

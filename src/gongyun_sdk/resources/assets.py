@@ -29,14 +29,22 @@ class Assets(Resource[M]):
 
     @operation
     def create(
-        self, level: Level, name: str, parent_id: str | None = None, description: str | None = None
+        self,
+        level: Level,
+        name: str,
+        parent_id: str | None = None,
+        description: str | None = None,
+        classification: Classification | None = None,
     ) -> Op[Asset]:
         """Create a node under its ISA-95 parent (an enterprise has none)."""
-        return call(
-            "POST",
-            "assets",
-            json=body(level=level, name=name, parent_id=parent_id, description=description),
+        doc = body(
+            level=level,
+            name=name,
+            parent_id=parent_id,
+            description=description,
+            classification=classification,
         )
+        return call("POST", "assets", json=doc)
 
     @operation
     def get(self, asset_id: str) -> Op[Asset]:
@@ -44,9 +52,17 @@ class Assets(Resource[M]):
         return call("GET", f"assets/{asset_id}")
 
     @operation
-    def update(self, asset_id: str, *, name: str | None = None, description: str | None = None) -> Op[Asset]:
-        """Rename a node or change its description."""
-        return call("PATCH", f"assets/{asset_id}", json=body(name=name, description=description))
+    def update(
+        self,
+        asset_id: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        classification: Classification | None = None,
+    ) -> Op[Asset]:
+        """Rename a node, change its description or its data classification."""
+        doc = body(name=name, description=description, classification=classification)
+        return call("PATCH", f"assets/{asset_id}", json=doc)
 
     @operation
     def delete(self, asset_id: str) -> Op[None]:
@@ -70,10 +86,16 @@ class Devices(Resource[M]):
         address: str | None = None,
         equipment_id: str | None = None,
         description: str | None = None,
+        classification: Classification | None = None,
     ) -> Op[Device]:
         """Create a device, optionally bound to an equipment node."""
         doc = body(
-            name=name, protocol=protocol, address=address, equipment_id=equipment_id, description=description
+            name=name,
+            protocol=protocol,
+            address=address,
+            equipment_id=equipment_id,
+            description=description,
+            classification=classification,
         )
         return call("POST", "assets/devices", json=doc)
 
@@ -90,9 +112,12 @@ class Devices(Resource[M]):
         address: str | None = None,
         description: str | None = None,
         equipment_id: str | None = None,
+        classification: Classification | None = None,
     ) -> Op[Device]:
         """Change a device; ``equipment_id`` binds it to an equipment node."""
-        doc = body(address=address, description=description, equipment_id=equipment_id)
+        doc = body(
+            address=address, description=description, equipment_id=equipment_id, classification=classification
+        )
         return call("PATCH", f"assets/devices/{device_id}", json=doc)
 
     @operation
