@@ -126,6 +126,8 @@ async def test_catalogue_enable_scope_audit_disable(tmp_path: Path, db_url: str)
         assert good.status_code == 200
         hello = await client.get("/api/v1/apps/greeter/greet", headers=admin_a)
         assert hello.json()["text"] == "你好 你好"
+        configured = [e for e in await _audit(client, admin_a) if e["action"] == "app.configure"]
+        assert [e["detail"]["changed"] for e in configured] == [["greeting", "repeat"]]
 
         # a failed app cannot be enabled
         assert (

@@ -27,6 +27,3 @@ __all__ = [
     "current_app",
     "needs",
 ]
-
-# the manifest names WorkerContext in the type of its workers; resolve it now both modules exist
-AppManifest.model_rebuild(_types_namespace={"WorkerContext": WorkerContext})

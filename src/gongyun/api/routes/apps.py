@@ -207,8 +207,10 @@ async def change_app(
         ctx.session.add(row)
         await ctx.audit("app.install", name, version=row.version)
     if body.settings is not None and entry is not None:
-        row.settings = _valid_settings(entry, body.settings)
-        await ctx.audit("app.configure", name, settings=row.settings)
+        before, row.settings = row.settings, _valid_settings(entry, body.settings)
+        # the names of the changed settings only: a value may be a credential
+        changed = sorted(k for k in {*before, *row.settings} if before.get(k) != row.settings.get(k))
+        await ctx.audit("app.configure", name, changed=changed)
     if body.enabled is not None and body.enabled != row.enabled:
         row.enabled = body.enabled
         await ctx.audit("app.enable" if body.enabled else "app.disable", name)
