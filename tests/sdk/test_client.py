@@ -269,6 +269,16 @@ async def test_live_streams_deliver_what_the_sdk_writes(server: str) -> None:
         assert transition["rule_id"] == rule["id"] and transition["state"] != "normal"
         assert transition["tenant"] == tenant["id"]
 
+        # More transitions (return to normal, active again ...), then walk the history in pages.
+        for value in (1.0, 12.0, 2.0, 13.0):
+            await root.telemetry.write([{"tag": "boiler/pressure", "value": value}])
+            await asyncio.sleep(0.05)
+        async with asyncio.timeout(WAIT_S):
+            while len(history := await root.alarms.history(rule_id=rule["id"], limit=1000)) < 5:
+                await asyncio.sleep(0.1)
+        paged = [e["id"] async for e in root.alarms.events(rule_id=rule["id"], page_size=2)]
+        assert paged == [e["id"] for e in history] and len(set(paged)) == len(paged)
+
 
 def test_sync_stream(server: str, admin: Client) -> None:
     gy, _ = _tenant_admin(server, admin)

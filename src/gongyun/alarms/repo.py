@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -154,8 +154,9 @@ async def history(
     rule_id: str | None = None,
     since: datetime | None = None,
     limit: int = 100,
+    before: str | None = None,
 ) -> list[AlarmEventRow]:
-    """Newest transitions first."""
+    """Newest transitions first; ``before`` (an event id) pages on from the events older than it."""
     if not 1 <= limit <= MAX_HISTORY:
         raise ValidationFailed(f"limit must be between 1 and {MAX_HISTORY}")
     q = select(AlarmEventRow).where(AlarmEventRow.tenant_id == tenant_id)
@@ -163,6 +164,17 @@ async def history(
         q = q.where(AlarmEventRow.rule_id == rule_id)
     if since:
         q = q.where(AlarmEventRow.ts >= since)
+    if before is not None:
+        cursor = await session.get(AlarmEventRow, before)
+        if cursor is None or cursor.tenant_id != tenant_id:
+            raise NotFound("alarm event not found", before=before)
+        # The order is (ts, id) descending: continue strictly after the cursor in that order.
+        q = q.where(
+            or_(
+                AlarmEventRow.ts < cursor.ts,
+                and_(AlarmEventRow.ts == cursor.ts, AlarmEventRow.id < cursor.id),
+            )
+        )
     q = q.order_by(AlarmEventRow.ts.desc(), AlarmEventRow.id.desc()).limit(limit)
     return list((await session.execute(q)).scalars())
 

@@ -7,9 +7,30 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from gongyun_sdk._ops import M, Op, Resource, as_is, body, call, call_no_content, operation, query, streaming
+from gongyun_sdk._ops import (
+    M,
+    Op,
+    Pages,
+    Resource,
+    as_is,
+    body,
+    call,
+    call_no_content,
+    operation,
+    paginated,
+    query,
+    streaming,
+)
 from gongyun_sdk.sse import StreamOp
 from gongyun_sdk.types import Alarm, AlarmEvent, AlarmRule, AlarmTransition
+
+
+def _older_events(op: Op[Any], page: list[AlarmEvent]) -> Op[Any] | None:
+    """The next page: the events after the last of this one (``before`` its id)."""
+    if not page:
+        return None
+    rest = [(k, v) for k, v in op.params or [] if k != "before"]
+    return call("GET", op.path, params=[*rest, ("before", page[-1]["id"])])
 
 
 class Alarms(Resource[M]):
@@ -56,6 +77,14 @@ class Alarms(Resource[M]):
     ) -> Op[builtins.list[AlarmEvent]]:
         """State transitions, newest first (of one rule, since a time, at most ``limit``)."""
         return call("GET", "alarms/history", params=query(rule_id=rule_id, since=since, limit=limit))
+
+    @paginated
+    def events(
+        self, *, rule_id: str | None = None, since: datetime | None = None, page_size: int = 500
+    ) -> Pages[AlarmEvent]:
+        """Every transition, newest first (of one rule, since a time), fetched in pages."""
+        first = call("GET", "alarms/history", params=query(rule_id=rule_id, since=since, limit=page_size))
+        return Pages(first, as_is, _older_events)
 
     @streaming
     def stream(self) -> StreamOp[AlarmTransition]:

@@ -164,9 +164,12 @@ async def history(
     rule_id: str | None = None,
     since: IsoTime | None = None,
     limit: Annotated[int, Query(ge=1, le=repo.MAX_HISTORY)] = 100,
+    before: Annotated[str | None, Query(max_length=32, description="Page on after this event id")] = None,
 ) -> list[dict[str, Any]]:
-    """State transitions, newest first."""
-    rows = await repo.history(ctx.session, ctx.tenant_id, rule_id=rule_id, since=since, limit=limit)
+    """State transitions, newest first; pass the last event's ``id`` as ``before`` for the next page."""
+    rows = await repo.history(
+        ctx.session, ctx.tenant_id, rule_id=rule_id, since=since, limit=limit, before=before
+    )
     return [repo.event_dict(r) for r in rows]
 
 
