@@ -161,6 +161,16 @@ class Resource(Generic[M]):
         self._runner = runner
 
 
+def _bind(build: Callable[..., Any], obj: Resource[Any], runner_step: str) -> Callable[..., Any]:
+    """``build`` bound to ``obj``, its description handed to the runner's ``runner_step``."""
+    step = getattr(obj._runner, runner_step)
+
+    def bound(*args: Any, **kwargs: Any) -> Any:
+        return step(build(obj, *args, **kwargs))
+
+    return update_wrapper(bound, build)
+
+
 class operation(Generic[P, T]):
     """Decorates a method returning ``Op[T]``: the sync client returns T, the async one awaits it."""
 
@@ -172,12 +182,7 @@ class operation(Generic[P, T]):
     @overload
     def __get__(self, obj: Resource[Async], owner: type) -> Callable[P, Awaitable[T]]: ...
     def __get__(self, obj: Resource[Any], owner: type) -> Callable[P, Any]:
-        build, runner = self._build, obj._runner
-
-        def bound(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return runner.run(build(obj, *args, **kwargs))
-
-        return update_wrapper(bound, build)
+        return _bind(self._build, obj, "run")
 
 
 class paginated(Generic[P, T]):
@@ -191,12 +196,7 @@ class paginated(Generic[P, T]):
     @overload
     def __get__(self, obj: Resource[Async], owner: type) -> Callable[P, AsyncIterator[T]]: ...
     def __get__(self, obj: Resource[Any], owner: type) -> Callable[P, Any]:
-        build, runner = self._build, obj._runner
-
-        def bound(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return runner.walk(build(obj, *args, **kwargs))
-
-        return update_wrapper(bound, build)
+        return _bind(self._build, obj, "walk")
 
 
 class streaming(Generic[P, T]):
@@ -210,9 +210,4 @@ class streaming(Generic[P, T]):
     @overload
     def __get__(self, obj: Resource[Async], owner: type) -> Callable[P, AsyncStream[T]]: ...
     def __get__(self, obj: Resource[Any], owner: type) -> Callable[P, Any]:
-        build, runner = self._build, obj._runner
-
-        def bound(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return runner.stream(build(obj, *args, **kwargs))
-
-        return update_wrapper(bound, build)
+        return _bind(self._build, obj, "stream")

@@ -33,8 +33,13 @@ def _api_root(base_url: str | httpx.URL) -> httpx.URL:
     return url.join("api/v1/")
 
 
-def _headers(tenant: str | None) -> dict[str, str]:
-    return {"X-Tenant": tenant} if tenant else {}
+def _http_options(
+    base_url: str | httpx.URL, auth: httpx.Auth | str | None, tenant: str | None, timeout: float
+) -> dict[str, Any]:
+    """What both clients give their httpx client: the API root, the auth, the tenant header."""
+    root = _api_root(base_url)
+    headers = {"X-Tenant": tenant} if tenant else {}
+    return {"base_url": root, "auth": _auth(auth, root), "timeout": timeout, "headers": headers}
 
 
 class _Resources(Generic[M]):
@@ -86,15 +91,9 @@ class Client(_Resources[Sync]):
         timeout: float = DEFAULT_TIMEOUT_S,
         **httpx_options: Any,
     ) -> None:
-        root = _api_root(base_url)
-        resolved = _auth(auth, root)
-        self.http = httpx.Client(
-            base_url=root,
-            auth=resolved,
-            timeout=timeout,
-            headers=_headers(tenant),
-            **httpx_options,
-        )
+        options = _http_options(base_url, auth, tenant, timeout)
+        resolved = options["auth"]
+        self.http = httpx.Client(**options, **httpx_options)
         super().__init__(SyncRunner(self.http), resolved)
 
     def logout(self) -> None:
@@ -132,15 +131,9 @@ class AsyncClient(_Resources[Async]):
         timeout: float = DEFAULT_TIMEOUT_S,
         **httpx_options: Any,
     ) -> None:
-        root = _api_root(base_url)
-        resolved = _auth(auth, root)
-        self.http = httpx.AsyncClient(
-            base_url=root,
-            auth=resolved,
-            timeout=timeout,
-            headers=_headers(tenant),
-            **httpx_options,
-        )
+        options = _http_options(base_url, auth, tenant, timeout)
+        resolved = options["auth"]
+        self.http = httpx.AsyncClient(**options, **httpx_options)
         super().__init__(AsyncRunner(self.http), resolved)
 
     async def logout(self) -> None:
