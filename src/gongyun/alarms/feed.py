@@ -1,14 +1,19 @@
 """Stored samples to the alarm engine, wherever it runs.
 
 Every process ingests (a share of the ``telemetry-ingest`` queue group) but only one runs the
-alarm engine (``gongyun.alarms.leader``). :class:`AlarmFeed` is the ingest hook of every process:
-where the engine runs locally it is called directly; otherwise the stored points of the tags that
-enabled rules read (:class:`ReferencedTags`) are published on the ``ALARM_POINTS`` stream
+alarm engine (``gongyun.alarms.leader``). :class:`AlarmFeed` is the ingest hook of every process.
+In the embedded profile (one process, no election) it calls the engine directly. In the server
+profile every process, the leader's own included, publishes the stored points of the tags that
+enabled rules read (:class:`ReferencedTags`) on the ``ALARM_POINTS`` stream
 (``alarms.points.<tenant>``), columnar and batched, by a background sender that the ingest hook
 never waits for (:class:`AlarmFeed`: a bounded queue, retries with backoff). The engine's
-process consumes that stream with one shared durable consumer (:func:`consume`), so points
-published while no process leads wait in the stream for the next leader (at least once: the
-engine skips a replayed sample).
+process consumes that stream with one shared durable consumer (:func:`consume`) and acknowledges
+a message only once the transitions of its points are saved under the engine's fencing term. A
+leader deposed before that (its lock connection cut, a newer term started) saves nothing and
+acknowledges nothing: the message goes back to the stream and the new leader, which loaded the
+states every earlier term saved, evaluates it again. So an excursion evaluated during a
+handover is neither lost nor raised twice, and points published while no process leads wait in
+the stream for the next leader (at least once: the engine skips a replayed sample).
 """
 
 from __future__ import annotations
@@ -203,7 +208,12 @@ class ReferencedTags:
 
 
 class AlarmFeed:
-    """The ingest hook of every process: to the local engine, else queued for the bus.
+    """The ingest hook of every process: to the engine directly without a bus, else queued for it.
+
+    With a bus (the server profile) the points go over it even when the engine runs in this
+    process: only a bus message is acknowledged after its transitions are saved under a valid
+    term, and so handed to the next leader when this one is deposed first (a direct call would
+    lose what a deposed engine evaluated but could not save).
 
     Alarm forwarding must never slow ingest: the hook only appends the referenced points to a
     bounded in-memory queue and returns; a background sender (started with the first points, or
@@ -267,12 +277,13 @@ class AlarmFeed:
         return self._task is not None and not self._task.done()
 
     async def on_points(self, tenant: str, points: list[Point]) -> None:
-        """Ingest hook: hand stored points to the local engine, or queue them for the bus."""
-        engine = self.local()
-        if engine is not None:
-            await engine.on_points(tenant, points)
+        """Ingest hook: queue stored points for the bus, or without one hand them to the engine."""
+        if self.bus is None:
+            engine = self.local()
+            if engine is not None:
+                await engine.on_points(tenant, points)
             return
-        if self.bus is None or self.tags is None:
+        if self.tags is None:
             return
         wanted = self.tags.get(tenant)
         chosen = [p for p in points if p.tag in wanted] if wanted else []
