@@ -192,15 +192,34 @@ async def test_stop_publishes_what_is_queued_then_ends_the_sender(
     assert fed.published == 200 and sender_tasks() == []
 
 
-async def test_the_local_engine_gets_the_points_directly(
-    memory_bus: MemoryBus, tags: ReferencedTags, tenant: str
+async def test_without_a_bus_the_local_engine_gets_the_points_directly(
+    tags: ReferencedTags, tenant: str
 ) -> None:
     engine = AlarmEngine(tags.db)
     await engine.load()
-    fed = AlarmFeed(lambda: engine, tags, memory_bus)
+    fed = AlarmFeed(lambda: engine, tags, None)  # the embedded profile: one process, no election
     await fed.on_points(tenant, [Point(WATCHED, T0, 95.0)])
     assert [a["state"] for a in engine.alarms(tenant)] == ["unack_active"]
     assert fed.queued == 0 and not fed.running  # nothing for the bus
+
+
+async def test_with_a_bus_the_local_engine_gets_its_own_points_over_it(
+    memory_bus: MemoryBus, tags: ReferencedTags, tenant: str
+) -> None:
+    # elected: only a bus message is acknowledged after its transitions are saved under the term
+    engine = AlarmEngine(tags.db)
+    await engine.load()
+    consumer = await feed.consume(memory_bus, engine)
+    try:
+        fed = AlarmFeed(lambda: engine, tags, memory_bus)
+        await fed.on_points(tenant, [Point(WATCHED, T0, 95.0), Point(OTHER, T0, 1.0)])
+        assert [a["state"] for a in engine.alarms(tenant)] == ["normal"]  # not evaluated in the hook
+        await until(lambda: [a["state"] for a in engine.alarms(tenant)] == ["unack_active"])
+        assert fed.published == 1 and fed.messages == 1  # the referenced point only
+        await fed.stop()
+    finally:
+        await consumer.close()
+        await engine.stop()
 
 
 # -- NATS JetStream behind a link that hangs ------------------------------------------------------
