@@ -174,6 +174,7 @@ def doc_deployment(tmp_path: Path) -> Iterator[DocShell]:
             "GONGYUN_HOME": str(home),
             "GONGYUN_PORT_1": str(free_port()),
             "GONGYUN_PORT_2": str(free_port()),
+            "GONGYUN_IDNODE_PORT": str(free_port()),
             "GONGYUN_BACKUP": str(tmp_path / "backup" / f"{name}.dump"),
             "GONGYUN_RESTORE_DB": f"{name}_restored",
         },

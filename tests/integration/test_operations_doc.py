@@ -19,7 +19,7 @@ STEPS = ("variables", "database", "config", "secrets", "upgrade", "start", "chec
 
 def test_document_marks_the_steps_in_order() -> None:
     names = list(doc_blocks())
-    assert [n for n in names if n in (*STEPS, "stop")] == [*STEPS, "stop"], names
+    assert [n for n in names if n in (*STEPS, "idnode", "stop")] == [*STEPS, "idnode", "stop"], names
     assert {"backup", "restore"} <= set(names)
 
 
@@ -71,6 +71,16 @@ def test_operations_doc_two_processes(tmp_path: Path) -> None:
         with psycopg.connect(f"{POSTGRES_ADMIN_DSN.rsplit('/', 1)[0]}/{env['GONGYUN_DB']}") as conn:
             owner = conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'tenants'").fetchone()
         assert owner == (env["GONGYUN_DB"],), owner
+
+        # the platform's identifier node resolves the new asset's identifier, anonymously
+        out = shell.run("idnode")
+        assert '"role": "secondary"' in out or '"role":"secondary"' in out, out
+        identifier = made.json()["identifier"]
+        node = f"http://127.0.0.1:{env['GONGYUN_IDNODE_PORT']}"
+        record = httpx.get(f"{node}/api/handles/{identifier}", timeout=30, trust_env=False)
+        assert record.status_code == 200, record.text
+        assert record.json()["responseCode"] == 1 and name in record.text, record.text
+        pids.append(int((home / "idnode.pid").read_text()))
 
         shell.run("stop")
         deadline = time.monotonic() + 60
