@@ -117,7 +117,13 @@ async def set_password(session: AsyncSession, user: User, password: str) -> None
 
 
 async def _other_platform_admins(session: AsyncSession, *, user_id: str = "", tenant_id: str = "") -> int:
-    """Enabled platform admins in enabled tenants, besides ``user_id`` / outside ``tenant_id``.
+    """Enabled platform admins in enabled tenants, besides ``user_id`` / outside ``tenant_id``."""
+    rows = await _platform_admins(session)
+    return sum(1 for uid, tid in rows if uid != user_id and tid != tenant_id)
+
+
+async def _platform_admins(session: AsyncSession) -> list[tuple[str, str]]:
+    """(user id, tenant id) of every enabled platform admin in an enabled tenant.
 
     Every such row is locked (PostgreSQL; SQLite writes one at a time anyway), so two admins
     demoting each other concurrently cannot both pass: the second waits, then sees the first
@@ -141,7 +147,7 @@ async def _other_platform_admins(session: AsyncSession, *, user_id: str = "", te
             .execution_options(all_tenants=True)
         )
     ).all()
-    return sum(1 for uid, tid in rows if uid != user_id and tid != tenant_id)
+    return [(str(uid), str(tid)) for uid, tid in rows]
 
 
 async def keep_a_platform_admin(session: AsyncSession, user: User) -> None:
@@ -241,7 +247,8 @@ async def set_tenant_disabled(session: AsyncSession, tenant: Tenant, disabled: b
 
     Refused (``LastPlatformAdmin``) when the tenant holds every enabled platform admin.
     """
-    if disabled and not tenant.disabled and await _other_platform_admins(session, tenant_id=tenant.id) == 0:
+    admins = await _platform_admins(session) if disabled and not tenant.disabled else []
+    if any(tid == tenant.id for _, tid in admins) and all(tid == tenant.id for _, tid in admins):
         raise LastPlatformAdmin(
             f"tenant {tenant.name!r} holds every enabled platform administrator; disabling it "
             "would lock the installation out"
