@@ -19,7 +19,12 @@ STEPS = ("variables", "database", "config", "secrets", "upgrade", "start", "chec
 
 def test_document_marks_the_steps_in_order() -> None:
     names = list(doc_blocks())
-    assert [n for n in names if n in (*STEPS, "idnode", "stop")] == [*STEPS, "idnode", "stop"], names
+    assert [n for n in names if n in (*STEPS, "metrics", "idnode", "stop")] == [
+        *STEPS,
+        "metrics",
+        "idnode",
+        "stop",
+    ], names
     assert {"backup", "restore"} <= set(names)
 
 
@@ -71,6 +76,10 @@ def test_operations_doc_two_processes(tmp_path: Path) -> None:
         with psycopg.connect(f"{POSTGRES_ADMIN_DSN.rsplit('/', 1)[0]}/{env['GONGYUN_DB']}") as conn:
             owner = conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'tenants'").fetchone()
         assert owner == (env["GONGYUN_DB"],), owner
+
+        # the documented auditor key reads the metrics of the other process
+        metrics = shell.run("metrics")
+        assert "gongyun_http_requests_total" in metrics, metrics
 
         # the platform's identifier node resolves the new asset's identifier, anonymously
         out = shell.run("idnode")
