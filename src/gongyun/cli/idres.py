@@ -244,7 +244,13 @@ def idnode(
     ] = None,
     mirror_of: Annotated[str | None, typer.Option("--mirror-of", help="Root to mirror (root role).")] = None,
     mirror_interval: Annotated[float, typer.Option(help="Seconds between mirror pulls.")] = 2.0,
-    cache: Annotated[str | None, typer.Option("--cache", help="memory or redis://... (recursive).")] = None,
+    cache: Annotated[
+        str | None,
+        typer.Option(
+            "--cache",
+            help="memory or redis://...: the recursive cache, or the shared record cache of a database node.",
+        ),
+    ] = None,
     cache_size: Annotated[int, typer.Option(help="Entries in the memory cache.")] = 200_000,
     negative_ttl: Annotated[float, typer.Option(help="Seconds to cache 'not found'.")] = 30.0,
     max_ttl: Annotated[float, typer.Option(help="Upper bound of cached TTLs.")] = 86_400.0,

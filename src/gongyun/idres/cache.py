@@ -20,6 +20,10 @@ class Cache(Protocol):
         """Store a value for ``ttl`` seconds (nothing when ``ttl <= 0``)."""
         ...
 
+    async def delete(self, *keys: str) -> None:
+        """Forget the given keys (absent ones are ignored)."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...
@@ -64,6 +68,12 @@ class MemoryCache:
             old, _ = self.values.popitem(last=False)
             self.expires.pop(old, None)
 
+    async def delete(self, *keys: str) -> None:
+        """Forget the given keys."""
+        for key in keys:
+            self.values.pop(key, None)
+            self.expires.pop(key, None)
+
     async def close(self) -> None:
         """Nothing to release."""
         self.values.clear()
@@ -76,7 +86,8 @@ class RedisCache:
     def __init__(self, url: str, namespace: str = "gy:idres:") -> None:
         import redis.asyncio as redis
 
-        self.client: Any = redis.from_url(url)
+        # short timeouts: a Redis outage must slow a resolution by at most ~1 s, never hang it
+        self.client: Any = redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self.ns = namespace
 
     async def get(self, key: str) -> bytes | None:
@@ -95,6 +106,15 @@ class RedisCache:
             return
         try:
             await self.client.set(self.ns + key, value, px=max(1, int(ttl * 1000)))
+        except Exception as exc:
+            raise ServiceUnavailable(f"redis cache error: {type(exc).__name__}") from exc
+
+    async def delete(self, *keys: str) -> None:
+        """Delete the keys in one round trip (visible at once to every process sharing Redis)."""
+        if not keys:
+            return
+        try:
+            await self.client.delete(*(self.ns + k for k in keys))
         except Exception as exc:
             raise ServiceUnavailable(f"redis cache error: {type(exc).__name__}") from exc
 

@@ -4,6 +4,10 @@ A lean ASGI app (see ``gongyun.idres.asgi``): public GETs of a record are answer
 LRU of rendered JSON keyed by the raw request path; a miss reads one row (a direct
 ``sqlite3`` point read on the embedded backend) and concatenates the stored JSON without
 re-encoding it. Writes go through the registry and invalidate the cache.
+
+With a shared cache (``shared``, Redis: :mod:`gongyun.idres.rescache`) the in-process LRU is
+off, so that a write through any process is visible at once in every other: reads go through
+the shared cache, and every committed write deletes the changed identifiers' keys.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from gongyun.idres.asgi import AsgiApp, Request, Response, json_response
 from gongyun.idres.auth import Authenticator, HandleBasicAuth, Principal
 from gongyun.idres.errors import RC_SUCCESS, RC_VALUES_NOT_FOUND, HandleNotFound
 from gongyun.idres.registry import MAX_BATCH, RawRecord, Registry
+from gongyun.idres.rescache import SharedRecords
 from gongyun.idres.syntax import fold, parse
 from gongyun.idres.values import HandleValue, admin_value, decode_values, encode_values
 
@@ -99,10 +104,13 @@ class HandleService:
         authenticators: list[Authenticator] | None = None,
         cache_size: int = 200_000,
         cache_max_age: float = 5.0,
+        shared: SharedRecords | None = None,
     ) -> None:
         self.registry = registry
         self.tenant_id = tenant_id
-        self.cache = RecordCache(cache_size, cache_max_age)
+        self.shared = shared
+        self.cache = RecordCache(0 if shared is not None else cache_size, cache_max_age)
+        self._pending: set[str] = set()
         self.basic = HandleBasicAuth(self._secret)
         self.authenticators: list[Authenticator] = [self.basic, *(authenticators or [])]
         registry.listeners.append(self._changed)
@@ -114,6 +122,14 @@ class HandleService:
     def _changed(self, norm: str) -> None:
         self.cache.invalidate(norm)
         self.basic.forget(norm)
+        if self.shared is not None:
+            self._pending.add(norm)
+
+    async def _flush(self, tenant_id: str | None) -> None:
+        """Delete the shared keys of what the last writes changed (they are committed now)."""
+        if self.shared is not None and self._pending:
+            norms, self._pending = list(self._pending), set()
+            await self.shared.forget(norms, (tenant_id, self.tenant_id))
 
     async def _secret(self, handle: str, index: int) -> str | None:
         row = await self._fetch(parse(handle).norm)
@@ -151,7 +167,18 @@ class HandleService:
         conn = self._reader()
         if conn is not None:
             return self._fetch_sync(conn, norm)
-        return await self.registry.get_raw(self.tenant_id, norm)
+        if self.shared is None:
+            return await self.registry.get_raw(self.tenant_id, norm)
+
+        async def load() -> tuple[bytes, float] | None:
+            row = await self.registry.get_raw(self.tenant_id, norm)
+            return None if row is None else (orjson.dumps(list(row)), float(row[3]))
+
+        body = await self.shared.get("node", self.tenant_id, norm, load)
+        if body is None:
+            return None
+        r = orjson.loads(body)
+        return (r[0], r[1], r[2], r[3], r[4])
 
     def fast_get(self, raw_path: bytes) -> bytes | None:
         """The public answer to ``GET /api/handles/<handle>`` from the cache or one SQLite read."""
@@ -261,6 +288,7 @@ class HandleService:
         if req.query.get("index"):
             try:
                 rec = await self.registry.update_values(self._tenant(req), str(h), values)
+                await self._flush(self._tenant(req))
                 return json_response(200, {"responseCode": RC_SUCCESS, "handle": rec.handle})
             except HandleNotFound:
                 pass
@@ -275,6 +303,7 @@ class HandleService:
         rec, created = await self.registry.put(
             self._tenant(req), str(h), values, overwrite=req.flag("overwrite")
         )
+        await self._flush(self._tenant(req))
         return json_response(201 if created else 200, {"responseCode": RC_SUCCESS, "handle": rec.handle})
 
     async def _delete(self, req: Request, handle: str) -> Response:
@@ -285,6 +314,7 @@ class HandleService:
             await self.registry.delete_values(self._tenant(req), str(h), indexes)
         else:
             await self.registry.delete(self._tenant(req), str(h))
+        await self._flush(self._tenant(req))
         return json_response(200, {"responseCode": RC_SUCCESS, "handle": str(h)})
 
     async def _list(self, req: Request) -> Response:
@@ -347,6 +377,7 @@ class HandleService:
             [(h, v) for h, v in items if v != "forbidden"],
             overwrite=bool(body.get("overwrite", False)),
         )
+        await self._flush(self._tenant(req))
         it = iter(results)
         out = []
         for handle, v in items:

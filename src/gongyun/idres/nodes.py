@@ -34,6 +34,7 @@ from gongyun.idres.errors import HandleNotFound, PrefixNotServed
 from gongyun.idres.http import HandleService
 from gongyun.idres.node_routes import NodeRoutes, RecursiveRoutes
 from gongyun.idres.registry import Registry
+from gongyun.idres.rescache import SharedRecords
 from gongyun.idres.resolver import Resolver
 from gongyun.idres.values import ADMIN_ONLY, HandleValue, admin_value
 
@@ -63,6 +64,7 @@ class NodeConfig:
     mirror_interval: float = 2.0
     node_id: str | None = None
     cache_url: str | None = None
+    cache_namespace: str = "gy:idres:"  # key prefix in Redis (the platform API uses the same default)
     cache_size: int = 200_000
     cache_max_age: float = 5.0
     negative_ttl: float = 30.0
@@ -143,7 +145,7 @@ def build_app(config: NodeConfig) -> AsgiApp:
     app = AsgiApp(authenticators=auths)
     app.mount("/health", _health(config.role))
     if config.role is Role.recursive:
-        cache = open_cache(config.cache_url, config.cache_size)
+        cache = open_cache(config.cache_url, config.cache_size, config.cache_namespace)
         resolver = Resolver(config.roots, cache, negative_ttl=config.negative_ttl, max_ttl=config.max_ttl)
         RecursiveRoutes(resolver).install(app)
         app.on_shutdown.append(resolver.close)
@@ -158,11 +160,17 @@ def build_app(config: NodeConfig) -> AsgiApp:
 
         served_tenant = None if config.all_tenants else config.tenant
         app.authenticators.append(platform_authenticator(db, load_settings(), served_tenant))
+    shared = None
+    if config.cache_url is not None and not config.cache_url.startswith("memory"):
+        # a shared cache (Redis) for every process of this node and the platform API
+        cache = open_cache(config.cache_url, config.cache_size, config.cache_namespace)
+        shared = SharedRecords(cache, negative_ttl=config.negative_ttl, max_ttl=config.max_ttl)
     service = HandleService(
         registry,
         None if config.all_tenants else config.tenant,
         cache_size=config.cache_size,
         cache_max_age=config.cache_max_age,
+        shared=shared,
     )
     service.install(app)
     routes = NodeRoutes(
@@ -179,6 +187,8 @@ def build_app(config: NodeConfig) -> AsgiApp:
 
     async def close() -> None:
         service.close()
+        if shared is not None:
+            await shared.close()
         await db.dispose()
 
     app.on_shutdown.append(close)

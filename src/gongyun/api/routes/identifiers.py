@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+import orjson
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from gongyun.api.deps import Ctx, require
 from gongyun.idres import prefixes as pfx
+from gongyun.idres.errors import HandleNotFound
 from gongyun.idres.prefixes import FilingStatus, PrefixKind
-from gongyun.idres.registry import MAX_BATCH, Registry
+from gongyun.idres.registry import MAX_BATCH, Record, Registry
+from gongyun.idres.syntax import parse
 from gongyun.idres.values import decode_values
 from gongyun.security.rbac import Perm
 
@@ -88,11 +91,40 @@ async def list_records(
     return {"prefix": prefix, "total": total, "page": page, "pageSize": page_size, "handles": handles}
 
 
-@router.get("/records/{handle:path}", summary="Get an identifier's record")
-async def get_record(handle: HandleParam, ctx: Read) -> dict[str, Any]:
-    """The record with every value (the tenant's own records, private values included)."""
-    rec = await _registry(ctx).get(ctx.tenant_id, handle, ctx.session)
+def _record_json(rec: Record) -> dict[str, Any]:
     return rec.to_json() | {"version": rec.version, "updatedAt": rec.updated_at.isoformat()}
+
+
+async def _forget(ctx: Ctx, norms: list[str]) -> None:
+    """Commit the write, then drop the identifiers from the shared cache (every process sees it)."""
+    if ctx.platform.records is not None and norms:
+        await ctx.session.commit()
+        await ctx.platform.records.forget(norms, (ctx.tenant_id,))
+
+
+@router.get("/records/{handle:path}", summary="Get an identifier's record")
+async def get_record(handle: HandleParam, ctx: Read) -> Any:
+    """The record with every value (the tenant's own records, private values included).
+
+    With ``redis_url`` set, answers come from the shared resolution cache (see docs/operations.md).
+    """
+    shared = ctx.platform.records
+    if shared is None:
+        return _record_json(await _registry(ctx).get(ctx.tenant_id, handle, ctx.session))
+    h = parse(handle)
+
+    async def load() -> tuple[bytes, float] | None:
+        try:
+            rec = await _registry(ctx).get(ctx.tenant_id, handle, ctx.session)
+        except HandleNotFound:
+            return None
+        ttl = min((float(v.ttl) for v in rec.values), default=shared.max_ttl)
+        return orjson.dumps(_record_json(rec)), ttl
+
+    body = await shared.get("api", ctx.tenant_id, h.norm, load)
+    if body is None:
+        raise HandleNotFound(f"identifier {handle} not found", handle=handle)
+    return Response(body, media_type="application/json")
 
 
 @router.put("/records/{handle:path}", summary="Register or replace an identifier")
@@ -101,6 +133,7 @@ async def put_record(handle: HandleParam, body: RecordIn, ctx: Write) -> dict[st
     values = decode_values(body.values)
     rec, created = await _registry(ctx).put(ctx.tenant_id, handle, values, body.overwrite, ctx.session)
     await ctx.audit("identifier.register" if created else "identifier.update", rec.handle)
+    await _forget(ctx, [parse(handle).norm])
     return {"handle": rec.handle, "created": created, "version": rec.version}
 
 
@@ -109,6 +142,7 @@ async def delete_record(handle: HandleParam, ctx: Write) -> None:
     """Delete a record."""
     await _registry(ctx).delete(ctx.tenant_id, handle, ctx.session)
     await ctx.audit("identifier.delete", handle)
+    await _forget(ctx, [parse(handle).norm])
 
 
 @router.post("/batch", summary="Register up to 2,000 identifiers")
@@ -121,6 +155,7 @@ async def batch(body: BatchIn, ctx: Write) -> dict[str, Any]:
         session=ctx.session,
     )
     await ctx.audit("identifier.batch", "", count=len(results))
+    await _forget(ctx, [parse(r.handle).norm for r in results if r.status in {"created", "updated"}])
     return {"results": [r.to_json() for r in results]}
 
 
