@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from gongyun.alarms import repo
+from gongyun.alarms import metrics, repo
 from gongyun.alarms.apply import APPLIED, COMMAND_TTL, PENDING, REJECTED, CommandApplier, CommandExpired
 from gongyun.alarms.late import RecentSamples
 from gongyun.alarms.live import (
@@ -187,6 +187,7 @@ class AlarmEngine(CommandApplier):
                 alarms = self._by_tag.get((tenant, p.tag))
                 if not alarms:
                     continue
+                metrics.EVALUATED.inc()
                 window = recent.window(tenant, p.tag)
                 if window.seen(p.ts):
                     self.skipped += 1

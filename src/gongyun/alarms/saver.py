@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gongyun.alarms import repo
+from gongyun.alarms import metrics, repo
 from gongyun.alarms.live import LiveAlarm, _dt
 from gongyun.alarms.models import AlarmEventRow
 from gongyun.alarms.states import Transition
@@ -226,6 +226,7 @@ class AlarmSaver:
             self._ticker = None
         current, self._current, self._saver = self._current, None, None  # this task ends
         dropped = self._drop_queued("stepped down") + (len(current.changes) if current else 0)
+        metrics.DISCARDED.inc(dropped)
         _log.warning("alarm engine stepping down (%s): %d unsaved transitions discarded", exc, dropped)
         self._failing = None
         self._fail_waiters(exc)
@@ -257,6 +258,7 @@ class AlarmSaver:
                     one_by_one = True
                 else:
                     _log.error("alarm transition of rule %s refused, not saved: %r", batch[0][0].rule_id, exc)
+                    metrics.DISCARDED.inc()
                     del pending[:1]
                 continue
             except Exception as exc:
@@ -272,6 +274,7 @@ class AlarmSaver:
                 delay = min(2 * delay, SAVE_RETRY_S[1])
                 continue
             saved.extend(batch)
+            metrics.SAVED.inc(len(batch))
             del pending[: len(batch)]
         if self._failing is not None:
             _log.info("alarm transitions saved again")
@@ -301,6 +304,7 @@ class AlarmSaver:
                 await saver
             current, self._current = self._current, None
             dropped = self._drop_queued("stopped") + (len(current.changes) if current else 0)
+            metrics.DISCARDED.inc(dropped)
             if dropped:
                 _log.warning("alarm engine stopped: %d transitions not saved, dropped", dropped)
         self._closed = True

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar, Self
 
+from gongyun.bus.metrics import HANDLER_ERRORS
 from gongyun.errors import BusUnavailable, InvalidInput, PayloadTooLarge
 
 MAX_PAYLOAD = 1024 * 1024
@@ -279,6 +280,7 @@ async def deliver(handler: Handler, msg: Message) -> None:
         raise
     except Exception:
         _log.exception("bus handler failed on %s seq=%d; it will be redelivered", msg.subject, msg.seq)
+        HANDLER_ERRORS.inc()
         try:
             await msg.nak(HANDLER_ERROR_DELAY_S)
         except BusUnavailable:

@@ -14,6 +14,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from gongyun.bus import metrics
 from gongyun.bus.base import (
     Bus,
     BusClosed,
@@ -101,6 +102,7 @@ class MemorySubscription(Subscription):
             item = await self._consumer.next(self)
             if item is None:
                 return
+            metrics.note_delivery(self.stream, self.durable, item[1])
             await deliver(self._handler, MemoryMessage(self._consumer, *item))
             await asyncio.sleep(0)  # let the other members of a queue group take their turn
 

@@ -14,6 +14,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg as NatsMsg
 from nats.aio.subscription import Subscription as NatsCoreSubscription
 
+from gongyun.bus import metrics
 from gongyun.bus.base import (
     BusError,
     Handler,
@@ -63,6 +64,7 @@ class NatsMessage(Message):
         self._sub = sub
         self._msg = msg
         self._done = False
+        metrics.note_delivery(sub.stream, sub.durable, meta.num_delivered, meta.num_pending)
 
     async def ack(self) -> None:
         """Acknowledge the message (idempotent)."""
@@ -132,6 +134,7 @@ class NatsSubscription(Subscription):
         """Subscribe to the private inbox and start the pull loop."""
         self._inbox_sub = await self._nc.subscribe(self._inbox, cb=self._arrive)
         self._task = asyncio.create_task(self._run(), name=f"bus-nats-{self.durable}")
+        metrics.CONSUMERS.labels(self.stream, self.durable).inc()
 
     @property
     def closed(self) -> bool:
@@ -178,6 +181,7 @@ class NatsSubscription(Subscription):
                     await self._pull(self._batch_size(room))
                 except (nats.errors.Error, OSError) as exc:
                     _log.warning("pull from %s/%s failed: %s; retrying", self.stream, self.durable, exc)
+                    metrics.PULL_ERRORS.labels(self.stream, self.durable).inc()
                     await asyncio.sleep(1.0)
                     continue
                 give_up_at = loop.time() + FETCH_WAIT_S + 2.0
@@ -215,6 +219,8 @@ class NatsSubscription(Subscription):
         if self._closed:
             return
         self._closed = True
+        if self._inbox_sub is not None:
+            metrics.CONSUMERS.labels(self.stream, self.durable).dec()
         task = self._task
         if task is not None and asyncio.current_task() is not task:  # a handler may close its own sub
             task.cancel()

@@ -21,7 +21,9 @@ from gongyun.db.base import utcnow
 from gongyun.edge.registry import GatewayRegistry
 from gongyun.errors import ServiceUnavailable
 from gongyun.idres.objects import ObjectRegistrar, object_registrar
+from gongyun.idres.rescache import SharedRecords
 from gongyun.platform.data import TelemetryService
+from gongyun.platform.health import HealthMonitor
 from gongyun.telemetry.live import LiveHub
 from gongyun.telemetry.store import TimeSeriesStore
 
@@ -68,6 +70,10 @@ class Platform:
     latest_reader: TimeSeriesStore | None = None
     """The shared time-series store opened for reading latest values without ``telemetry``."""
     latest_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    records: SharedRecords | None = None
+    health: HealthMonitor | None = None
+    """The dependencies' states, probed in the background (``/readyz`` answers from them)."""
+    """The shared resolution cache of identifier records (``redis_url`` set), else None."""
     _stops: list[tuple[str, Stop]] = field(default_factory=list)
 
     def __post_init__(self) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gongyun.alarms import feed as alarm_feed
+from gongyun.alarms import metrics as alarm_metrics
 from gongyun.alarms.commands import CommandWorker
 from gongyun.alarms.engine import AlarmEngine
 from gongyun.alarms.feed import AlarmFeed, ReferencedTags
@@ -114,6 +115,9 @@ class TelemetryService:
                 tick_s=tick_s,
             )
             host = svc.host
+            alarm_metrics.watch_leadership(
+                lambda: host.local is not None, lambda: host.election.term if host.election else None
+            )
             svc.feed = AlarmFeed(lambda: host.local, svc.tags, bus if elect else None)
             ingestor.hooks += [svc.feed.on_points, svc._fan_out]
             if shared:

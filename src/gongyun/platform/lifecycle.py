@@ -21,7 +21,10 @@ from sqlalchemy.pool import NullPool
 from gongyun.bus import open_bus
 from gongyun.config import Settings
 from gongyun.db import Database, make_engine, upgrade
+from gongyun.idres.cache import open_cache
+from gongyun.idres.rescache import SharedRecords
 from gongyun.platform.container import Platform
+from gongyun.platform.health import HealthMonitor
 from gongyun.security.accounts import ensure_bootstrap
 
 if TYPE_CHECKING:
@@ -70,6 +73,19 @@ async def prepare_database(settings: Settings) -> str | None:
             await db.dispose()
 
 
+async def _watch_health(platform: Platform) -> None:
+    """Probe the database, the bus (and the resolution cache) in the background for ``/readyz``."""
+    health = HealthMonitor()
+    health.add("database", platform.db.ping)
+    health.add("bus", platform.bus.ping)
+    records = platform.records
+    if records is not None:
+        health.add("cache", lambda: records.cache.get("health"), required=False)
+    await health.start()
+    platform.health = health
+    platform.on_close("health", health.stop)
+
+
 async def start_platform(
     settings: Settings, *, services: bool = True, apps: AppHost | None = None
 ) -> Platform:
@@ -89,6 +105,9 @@ async def start_platform(
     await bus.connect()
     platform = Platform(settings=settings, db=db, bus=bus)
     try:
+        if settings.redis_url:
+            platform.records = SharedRecords(open_cache(settings.redis_url))
+            platform.on_close("resolution cache", platform.records.close)
         platform.broker = await start_embedded_broker(settings)
         if platform.broker is not None:
             platform.on_close("mqtt broker", platform.broker.stop)  # first in, so stopped last
@@ -98,6 +117,7 @@ async def start_platform(
         platform.on_close("gateways", platform.gateways.stop)  # before ingest stops: they feed it
         if services:
             await start_gateway_watch(platform)  # remote gateways report device status over the bus
+        await _watch_health(platform)
         platform.apps = apps or AppHost.discover()
         platform.on_close("apps", platform.apps.stop)  # last in, so stopped first
         await platform.apps.start(db, bus, workers=services)

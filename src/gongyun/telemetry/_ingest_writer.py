@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from gongyun.errors import ServiceUnavailable
+from gongyun.telemetry import metrics
 from gongyun.telemetry._ingest_model import Columns, IngestConfig
 from gongyun.telemetry._ingest_rules import IngestStats
 from gongyun.telemetry.store.base import Point, TimeSeriesStore
@@ -20,6 +22,14 @@ _log = logging.getLogger("gongyun.telemetry.ingest")
 
 StoredHook = Callable[[str, list[Point]], Awaitable[None]]
 Item = tuple[str, Columns, asyncio.Future[None]]
+
+
+def _observe_write(cols: Columns, seconds: float) -> None:
+    """Store latency, points and the ingest lag of one successful write."""
+    metrics.WRITE_SECONDS.observe(seconds)
+    metrics.WRITE_POINTS.inc(len(cols.tags))
+    if len(cols.tags):
+        metrics.LAG.observe(max(0.0, time.time() - int(cols.ts.max()) / 1_000_000))
 
 
 class WriteTarget(Protocol):
@@ -94,9 +104,11 @@ class BatchWriter:
             by_tenant.setdefault(tenant, []).append(cols)
         error: BaseException | None = None
         write_columns = getattr(target.store, "write_columns", None)
+        metrics.QUEUE.set(self.queue.qsize())
         for tenant, parts in by_tenant.items():
             cols = Columns.concat(parts)
             points: list[Point] | None = None
+            started = time.perf_counter()
             try:
                 if write_columns is not None:
                     await write_columns(tenant, cols.tags, cols.ts, cols.values, cols.quality)
@@ -104,9 +116,11 @@ class BatchWriter:
                     points = cols.points()
                     await target.store.write(tenant, points)
                 target.stats.stored_points += len(cols.tags)
+                _observe_write(cols, time.perf_counter() - started)
             except Exception as exc:
                 _log.exception("writing %d points of tenant %s failed", len(cols.tags), tenant)
                 target.stats.write_errors += 1
+                metrics.WRITE_ERRORS.inc()
                 error = exc
                 continue
             if target.hooks and points is None:

@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from gongyun.core.types import Sample
 from gongyun.errors import ServiceUnavailable
+from gongyun.telemetry import metrics
 from gongyun.telemetry._ingest_model import (
     F64,
     I16,
@@ -190,6 +191,8 @@ class Ingestor:
             idx = idx[good]
         np.add.at(table.accepted, idx, 1)
         result.accepted = len(cols.tags)
+        metrics.ACCEPTED.inc(result.accepted)
+        metrics.BATCH.observe(len(batch.tags))
         return cols, result
 
     def _judge(
@@ -226,6 +229,7 @@ class Ingestor:
     def _reject(self, tenant: str, result: IngestResult, rejection: Rejection) -> None:
         result.rejected.append(rejection)
         self.stats.rejected[(tenant, rejection.tag, str(rejection.reason))] += 1
+        metrics.REJECTED.labels(str(rejection.reason)).inc()
 
     def note_rejection(self, tenant: str, result: IngestResult, rejection: Rejection) -> None:
         """Record a sample rejected before validation (e.g. one that could not be decoded)."""
@@ -240,6 +244,7 @@ class Ingestor:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if cols.tags:
             await self._writer.queue.put((tenant, cols, fut))
+            metrics.QUEUE.set(self._writer.queue.qsize())
         else:
             fut.set_result(None)
         return Submitted(result, fut)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gongyun import __version__
 from gongyun.api.deps import Ctx, PlatformDep, require
-from gongyun.errors import ServiceUnavailable
+from gongyun.platform.health import HealthMonitor
 from gongyun.security.rbac import Perm
 
 router = APIRouter(tags=["health"])
@@ -24,16 +24,14 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Readiness: database and bus reachable")
 async def readyz(platform: PlatformDep) -> JSONResponse:
-    """Readiness probe: checks the database and the bus (public)."""
-    checks: dict[str, Any] = {}
-    ok = True
-    for name, probe in (("database", platform.db.ping), ("bus", platform.bus.ping)):
-        try:
-            await probe()
-            checks[name] = "ok"
-        except ServiceUnavailable as exc:
-            checks[name] = exc.message
-            ok = False
+    """Readiness probe (public): the dependencies' states as last probed in the background."""
+    health = platform.health
+    if health is None:  # a platform not started by start_platform: probe now (bounded)
+        health = HealthMonitor()
+        health.add("database", platform.db.ping)
+        health.add("bus", platform.bus.ping)
+        await health.probe_all()
+    ok, checks = health.report()
     return JSONResponse(
         {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
     )

@@ -1,0 +1,124 @@
+"""Readiness from a cache: each dependency is probed in the background, ``/readyz`` reads the cache.
+
+A probe that has not answered within ``timeout_s`` counts as down, so an outage of the bus or
+the database (a connection that hangs rather than fails) never makes the readiness probe
+wait: the API answers from the last states at once, with each state's age. A state older
+than ``stale_s`` (the prober itself is stuck) counts as down too. Optional dependencies (the
+resolution cache: resolution falls back to the database without it) are reported but do
+not make the process unready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import Gauge
+
+from gongyun.errors import GongyunError
+
+log = logging.getLogger("gongyun.platform.health")
+UP = Gauge(
+    "gongyun_platform_dependency_up", "1 when the last probe of a dependency succeeded", ["dependency"]
+)
+PROBE_SECONDS = Gauge(
+    "gongyun_platform_dependency_probe_seconds", "Duration of the last probe", ["dependency"]
+)
+
+Probe = Callable[[], Awaitable[object]]
+
+
+@dataclass(slots=True)
+class DependencyState:
+    """The outcome of a dependency's last probe."""
+
+    ok: bool
+    detail: str
+    checked_at: float  # time.monotonic()
+    required: bool = True
+
+
+class HealthMonitor:
+    """Probes dependencies every ``interval_s`` (each bounded by ``timeout_s``) and keeps their states."""
+
+    def __init__(self, *, interval_s: float = 1.0, timeout_s: float = 0.5, stale_s: float = 5.0) -> None:
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self.stale_s = stale_s
+        self.probes: dict[str, tuple[Probe, bool]] = {}
+        self.states: dict[str, DependencyState] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, name: str, probe: Probe, *, required: bool = True) -> None:
+        """Watch a dependency (``required``: its outage makes the process unready)."""
+        self.probes[name] = (probe, required)
+
+    async def _probe(self, name: str, probe: Probe, required: bool) -> None:
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await probe()
+            state = DependencyState(True, "ok", time.monotonic(), required)
+        except TimeoutError:
+            state = DependencyState(
+                False, f"no answer within {self.timeout_s:g} s", time.monotonic(), required
+            )
+        except GongyunError as exc:
+            state = DependencyState(False, exc.message, time.monotonic(), required)
+        except Exception as exc:  # a probe may fail in any way; the prober must keep running
+            state = DependencyState(False, f"{type(exc).__name__}: {exc}", time.monotonic(), required)
+        if self.states.get(name, state).ok != state.ok:
+            log.warning("dependency %s is %s: %s", name, "up" if state.ok else "down", state.detail)
+        self.states[name] = state
+        UP.labels(name).set(1 if state.ok else 0)
+        PROBE_SECONDS.labels(name).set(time.monotonic() - started)
+
+    async def probe_all(self) -> None:
+        """Probe every dependency once, concurrently (takes at most ``timeout_s``)."""
+        await asyncio.gather(*(self._probe(n, p, r) for n, (p, r) in self.probes.items()))
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            await self.probe_all()
+
+    async def start(self) -> None:
+        """Probe once (so the first answer is known), then keep probing in the background."""
+        await self.probe_all()
+        self._task = asyncio.create_task(self._run(), name="platform-health")
+
+    async def stop(self) -> None:
+        """Stop probing."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def report(self) -> tuple[bool, dict[str, Any]]:
+        """Whether every required dependency is up and fresh, and each one's state and age."""
+        now = time.monotonic()
+        ready = True
+        checks: dict[str, Any] = {}
+        for name, (_, required) in self.probes.items():
+            state = self.states.get(name)
+            if state is None:
+                ok, detail, age = False, "not probed yet", None
+            else:
+                age = round(now - state.checked_at, 3)
+                stale = age > self.stale_s
+                ok = state.ok and not stale
+                detail = f"state is {age:.1f} s old (prober stuck)" if stale else state.detail
+            ready = ready and (ok or not required)
+            checks[name] = {
+                "status": "ok" if ok else "down",
+                "detail": detail,
+                "age_s": age,
+                "required": required,
+            }
+        return ready, checks
