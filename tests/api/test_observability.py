@@ -132,9 +132,8 @@ async def test_readyz_answers_at_once_during_a_bus_outage(tmp_path: Path) -> Non
         async with running_app(tmp_path, bus_url=url) as (client, platform):
             r, took = await _timed_readyz(client)
             assert r.status_code == 200 and took < 1.0, r.text
-            checks = r.json()["checks"]
-            assert checks["bus"]["status"] == checks["database"]["status"] == "ok"
-            assert 0 <= checks["bus"]["age_s"] < 5
+            assert r.json()["checks"] == {"database": "ok", "bus": "ok"}
+            assert 0 <= r.json()["age_s"]["bus"] < 5
             await _bus_batch_moves_metrics(client, platform)
             nats_proc.kill()
             nats_proc.wait()
@@ -147,8 +146,8 @@ async def test_readyz_answers_at_once_during_a_bus_outage(tmp_path: Path) -> Non
                 assert time.monotonic() < deadline, "the outage was not reported within 5 s"
                 await asyncio.sleep(0.2)
             body = r.json()
-            assert body["status"] == "unavailable" and body["checks"]["bus"]["status"] == "down"
-            assert body["checks"]["database"]["status"] == "ok"
+            assert body["status"] == "unavailable" and body["checks"]["bus"] != "ok"
+            assert body["checks"]["database"] == "ok" and body["age_s"]["bus"] < 5
 
 
 async def test_readyz_is_503_with_a_hanging_probe(tmp_path: Path) -> None:
@@ -163,7 +162,7 @@ async def test_readyz_is_503_with_a_hanging_probe(tmp_path: Path) -> None:
         await platform.health.probe_all()
         r, took = await _timed_readyz(client)
         assert r.status_code == 503 and took < 1.0
-        assert r.json()["checks"]["stuck"]["detail"].startswith("no answer within")
+        assert r.json()["checks"]["stuck"].startswith("no answer within")
         hang.set()
         await platform.health.probe_all()
         r, took = await _timed_readyz(client)

@@ -17,8 +17,7 @@ async def test_app_on_postgres_and_nats(tmp_path: Path) -> None:
             assert runtime.db.dialect == "postgresql"
             ready = await client.get("/readyz")
             assert ready.status_code == 200, ready.text
-            checks = ready.json()["checks"]
-            assert {name: c["status"] for name, c in checks.items()} == {"database": "ok", "bus": "ok"}
+            assert ready.json()["checks"] == {"database": "ok", "bus": "ok"}
             headers = await admin_headers(client)
             created = await client.post("/api/v1/tenants", json={"name": "pg-tenant"}, headers=headers)
             assert created.status_code == 201

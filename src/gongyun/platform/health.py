@@ -100,11 +100,18 @@ class HealthMonitor:
                 await self._task
             self._task = None
 
-    def report(self) -> tuple[bool, dict[str, Any]]:
-        """Whether every required dependency is up and fresh, and each one's state and age."""
+    def report(self) -> dict[str, Any]:
+        """The readiness answer: ``status``, each dependency's state (``ok`` or why not) and age.
+
+        ``checks`` holds the required dependencies in the shape probes parsed before
+        (``{"database": "ok", "bus": "ok"}``), ``optional`` the others (reported, not counted),
+        ``age_s`` each state's age in seconds.
+        """
         now = time.monotonic()
         ready = True
-        checks: dict[str, Any] = {}
+        checks: dict[str, str] = {}
+        optional: dict[str, str] = {}
+        ages: dict[str, float | None] = {}
         for name, (_, required) in self.probes.items():
             state = self.states.get(name)
             if state is None:
@@ -115,10 +122,9 @@ class HealthMonitor:
                 ok = state.ok and not stale
                 detail = f"state is {age:.1f} s old (prober stuck)" if stale else state.detail
             ready = ready and (ok or not required)
-            checks[name] = {
-                "status": "ok" if ok else "down",
-                "detail": detail,
-                "age_s": age,
-                "required": required,
-            }
-        return ready, checks
+            (checks if required else optional)[name] = "ok" if ok else detail
+            ages[name] = age
+        body: dict[str, Any] = {"status": "ok" if ready else "unavailable", "checks": checks, "age_s": ages}
+        if optional:
+            body["optional"] = optional
+        return body

@@ -31,10 +31,8 @@ async def readyz(platform: PlatformDep) -> JSONResponse:
         health.add("database", platform.db.ping)
         health.add("bus", platform.bus.ping)
         await health.probe_all()
-    ok, checks = health.report()
-    return JSONResponse(
-        {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
-    )
+    body = health.report()
+    return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
