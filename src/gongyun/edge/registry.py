@@ -27,6 +27,13 @@ class GatewayRegistry:
         """Register a running gateway for a tenant."""
         self.by_tenant.setdefault(tenant_id, []).append(gateway)
 
+    async def stop_gateway(self, tenant_id: str, gateway: Gateway) -> None:
+        """Stop one in-process gateway and forget it."""
+        running = self.by_tenant.get(tenant_id, [])
+        if gateway in running:
+            running.remove(gateway)
+            await gateway.stop()
+
     def of(self, tenant_id: str) -> list[Gateway | RemoteGateway]:
         """The tenant's gateways: in-process ones, then remote ones (not those running here)."""
         local = list(self.by_tenant.get(tenant_id, []))

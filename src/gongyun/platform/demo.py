@@ -97,7 +97,7 @@ class Demo:
             raise ValidationFailed(str(exc)) from exc
 
     async def stop(self) -> None:
-        """Stop the simulators (the gateway is stopped by the registry)."""
+        """Stop the simulators (the platform stops the gateway before them)."""
         await self.factory.stop()
 
 
@@ -158,6 +158,11 @@ async def start_demo(platform: Platform, *, time_scale: float = 1.0) -> Demo:
     platform.gateways.add(tenant_id, gateway)
     demo = Demo(factory, gateway, tenant_id)
     platform.demo = demo
-    platform.on_close("demo", demo.stop)
+
+    async def stop_demo() -> None:  # the gateway first: its clients leave before the servers go
+        await platform.gateways.stop_gateway(tenant_id, gateway)
+        await demo.stop()
+
+    platform.on_close("demo", stop_demo)
     log.info("virtual factory running: Modbus TCP :%d, OPC UA :%d", modbus, opcua)
     return demo
