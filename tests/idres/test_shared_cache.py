@@ -17,7 +17,7 @@ from gongyun.idres.http import HandleService, make_app
 from gongyun.idres.registry import Registry
 from gongyun.idres.rescache import SharedRecords
 from tests.apphelp import admin_headers, running_app
-from tests.services import REDIS_URL, require_service
+from tests.services import REDIS_URL, require_service, scratch_postgres_database
 
 from .conftest import TENANT
 
@@ -155,3 +155,50 @@ async def test_nodes_share_redis(registry: Registry, redis_shared: SharedRecords
         assert got == "https://n.example/2"
         assert (await cb.delete("/api/handles/88.100.1/n1", headers=OP)).status_code == 200
         assert (await ca.get("/api/handles/88.100.1/n1")).status_code == 404
+
+
+@pytest.mark.postgres
+async def test_api_writes_reach_an_enterprise_node_at_once(
+    tmp_path: Path, redis_shared: SharedRecords
+) -> None:
+    from gongyun.idres import prefixes as pfx
+    from gongyun.idres.nodes import NodeConfig, build_app
+
+    cache = redis_shared.cache
+    assert isinstance(cache, RedisCache)
+    with scratch_postgres_database() as url:
+        async with running_app(tmp_path, db_url=url, redis_url=REDIS_URL) as (client, platform):
+            assert platform.records is not None
+            await platform.records.close()
+            platform.records = redis_shared  # the API and the node share one key prefix
+            h = await admin_headers(client)
+            tenant_id = (await client.get("/api/v1/tenants", headers=h)).json()[0]["id"]
+            async with platform.db.session() as s:
+                await pfx.submit(s, tenant_id, "88.400", "enterprise", status=pfx.FilingStatus.active)
+            config = NodeConfig(
+                role="enterprise",
+                db_url=platform.settings.effective_database_url,
+                tenant=tenant_id,
+                prefixes=["88.400"],
+                cache_url=REDIS_URL,
+                cache_namespace=cache.ns,
+            )
+            app = build_app(config)  # what `gongyun idnode --role enterprise --cache redis://…` runs
+            node = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node")
+            try:
+                handle, api = "/api/handles/88.400/C1", "/api/v1/identifiers/records/88.400/C1"
+                assert (await node.get(handle)).status_code == 404  # remembered as not found
+                one = [{"index": 1, "type": "URL", "data": "https://c.example/1"}]
+                assert (await client.put(api, headers=h, json={"values": one})).status_code == 200
+                assert (await node.get(handle)).json()["values"][0]["data"]["value"] == "https://c.example/1"
+                assert await cache.client.exists(f"{cache.ns}node:{tenant_id}:88.400/C1") == 1
+                two = [{"index": 1, "type": "URL", "data": "https://c.example/2"}]
+                r = await client.put(api, headers=h, json={"values": two, "overwrite": True})
+                assert r.status_code == 200
+                assert (await node.get(handle)).json()["values"][0]["data"]["value"] == "https://c.example/2"
+                assert (await client.delete(api, headers=h)).status_code == 204
+                assert (await node.get(handle)).status_code == 404
+            finally:
+                await node.aclose()
+                for hook in app.on_shutdown:
+                    await hook()
