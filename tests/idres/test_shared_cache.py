@@ -162,7 +162,7 @@ async def test_api_writes_reach_an_enterprise_node_at_once(
     tmp_path: Path, redis_shared: SharedRecords
 ) -> None:
     from gongyun.idres import prefixes as pfx
-    from gongyun.idres.nodes import NodeConfig, build_app
+    from gongyun.idres.nodes import NodeConfig, Role, build_app
 
     cache = redis_shared.cache
     assert isinstance(cache, RedisCache)
@@ -176,7 +176,7 @@ async def test_api_writes_reach_an_enterprise_node_at_once(
             async with platform.db.session() as s:
                 await pfx.submit(s, tenant_id, "88.400", "enterprise", status=pfx.FilingStatus.active)
             config = NodeConfig(
-                role="enterprise",
+                role=Role.enterprise,
                 db_url=platform.settings.effective_database_url,
                 tenant=tenant_id,
                 prefixes=["88.400"],
