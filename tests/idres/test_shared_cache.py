@@ -202,3 +202,34 @@ async def test_api_writes_reach_an_enterprise_node_at_once(
                 await node.aclose()
                 for hook in app.on_shutdown:
                     await hook()
+
+
+@pytest.mark.postgres
+async def test_a_nodes_own_routes_invalidate_too(redis_shared: SharedRecords) -> None:
+    from gongyun.idres.nodes import NodeConfig, Role, build_app, prepare
+
+    cache = redis_shared.cache
+    assert isinstance(cache, RedisCache)
+    with scratch_postgres_database() as url:
+        config = NodeConfig(
+            role=Role.secondary,
+            db_url=url,
+            prefixes=["88.500"],
+            cache_url=REDIS_URL,
+            cache_namespace=cache.ns,
+            admin_token="tok",
+        )
+        await prepare(config)
+        app = build_app(config)
+        node = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node")
+        try:
+            record = "/api/handles/0.NA/88.500.7"
+            assert (await node.get(record)).status_code == 404  # remembered as not found in Redis
+            site = {"address": "127.0.0.1", "port": 8200}
+            r = await node.post("/api/allocations", headers=OP, json={"prefix": "88.500.7", "site": site})
+            assert r.status_code == 201, r.text
+            assert (await node.get(record)).status_code == 200  # the allocation dropped the entry
+        finally:
+            await node.aclose()
+            for hook in app.on_shutdown:
+                await hook()

@@ -100,6 +100,8 @@ class AsgiApp:
         self.fast_get: FastGet | None = None
         self.on_startup: list[Callable[[], Awaitable[None]]] = []
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
+        self.after_write: list[Callable[[], Awaitable[None]]] = []
+        """Awaited after every non-GET request, before its response is sent (cache invalidation)."""
 
     def mount(self, prefix: str, handler: Handler) -> None:
         """Send requests whose path starts with ``prefix`` to ``handler`` (longest prefix wins)."""
@@ -138,6 +140,9 @@ class AsgiApp:
             resp = await self._dispatch(scope, receive, raw_path)
         except Exception as exc:
             resp = error_response(exc)
+        if scope["method"] != "GET":
+            for hook in self.after_write:
+                await hook()
         await send({"type": "http.response.start", "status": resp.status, "headers": resp.headers})
         await send({"type": "http.response.body", "body": resp.body})
 

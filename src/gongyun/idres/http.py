@@ -16,6 +16,7 @@ import sqlite3
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -125,11 +126,17 @@ class HandleService:
         if self.shared is not None:
             self._pending.add(norm)
 
-    async def _flush(self, tenant_id: str | None) -> None:
-        """Delete the shared keys of what the last writes changed (they are committed now)."""
-        if self.shared is not None and self._pending:
-            norms, self._pending = list(self._pending), set()
-            await self.shared.forget(norms, (tenant_id, self.tenant_id))
+    async def flush(self, tenant_id: str | None, norms: Iterable[str] = ()) -> None:
+        """Delete the shared keys of ``norms`` and of what other writes changed (committed now).
+
+        A handler names the identifiers it wrote (with their tenant), so that another request's
+        flush taking the pending set first cannot leave that tenant's keys behind.
+        """
+        if self.shared is None:
+            return
+        changed, self._pending = {*norms, *self._pending}, set()
+        if changed:
+            await self.shared.forget(sorted(changed), (tenant_id, self.tenant_id))
 
     async def _secret(self, handle: str, index: int) -> str | None:
         row = await self._fetch(parse(handle).norm)
@@ -288,7 +295,7 @@ class HandleService:
         if req.query.get("index"):
             try:
                 rec = await self.registry.update_values(self._tenant(req), str(h), values)
-                await self._flush(self._tenant(req))
+                await self.flush(self._tenant(req), [h.norm])
                 return json_response(200, {"responseCode": RC_SUCCESS, "handle": rec.handle})
             except HandleNotFound:
                 pass
@@ -303,7 +310,7 @@ class HandleService:
         rec, created = await self.registry.put(
             self._tenant(req), str(h), values, overwrite=req.flag("overwrite")
         )
-        await self._flush(self._tenant(req))
+        await self.flush(self._tenant(req), [h.norm])
         return json_response(201 if created else 200, {"responseCode": RC_SUCCESS, "handle": rec.handle})
 
     async def _delete(self, req: Request, handle: str) -> Response:
@@ -314,7 +321,7 @@ class HandleService:
             await self.registry.delete_values(self._tenant(req), str(h), indexes)
         else:
             await self.registry.delete(self._tenant(req), str(h))
-        await self._flush(self._tenant(req))
+        await self.flush(self._tenant(req), [h.norm])
         return json_response(200, {"responseCode": RC_SUCCESS, "handle": str(h)})
 
     async def _list(self, req: Request) -> Response:
@@ -377,7 +384,8 @@ class HandleService:
             [(h, v) for h, v in items if v != "forbidden"],
             overwrite=bool(body.get("overwrite", False)),
         )
-        await self._flush(self._tenant(req))
+        written = [r.handle for r in results if r.status in {"created", "updated"}]
+        await self.flush(self._tenant(req), [parse(handle).norm for handle in written])
         it = iter(results)
         out = []
         for handle, v in items:

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -180,8 +181,12 @@ def build_app(config: NodeConfig) -> AsgiApp:
     from gongyun.idres.schemes import install_schemes
 
     install_schemes(app, registry, config.tenant)
+    if shared is not None:  # writes of the node's own routes (filings, allocations) reach Redis too
+        app.after_write.append(lambda: service.flush(routes.tenant_id))
     if config.role is Role.root and config.mirror_of:
         mirror = Mirror(routes, config.mirror_of, config.mirror_interval)
+        if shared is not None:
+            mirror.after = lambda: service.flush(routes.tenant_id)
         app.on_startup.append(mirror.start)
         app.on_shutdown.append(mirror.stop)
 
@@ -204,12 +209,15 @@ class Mirror:
         self.interval = interval
         self.task: asyncio.Task[None] | None = None
         self.synced = 0
+        self.after: Callable[[], Awaitable[None]] | None = None  # run after each applied pull
 
     async def sync_once(self, client: httpx.AsyncClient) -> int:
         """One pull; returns how many records changed."""
         r = await client.get(f"{self.peer}/api/mirror")
         r.raise_for_status()
         changed = await self.routes.apply_mirror(r.content)
+        if self.after is not None:
+            await self.after()
         self.synced += 1
         return changed
 
