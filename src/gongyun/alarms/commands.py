@@ -14,7 +14,6 @@ the alarm's new view, a rejection (its stable error code), or 202 with where to 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import weakref
 from datetime import timedelta
@@ -36,6 +35,7 @@ from gongyun.alarms.engine import (
 from gongyun.alarms.models import AlarmCommandRow
 from gongyun.alarms.states import InvalidTransition
 from gongyun.bus import Bus, Message, Subscription
+from gongyun.core.tasks import cancel_and_wait
 from gongyun.db.base import utcnow
 from gongyun.errors import Conflict, GongyunError, NotFound, ServiceUnavailable
 
@@ -225,11 +225,8 @@ class CommandWorker:
         if self.subscription is not None:
             await self.subscription.close()
             self.subscription = None
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await cancel_and_wait(self._sweeper)
+        self._sweeper = None
 
     async def _on_message(self, msg: Message) -> None:
         command_id = msg.data.decode(errors="replace").strip()

@@ -31,6 +31,7 @@ from gongyun.alarms.notify import AlarmNotice, Notifier, dispatch, make_notifier
 from gongyun.alarms.rules import Condition, Debouncer
 from gongyun.alarms.saver import SAVE_ATTEMPT_S, SAVE_GIVE_UP_S, SAVE_RETRY_S, AlarmSaver, Deposed, _Job
 from gongyun.alarms.states import AlarmStateMachine, State, Transition
+from gongyun.core.tasks import cancel_and_wait
 from gongyun.db import Database
 from gongyun.errors import GongyunError, NotFound
 from gongyun.telemetry.store.base import Point
@@ -323,11 +324,8 @@ class AlarmEngine(CommandApplier):
 
     async def pause(self) -> None:
         """Stop ticking (saves and commands go on; ``start`` ticks again)."""
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-            self._ticker = None
+        await cancel_and_wait(self._ticker)
+        self._ticker = None
 
     def clear(self) -> None:
         """Forget every rule, state, target and leader term (before loading afresh, e.g. as a new leader)."""

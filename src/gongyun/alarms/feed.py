@@ -39,6 +39,7 @@ from gongyun.alarms.models import AlarmRuleRow
 from gongyun.alarms.rules import Condition
 from gongyun.bus import Bus, Envelope, Message, Subscription
 from gongyun.bus.base import MAX_PAYLOAD
+from gongyun.core.tasks import cancel_and_wait
 from gongyun.db import Database
 from gongyun.errors import GongyunError, ServiceUnavailable
 from gongyun.telemetry.store.base import Point
@@ -190,11 +191,8 @@ class ReferencedTags:
         if self._subscription is not None:
             await self._subscription.close()
             self._subscription = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _loop(self) -> None:
         while True:

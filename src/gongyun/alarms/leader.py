@@ -30,6 +30,7 @@ from gongyun.alarms import commands, feed
 from gongyun.alarms.commands import CommandWorker
 from gongyun.alarms.engine import AlarmEngine
 from gongyun.bus import Bus, Subscription
+from gongyun.core.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     import psycopg
@@ -132,11 +133,8 @@ class LeaderLock:
 
     async def stop(self) -> None:
         """Stop campaigning; step down (engine stopped first, then the lock released)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._losing is not None:  # a step-down under way finishes first
             with contextlib.suppress(Exception):
                 await self._losing

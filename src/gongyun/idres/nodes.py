@@ -13,7 +13,6 @@ started with ``all_tenants`` on the platform's database resolves every tenant's 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import sys
@@ -25,6 +24,7 @@ from typing import Any
 import httpx
 import orjson
 
+from gongyun.core.tasks import cancel_and_wait
 from gongyun.db import Database, upgrade
 from gongyun.errors import ConfigError, GongyunError
 from gongyun.idres import prefixes as pfx
@@ -236,10 +236,7 @@ class Mirror:
 
     async def stop(self) -> None:
         """Stop it."""
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        await cancel_and_wait(self.task)
 
 
 def app_from_env() -> AsgiApp:

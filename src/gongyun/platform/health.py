@@ -11,7 +11,6 @@ not make the process unready.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,7 @@ from typing import Any
 
 from prometheus_client import Gauge
 
+from gongyun.core.tasks import cancel_and_wait
 from gongyun.errors import GongyunError
 
 log = logging.getLogger("gongyun.platform.health")
@@ -94,11 +94,8 @@ class HealthMonitor:
 
     async def stop(self) -> None:
         """Stop probing."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def report(self) -> dict[str, Any]:
         """The readiness answer: ``status``, each dependency's state (``ok`` or why not) and age.

@@ -9,7 +9,6 @@ Analog variables carry an ``EngineeringUnits`` (EUInformation, UNECE codes) prop
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from asyncua import ua
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.server import Server
 
+from gongyun.core.tasks import cancel_and_wait
 from gongyun.sim.physics import Cnc
 
 log = logging.getLogger(__name__)
@@ -158,10 +158,7 @@ class CncServer:
 
     async def stop(self) -> None:
         """Stop updating and close the server."""
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self.server:
             await self.server.stop()
             self.server = None

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
+from gongyun.core.tasks import cancel_and_wait
 from gongyun.telemetry.store.base import TimeSeriesStore
 
 _log = logging.getLogger("gongyun.telemetry.rollups")
@@ -55,8 +55,5 @@ class RollupWorker:
 
     async def stop(self) -> None:
         """Stop the background task."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
