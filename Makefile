@@ -9,7 +9,7 @@ HOST   ?=
 PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint lint-imports typecheck check clean bench-resolve bench-registry bench-edge bench-ingest bench-query
+.PHONY: run test lint lint-imports typecheck check clean bench-resolve bench-registry bench-edge bench-ingest bench-query soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ check: lint typecheck test
 BENCHES := resolve registry edge ingest query
 $(addprefix bench-,$(BENCHES)): bench-%: $(VENV)/.installed-dev
 	$(BIN)/python bench/$*.py $(BENCH_ARGS)
+
+# The load and soak harness (bench/soak.py): two API processes on a scratch PostgreSQL database with
+# kill -9 faults; not part of `make test`. e.g. make soak SOAK_ARGS="--duration 600 --devices 1000"
+SOAK_ARGS ?=
+soak: $(VENV)/.installed-dev
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
