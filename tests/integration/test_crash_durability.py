@@ -3,49 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.apphelp import ADMIN_PASSWORD
+from tests.integration.crashhelp import start_server as _start
+from tests.integration.crashhelp import wait_ready as _wait_ready
 from tests.services import free_port
-
-GONGYUN = str(Path(sys.executable).with_name("gongyun"))
-
-
-def _start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "GONGYUN_DATA_DIR": str(data_dir),
-        "GONGYUN_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "GONGYUN_LOG_LEVEL": "WARNING",
-    }
-    return subprocess.Popen(
-        [GONGYUN, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def _wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("server did not become ready")
 
 
 @pytest.mark.slow

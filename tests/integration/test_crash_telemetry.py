@@ -1,0 +1,131 @@
+"""kill -9 the server during a stream of telemetry batches: every acknowledged sample is stored once.
+
+The embedded profile (DuckDB) and the server profile (PostgreSQL, NATS JetStream) each run as a
+real ``gongyun serve`` subprocess; writers post batches over HTTP until enough are acknowledged,
+the process gets SIGKILL, a new process starts on the same data, and the points are read back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.apphelp import ADMIN_PASSWORD
+from tests.integration.crashhelp import kill_9, start_server, stop, wait_ready
+from tests.services import NATS_URL, free_port, require_service, scratch_postgres_database
+
+BATCH = 20
+WRITERS = 4
+KILL_AFTER = 40  # acknowledged batches before the kill
+START = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+TAG = "pump1/temp"
+
+
+@pytest.fixture(params=["embedded", "server"])
+def profile(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """Settings of a fresh deployment of the profile (the server one on a scratch database)."""
+    if request.param == "embedded":
+        yield {}
+        return
+    require_service("nats")
+    with scratch_postgres_database() as url:
+        yield {
+            "profile": "server",
+            "database_url": url,
+            "bus_url": NATS_URL,
+            "secret_key": secrets.token_urlsafe(32),
+        }
+
+
+async def _headers(client: httpx.AsyncClient) -> dict[str, str]:
+    r = await client.post("/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+async def _seed_tag(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    dev = await client.post("/api/v1/assets/devices", json={"name": "pump1"}, headers=headers)
+    assert dev.status_code == 201, dev.text
+    tag = await client.post(
+        f"/api/v1/assets/devices/{dev.json()['id']}/tags", json={"name": "temp"}, headers=headers
+    )
+    assert tag.status_code == 201, tag.text
+
+
+async def _stored(client: httpx.AsyncClient, headers: dict[str, str]) -> list[float]:
+    params: dict[str, Any] = {
+        "tag": TAG,
+        "start": (START - timedelta(minutes=1)).isoformat(),
+        "end": (START + timedelta(days=1)).isoformat(),
+        "limit": 100_000,
+    }
+    r = await client.get("/api/v1/telemetry/raw", params=params, headers=headers)
+    assert r.status_code == 200, r.text
+    assert not r.json()["truncated"]
+    return [float(p["value"]) for p in r.json()["points"]]
+
+
+@pytest.mark.slow
+async def test_kill_9_during_http_ingest_keeps_every_acknowledged_sample_once(
+    tmp_path: Path, profile: dict[str, str]
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start_server(tmp_path / "var", port, **profile)
+    try:
+        wait_ready(base, proc)
+        acknowledged: list[float] = []
+        attempted: list[float] = []
+        counter = iter(range(1_000_000))
+        async with httpx.AsyncClient(base_url=base, timeout=30, trust_env=False) as client:
+            headers = await _headers(client)
+            await _seed_tag(client, headers)
+
+            async def writer() -> None:
+                while True:
+                    first = next(counter) * BATCH
+                    values = [float(first + i) for i in range(BATCH)]
+                    attempted.extend(values)
+                    samples = [
+                        {"tag": TAG, "value": v, "ts": (START + timedelta(milliseconds=v)).isoformat()}
+                        for v in values
+                    ]
+                    try:
+                        r = await client.post(
+                            "/api/v1/telemetry/ingest", json={"samples": samples}, headers=headers
+                        )
+                    except httpx.HTTPError:
+                        return
+                    if r.is_success:
+                        assert r.json()["accepted"] == BATCH, r.text
+                        acknowledged.extend(values)
+
+            tasks = [asyncio.create_task(writer()) for _ in range(WRITERS)]
+            deadline = asyncio.get_running_loop().time() + 40
+            while len(acknowledged) < KILL_AFTER * BATCH:
+                assert asyncio.get_running_loop().time() < deadline, "ingest too slow"
+                assert not any(t.done() for t in tasks), [t.exception() for t in tasks if t.done()]
+                await asyncio.sleep(0.01)
+            kill_9(proc)
+            await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
+
+        proc = start_server(tmp_path / "var", port, **profile)
+        wait_ready(base, proc)
+        async with httpx.AsyncClient(base_url=base, timeout=60, trust_env=False) as client:
+            stored = await _stored(client, await _headers(client))
+        counts = Counter(stored)
+        lost = sorted(set(acknowledged) - counts.keys())
+        duplicated = sorted(v for v, n in counts.items() if n > 1)
+        assert not lost, f"{len(lost)} of {len(acknowledged)} acknowledged samples lost: {lost[:5]}"
+        assert not duplicated, f"{len(duplicated)} samples stored twice: {duplicated[:5]}"
+        assert counts.keys() <= set(attempted), "points that were never sent"
+    finally:
+        stop(proc)
