@@ -2,20 +2,22 @@
 
 Starts a scratch PostgreSQL database (trust auth on 127.0.0.1:5432) and two API processes
 (``gongyun --config server.toml serve --port P``, server profile, the local NATS at 4222), the
-first with ``sparkplug_receiver = "on"`` and a Sparkplug group of its own. It creates
-``--tenants`` tenants and ``--devices`` devices (one tag ``v`` each) spread over them, then for
+first with ``sparkplug_receiver = "on"`` and a Sparkplug group of the first tenant. It creates
+``--tenants`` tenants and ``--devices`` devices (one tag ``v`` each; ``--sparkplug-share`` of them
+Sparkplug metrics, the rest HTTP writers) spread over them, then for
 ``--duration`` seconds:
 
 - HTTP batch writers: every device posts ``--batch`` samples every ``--period`` seconds to
   ``POST /api/v1/telemetry/ingest``, alternating between the two processes (the other one
   when a process does not answer). Only samples acknowledged by a 2xx answer (and not listed as
   rejected) are counted.
-- Sparkplug B: ``--sparkplug-nodes`` edge nodes publish NBIRTH/NDATA through Mosquitto (1883),
+- Sparkplug B: ``--sparkplug-nodes`` edge nodes publish NBIRTH/NDATA through that Mosquitto,
   encoded as the gateway's uplink encodes them, to the receiver in the first process. NDATA
   goes at QoS 0 and this publisher gets no confirmations, so these points are reported
   (published, stored) but are not part of the loss check.
-- Faults: ``--faults`` times, evenly spaced, ``kill -9`` of the second API process and its
-  restart (the writers keep going against the first).
+- Faults: ``--faults`` times, evenly spaced, in turn ``kill -9`` of the second API process and
+  its restart (the writers keep going against the first), and ``kill -9`` of the private
+  Mosquitto the harness started (on a free port) and its restart (the nodes birth again).
 
 At the end it waits for the store to catch up (the ingest lag), then checks in PostgreSQL that
 every acknowledged HTTP sample is stored exactly once (per tag and ``ts``), and prints
@@ -54,7 +56,7 @@ import psycopg
 
 ADMIN_DSN = os.environ.get("GONGYUN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 NATS_URL = os.environ.get("GONGYUN_TEST_NATS", "nats://127.0.0.1:4222")
-MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
+MQTT_HOST = "127.0.0.1"
 RESULTS = Path(__file__).resolve().parent / "results" / "soak.json"
 GONGYUN = Path(sys.executable).parent / "gongyun"
 ADMIN_PASSWORD = secrets.token_hex(12)
@@ -163,13 +165,13 @@ def admin_db(sql: str) -> None:
         conn.execute(sql.encode())
 
 
-def setup_server(home: Path, db: str, group: str, sp_tenant: str) -> tuple[Api, Api]:
+def setup_server(home: Path, db: str, group: str, sp_tenant: str, mqtt_port: int) -> tuple[Api, Api]:
     """server.toml, secrets and the migrated database; the two (not yet started) processes."""
     common = (
         'profile = "server"\n'
         f'database_url = "postgresql+psycopg://postgres@127.0.0.1:5432/{db}"\n'
         f'bus_url = "{NATS_URL}"\n'
-        f'mqtt_url = "mqtt://{MQTT_HOST}:{MQTT_PORT}"\n'
+        f'mqtt_url = "mqtt://{MQTT_HOST}:{mqtt_port}"\n'
         'host = ["127.0.0.1"]\n'
         'log_format = "json"\n'
     )
@@ -309,10 +311,44 @@ async def http_writers(
         await asyncio.gather(*(one_device(k, tid, tag) for k, (tid, tag) in enumerate(tags)))
 
 
+class Broker:
+    """A private Mosquitto on its own loopback port, which the harness restarts as a fault."""
+
+    def __init__(self, home: Path) -> None:
+        self.port = free_port()
+        self.conf = home / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.log = home / "mosquitto.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start it and wait until it accepts connections."""
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                ["mosquitto", "-c", str(self.conf)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.5):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        """``kill -9`` (a crash, not a clean shutdown) and reap."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+
 def sparkplug_nodes(
-    group: str, nodes: int, tags: list[str], period: float, stats: Stats, stop: threading.Event
+    group: str, nodes: int, tags: list[str], period: float, port: int, stats: Stats, stop: threading.Event
 ) -> None:
-    """Edge nodes: NBIRTH, then NDATA of every metric every ``period`` s, encoded as the uplink does."""
+    """Edge nodes: NBIRTH on every (re)connect, then NDATA of every metric every ``period`` s,
+    encoded as the gateway's uplink does; only NDATA handed to a connected client is counted."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -323,19 +359,30 @@ def sparkplug_nodes(
     from gongyun.sparkplug.values import encode_properties
 
     per_node = [tags[n::nodes] for n in range(nodes)]
-    clients = []
-    for n, names in enumerate(per_node):
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{group}-n{n}")
-        client.connect(MQTT_HOST, MQTT_PORT)
-        client.loop_start()
-        birth = spb.Payload(timestamp=spb.now_ms(), seq=0)
-        spb.set_metric_value(birth.metrics.add(name=BDSEQ), 0, spb.SpbType.Int64)
-        spb.set_metric_value(birth.metrics.add(name=REBIRTH), False, spb.SpbType.Boolean)
-        epoch = birth.metrics.add(name=EPOCH_METRIC, alias=len(names) + 1)
-        spb.set_metric_value(epoch, secrets.randbits(62) or 1, spb.SpbType.Int64)
+    epochs = [secrets.randbits(62) or 1 for _ in range(nodes)]
+    seq = [0] * nodes  # the Sparkplug message sequence, 0 at each birth
+    births = [0] * nodes
+
+    def birth(client: Any, n: int) -> None:
+        names = per_node[n]
+        payload = spb.Payload(timestamp=spb.now_ms(), seq=0)
+        spb.set_metric_value(payload.metrics.add(name=BDSEQ), births[n] % 256, spb.SpbType.Int64)
+        spb.set_metric_value(payload.metrics.add(name=REBIRTH), False, spb.SpbType.Boolean)
+        epoch = payload.metrics.add(name=EPOCH_METRIC, alias=len(names) + 1)
+        spb.set_metric_value(epoch, epochs[n], spb.SpbType.Int64)
         for alias, name in enumerate(names, 1):
-            spb.set_metric_value(birth.metrics.add(name=name, alias=alias), 0.0, spb.SpbType.Double)
-        client.publish(f"spBv1.0/{group}/NBIRTH/n{n}", birth.SerializeToString(), qos=0).wait_for_publish(10)
+            spb.set_metric_value(payload.metrics.add(name=name, alias=alias), 0.0, spb.SpbType.Double)
+        births[n] += 1
+        seq[n] = 0
+        client.publish(f"spBv1.0/{group}/NBIRTH/n{n}", payload.SerializeToString(), qos=0)
+
+    clients = []
+    for n in range(nodes):
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{group}-n{n}")
+        client.on_connect = lambda c, _u, _f, _rc, _p, n=n: birth(c, n)
+        client.reconnect_delay_set(1, 2)
+        client.connect(MQTT_HOST, port)
+        client.loop_start()
         clients.append(client)
     good = QUALITY_CODE[Quality.good]
     m = 0
@@ -343,7 +390,10 @@ def sparkplug_nodes(
         m += 1
         ts = spb.now_ms()
         for n, (client, names) in enumerate(zip(clients, per_node, strict=True)):
-            payload = spb.Payload(timestamp=ts, seq=m % 256)
+            if not client.is_connected():
+                continue
+            seq[n] = (seq[n] + 1) % 256
+            payload = spb.Payload(timestamp=ts, seq=seq[n])
             for k in range(len(names)):
                 metric = payload.metrics.add(alias=k + 1, timestamp=ts)
                 spb.set_metric_value(metric, float(m % 100), spb.SpbType.Double)
@@ -352,8 +402,9 @@ def sparkplug_nodes(
                     "Quality": (spb.SpbType.Int32, good),
                 }
                 encode_properties(metric.properties, props)
-            client.publish(f"spBv1.0/{group}/NDATA/n{n}", payload.SerializeToString(), qos=0)
-            stats.sp_published += len(names)
+            info = client.publish(f"spBv1.0/{group}/NDATA/n{n}", payload.SerializeToString(), qos=0)
+            if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                stats.sp_published += len(names)
     for client in clients:
         client.loop_stop()
         client.disconnect()
@@ -428,7 +479,10 @@ async def soak(args: argparse.Namespace, home: Path, db: str) -> dict[str, Any]:
     group, sp_tenant = f"soak{run}", tenants[0]  # the Sparkplug devices belong to the first tenant
     sp_count = round(args.devices * args.sparkplug_share)
     sp_tags = [f"sp{i:05d}/v" for i in range(sp_count)]
-    apis = list(setup_server(home, db, group, sp_tenant))
+    broker = Broker(home)
+    _BROKERS.append(broker)
+    broker.start()
+    apis = list(setup_server(home, db, group, sp_tenant, broker.port))
     stats = Stats()
     # the Sparkplug group's tenant must exist before the receiver's process starts
     apis[1].start()
@@ -448,7 +502,7 @@ async def soak(args: argparse.Namespace, home: Path, db: str) -> dict[str, Any]:
     t_start = time.monotonic()
     sp_thread = threading.Thread(
         target=sparkplug_nodes,
-        args=(group, args.sparkplug_nodes, sp_tags, args.period, stats, sp_stop),
+        args=(group, args.sparkplug_nodes, sp_tags, args.period, broker.port, stats, sp_stop),
         daemon=True,
     )
     if sp_tags:
@@ -464,19 +518,22 @@ async def soak(args: argparse.Namespace, home: Path, db: str) -> dict[str, Any]:
             next_rss = elapsed + args.rss_every
         if fault_at and elapsed >= fault_at[0]:
             fault_at.pop(0)
-            victim = apis[1]
-            victim.kill9()
-            victim.start()
-            back = await asyncio.to_thread(victim.wait_ready)
+            if len(faults) % 2 == 0 or not sp_tags:  # kill -9 of api-2, then a broker crash, in turn
+                victim = apis[1]
+                victim.kill9()
+                victim.start()
+                back = await asyncio.to_thread(victim.wait_ready)
+                kind, name = "kill -9", victim.name
+            else:
+                t0 = time.monotonic()
+                broker.stop()
+                await asyncio.sleep(1.0)
+                await asyncio.to_thread(broker.start)
+                back, kind, name = time.monotonic() - t0, "kill -9 + restart", "mosquitto"
             faults.append(
-                {
-                    "at_s": round(elapsed, 1),
-                    "kind": "kill -9",
-                    "process": victim.name,
-                    "back_after_s": round(back, 2),
-                }
+                {"at_s": round(elapsed, 1), "kind": kind, "process": name, "back_after_s": round(back, 2)}
             )
-            print(f"soak: {elapsed:.0f} s kill -9 {victim.name}, ready again after {back:.1f} s")
+            print(f"soak: {elapsed:.0f} s {kind} {name}, back after {back:.1f} s", flush=True)
         await asyncio.sleep(0.5)
     stop.set()
     sp_stop.set()
@@ -583,6 +640,7 @@ def main() -> int:
 
 
 _RUNNING: list[Api] = []
+_BROKERS: list[Broker] = []
 
 
 def _stop_children(home: Path) -> None:
@@ -590,6 +648,9 @@ def _stop_children(home: Path) -> None:
     for api in _RUNNING:
         api.stop()
     _RUNNING.clear()
+    for broker in _BROKERS:
+        broker.stop()
+    _BROKERS.clear()
     with contextlib.suppress(OSError):
         subprocess.run(["rm", "-rf", str(home)], check=False, timeout=30)
 
