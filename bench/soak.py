@@ -511,7 +511,11 @@ async def soak(args: argparse.Namespace, home: Path, db: str) -> dict[str, Any]:
     faults: list[dict[str, Any]] = []
     fault_at = [args.duration * (i + 1) / (args.faults + 1) for i in range(args.faults)]
     next_rss = 0.0
-    while (elapsed := time.monotonic() - t_start) < args.duration:
+    interrupted = asyncio.Event()  # Ctrl-C or SIGTERM: end the load now, still check and clean up
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupted.set)
+    while (elapsed := time.monotonic() - t_start) < args.duration and not interrupted.is_set():
         if elapsed >= next_rss:
             for api in apis:
                 api.sample_rss(elapsed)
