@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,6 +28,8 @@ def make_settings(tmp_path: Path, db_url: str | None = None, **overrides: Any) -
     }
     if db_url:
         values["database_url"] = db_url
+    # Test deployments share one NATS server: each database gets its own deployment id.
+    values["deployment_id"] = "t" + hashlib.sha256(str(db_url or tmp_path).encode()).hexdigest()[:16]
     values.update(overrides)
     return load_settings(**values)
 

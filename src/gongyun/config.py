@@ -95,6 +95,8 @@ class Settings(BaseSettings):
 
     database_url: str | None = None
     bus_url: str | None = None
+    # Namespaces every NATS stream, consumer and subject: deployments sharing a server need their own.
+    deployment_id: str = Field(default="gongyun", pattern=r"^[A-Za-z0-9_-]{1,32}$")
     redis_url: str | None = None
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_embedded: MqttEmbedded = MqttEmbedded.auto

@@ -68,12 +68,13 @@ async def test_remote_gateway_reports_device_state_over_nats(tmp_path: Path) -> 
             path.write_text(
                 f'[gateway]\nid = "{name}"\nbuffer = "{tmp_path / "b.db"}"\n\n'
                 f'[uplink]\nkind = "bus"\nurl = "{NATS_URL}"\ntenant = "{tenant_id}"\n'
+                f'deployment_id = "{runtime.settings.deployment_id}"\n'
                 "status_interval = 0.5\n\n"
                 f'[[devices]]\nname = "pump1"\nprofile = "{PROFILES / "pump.toml"}"\n'
                 f"port = {pump.port}\ntimeout = 0.3\n"
             )
             config, profiles = load_config(path)
-            remote_bus = open_bus(NATS_URL)
+            remote_bus = open_bus(NATS_URL, namespace=runtime.settings.deployment_id)
             await remote_bus.connect()
             gateway = Gateway(config, profiles, bus=remote_bus)
             await gateway.start()

@@ -53,8 +53,12 @@ def _int_param(params: dict[str, list[str]], key: str, default: int) -> int:
         raise InvalidBusArgument(f"bus URL parameter {key} must be an integer, got {values[-1]!r}") from None
 
 
-def open_bus(url: str) -> Bus:
-    """Make a (not yet connected) bus for ``memory://[NAME][?max_msgs=N&max_bytes=N]`` or ``nats://host:port``."""
+def open_bus(url: str, *, namespace: str | None = None) -> Bus:
+    """Make a (not yet connected) bus for ``memory://[NAME][?max_msgs=N&max_bytes=N]`` or ``nats://host:port``.
+
+    ``namespace`` (the deployment id) prefixes every NATS stream, durable and subject; an
+    in-process bus is private to its process and needs none.
+    """
     if not isinstance(url, str) or "://" not in url:
         raise InvalidBusArgument(f"bus URL must look like memory:// or nats://host:port, got {url!r}")
     parts = urlsplit(url)
@@ -75,5 +79,5 @@ def open_bus(url: str) -> Bus:
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ConfigError("the NATS bus needs nats-py: install gongyun[server]") from exc
         servers = [s.strip() for s in url.split(",") if s.strip()]
-        return NatsBus(servers)
+        return NatsBus(servers, namespace=namespace)
     raise InvalidBusArgument(f"unknown bus scheme {parts.scheme!r} in {url!r} (use memory:// or nats://)")

@@ -4,6 +4,10 @@ A queue group is several pull subscriptions (``nats_pull``) on one durable consu
 server serves every pull request from the consumer's single cursor, so each message goes
 to one member. ``max_in_flight`` is the consumer's ``max_ack_pending``; ``msg_id`` travels in the
 ``Nats-Msg-Id`` header and JetStream de-duplicates within the stream's duplicate window.
+
+A ``namespace`` (the deployment id) isolates deployments sharing one NATS server: stream and
+durable names get ``<namespace>_`` in front, subjects ``<namespace>.``; handlers see the subjects
+without it, so callers and the in-process bus stay the same.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ _log = logging.getLogger("gongyun.bus.nats")
 
 _ERR_STREAM_NAME_IN_USE = 10058
 _ERR_SUBJECTS_OVERLAP = 10065
+DEPLOYMENTS_BUCKET = "gongyun-deployments"  # KV: deployment id -> the database it belongs to
+NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
 class NatsBus(Bus):
@@ -54,9 +60,19 @@ class NatsBus(Bus):
 
     scheme: ClassVar[str] = "nats"
 
-    def __init__(self, servers: list[str], *, connect_timeout_s: float = 5.0, request_timeout_s: float = 5.0):
+    def __init__(
+        self,
+        servers: list[str],
+        *,
+        connect_timeout_s: float = 5.0,
+        request_timeout_s: float = 5.0,
+        namespace: str | None = None,
+    ):
         if not servers:
             raise InvalidBusArgument("a NATS bus needs at least one server URL")
+        if namespace is not None and not NAMESPACE_RE.match(namespace):
+            raise InvalidBusArgument(f"invalid bus namespace {namespace!r}: use 1-32 of A-Z a-z 0-9 _ -")
+        self.namespace = namespace
         self.servers = servers
         self._connect_timeout = connect_timeout_s
         self._timeout = request_timeout_s
@@ -68,6 +84,14 @@ class NatsBus(Bus):
     def where(self) -> str:
         """The server URLs without credentials (safe to log)."""
         return ", ".join(re.sub(r"//[^@/]*@", "//***@", url) for url in self.servers)
+
+    def _subject(self, subject: str) -> str:
+        """The subject on the server (inside the namespace)."""
+        return f"{self.namespace}.{subject}" if self.namespace else subject
+
+    def _name(self, name: str) -> str:
+        """A stream or durable name on the server (inside the namespace)."""
+        return f"{self.namespace}_{name}" if self.namespace else name
 
     def _jetstream(self) -> JetStreamContext:
         if self._nc is None or self._js is None or self._nc.is_closed:
@@ -137,6 +161,28 @@ class NatsBus(Bus):
             await self._nc.flush(timeout=int(max(1, self._timeout)))
             await js.account_info()
 
+    async def claim_namespace(self, owner: str) -> str | None:
+        """Register the namespace as ``owner``'s (a database fingerprint); return the other owner, if any.
+
+        The first deployment to start with an id owns it (an atomic KV ``create``); a later one with
+        another database gets that database's fingerprint back and must refuse to start.
+        """
+        if not self.namespace:
+            return None
+        js = self._jetstream()
+        with mapped_errors(f"claim deployment id {self.namespace}"):
+            try:
+                kv = await js.key_value(DEPLOYMENTS_BUCKET)
+            except nats.js.errors.BucketNotFoundError:
+                kv = await js.create_key_value(bucket=DEPLOYMENTS_BUCKET, history=1)
+            try:
+                await kv.create(self.namespace, owner.encode())
+                return None
+            except nats.js.errors.KeyWrongLastSequenceError:
+                entry = await kv.get(self.namespace)
+        holder = (entry.value or b"").decode()
+        return None if holder == owner else holder
+
     async def ensure_stream(
         self,
         name: str,
@@ -149,8 +195,8 @@ class NatsBus(Bus):
         validate_stream(name, subjects, max_age_s, max_msgs)
         js = self._jetstream()
         config = StreamConfig(
-            name=name,
-            subjects=list(subjects),
+            name=self._name(name),
+            subjects=[self._subject(s) for s in subjects],
             max_age=max_age_s or 0,
             max_msgs=max_msgs if max_msgs is not None else -1,
             duplicate_window=min(DUPLICATE_WINDOW_S, max_age_s or DUPLICATE_WINDOW_S),
@@ -172,11 +218,11 @@ class NatsBus(Bus):
         """Delete a stream; False when it did not exist."""
         validate_name(name, "stream")
         js = self._jetstream()
-        for sub in [s for s in self._subs if s.stream == name]:
+        for sub in [s for s in self._subs if s.stream == self._name(name)]:
             await sub.close()
         with mapped_errors(f"delete stream {name}"):
             try:
-                return bool(await js.delete_stream(name))
+                return bool(await js.delete_stream(self._name(name)))
             except nats.js.errors.NotFoundError:
                 return False
 
@@ -195,7 +241,7 @@ class NatsBus(Bus):
         if msg_id is not None:
             hdrs[MSG_ID_HEADER] = msg_id
         with mapped_errors(f"publish to {subject}"):
-            ack = await js.publish(subject, data, timeout=self._timeout, headers=hdrs or None)
+            ack = await js.publish(self._subject(subject), data, timeout=self._timeout, headers=hdrs or None)
         return int(ack.seq)
 
     async def publish_many(self, envelopes: Sequence[Envelope]) -> list[int]:
@@ -213,7 +259,9 @@ class NatsBus(Bus):
                         hdrs: dict[str, Any] = dict(env.headers or {})
                         if env.msg_id is not None:
                             hdrs[MSG_ID_HEADER] = env.msg_id
-                        fut = await js.publish_async(env.subject, env.data, headers=hdrs or None)
+                        fut = await js.publish_async(
+                            self._subject(env.subject), env.data, headers=hdrs or None
+                        )
                         futures.append(fut)
                     acks = await asyncio.gather(*futures)
         except BaseException:
@@ -237,6 +285,8 @@ class NatsBus(Bus):
         validate_subject(subject_filter, wildcards=True)
         validate_subscribe(durable, ack_wait_s, max_deliver, max_in_flight, forget_after_s)
         js = self._jetstream()
+        wanted, subject_filter = subject_filter, self._subject(subject_filter)
+        durable = self._name(durable)
         with mapped_errors(f"subscribe {durable} to {subject_filter}"):
             try:
                 stream = await js.find_stream_name_by_subject(subject_filter)
@@ -245,9 +295,7 @@ class NatsBus(Bus):
                 subjects = []
             # Streams never overlap, so a stream covering the filter is the only one it overlaps.
             if not any(subject_is_subset(subject_filter, s) for s in subjects):
-                raise NoStreamForSubject(
-                    f"no stream captures all of {subject_filter!r}", subject=subject_filter
-                )
+                raise NoStreamForSubject(f"no stream captures all of {wanted!r}", subject=wanted)
             try:
                 info = await js.consumer_info(stream, durable)
             except nats.js.errors.NotFoundError:
@@ -282,6 +330,7 @@ class NatsBus(Bus):
             max_in_flight=max_in_flight,
             ack_wait_s=ack_wait_s,
             on_close=self._subs.discard,
+            subject_prefix=f"{self.namespace}." if self.namespace else "",
         )
         with mapped_errors(f"subscribe {durable} to {subject_filter}"):
             await sub.start()

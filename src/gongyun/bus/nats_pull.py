@@ -58,9 +58,8 @@ class NatsMessage(Message):
 
     def __init__(self, sub: NatsSubscription, msg: NatsMsg) -> None:
         meta = msg.metadata
-        super().__init__(
-            msg.subject, msg.data, dict(msg.headers or {}), meta.sequence.stream, meta.num_delivered
-        )
+        subject = msg.subject.removeprefix(sub.subject_prefix)
+        super().__init__(subject, msg.data, dict(msg.headers or {}), meta.sequence.stream, meta.num_delivered)
         self._sub = sub
         self._msg = msg
         self._done = False
@@ -112,8 +111,10 @@ class NatsSubscription(Subscription):
         max_in_flight: int,
         ack_wait_s: float,
         on_close: Callable[[NatsSubscription], None],
+        subject_prefix: str = "",
     ) -> None:
         super().__init__(stream, subject_filter, durable)
+        self.subject_prefix = subject_prefix  # the deployment's namespace, hidden from handlers
         self._on_close = on_close
         self._nc = nc
         self._handler = handler

@@ -47,6 +47,11 @@ class UplinkSection(Strict):
     )
     subject: str = Field(default="telemetry", pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
     tenant: str = Field(default="default", pattern=r"^[A-Za-z0-9_\-]+$")
+    deployment_id: str = Field(
+        default="gongyun",
+        pattern=r"^[A-Za-z0-9_-]{1,32}$",
+        description="bus uplink: the platform's deployment_id (namespaces the NATS subjects)",
+    )
     batch: int = Field(default=500, ge=1, le=10000)
     status_interval: float = Field(
         default=2.0, gt=0, le=300, description="bus uplink: status heartbeat (s); 3 missed = gateway offline"

@@ -111,6 +111,7 @@ class Gateway:
                 gid,
                 tenant=u.tenant,
                 prefix=u.subject,
+                namespace=u.deployment_id,
                 batch=u.batch,
                 status_source=self.remote_status,
                 status_interval=u.status_interval,

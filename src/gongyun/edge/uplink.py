@@ -286,8 +286,10 @@ class BusUplink:
         batch: int = 500,
         status_source: StatusSource | None = None,
         status_interval: float = 2.0,
+        namespace: str | None = None,
     ) -> None:
         self.buffer, self.bus, self.gateway, self.batch = buffer, bus, gateway, batch
+        self.namespace = namespace  # the platform's deployment id (used when ``bus`` is a URL)
         self.status_source, self.status_interval = status_source, status_interval
         self._bus: Any = None
         self.status_sent = 0
@@ -307,7 +309,7 @@ class BusUplink:
             return self.bus
         from gongyun.bus import open_bus
 
-        bus = open_bus(self.bus)
+        bus = open_bus(self.bus, namespace=self.namespace)
         await bus.connect()
         return bus
 

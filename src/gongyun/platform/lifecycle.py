@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import text
 from sqlalchemy.pool import NullPool
 
-from gongyun.bus import open_bus
+from gongyun.bus import Bus, open_bus
 from gongyun.config import Settings
 from gongyun.db import Database, make_engine, upgrade
+from gongyun.errors import ConfigError
 from gongyun.idres.cache import open_cache
 from gongyun.idres.rescache import SharedRecords
 from gongyun.platform.container import Platform
@@ -86,6 +87,29 @@ async def _watch_health(platform: Platform) -> None:
     platform.on_close("health", health.stop)
 
 
+async def _database_fingerprint(settings: Settings) -> str:
+    """Who the database is: PostgreSQL's database name and oid, else the resolved URL."""
+    url = settings.effective_database_url
+    if url.startswith("postgresql"):
+        from gongyun.alarms.leader import deployment_key
+
+        return f"pg:{await deployment_key(url)}"
+    return f"url:{url}"
+
+
+async def _claim_deployment(settings: Settings, bus: Bus) -> None:
+    """Register the deployment id with this database on a shared bus; refuse one owned by another."""
+    claim = getattr(bus, "claim_namespace", None)  # only a shared (NATS) bus has other deployments
+    if claim is None:
+        return
+    other = await claim(await _database_fingerprint(settings))
+    if other is not None:
+        raise ConfigError(
+            f"deployment_id {settings.deployment_id!r} is already used on {settings.effective_bus_url} "
+            f"by a deployment with another database ({other}); give this deployment its own deployment_id"
+        )
+
+
 async def start_platform(
     settings: Settings, *, services: bool = True, apps: AppHost | None = None
 ) -> Platform:
@@ -97,14 +121,16 @@ async def start_platform(
     """
     from gongyun.apps import AppHost
     from gongyun.edge.broker import start_embedded_broker
+    from gongyun.platform.catalog import start_catalog_watch
     from gongyun.platform.data import TelemetryService
     from gongyun.platform.gateways import start_gateway_watch
 
     db = Database(settings.effective_database_url)
-    bus = open_bus(settings.effective_bus_url)
+    bus = open_bus(settings.effective_bus_url, namespace=settings.deployment_id)
     await bus.connect()
     platform = Platform(settings=settings, db=db, bus=bus)
     try:
+        await _claim_deployment(settings, bus)
         if settings.redis_url:
             platform.records = SharedRecords(open_cache(settings.redis_url))
             platform.on_close("resolution cache", platform.records.close)
@@ -117,6 +143,7 @@ async def start_platform(
         platform.on_close("gateways", platform.gateways.stop)  # before ingest stops: they feed it
         if services:
             await start_gateway_watch(platform)  # remote gateways report device status over the bus
+            await start_catalog_watch(platform)  # other processes' device and tag changes
         await _watch_health(platform)
         platform.apps = apps or AppHost.discover()
         platform.on_close("apps", platform.apps.stop)  # last in, so stopped first
