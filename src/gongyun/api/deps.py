@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
@@ -40,6 +40,7 @@ class Ctx:
     session: AsyncSession
     platform: Platform
     client: str = UNKNOWN_CLIENT  # the caller's address (behind trusted proxies: the real one)
+    committed: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # run after the commit
 
     def can(self, perm: Perm) -> bool:
         """True when the caller's role grants ``perm``."""
@@ -96,7 +97,7 @@ async def get_ctx(request: Request, platform: PlatformDep) -> AsyncIterator[Ctx]
             session.expunge_all()  # objects loaded before scoping must not be served from the map
             scope_session(session.sync_session, tenant_id)
             request.state.principal = f"{principal.kind}:{principal.name}"
-            yield Ctx(
+            ctx = Ctx(
                 tenant_id=tenant_id,
                 principal_id=principal.id,
                 principal_kind=principal.kind,
@@ -106,7 +107,10 @@ async def get_ctx(request: Request, platform: PlatformDep) -> AsyncIterator[Ctx]
                 platform=platform,
                 client=request.client.host if request.client else UNKNOWN_CLIENT,
             )
+            yield ctx
             await session.commit()
+            for then in ctx.committed:
+                await then()
         except BaseException:
             await session.rollback()
             raise

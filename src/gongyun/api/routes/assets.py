@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -21,8 +20,8 @@ from gongyun.assets.schemas import (
     TagOut,
     TagPatch,
 )
-from gongyun.errors import ServiceUnavailable
 from gongyun.idres.objects import ObjectRegistrar
+from gongyun.platform.catalog import announce_change
 from gongyun.security.rbac import Perm
 
 router = APIRouter(prefix="/api/v1/assets", tags=["assets"])
@@ -34,9 +33,9 @@ DevicesWrite = Annotated[Ctx, Depends(require(Perm.devices_write))]
 
 
 def _tags_changed(ctx: Ctx) -> None:
-    """Make ingest see tag changes at once (when telemetry runs in this process)."""
-    with contextlib.suppress(ServiceUnavailable):
-        ctx.platform.running_telemetry().ingestor.invalidate(ctx.tenant_id)
+    """Once committed, make ingest in every process see the tenant's tag changes at once."""
+    platform, tenant = ctx.platform, ctx.tenant_id
+    ctx.committed.append(lambda: announce_change(platform, tenant))
 
 
 def _ids(ctx: Ctx) -> ObjectRegistrar:
