@@ -87,22 +87,29 @@ async def _watch_health(platform: Platform) -> None:
     platform.on_close("health", health.stop)
 
 
-async def _database_fingerprint(settings: Settings) -> str:
-    """Who the database is: PostgreSQL's database name and oid, else the resolved URL."""
-    url = settings.effective_database_url
-    if url.startswith("postgresql"):
-        from gongyun.alarms.leader import deployment_key
+async def _database_fingerprint(db: Database) -> str | None:
+    """Who the database is: the id of its first tenant (made at bootstrap, kept by backup and restore)."""
+    from sqlalchemy import select
 
-        return f"pg:{await deployment_key(url)}"
-    return f"url:{url}"
+    from gongyun.security.models import Tenant
+
+    async with db.session() as session:
+        first = (
+            await session.execute(select(Tenant.id).order_by(Tenant.created_at, Tenant.id).limit(1))
+        ).scalar()
+    return None if first is None else f"tenant:{first}"
 
 
-async def _claim_deployment(settings: Settings, bus: Bus) -> None:
+async def _claim_deployment(settings: Settings, db: Database, bus: Bus) -> None:
     """Register the deployment id with this database on a shared bus; refuse one owned by another."""
     claim = getattr(bus, "claim_namespace", None)  # only a shared (NATS) bus has other deployments
     if claim is None:
         return
-    other = await claim(await _database_fingerprint(settings))
+    fingerprint = await _database_fingerprint(db)
+    if fingerprint is None:  # not bootstrapped yet: nothing to tell two databases apart by
+        log.warning("database has no tenant yet; deployment_id %s not registered", settings.deployment_id)
+        return
+    other = await claim(fingerprint)
     if other is not None:
         raise ConfigError(
             f"deployment_id {settings.deployment_id!r} is already used on {settings.effective_bus_url} "
@@ -130,7 +137,7 @@ async def start_platform(
     await bus.connect()
     platform = Platform(settings=settings, db=db, bus=bus)
     try:
-        await _claim_deployment(settings, bus)
+        await _claim_deployment(settings, db, bus)
         if settings.redis_url:
             platform.records = SharedRecords(open_cache(settings.redis_url))
             platform.on_close("resolution cache", platform.records.close)
