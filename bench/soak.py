@@ -171,6 +171,7 @@ def setup_server(home: Path, db: str, group: str, sp_tenant: str, mqtt_port: int
         'profile = "server"\n'
         f'database_url = "postgresql+psycopg://postgres@127.0.0.1:5432/{db}"\n'
         f'bus_url = "{NATS_URL}"\n'
+        f'deployment_id = "{db}"\n'
         f'mqtt_url = "mqtt://{MQTT_HOST}:{mqtt_port}"\n'
         'host = ["127.0.0.1"]\n'
         'log_format = "json"\n'

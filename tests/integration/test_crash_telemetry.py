@@ -43,6 +43,7 @@ def profile(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
             "database_url": url,
             "bus_url": NATS_URL,
             "secret_key": secrets.token_urlsafe(32),
+            "deployment_id": f"crash-{secrets.token_hex(6)}",  # its own namespace on the shared NATS
         }
 
 
