@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from gongyun.db import Database, upgrade
 from gongyun.platform import Platform
 from tests.apphelp import running_app
-from tests.services import scratch_postgres_database
+from tests.services import drop_nats_leftovers, nats_snapshot, scratch_postgres_database
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -40,3 +41,12 @@ async def app_client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, P
     """An app on SQLite with its client (for tests that are not about the backend)."""
     async with running_app(tmp_path) as pair:
         yield pair
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_nats_after_session() -> Iterator[None]:
+    """Remove what this session's test deployments left on the shared NATS server."""
+    before = asyncio.run(nats_snapshot())
+    yield
+    if before is not None:
+        asyncio.run(drop_nats_leftovers(before))

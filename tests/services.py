@@ -93,3 +93,55 @@ async def fresh_alarm_streams() -> None:
                 await js.delete_stream(name)
     finally:
         await nc.close()
+
+
+async def nats_snapshot() -> tuple[set[str], set[str]] | None:
+    """The JetStream streams and registered deployment ids on the test NATS (None: unreachable)."""
+    import nats
+    from nats.js.errors import NotFoundError
+
+    from gongyun.bus.nats import DEPLOYMENTS_BUCKET
+
+    try:
+        nc = await nats.connect(NATS_URL, connect_timeout=1, max_reconnect_attempts=0)
+    except Exception:
+        return None
+    try:
+        js = nc.jetstream()
+        streams = {s.config.name for s in await js.streams_info()}
+        keys: set[str] = set()
+        with contextlib.suppress(NotFoundError, Exception):
+            keys = set(await (await js.key_value(DEPLOYMENTS_BUCKET)).keys())
+        return streams, keys
+    finally:
+        await nc.close()
+
+
+async def drop_nats_leftovers(before: tuple[set[str], set[str]]) -> None:
+    """Delete the streams and deployment registrations that appeared since ``before``.
+
+    Every test deployment has its own namespace on the shared NATS server; without this, a
+    test run would leave its streams (kept for days) and registrations there for good.
+    """
+    import nats
+    from nats.js.errors import NotFoundError
+
+    from gongyun.bus.nats import DEPLOYMENTS_BUCKET
+
+    now = await nats_snapshot()
+    if now is None:
+        return
+    nc = await nats.connect(NATS_URL, connect_timeout=1, max_reconnect_attempts=0)
+    try:
+        js = nc.jetstream()
+        for name in now[0] - before[0]:
+            if not name.startswith("KV_"):
+                with contextlib.suppress(NotFoundError):
+                    await js.delete_stream(name)
+        if now[1] - before[1]:
+            kv = await js.key_value(DEPLOYMENTS_BUCKET)
+            for key in now[1] - before[1]:
+                with contextlib.suppress(Exception):
+                    await kv.purge(key)
+    finally:
+        await nc.close()
