@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,6 +40,7 @@ PLATFORM_OWNER = "platform"
 ALLOCATED_NOTE = "allocated for the tenant's objects"
 SECONDARY_NOTE = "the platform's secondary prefix"
 _ATTEMPTS = 8
+_ALLOCATION_LOCK = 0x67_79_69_64  # "gyid": PostgreSQL advisory lock serialising prefix allocation
 
 _CONSOLE = {"asset": "/assets?node={id}", "device": "/devices?device={id}", "tag": "/assets?tag={id}"}
 _API = {
@@ -129,12 +130,22 @@ async def _children(session: AsyncSession, id_prefix: str) -> list[tuple[str, st
 
 
 async def tenant_prefix(session: AsyncSession, registry: Registry, tenant_id: str, id_prefix: str) -> str:
-    """The tenant's object prefix under ``id_prefix``, allocated and filed on first need."""
+    """The tenant's object prefix under ``id_prefix``, allocated and filed on first need.
+
+    On PostgreSQL allocations are serialised by a transaction-scoped advisory lock taken only when
+    the tenant has no prefix yet: many tenants' first objects at once then each get the next
+    number instead of racing for it (the retries remain for SQLite, which writes one at a time).
+    """
+    locked = False
     for _ in range(_ATTEMPTS):
         children = await _children(session, id_prefix)
         found = own_prefix(tenant_id, id_prefix, children)
         if found is not None:
             return found
+        if not locked and session.get_bind().dialect.name == "postgresql":
+            await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ALLOCATION_LOCK})
+            locked = True
+            continue  # read again: every allocation made before the lock was taken is committed
         prefix = next_child(id_prefix, [c[0] for c in children])
         try:
             # a savepoint: a concurrent allocation of the same number only costs this attempt
