@@ -252,7 +252,7 @@ async def test_gateway_over_the_bus(tmp_path: Path, pump: PumpServer, backend: s
     else:
         url = f"memory://edge-{uuid.uuid4().hex[:8]}"
     prefix = f"edgetest{uuid.uuid4().hex[:10]}"
-    bus = open_bus(url)
+    bus = open_bus(url, namespace=prefix)  # the gateway's deployment_id below
     await bus.connect()
     stream = prefix.upper()
     await bus.ensure_stream(stream, [f"{prefix}.>"])
@@ -269,7 +269,8 @@ async def test_gateway_over_the_bus(tmp_path: Path, pump: PumpServer, backend: s
     path = tmp_path / "edge.toml"
     path.write_text(
         f'[gateway]\nid = "gw1"\nbuffer = "{tmp_path / "b.db"}"\n\n'
-        f'[uplink]\nkind = "bus"\nurl = "{url}"\nsubject = "{prefix}"\ntenant = "acme"\n\n'
+        f'[uplink]\nkind = "bus"\nurl = "{url}"\nsubject = "{prefix}"\ntenant = "acme"\n'
+        f'deployment_id = "{prefix}"\n\n'
         f'[[devices]]\nname = "pump1"\nprofile = "{PROFILES / "pump.toml"}"\nport = {pump.port}\n'
     )
     config, profiles = load_config(path)
