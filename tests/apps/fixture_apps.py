@@ -6,11 +6,13 @@ import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
+import typer
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from gongyun.apps import AppCtx, AppManifest, AppPage, Localized, WorkerContext, current_app, needs
 from gongyun.security.rbac import Perm
+from gongyun.telemetry.store.base import from_us
 
 HERE = Path(__file__).parent
 
@@ -126,3 +128,50 @@ ALARMS = named("alarms")  # a platform area's name
 TWIN_A = named("twin")
 TWIN_B = named("twin")
 NAMED_ALPHA = named("alpha")
+
+
+# A worker that doubles every value of ``line/speed`` into its own tag ``doubler/score`` through
+# the platform's services, and watches that score with an alarm rule it owns.
+async def doubling(ctx: WorkerContext) -> None:
+    """Write twice each stored ``line/speed`` value as ``doubler/score`` (leader only)."""
+    await ctx.services.wait_leader()
+    ready: set[str] = set()
+    async for tenant, points in ctx.services.listen():
+        if tenant not in await ctx.tenants():
+            continue
+        speeds = [p for p in points if p.tag == "line/speed"]
+        if not speeds:
+            continue
+        if tenant not in ready:
+            await ctx.services.ensure_device(tenant, "doubler")
+            await ctx.services.ensure_tag(tenant, "doubler", "score", description="twice the speed")
+            await ctx.services.ensure_rule(
+                tenant,
+                {"name": "score high", "kind": "threshold", "tag": "doubler/score", "limit": 100.0},
+            )
+            ready.add(tenant)
+        await ctx.services.write(tenant, [("doubler/score", from_us(p.ts), 2 * p.value) for p in speeds])
+
+
+doubler_cli = typer.Typer(help="The doubler's commands.")
+
+
+@doubler_cli.command("double")
+def double_cmd(value: float) -> None:
+    """Print twice VALUE (needs no server)."""
+    typer.echo(f"{2 * value:g}")
+
+
+DOUBLER = AppManifest(
+    name="doubler",
+    version="0.1.0",
+    platform=">=0.1",
+    title=Localized(en="Doubler", zh_cn="加倍"),
+    description=Localized(en="Doubles the line speed.", zh_cn="线速度加倍。"),
+    permissions=["telemetry:read"],
+    reads=("telemetry",),
+    writes=("telemetry", "alarm rules"),
+    classification="general",
+    workers=(doubling,),
+    cli=doubler_cli,
+)

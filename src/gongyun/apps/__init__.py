@@ -11,14 +11,18 @@ from gongyun.apps.context import AppCtx, WorkerContext, app_actor, current_app, 
 from gongyun.apps.discovery import GROUP, AppEntry, AppStatus
 from gongyun.apps.host import AppHost
 from gongyun.apps.manifest import AppManifest, AppPage, Localized, check_manifest
+from gongyun.apps.services import UNAVAILABLE, AppPoint, AppServices
 
 __all__ = [
     "GROUP",
+    "UNAVAILABLE",
     "AppCtx",
     "AppEntry",
     "AppHost",
     "AppManifest",
     "AppPage",
+    "AppPoint",
+    "AppServices",
     "AppStatus",
     "Localized",
     "WorkerContext",

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.apps.manifest import AppManifest
 from gongyun.apps.models import enabled_tenants, installation
+from gongyun.apps.services import UNAVAILABLE, AppServices
 from gongyun.bus import Bus
 from gongyun.db import Database
 from gongyun.errors import NotFound, PermissionDenied
@@ -48,6 +49,8 @@ class AppCtx:
     db: Database
     settings: BaseModel | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    services: AppServices = UNAVAILABLE
+    """Tags, telemetry, alarm rules and leadership (:mod:`gongyun.apps.services`)."""
 
     def can(self, perm: Perm) -> bool:
         """True when the app may use ``perm`` here."""
@@ -126,6 +129,8 @@ class WorkerContext:
     db: Database
     bus: Bus
     log: logging.Logger
+    services: AppServices = UNAVAILABLE
+    """Tags, telemetry, alarm rules and leadership (:mod:`gongyun.apps.services`)."""
 
     @property
     def name(self) -> str:
@@ -153,4 +158,5 @@ class WorkerContext:
                 session=session,
                 db=self.db,
                 settings=parse_settings(self.manifest, row.settings),
+                services=self.services,
             )

@@ -15,6 +15,7 @@ from importlib.metadata import EntryPoint
 from gongyun.apps.context import WorkerContext
 from gongyun.apps.discovery import AppEntry, AppStatus, discover
 from gongyun.apps.migrations import pending_revisions, upgrade_app
+from gongyun.apps.services import UNAVAILABLE, AppServices
 from gongyun.bus import Bus
 from gongyun.db import Database
 
@@ -28,6 +29,8 @@ class AppHost:
     def __init__(self, entries: Iterable[AppEntry]) -> None:
         self._entries = list(entries)
         self._tasks: dict[str, list[asyncio.Task[None]]] = {}
+        self.services: AppServices = UNAVAILABLE
+        """What the platform lends the apps of this process (set before :meth:`start`)."""
 
     @classmethod
     def discover(cls, eps: Iterable[EntryPoint] | None = None) -> AppHost:
@@ -72,7 +75,8 @@ class AppHost:
             entry.status = AppStatus.running
             if not workers:
                 continue
-            ctx = WorkerContext(entry.manifest, db, bus, logging.getLogger(f"gongyun.apps.{entry.name}"))
+            logger = logging.getLogger(f"gongyun.apps.{entry.name}")
+            ctx = WorkerContext(entry.manifest, db, bus, logger, self.services)
             tasks = []
             for worker in entry.manifest.workers:
                 label = getattr(worker, "__name__", "worker")

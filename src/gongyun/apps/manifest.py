@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import typer
 from fastapi import APIRouter
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
@@ -89,6 +90,9 @@ class AppManifest(BaseModel):
     static_dir: Path | None = None
     workers: tuple[Worker, ...] = ()
     migrations: Path | None = None
+    cli: typer.Typer | None = Field(
+        default=None, description="Commands run as `gongyun app <name> ...` (working without a server)."
+    )
 
     @field_validator("name")
     @classmethod

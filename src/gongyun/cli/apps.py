@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from string import Template
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from packaging.version import Version
 from rich.table import Table
+from typer.core import TyperGroup
 
 from gongyun import __version__
 from gongyun.apps import AppHost, AppStatus
@@ -17,7 +18,39 @@ from gongyun.apps.manifest import NAME_PATTERN
 from gongyun.cli.common import console
 from gongyun.errors import Conflict, InvalidInput
 
-app_app = typer.Typer(help="Apps: scaffold a new app, list installed apps.", no_args_is_help=True)
+
+class AppCommands(TyperGroup):
+    """``gongyun app``: its own commands, then each installed app's (``gongyun app <name> ...``).
+
+    Apps are discovered only when an app's command is asked for, so that the rest of the
+    command line does not import every app.
+    """
+
+    def _app_commands(self) -> dict[str, Any]:  # typer's vendored click types are private
+        found: dict[str, Any] = {}
+        for entry in AppHost.discover().entries():
+            manifest = entry.manifest
+            if manifest is None or manifest.cli is None or entry.name in self.commands:
+                continue  # a name of gongyun app's own commands is not an app's
+            command = typer.main.get_group(manifest.cli)  # a group even with one command
+            command.help = command.help or manifest.description.en
+            found[entry.name] = command
+        return found
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        """The built-in commands, then the apps that bring commands."""
+        return [*super().list_commands(ctx), *sorted(self._app_commands())]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        """A built-in command, else the app of that name's commands."""
+        return super().get_command(ctx, cmd_name) or self._app_commands().get(cmd_name)
+
+
+app_app = typer.Typer(
+    cls=AppCommands,
+    help="Apps: scaffold a new app, list installed apps, run an app's commands.",
+    no_args_is_help=True,
+)
 TEMPLATE_DIR = Path(__file__).parent / "app_template"
 
 # template file -> path in the new project ({package} and {name} filled in)

@@ -153,6 +153,10 @@ async def start_platform(
             await start_catalog_watch(platform)  # other processes' device and tag changes
         await _watch_health(platform)
         platform.apps = apps or AppHost.discover()
+        if platform.telemetry is not None:
+            from gongyun.platform.appservices import PlatformAppServices
+
+            platform.apps.services = PlatformAppServices(platform, platform.telemetry)
         platform.on_close("apps", platform.apps.stop)  # last in, so stopped first
         await platform.apps.start(db, bus, workers=services)
     except BaseException:

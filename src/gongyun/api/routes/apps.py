@@ -255,6 +255,7 @@ def _gate(name: str) -> Callable[[Request, Ctx], AsyncIterator[AppCtx]]:
             db=ctx.platform.db,
             settings=parse_settings(entry.manifest, row.settings),
             detail={"client": ctx.client},
+            services=_host(ctx).services,
         )
         setattr(request.state, REQUEST_STATE_KEY, app_ctx)
         yield app_ctx
