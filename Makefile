@@ -27,8 +27,13 @@ $(VENV)/.installed-dev: pyproject.toml tests/sparkplug/interop-requirements.txt 
 run: $(VENV)/.installed-run
 	$(BIN)/gongyun serve $(if $(HOST),--host $(HOST)) --port $(PORT)
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev tests/js/node_modules/.package-lock.json
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# JavaScript libraries the tests check against (digital-link.js, epcis2.js): npm ci from the lock
+# file; without Node.js the tests that need them skip.
+tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package-lock.json
+	if command -v npm >/dev/null; then cd tests/js && npm ci --no-audit --no-fund --loglevel=error; fi
 
 lint: lint-imports
 	$(BIN)/ruff check src tests bench

@@ -32,9 +32,12 @@ def test_check_digits() -> None:
 
 
 def test_digital_link_paths() -> None:
-    dl = gs1.parse_path(f"/01/{GTIN}/10/ABC-1/21/S%1")
+    dl = gs1.parse_path(f"/01/{GTIN}/10/ABC-1/21/S%251")  # the path is split, then decoded
     assert (dl.gtin, dl.lot, dl.serial) == (GTIN, "ABC-1", "S%1")
     assert dl.criteria()[0] == {"GS1_GTIN": GTIN, "GY_LOT": "ABC-1", "GY_SERIAL": "S%1"}
+    assert gs1.parse_path(f"/01/{GTIN}/22/V1/10/A%2FB").lot == "A/B"
+    with pytest.raises(gs1.InvalidGS1Key):
+        gs1.parse_path(f"/01/{GTIN}/10/S%1")  # a raw % is not allowed
     for bad in (
         f"/01/{GTIN}/21/x/10/y",
         f"/01/{GTIN}/10",
@@ -140,7 +143,7 @@ async def test_resolution_onto_records(registry: Registry) -> None:
         r = await c.get("/01/00000096385074")
         assert (r.status_code, r.json()["responseCode"]) == (404, 100)
         r = await c.get("/.well-known/gs1resolver")
-        assert r.json()["supportedPrimaryKeys"] == ["01"]
+        assert r.json()["supportedPrimaryKeys"] == ["01", "00", "414", "8003", "8004"]
         r = await c.get("/oid/1.2.156.99.1")
         assert r.json()["handle"] == "88.100.1/prod"
         assert (await c.get("/oid/1.2.156.99.2")).status_code == 404
