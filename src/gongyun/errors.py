@@ -11,6 +11,8 @@ with every subclass anywhere in ``gongyun`` (``tests/test_errors.py`` checks it)
     │   └── EdgeConfigError               500 edge_config_invalid           gongyun.edge.errors
     ├── InvalidInput                      400 invalid_input
     │   ├── ValidationFailed              422 validation_failed
+    │   │   ├── OeeInputInvalid           422 oee_input_invalid             gongyun.apps.oee.errors
+    │   │   ├── SpcInputInvalid           422 spc_input_invalid             gongyun.apps.quality.errors
     │   │   ├── AlarmRuleInvalid          422 alarm_rule_invalid            gongyun.alarms.live
     │   │   ├── AlarmTargetInvalid        422 alarm_target_invalid          gongyun.alarms.live
     │   │   ├── ProfileInvalid            422 edge_profile_invalid          gongyun.edge.errors
