@@ -298,6 +298,40 @@ def _decode_response(rec: ModbusRecord, pdu: bytes) -> None:
         rec.extra["device_id"] = objects
 
 
+_FIXED_REQUEST = {1: 5, 2: 5, 3: 5, 4: 5, 5: 5, 6: 5, 7: 1, 11: 1, 12: 1, 17: 1, 22: 7, 24: 3}
+
+
+def pdu_problem(pdu: bytes, request: bool) -> str | None:
+    """Why a PDU is malformed for its function code (length, byte count, coil value), or None."""
+    fc = pdu[0]
+    if fc == 0:
+        return "function code 0"
+    if fc & 0x80:
+        return None if len(pdu) == 2 or request else "exception response of wrong length"
+    if not request:
+        if fc in (1, 2, 3, 4, 23) and (len(pdu) < 2 or len(pdu) != 2 + pdu[1]):
+            return "byte count disagrees with length"
+        return None
+    want = _FIXED_REQUEST.get(fc)
+    if want is not None and len(pdu) != want:
+        return f"request of {len(pdu)} bytes, expected {want}"
+    if fc in (1, 2) and not 1 <= int.from_bytes(pdu[3:5], "big") <= 2000:
+        return "quantity out of range"
+    if fc in (3, 4) and not 1 <= int.from_bytes(pdu[3:5], "big") <= 125:
+        return "quantity out of range"
+    if fc == 5 and pdu[3:5] not in (b"\xff\x00", b"\x00\x00"):
+        return "coil value neither 0xFF00 nor 0x0000"
+    if fc in (15, 16) and (len(pdu) < 6 or len(pdu) != 6 + pdu[5]):
+        return "byte count disagrees with length"
+    if fc == 16 and len(pdu) >= 6 and pdu[5] != 2 * int.from_bytes(pdu[3:5], "big"):
+        return "byte count disagrees with quantity"
+    if fc == 23 and (len(pdu) < 10 or len(pdu) != 10 + pdu[9]):
+        return "byte count disagrees with length"
+    if fc == 8 and len(pdu) < 3:
+        return "diagnostics without sub-function"
+    return None
+
+
 def _link_id(uid: str, tid: int, ts: float) -> str:
     return hashlib.blake2b(f"{uid}/{tid}/{ts}".encode(), digest_size=12).hexdigest()[:16]
 
@@ -360,6 +394,13 @@ class ModbusSession:
     def _message(self, ts: float, tid: int, unit: int, pdu: bytes, from_orig: bool, out: list[Any]) -> None:
         fc = pdu[0]
         self.stats.count("modbus.messages")
+        problem = pdu_problem(pdu, from_orig)
+        if problem:
+            self.stats.skip("modbus.malformed_pdu")
+            self.anomalies.append(
+                {"kind": "modbus.malformed_pdu", "ts": ts, "from_orig": from_orig, "tid": tid, "unit": unit,
+                 "function": fc, "problem": problem, "length": len(pdu)}
+            )  # fmt: skip
         base = fc & 0x7F
         try:
             if base in UNPAIRED or base not in FUNCTIONS:
