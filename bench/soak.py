@@ -1,29 +1,34 @@
-"""bench/soak: load and soak of the server profile with kill -9 faults, checked for loss and duplicates.
+"""bench/soak: load and soak of the server profile with faults, checked for loss and duplicates.
 
-Starts a scratch PostgreSQL database (trust auth on 127.0.0.1:5432) and two API processes
-(``gongyun --config server.toml serve --port P``, server profile, the local NATS at 4222), the
-first with ``sparkplug_receiver = "on"`` and a Sparkplug group of the first tenant. It creates
-``--tenants`` tenants and ``--devices`` devices (one tag ``v`` each; ``--sparkplug-share`` of them
-Sparkplug metrics, the rest HTTP writers) spread over them, then for
+Starts its own PostgreSQL cluster, NATS server (JetStream) and Mosquitto on free loopback ports
+(data in a scratch directory), and two API processes (``gongyun --config server.toml serve
+--port P``, server profile), the first with ``sparkplug_receiver = "on"`` and a Sparkplug group of
+the first tenant. It creates ``--tenants`` tenants and ``--devices`` devices (one tag ``v`` each;
+``--sparkplug-share`` of them Sparkplug metrics, the rest HTTP writers) spread over them, then for
 ``--duration`` seconds:
 
-- HTTP batch writers: every device posts ``--batch`` samples every ``--period`` seconds to
-  ``POST /api/v1/telemetry/ingest``, alternating between the two processes (the other one
-  when a process does not answer). Only samples acknowledged by a 2xx answer (and not listed as
-  rejected) are counted.
+- HTTP batch writers, in ``--writer-processes`` processes: every device posts ``--batch``
+  samples every ``--period`` seconds to ``POST /api/v1/telemetry/ingest``, alternating between
+  the two API processes (the other one when a process does not answer). Only samples
+  acknowledged by a 2xx answer (and not listed as rejected) are counted.
 - Sparkplug B: ``--sparkplug-nodes`` edge nodes publish NBIRTH/NDATA through that Mosquitto,
   encoded as the gateway's uplink encodes them, to the receiver in the first process. NDATA
   goes at QoS 0 and this publisher gets no confirmations, so these points are reported
   (published, stored) but are not part of the loss check.
-- Faults: ``--faults`` times, evenly spaced, in turn ``kill -9`` of the second API process and
-  its restart (the writers keep going against the first), and ``kill -9`` of the private
-  Mosquitto the harness started (on a free port) and its restart (the nodes birth again).
+- Faults: ``--faults`` times, evenly spaced, in turn: ``kill -9`` of the second API process and
+  its restart (the writers keep going against the first); ``kill -9`` of Mosquitto and its
+  restart (the nodes birth again); ``kill -9`` of the NATS server and its restart on the same
+  store; an immediate shutdown of PostgreSQL (no checkpoint: WAL recovery on start, as after a
+  crash) and its restart.
 
-At the end it waits for the store to catch up (the ingest lag), then checks in PostgreSQL that
-every acknowledged HTTP sample is stored exactly once (per tag and ``ts``), and prints
-throughput, p50/p99 API latency, the lag and each process's RSS over time (``/proc``); the
-figures go to ``bench/results/soak.json`` and one summary line is printed last. Processes and
-the scratch database are removed whatever happens.
+Every ``--sample-every`` seconds it records each API process's RSS (``/proc``) and its ingest lag
+(from the processes' own ``gongyun_telemetry_ingest_lag_seconds`` histograms). At the end it waits
+for the store to catch up, then checks in PostgreSQL that every acknowledged HTTP sample is stored
+exactly once (per tag and ``ts``), and prints throughput, p50/p99 API latency, the lag over time
+and each process's memory growth; the figures go to ``bench/results/soak.json`` and one summary
+line is printed last. It exits 1 when an acknowledged sample is lost or duplicated, when a
+process's memory grew more than ``--max-rss-growth`` percent after warm-up, or when fewer than
+half of the requests were served. Processes and data are removed whatever happens.
 
     .venv/bin/python bench/soak.py [--duration 600] [--devices 1000] [--tenants 10] [--faults 4]
 """
@@ -35,144 +40,51 @@ import asyncio
 import contextlib
 import io
 import json
+import multiprocessing
 import os
+import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from array import array
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 
-ADMIN_DSN = os.environ.get("GONGYUN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
-NATS_URL = os.environ.get("GONGYUN_TEST_NATS", "nats://127.0.0.1:4222")
-MQTT_HOST = "127.0.0.1"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from soak_load import Stats, WriterPlan, run_writers, sparkplug_nodes
+from soak_services import GONGYUN, Api, Broker, PrivateNats, PrivatePostgres, free_port
+
 RESULTS = Path(__file__).resolve().parent / "results" / "soak.json"
-GONGYUN = Path(sys.executable).parent / "gongyun"
 ADMIN_PASSWORD = secrets.token_hex(12)
+DATABASE = "gongyun"
+FAULT_KINDS = ("api", "mosquitto", "nats", "postgres")
+LAG_METRIC = "gongyun_telemetry_ingest_lag_seconds"
 
 
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rss_kib(pid: int) -> int | None:
-    """Resident set size of ``pid`` in KiB from ``/proc/<pid>/status`` (None when it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-@dataclass
-class Api:
-    """One API process: its port, log and current incarnation."""
-
-    name: str
-    port: int
-    env: dict[str, str]
-    home: Path
-    config: str = "server.toml"
-    proc: subprocess.Popen[bytes] | None = None
-    incarnation: int = 0
-    rss: list[tuple[float, int, int]] = field(default_factory=list)  # (t, incarnation, KiB)
-
-    @property
-    def base(self) -> str:
-        """The process's base URL."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        """Start ``gongyun --config server.toml serve --port P`` (output to its log)."""
-        log = (self.home / f"{self.name}.log").open("ab")
-        self.proc = subprocess.Popen(
-            [str(GONGYUN), "--config", self.config, "serve", "--port", str(self.port)],
-            cwd=self.home,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        self.incarnation += 1
-
-    def wait_ready(self, timeout: float = 120.0) -> float:
-        """Poll ``/readyz`` until 200; seconds it took."""
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see its log")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.base}/readyz", timeout=3, trust_env=False).status_code == 200:
-                    return time.monotonic() - t0
-            time.sleep(0.3)
-        raise RuntimeError(f"{self.name} not ready after {timeout} s")
-
-    def kill9(self) -> None:
-        """``kill -9`` the process and reap it."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        """SIGTERM, SIGKILL after 15 s."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.kill9()
-
-    def sample_rss(self, t: float) -> None:
-        """Record the current RSS of this incarnation."""
-        if self.proc is not None and self.proc.poll() is None:
-            kib = rss_kib(self.proc.pid)
-            if kib is not None:
-                self.rss.append((t, self.incarnation, kib))
-
-
-@dataclass
-class Stats:
-    """What the writers saw: acknowledged timestamps per (tenant id, tag), latencies, errors."""
-
-    acked: dict[tuple[str, str], array[int]] = field(default_factory=dict)
-    latencies: list[float] = field(default_factory=list)
-    requests: int = 0
-    failed: int = 0
-    rejected: int = 0
-    sp_published: int = 0
-
-
-def admin_db(sql: str) -> None:
-    """Run one statement on the maintenance database (names made here, not user input)."""
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+def admin_db(pg: PrivatePostgres, sql: str) -> None:
+    """Run one statement on the cluster's maintenance database (names made here, not user input)."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
         conn.execute(sql.encode())
 
 
-def setup_server(home: Path, db: str, group: str, sp_tenant: str, mqtt_port: int) -> tuple[Api, Api]:
+def setup_server(
+    home: Path, pg: PrivatePostgres, nats: PrivateNats, group: str, sp_tenant: str, mqtt_port: int
+) -> tuple[Api, Api]:
     """server.toml, secrets and the migrated database; the two (not yet started) processes."""
     common = (
         'profile = "server"\n'
-        f'database_url = "postgresql+psycopg://postgres@127.0.0.1:5432/{db}"\n'
-        f'bus_url = "{NATS_URL}"\n'
-        f'deployment_id = "{db}"\n'
-        f'mqtt_url = "mqtt://{MQTT_HOST}:{mqtt_port}"\n'
+        f'database_url = "postgresql+psycopg://postgres@127.0.0.1:{pg.port}/{DATABASE}"\n'
+        f'bus_url = "{nats.url}"\n'
+        'deployment_id = "soak"\n'
+        f'mqtt_url = "mqtt://127.0.0.1:{mqtt_port}"\n'
         'host = ["127.0.0.1"]\n'
         'log_format = "json"\n'
     )
@@ -254,177 +166,20 @@ async def provision(
     return {"__auth__": auth["Authorization"], **ids}, http_tags
 
 
-async def http_writers(
-    apis: list[Api],
-    auth: str,
-    tags: list[tuple[str, str]],
-    args: argparse.Namespace,
-    stats: Stats,
-    stop: asyncio.Event,
-) -> None:
-    """Each device posts a batch every ``--period`` s (staggered), alternating between processes."""
-    limits = httpx.Limits(max_connections=args.connections, max_keepalive_connections=args.connections)
-    async with httpx.AsyncClient(timeout=10, limits=limits, trust_env=False) as client:
-
-        async def one_device(k: int, tenant_id: str, tag: str) -> None:
-            await asyncio.sleep(args.period * k / len(tags))
-            headers = {"Authorization": auth, "x-tenant": tenant_id}
-            acked = stats.acked.setdefault((tenant_id, tag), array("q"))
-            turn = k
-            while not stop.is_set():
-                now_us = time.time_ns() // 1000
-                ts_us = [now_us - args.batch + i for i in range(args.batch)]
-                body = {
-                    "samples": [
-                        {
-                            "tag": tag,
-                            "value": float(t % 1000),
-                            "ts": datetime.fromtimestamp(t / 1e6, UTC).isoformat(),
-                        }
-                        for t in ts_us
-                    ]
-                }
-                for attempt in range(2):  # the other process when this one does not answer
-                    api = apis[(turn + attempt) % len(apis)]
-                    t0 = time.perf_counter()
-                    stats.requests += 1
-                    try:
-                        r = await client.post(
-                            f"{api.base}/api/v1/telemetry/ingest", json=body, headers=headers
-                        )
-                    except httpx.HTTPError:
-                        stats.failed += 1
-                        continue
-                    if not 200 <= r.status_code < 300:
-                        stats.failed += 1
-                        continue
-                    stats.latencies.append(time.perf_counter() - t0)
-                    answer = r.json()
-                    rejected = len(answer.get("rejected", []))
-                    stats.rejected += rejected
-                    if rejected == 0 and answer.get("accepted") == len(ts_us):
-                        acked.extend(ts_us)  # a batch with rejections is not counted at all
-                    break
-                turn += 1
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), args.period)
-
-        await asyncio.gather(*(one_device(k, tid, tag) for k, (tid, tag) in enumerate(tags)))
-
-
-class Broker:
-    """A private Mosquitto on its own loopback port, which the harness restarts as a fault."""
-
-    def __init__(self, home: Path) -> None:
-        self.port = free_port()
-        self.conf = home / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-        self.log = home / "mosquitto.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start it and wait until it accepts connections."""
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                ["mosquitto", "-c", str(self.conf)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.5):
-                return
-            time.sleep(0.1)
-        raise RuntimeError("mosquitto did not start")
-
-    def stop(self) -> None:
-        """``kill -9`` (a crash, not a clean shutdown) and reap."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-
-def sparkplug_nodes(
-    group: str, nodes: int, tags: list[str], period: float, port: int, stats: Stats, stop: threading.Event
-) -> None:
-    """Edge nodes: NBIRTH on every (re)connect, then NDATA of every metric every ``period`` s,
-    encoded as the gateway's uplink does; only NDATA handed to a connected client is counted."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from gongyun.core.types import Quality
-    from gongyun.edge.uplink import EPOCH_METRIC, QUALITY_CODE, SEQ_PROP
-    from gongyun.sparkplug import payload as spb
-    from gongyun.sparkplug.node import BDSEQ, REBIRTH
-    from gongyun.sparkplug.values import encode_properties
-
-    per_node = [tags[n::nodes] for n in range(nodes)]
-    epochs = [secrets.randbits(62) or 1 for _ in range(nodes)]
-    seq = [0] * nodes  # the Sparkplug message sequence, 0 at each birth
-    births = [0] * nodes
-
-    def birth(client: Any, n: int) -> None:
-        names = per_node[n]
-        payload = spb.Payload(timestamp=spb.now_ms(), seq=0)
-        spb.set_metric_value(payload.metrics.add(name=BDSEQ), births[n] % 256, spb.SpbType.Int64)
-        spb.set_metric_value(payload.metrics.add(name=REBIRTH), False, spb.SpbType.Boolean)
-        epoch = payload.metrics.add(name=EPOCH_METRIC, alias=len(names) + 1)
-        spb.set_metric_value(epoch, epochs[n], spb.SpbType.Int64)
-        for alias, name in enumerate(names, 1):
-            spb.set_metric_value(payload.metrics.add(name=name, alias=alias), 0.0, spb.SpbType.Double)
-        births[n] += 1
-        seq[n] = 0
-        client.publish(f"spBv1.0/{group}/NBIRTH/n{n}", payload.SerializeToString(), qos=0)
-
-    clients = []
-    for n in range(nodes):
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{group}-n{n}")
-        client.on_connect = lambda c, _u, _f, _rc, _p, n=n: birth(c, n)
-        client.reconnect_delay_set(1, 2)
-        client.connect(MQTT_HOST, port)
-        client.loop_start()
-        clients.append(client)
-    good = QUALITY_CODE[Quality.good]
-    m = 0
-    while not stop.wait(period):
-        m += 1
-        ts = spb.now_ms()
-        for n, (client, names) in enumerate(zip(clients, per_node, strict=True)):
-            if not client.is_connected():
-                continue
-            seq[n] = (seq[n] + 1) % 256
-            payload = spb.Payload(timestamp=ts, seq=seq[n])
-            for k in range(len(names)):
-                metric = payload.metrics.add(alias=k + 1, timestamp=ts)
-                spb.set_metric_value(metric, float(m % 100), spb.SpbType.Double)
-                props = {
-                    SEQ_PROP: (spb.SpbType.UInt64, (m - 1) * len(names) + k + 1),
-                    "Quality": (spb.SpbType.Int32, good),
-                }
-                encode_properties(metric.properties, props)
-            info = client.publish(f"spBv1.0/{group}/NDATA/n{n}", payload.SerializeToString(), qos=0)
-            if info.rc == mqtt.MQTT_ERR_SUCCESS:
-                stats.sp_published += len(names)
-    for client in clients:
-        client.loop_stop()
-        client.disconnect()
-
-
-def stored_total(db: str) -> int:
+def stored_total(dsn: str) -> int:
     """Points stored in the scratch database."""
-    with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{db}") as conn:
+    with psycopg.connect(dsn) as conn:
         row = conn.execute("SELECT count(*) FROM ts_raw_points").fetchone()
         return int(row[0]) if row else 0
 
 
-def verify(db: str, stats: Stats, sp_tenant_id: str) -> dict[str, int]:
+def verify(dsn: str, stats: Stats, sp_tenant_id: str) -> dict[str, int]:
     """Acknowledged HTTP samples missing from the store, and duplicate (tenant, tag, ts) rows."""
     buf = io.StringIO()
     for (tenant, tag), ts in stats.acked.items():
         for t in ts:
             buf.write(f"{tenant}\t{tag}\t{t}\n")
-    with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{db}") as conn:
+    with psycopg.connect(dsn) as conn:
         conn.execute("CREATE TEMP TABLE acked (tenant TEXT, tag TEXT, ts BIGINT)")
         with conn.cursor().copy("COPY acked FROM STDIN") as copy:
             copy.write(buf.getvalue())
@@ -473,17 +228,104 @@ def rss_growth(api: Api, warmup: float) -> float | None:
     return 100.0 * (later[-1] - later[0]) / later[0]
 
 
-async def soak(args: argparse.Namespace, home: Path, db: str) -> dict[str, Any]:
-    """Run the load with its faults; the figures."""
+async def scrape_lag(api: Api, auth: str) -> tuple[float, float] | None:
+    """(sum, count) of the process's ingest-lag histogram, None when it does not answer."""
+    with contextlib.suppress(httpx.HTTPError):
+        async with httpx.AsyncClient(timeout=3, trust_env=False) as client:
+            r = await client.get(f"{api.base}/metrics", headers={"Authorization": auth})
+            if r.status_code == 200:
+                found = dict(re.findall(rf"^{LAG_METRIC}_(sum|count) ([0-9.e+-]+)$", r.text, re.MULTILINE))
+                if "sum" in found and "count" in found:
+                    return float(found["sum"]), float(found["count"])
+    return None
+
+
+class LagSeries:
+    """Mean ingest lag of each sampling interval, per process (from the histogram's sum and count)."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, tuple[int, float, float]] = {}
+        self.points: dict[str, list[tuple[float, float]]] = {}
+
+    def add(self, api: Api, t: float, scraped: tuple[float, float] | None) -> None:
+        """Record the interval since the previous scrape of the same incarnation."""
+        if scraped is None:
+            return
+        prev = self.last.get(api.name)
+        self.last[api.name] = (api.incarnation, *scraped)
+        if prev is None or prev[0] != api.incarnation:
+            return
+        n = scraped[1] - prev[2]
+        if n > 0:
+            mean = (scraped[0] - prev[1]) / n
+            self.points.setdefault(api.name, []).append((round(t, 1), round(mean, 3)))
+
+    def worst(self) -> float:
+        """The largest interval mean seen (0 without any)."""
+        return max((lag for pts in self.points.values() for _, lag in pts), default=0.0)
+
+
+async def inject(kind: str, apis: list[Api], broker: Broker, nats: PrivateNats, pg: PrivatePostgres) -> float:
+    """One fault and the recovery from it; seconds until the service was back."""
+    t0 = time.monotonic()
+    if kind == "api":
+        apis[1].kill9()
+        apis[1].start()
+        return await asyncio.to_thread(apis[1].wait_ready)
+    if kind == "mosquitto":
+        broker.stop()
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(broker.start)
+    elif kind == "nats":
+        nats.stop()
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(nats.start)
+    else:
+        await asyncio.to_thread(pg.crash)
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(pg.start)
+    return time.monotonic() - t0
+
+
+def writer_plans(
+    args: argparse.Namespace, apis: list[Api], auth: str, tags: list[tuple[str, str]], stop_file: Path
+) -> list[WriterPlan]:
+    """The HTTP devices dealt out to the writer processes."""
+    devices = [(k, tid, tag) for k, (tid, tag) in enumerate(tags)]
+    n = max(1, args.writer_processes)
+    deadline = time.time() + args.duration
+    return [
+        WriterPlan(
+            bases=[api.base for api in apis],
+            auth=auth,
+            devices=devices[i::n],
+            total_devices=len(devices),
+            period=args.period,
+            batch=args.batch,
+            connections=max(4, args.connections // n),
+            deadline=deadline,
+            stop_file=str(stop_file),
+        )
+        for i in range(n)
+    ]
+
+
+async def soak(args: argparse.Namespace, home: Path) -> dict[str, Any]:
+    """Start the services, run the load with its faults; the figures."""
     run = uuid.uuid4().hex[:8]
     tenants = [f"soak-{run}-{i}" for i in range(args.tenants)]
     group, sp_tenant = f"soak{run}", tenants[0]  # the Sparkplug devices belong to the first tenant
     sp_count = round(args.devices * args.sparkplug_share)
     sp_tags = [f"sp{i:05d}/v" for i in range(sp_count)]
-    broker = Broker(home)
-    _BROKERS.append(broker)
+    pg, nats, broker = PrivatePostgres(home), PrivateNats(home), Broker(home)
+    _SERVICES.extend([broker, nats, pg])
+    await asyncio.to_thread(pg.init)
+    await asyncio.to_thread(pg.start)
+    admin_db(pg, f'CREATE DATABASE "{DATABASE}"')
+    nats.start()
     broker.start()
-    apis = list(setup_server(home, db, group, sp_tenant, broker.port))
+    dsn = pg.dsn(DATABASE)
+    apis = list(setup_server(home, pg, nats, group, sp_tenant, broker.port))
     stats = Stats()
     # the Sparkplug group's tenant must exist before the receiver's process starts
     apis[1].start()
@@ -492,15 +334,17 @@ async def soak(args: argparse.Namespace, home: Path, db: str) -> dict[str, Any]:
         ids, http_tags = await provision(
             client, apis[1].base, tenants, args.devices - sp_count, sp_tenant, sp_tags
         )
+    auth = ids["__auth__"]
     apis[0].start()
     apis[0].wait_ready()
     print(
-        f"soak: {len(http_tags)} HTTP devices, {len(sp_tags)} Sparkplug points, "
-        f"{args.tenants} tenants; running {args.duration} s"
+        f"soak: {len(http_tags)} HTTP devices in {args.writer_processes} writer processes, "
+        f"{len(sp_tags)} Sparkplug points, {args.tenants} tenants; running {args.duration} s",
+        flush=True,
     )
-    stop = asyncio.Event()
+    stop_file = home / "stop-writers"
     sp_stop = threading.Event()
-    t_start = time.monotonic()
+    t_start, wall_start = time.monotonic(), time.time()
     sp_thread = threading.Thread(
         target=sparkplug_nodes,
         args=(group, args.sparkplug_nodes, sp_tags, args.period, broker.port, stats, sp_stop),
@@ -508,59 +352,55 @@ async def soak(args: argparse.Namespace, home: Path, db: str) -> dict[str, Any]:
     )
     if sp_tags:
         sp_thread.start()
-    writers = asyncio.create_task(http_writers(apis, ids["__auth__"], http_tags, args, stats, stop))
+    loop = asyncio.get_running_loop()
+    pool = ProcessPoolExecutor(
+        len(plans := writer_plans(args, apis, auth, http_tags, stop_file)),
+        mp_context=multiprocessing.get_context("spawn"),
+    )
+    writers = [loop.run_in_executor(pool, run_writers, plan) for plan in plans]
     faults: list[dict[str, Any]] = []
     fault_at = [args.duration * (i + 1) / (args.faults + 1) for i in range(args.faults)]
-    next_rss = 0.0
+    lag = LagSeries()
+    next_sample = 0.0
     interrupted = asyncio.Event()  # Ctrl-C or SIGTERM: end the load now, still check and clean up
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, interrupted.set)
     while (elapsed := time.monotonic() - t_start) < args.duration and not interrupted.is_set():
-        if elapsed >= next_rss:
+        if elapsed >= next_sample:
             for api in apis:
                 api.sample_rss(elapsed)
-            next_rss = elapsed + args.rss_every
+                lag.add(api, elapsed, await scrape_lag(api, auth))
+            next_sample = elapsed + args.sample_every
         if fault_at and elapsed >= fault_at[0]:
             fault_at.pop(0)
-            if len(faults) % 2 == 0 or not sp_tags:  # kill -9 of api-2, then a broker crash, in turn
-                victim = apis[1]
-                victim.kill9()
-                victim.start()
-                back = await asyncio.to_thread(victim.wait_ready)
-                kind, name = "kill -9", victim.name
-            else:
-                t0 = time.monotonic()
-                broker.stop()
-                await asyncio.sleep(1.0)
-                await asyncio.to_thread(broker.start)
-                back, kind, name = time.monotonic() - t0, "kill -9 + restart", "mosquitto"
-            faults.append(
-                {"at_s": round(elapsed, 1), "kind": kind, "process": name, "back_after_s": round(back, 2)}
-            )
-            print(f"soak: {elapsed:.0f} s {kind} {name}, back after {back:.1f} s", flush=True)
+            kinds = [k for k in FAULT_KINDS if k != "mosquitto" or sp_tags]
+            kind = kinds[len(faults) % len(kinds)]
+            back = await inject(kind, apis, broker, nats, pg)
+            faults.append({"at_s": round(elapsed, 1), "kind": kind, "back_after_s": round(back, 2)})
+            print(f"soak: {elapsed:.0f} s crash of {kind}, back after {back:.1f} s", flush=True)
         await asyncio.sleep(0.5)
-    stop.set()
+    stop_file.touch()
     sp_stop.set()
-    await writers
+    for done in await asyncio.gather(*writers):
+        stats.merge(done)
+    pool.shutdown()
     wrote_s = time.monotonic() - t_start
     if sp_tags:
         sp_thread.join(30)
     acked = sum(len(v) for v in stats.acked.values())
-    # ingest lag: until every acknowledged HTTP sample plus the Sparkplug ones are counted (or 120 s)
+    # catching up: until every acknowledged HTTP sample plus the Sparkplug ones are counted (or --grace)
     t_end = time.monotonic()
     total = before = -1
     while time.monotonic() - t_end < args.grace:
-        total = await asyncio.to_thread(stored_total, db)
+        total = await asyncio.to_thread(stored_total, dsn)
         if total >= acked + stats.sp_published or (total == before and time.monotonic() - t_end > 5):
             break
         before = total
         await asyncio.sleep(0.5)
-    lag = time.monotonic() - t_end
+    catch_up = time.monotonic() - t_end
     for api in apis:
         api.sample_rss(time.monotonic() - t_start)
-    check = await asyncio.to_thread(verify, db, stats, ids[sp_tenant])
-    sp_stored = check["stored_sp"]
+    check = await asyncio.to_thread(verify, dsn, stats, ids[sp_tenant])
     growth = {api.name: rss_growth(api, args.warmup) for api in apis}
     return {
         "devices": args.devices,
@@ -570,6 +410,7 @@ async def soak(args: argparse.Namespace, home: Path, db: str) -> dict[str, Any]:
         "http": {
             "requests": stats.requests,
             "failed_requests": stats.failed,
+            "failed_at_s": {round(slot - wall_start): n for slot, n in sorted(stats.failed_at.items())},
             "acknowledged": acked,
             "rejected": stats.rejected,
             "stored": check["stored_http"],
@@ -582,9 +423,10 @@ async def soak(args: argparse.Namespace, home: Path, db: str) -> dict[str, Any]:
                 "max": round(1000 * max(stats.latencies, default=0.0), 1),
             },
         },
-        "sparkplug": {"points": len(sp_tags), "published": stats.sp_published, "stored": sp_stored},
+        "sparkplug": {"points": len(sp_tags), "published": stats.sp_published, "stored": check["stored_sp"]},
         "duplicated": check["duplicated"],
-        "ingest_lag_s": round(lag, 2),
+        "ingest_lag_s": {"worst_interval_mean": round(lag.worst(), 3), "series": lag.points},
+        "catch_up_s": round(catch_up, 2),
         "rss_kib": {api.name: api.rss for api in apis},
         "rss_growth_pct": growth,
     }
@@ -606,56 +448,72 @@ def summary(r: dict[str, Any]) -> str:
         f"soak: {r['devices']:,} devices, {r['tenants']} tenants, "
         f"{r['duration_s']:.0f} s, {len(r['faults'])} faults; "
         f"{human} samples, {r['http']['lost']} lost, {r['duplicated']} duplicated; "
-        f"p99 API {r['http']['latency_ms']['p99']:.0f} ms; {rss}"
+        f"p99 API {r['http']['latency_ms']['p99']:.0f} ms; "
+        f"lag {r['ingest_lag_s']['worst_interval_mean']:.1f} s; {rss}"
     )
 
 
+def failures(r: dict[str, Any], max_growth: float) -> list[str]:
+    """Why this run fails (empty: it passed)."""
+    why = []
+    if r["http"]["lost"] or r["duplicated"] or r["http"]["acknowledged_twice"]:
+        why.append("acknowledged samples lost or duplicated")
+    grown = {k: g for k, g in r["rss_growth_pct"].items() if g is not None and g > max_growth}
+    if grown:
+        why.append(f"memory grew more than {max_growth:g} % after warm-up: {grown}")
+    if r["http"]["requests"] and r["http"]["failed_requests"] > r["http"]["requests"] / 2:
+        why.append("fewer than half of the requests were served")
+    return why
+
+
 def main() -> int:
-    """Parse arguments, run, always clean up; exit 1 when anything acknowledged was lost or duplicated."""
+    """Parse arguments, run, always clean up; exit 1 when the run failed (see the module's docstring)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--duration", type=float, default=600)
     p.add_argument("--devices", type=int, default=1000, help="simulated devices (HTTP and Sparkplug)")
     p.add_argument("--tenants", type=int, default=10)
-    p.add_argument("--faults", type=int, default=4, help="kill -9 + restart of api-2, evenly spaced")
+    p.add_argument("--faults", type=int, default=4, help="crashes, evenly spaced: " + ", ".join(FAULT_KINDS))
     p.add_argument("--batch", type=int, default=10, help="samples per HTTP batch")
-    p.add_argument("--period", type=float, default=5.0, help="seconds between a device's batches")
-    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--period", type=float, default=10.0, help="seconds between a device's batches")
+    p.add_argument("--connections", type=int, default=64, help="HTTP connections over all writer processes")
+    p.add_argument("--writer-processes", type=int, default=2)
     p.add_argument("--sparkplug-nodes", type=int, default=4)
     p.add_argument("--sparkplug-share", type=float, default=0.1, help="part of the devices on Sparkplug")
-    p.add_argument("--rss-every", type=float, default=5.0)
+    p.add_argument("--sample-every", type=float, default=10.0, help="seconds between RSS and lag samples")
     p.add_argument(
-        "--warmup", type=float, default=60.0, help="seconds of each process not counted in RSS growth"
+        "--warmup", type=float, default=120.0, help="seconds of each process not counted in RSS growth"
     )
+    p.add_argument("--max-rss-growth", type=float, default=10.0, help="percent, after warm-up")
     p.add_argument("--grace", type=float, default=120.0, help="longest wait for the store to catch up")
     args = p.parse_args()
-    db = f"gy_soak_{uuid.uuid4().hex[:10]}"
-    admin_db(f'CREATE DATABASE "{db}"')
     home = Path(tempfile.mkdtemp(prefix="gy-soak-"))
     try:
-        result = asyncio.run(soak(args, home, db))
+        result = asyncio.run(soak(args, home))
     finally:
         _stop_children(home)
-        admin_db(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: v for k, v in result.items() if k != "rss_kib"}, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("rss_kib", "ingest_lag_s")}, indent=2))
+    print(f"ingest lag, mean per {args.sample_every:g} s interval: {result['ingest_lag_s']['series']}")
+    why = failures(result, args.max_rss_growth)
+    for reason in why:
+        print(f"soak: FAILED: {reason}")
     print(summary(result))
-    bad = result["http"]["lost"] or result["duplicated"] or result["http"]["acknowledged_twice"]
-    return 1 if bad else 0
+    return 1 if why else 0
 
 
 _RUNNING: list[Api] = []
-_BROKERS: list[Broker] = []
+_SERVICES: list[Broker | PrivateNats | PrivatePostgres] = []
 
 
 def _stop_children(home: Path) -> None:
-    """Stop every API process this run started (registered in ``_RUNNING``), bounded in time."""
+    """Stop every process this run started, bounded in time, and remove its data."""
     for api in _RUNNING:
         api.stop()
     _RUNNING.clear()
-    for broker in _BROKERS:
-        broker.stop()
-    _BROKERS.clear()
+    for service in _SERVICES:
+        service.stop()
+    _SERVICES.clear()
     with contextlib.suppress(OSError):
         subprocess.run(["rm", "-rf", str(home)], check=False, timeout=30)
 

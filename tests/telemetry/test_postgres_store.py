@@ -63,3 +63,35 @@ async def test_two_writers_share_one_database() -> None:
         finally:
             await a.close()
             await b.close()
+
+
+async def test_the_store_reconnects_after_its_connections_were_cut() -> None:
+    """A PostgreSQL restart cuts the store's sessions: the next statements reconnect (no process restart)."""
+    with scratch_postgres_database() as url:
+        store = open_store(url)
+        await store.open()
+        try:
+            await store.write("t1", [Point("d/a", T0, 1.0)])
+            with psycopg.connect(plain_url(url), autocommit=True) as c:
+                cut = c.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).fetchone()
+            assert cut is not None and cut[0] == 2  # the writing and the reading connection
+            written, read = None, None
+            for _ in range(3):  # the statement that meets the cut connection fails; the next reconnects
+                try:
+                    written = await store.write("t1", [Point("d/a", T0 + 1, 2.0)])
+                    break
+                except psycopg.OperationalError:
+                    continue
+            for _ in range(3):
+                try:
+                    read = await store.raw("t1", "d/a", 0, T0 + DAY_US)
+                    break
+                except psycopg.OperationalError:
+                    continue
+            assert written == 1
+            assert read is not None and [p.value for p in read] == [1.0, 2.0]
+        finally:
+            await store.close()

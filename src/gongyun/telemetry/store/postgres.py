@@ -82,11 +82,32 @@ class PostgresStore(SqlStore):
         self._rlock = asyncio.Lock()
         self._partitions: set[tuple[str, int]] = set()
 
-    def _conn(self, which: str) -> psycopg.AsyncConnection[Any]:
+    async def _conn(self, which: str) -> psycopg.AsyncConnection[Any]:
+        """The writing (``w``) or reading connection, made anew when the server dropped it.
+
+        Called under that connection's lock. A restart of PostgreSQL (or a terminated backend)
+        breaks the connection; the statement that met it fails (its batch is not acknowledged)
+        and the next one reconnects, so the store recovers without a restart of the process.
+        """
         conn = self._w if which == "w" else self._r
         if conn is None:
             raise ServiceUnavailable("the PostgreSQL store is not open")
-        return conn
+        if not (conn.closed or conn.broken):
+            return conn
+        try:
+            fresh = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            if which == "w":
+                for stmt in _TEMP_DDL:  # temporary tables live and die with their session
+                    await fresh.execute(stmt)
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(f"time-series database not reachable: {exc}") from exc
+        with contextlib.suppress(psycopg.Error):
+            await conn.close()
+        if which == "w":
+            self._w = fresh
+        else:
+            self._r = fresh
+        return fresh
 
     async def open(self) -> None:
         """Connect twice and create the schema."""
@@ -99,7 +120,7 @@ class PostgresStore(SqlStore):
         for k in ("raw", "clean"):
             ddl += sql.schema(self.dialect, k, " PARTITION BY RANGE (ts)")
         async with self._wlock:
-            w = self._conn("w")
+            w = await self._conn("w")
             await w.execute("SELECT pg_advisory_lock(727001)")
             try:
                 for stmt in ddl:
@@ -124,7 +145,7 @@ class PostgresStore(SqlStore):
     async def _run(self, statements: Sequence[str], params: dict[str, Any] | None = None) -> list[int]:
         counts: list[int] = []
         async with self._wlock:
-            w = self._conn("w")
+            w = await self._conn("w")
             async with w.transaction(), w.cursor() as cur:
                 for stmt in statements:
                     await cur.execute(stmt, self._params(stmt, params))
@@ -133,12 +154,12 @@ class PostgresStore(SqlStore):
 
     async def _fetch(self, query: str, params: dict[str, Any] | None = None) -> list[sql.Row]:
         async with self._rlock:
-            cur = await self._conn("r").execute(query, self._params(query, params))
+            cur = await (await self._conn("r")).execute(query, self._params(query, params))
             return [tuple(r) for r in await cur.fetchall()]
 
     async def _register(self, tenant: str, tags: Sequence[str]) -> None:
         async with self._wlock:
-            w = self._conn("w")
+            w = await self._conn("w")
             async with w.transaction(), w.cursor() as cur:
                 await cur.execute(
                     "INSERT INTO ts_series (tenant, tag) SELECT %s, unnest(%s::text[]) "
@@ -147,7 +168,7 @@ class PostgresStore(SqlStore):
                 )
 
     async def _ensure_partitions(self, series: SeriesKind, days: set[int]) -> None:
-        w = self._conn("w")
+        w = await self._conn("w")
         for day in sorted(days):
             if (series, day) in self._partitions:
                 continue
@@ -167,7 +188,7 @@ class PostgresStore(SqlStore):
         data = copy_binary(sid, ts, value, quality, flags)
         async with self._wlock:
             await self._ensure_partitions(series, days)
-            w = self._conn("w")
+            w = await self._conn("w")
             async with w.transaction(), w.cursor() as cur:
                 copy_sql = "COPY batch (sid, ts, value, quality, flags) FROM STDIN (FORMAT BINARY)"
                 async with cur.copy(copy_sql) as copy:
@@ -177,7 +198,7 @@ class PostgresStore(SqlStore):
 
     async def _refresh_span(self, series: SeriesKind, lo: int, hi: int) -> int:
         async with self._wlock:
-            w = self._conn("w")
+            w = await self._conn("w")
             async with w.transaction(), w.cursor() as cur:
                 await cur.execute(
                     f"INSERT INTO snap SELECT sid, hour, gen FROM ts_{series}_dirty "
