@@ -1,0 +1,1 @@
+"""The OEE domain: state model, shift calendar, KPIs, losses, rollup reading (NumPy, no I/O)."""
