@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,14 +140,16 @@ def test_index_type_public_only_and_listing(node: str) -> None:
     assert [v["index"] for v in typed["values"]] == [1]
     none = httpx.get(f"{node}/api/handles/88.100.1/L1?index=2")
     assert (none.status_code, none.json()["responseCode"]) == (200, 200)
-    r = httpx.put(f"{node}/api/handles/88.100.1/L1", json={"values": values}, auth=auth)
+    r = httpx.put(f"{node}/api/handles/88.100.1/L1?overwrite=false", json={"values": values}, auth=auth)
     assert (r.status_code, r.json()["responseCode"]) == (409, 101)
-    r = httpx.put(f"{node}/api/handles/88.100.1/L1?overwrite=true", json={"values": values[:1]}, auth=auth)
-    assert r.status_code == 200
+    r = httpx.put(f"{node}/api/handles/88.100.1/L1", json={"values": values[:1]}, auth=auth)
+    assert r.status_code == 200  # a plain PUT overwrites (the Handle.Net default)
     # the cached public answer was invalidated by the write
     assert [v["index"] for v in httpx.get(f"{node}/api/handles/88.100.1/L1").json()["values"]] == [1, 100]
     listing = httpx.get(f"{node}/api/handles?prefix=88.100.1&page=0&pageSize=1", auth=auth).json()
     assert listing["totalCount"] == "2" and listing["handles"] == ["88.100.1/admin"]
+    count = httpx.get(f"{node}/api/handles?prefix=88.100.1&pageSize=0", auth=auth).json()
+    assert count == {"responseCode": 1, "prefix": "88.100.1", "totalCount": "2"}
     assert httpx.get(f"{node}/api/handles?prefix=88.100.1").status_code == 401
     r = httpx.post(
         f"{node}/api/batch",
@@ -199,3 +205,140 @@ def test_mint_new_suffix_and_secret_rotation(node: str) -> None:
         httpx.put(f"{node}/api/handles/88.100.1/z", json=url, auth=("300:88.100.1/admin", "n3w")).status_code
         == 201
     )
+
+
+def test_overwrite_single_value_subtypes_and_counts(node: str) -> None:
+    """Handle.Net REST semantics real clients rely on (issue 13, section 7)."""
+    client = PyHandleClient("rest").instantiate_with_username_and_password(
+        node, "300:88.100.1/admin", "s3cret", HTTPS_verify=False
+    )
+    handle = "88.100.1/OW-1"
+    client.register_handle(handle, "https://a.example/1")
+    # pyhandle's overwrite=True replaces the record
+    client.register_handle(handle, "https://a.example/2", overwrite=True, GY_KIND="valve")
+    assert client.get_value_from_handle(handle, "URL") == "https://a.example/2"
+    # add_handle_value sends ?index=N&overwrite=false: a new index is added
+    client.add_handle_value(handle, GY_LOT="L-1")
+    assert client.get_value_from_handle(handle, "GY_LOT") == "L-1"
+    auth = ("300:88.100.1/admin", "s3cret")
+    url = f"{node}/api/handles/{handle}"
+    index_of = {v["type"]: v["index"] for v in httpx.get(url).json()["values"]}
+    taken = {"index": index_of["URL"], "type": "URL", "data": "https://a.example/3"}
+    r = httpx.put(f"{url}?index={taken['index']}&overwrite=false", json={"values": [taken]}, auth=auth)
+    assert (r.status_code, r.json()["responseCode"]) == (409, 201)
+    # a single value as the body (no {"values": [...]})
+    r = httpx.put(f"{url}?index={taken['index']}", json=taken, auth=auth)
+    assert r.status_code == 200
+    assert client.get_value_from_handle(handle, "URL") == "https://a.example/3"
+    r = httpx.put(
+        f"{url}?index=40", json={"index": 40, "type": "URL.mirror", "data": "https://m/"}, auth=auth
+    )
+    assert r.status_code == 200
+    r = httpx.put(f"{node}/api/handles/88.100.1/SV", json={"index": 1, "type": "URL", "data": "x"}, auth=auth)
+    assert r.status_code == 201
+    # a type ending in "." matches itself and its subtypes
+    sub = httpx.get(f"{url}?type=URL.").json()
+    assert sorted(v["type"] for v in sub["values"]) == ["URL", "URL.mirror"]
+    assert [v["type"] for v in httpx.get(f"{url}?type=URL").json()["values"]] == ["URL"]
+    count = httpx.get(f"{node}/api/handles?prefix=88.100.1&pageSize=0", auth=auth).json()
+    assert "handles" not in count and int(count["totalCount"]) >= 3
+
+
+def test_errors_name_the_handle_and_challenge(node: str) -> None:
+    r = httpx.get(f"{node}/api/handles/88.100.1/missing")
+    assert (r.status_code, r.json()["responseCode"], r.json()["handle"]) == (404, 100, "88.100.1/missing")
+    r = httpx.get(f"{node}/api/handles/77.1/elsewhere")
+    assert (r.status_code, r.json()["responseCode"]) == (404, 301)
+    r = httpx.put(f"{node}/api/handles/88.100.1/y", json={"values": []})
+    assert r.status_code == 401
+    assert 'Basic realm="handle"' in r.headers.get_list("www-authenticate")
+
+
+def test_sessions(node: str, tmp_path: Path) -> None:
+    # a session authenticated by Basic at its creation, then used by its id
+    r = httpx.post(f"{node}/api/sessions", auth=("300:88.100.1/admin", "s3cret"))
+    assert r.status_code == 201 and r.json()["authenticated"] is True
+    sid = r.json()["sessionId"]
+    session = {"authorization": f'Handle sessionId="{sid}"'}
+    value = {"values": [{"index": 1, "type": "URL", "data": "https://s.example/"}]}
+    assert httpx.put(f"{node}/api/handles/88.100.1/S1", json=value, headers=session).status_code == 201
+    assert httpx.get(f"{node}/api/sessions/this", headers=session).json()["id"] == "300:88.100.1/admin"
+    assert httpx.delete(f"{node}/api/sessions/this", headers=session).status_code == 200
+    assert httpx.put(f"{node}/api/handles/88.100.1/S2", json=value, headers=session).status_code == 401
+    # challenge-response with a plain HS_SECKEY: HMAC-SHA256(secret, server nonce || client nonce)
+    auth = ("300:88.100.1/admin", "s3cret")
+    ops = {
+        "values": [
+            {"index": 300, "type": "HS_SECKEY", "data": "plainpw", "permissions": "1100"},
+            {
+                "index": 100,
+                "type": "HS_ADMIN",
+                "data": {"format": "admin", "value": {"handle": "88.100.1/ops", "index": 300}},
+            },
+        ]
+    }
+    assert httpx.put(f"{node}/api/handles/88.100.1/ops", json=ops, auth=auth).status_code == 201
+    opened = httpx.post(f"{node}/api/sessions").json()
+    assert opened["authenticated"] is False
+    nonce = base64.b64decode(opened["nonce"])
+    cnonce = b"client-nonce-0001"
+    sig = hmac.new(b"plainpw", nonce + cnonce, hashlib.sha256).digest()
+    header = (
+        f'Handle sessionId="{opened["sessionId"]}", id="300:88.100.1/ops", type="HS_SECKEY", '
+        f'cnonce="{base64.b64encode(cnonce).decode()}", alg="SHA256", '
+        f'signature="{base64.b64encode(sig).decode()}"'
+    )
+    r = httpx.put(f"{node}/api/sessions/this", headers={"authorization": header})
+    assert r.status_code == 200 and r.json()["id"] == "300:88.100.1/ops"
+    bad = header.replace(base64.b64encode(sig).decode(), base64.b64encode(b"x" * 32).decode())
+    again = httpx.post(f"{node}/api/sessions").json()
+    bad = bad.replace(opened["sessionId"], again["sessionId"])
+    assert httpx.put(f"{node}/api/sessions/this", headers={"authorization": bad}).status_code == 401
+    session = {"authorization": f'Handle sessionId="{opened["sessionId"]}"'}
+    assert httpx.put(f"{node}/api/handles/88.100.1/S3", json=value, headers=session).status_code == 201
+
+
+def test_per_handle_admin_and_audit(node: str, tmp_path: Path) -> None:
+    admin = ("300:88.100.1/admin", "s3cret")
+    other = ("300:88.100.1/other", "0ther")
+    body = {
+        "values": [
+            {"index": 300, "type": "HS_SECKEY", "data": "0ther", "permissions": "1100"},
+            {
+                "index": 100,
+                "type": "HS_ADMIN",
+                "data": {"format": "admin", "value": {"handle": "88.100.1/other", "index": 300}},
+            },
+        ]
+    }
+    assert httpx.put(f"{node}/api/handles/88.100.1/other", json=body, auth=admin).status_code == 201
+    url = {"values": [{"index": 1, "type": "URL", "data": "https://own.example/"}]}
+    assert httpx.put(f"{node}/api/handles/88.100.1/OWNED", json=url, auth=admin).status_code == 201
+    # other administers the prefix but is not in OWNED's HS_ADMIN
+    r = httpx.put(f"{node}/api/handles/88.100.1/OWNED", json=url, auth=other)
+    assert (r.status_code, r.json()["responseCode"]) == (403, 401)
+    assert httpx.delete(f"{node}/api/handles/88.100.1/OWNED", auth=other).status_code == 403
+    grant = {
+        "index": 101,
+        "type": "HS_ADMIN",
+        "data": {
+            "format": "admin",
+            "value": {"handle": "88.100.1/other", "index": 300, "permissions": "000001110000"},
+        },
+    }
+    assert (
+        httpx.put(f"{node}/api/handles/88.100.1/OWNED?index=101", json=grant, auth=admin).status_code == 200
+    )
+    # now other may modify values (bit 4) but not delete the handle (bit 1)
+    r = httpx.put(f"{node}/api/handles/88.100.1/OWNED?index=1", json=url["values"][0], auth=other)
+    assert r.status_code == 200
+    assert httpx.delete(f"{node}/api/handles/88.100.1/OWNED", auth=other).status_code == 403
+    assert httpx.delete(f"{node}/api/handles/88.100.1/OWNED", auth=admin).status_code == 200
+    conn = sqlite3.connect(tmp_path / "node.db")
+    rows = conn.execute(
+        "SELECT actor, action, target FROM audit_events WHERE tenant_id = ? ORDER BY seq", (TENANT,)
+    ).fetchall()
+    conn.close()
+    assert ("handle:300:88.100.1/admin", "identifier.register", "88.100.1/OWNED") in rows
+    assert ("handle:300:88.100.1/other", "identifier.update", "88.100.1/OWNED") in rows
+    assert ("handle:300:88.100.1/admin", "identifier.delete", "88.100.1/OWNED") in rows

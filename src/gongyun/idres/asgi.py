@@ -26,6 +26,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 JSON = b"application/json"
 _JSON_HEADERS = [(b"content-type", JSON)]
 MAX_BODY = 8 * 1024 * 1024
+_CHALLENGE = [(b"www-authenticate", b'Basic realm="handle"'), (b"www-authenticate", b'Handle realm="handle"')]
 
 
 @dataclass(slots=True)
@@ -84,6 +85,8 @@ def error_response(exc: BaseException) -> Response:
     else:
         log.exception("unexpected error in the resolution API", exc_info=exc)
         body = {"responseCode": rc, "message": "internal error", "code": "internal"}
+    if status == 401:  # RFC 9110: a 401 names the schemes that would do
+        return json_response(status, body, _CHALLENGE)
     return json_response(status, body)
 
 

@@ -21,14 +21,24 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import orjson
+from sqlalchemy import select
 
-from gongyun.errors import AuthError, GongyunError, InvalidInput, PermissionDenied
+from gongyun.errors import AuthError, GongyunError, InvalidInput, MalformedIdentifier, PermissionDenied
 from gongyun.idres.asgi import AsgiApp, Request, Response, json_response
 from gongyun.idres.auth import Authenticator, HandleBasicAuth, Principal
-from gongyun.idres.errors import RC_SUCCESS, RC_VALUES_NOT_FOUND, HandleNotFound
+from gongyun.idres.errors import (
+    RC_HANDLE_NOT_FOUND,
+    RC_SERVER_NOT_RESP,
+    RC_SUCCESS,
+    RC_VALUE_ALREADY_EXISTS,
+    RC_VALUES_NOT_FOUND,
+    HandleExists,
+)
+from gongyun.idres.models import IdPrefix
 from gongyun.idres.registry import MAX_BATCH, RawRecord, Registry
 from gongyun.idres.rescache import SharedRecords
-from gongyun.idres.syntax import fold, parse
+from gongyun.idres.sessions import Sessions
+from gongyun.idres.syntax import fold, parse, parse_indexed, prefix_chain
 from gongyun.idres.values import HandleValue, admin_value, decode_values, encode_values
 
 API = "/api/handles"
@@ -40,7 +50,8 @@ _POINT_READ = (
 _POINT_READ_ANY = (
     "SELECT handle, values_json, public_json, min_ttl, tenant_id FROM idres_records WHERE handle_norm = ?"
 )
-_NOT_FOUND = b'{"responseCode":100,"message":"Handle Not Found"}'
+# HS_ADMIN permission bits (Handle.Net AdminRecord; the JSON string writes bit 11 first)
+DELETE_HANDLE, MODIFY_VALUE, REMOVE_VALUE, ADD_VALUE = 1, 4, 5, 6
 
 
 class RecordCache:
@@ -114,6 +125,7 @@ class HandleService:
         self._pending: set[str] = set()
         self.basic = HandleBasicAuth(self._secret)
         self.authenticators: list[Authenticator] = [self.basic, *(authenticators or [])]
+        self.sessions = Sessions(self._secret)
         registry.listeners.append(self._changed)
         self._sqlite: sqlite3.Connection | None = None
         self._sqlite_path: str | None = None
@@ -150,6 +162,7 @@ class HandleService:
     def install(self, app: AsgiApp) -> None:
         """Mount the Handle API routes on an app and enable its fast GET path."""
         app.authenticators.extend(self.authenticators)
+        self.sessions.install(app)
         app.mount(API, self.handles)
         app.mount("/hrls/handles", self.reverse)
         app.mount("/api/batch", self.batch)
@@ -257,7 +270,18 @@ class HandleService:
         h = parse(handle)
         row = await self._fetch(h.norm)
         if row is None:
-            return Response(404, _NOT_FOUND)
+            if not await self._homed(h.prefix):
+                return json_response(
+                    404,
+                    {
+                        "responseCode": RC_SERVER_NOT_RESP,
+                        "handle": str(h),
+                        "message": f"prefix {h.prefix} is not homed at this server",
+                    },
+                )
+            return json_response(
+                404, {"responseCode": RC_HANDLE_NOT_FOUND, "handle": str(h), "message": "Handle Not Found"}
+            )
         stored, values_json, public_json, min_ttl, owner = row
         admin = self._can_admin(req, h.prefix, owner) and not req.flag("publicOnly")
         indexes, types = req.query.get("index"), req.query.get("type")
@@ -273,7 +297,11 @@ class HandleService:
             v
             for v in values
             if (admin or v.public)
-            and ((not wanted_idx and not wanted_types) or v.index in wanted_idx or v.type in wanted_types)
+            and (
+                (not wanted_idx and not wanted_types)
+                or v.index in wanted_idx
+                or any(_type_matches(t, v.type) for t in wanted_types)
+            )
         ]
         if not picked:
             return json_response(200, {"responseCode": RC_VALUES_NOT_FOUND, "handle": stored})
@@ -283,22 +311,98 @@ class HandleService:
 
     def _values_from_body(self, req: Request) -> list[HandleValue]:
         body = req.json()
+        if isinstance(body, dict) and "values" not in body and "type" in body:
+            body = [body]  # a single value as the body
         raw = body.get("values") if isinstance(body, dict) else body
         return decode_values(raw)
 
+    async def _homed(self, prefix: str) -> bool:
+        """True when a filing on this database covers ``prefix`` (for the node's tenant, if one)."""
+        chain = [fold(p) for p in prefix_chain(prefix)]
+        q = select(IdPrefix.prefix_norm).where(IdPrefix.prefix_norm.in_(chain))
+        if self.tenant_id is not None:
+            q = q.where(IdPrefix.tenant_id == self.tenant_id)
+        async with self.registry.db.session() as s:
+            return (await s.execute(q.limit(1))).first() is not None
+
+    async def _authorise(self, req: Request, prefix: str, norm: str, bit: int) -> tuple[Principal, bool]:
+        """The caller, if it may write this identifier; and whether the identifier exists.
+
+        A new identifier needs an administrator of its prefix. An existing one with ``HS_ADMIN``
+        values needs a Handle admin those values name with the permission ``bit`` (an entry
+        ``0.NA/<prefix>`` names the prefix's administrators); platform users, API keys and node
+        operators keep the prefix rule.
+        """
+        p = req.principal
+        if p is None:
+            raise AuthError("authentication is needed to change or list identifiers")
+        row = await self._fetch(norm)
+        if row is None or p.prefixes is None or p.tenant_id is not None or p.operator:
+            return self._require_admin(req, prefix), row is not None
+        admins = [
+            v.value
+            for v in decode_values(orjson.loads(row[1]))
+            if v.type == "HS_ADMIN" and isinstance(v.value, dict)
+        ]
+        if not admins:
+            return self._require_admin(req, prefix), True
+        try:
+            me = parse_indexed(p.name)
+        except MalformedIdentifier:
+            return self._require_admin(req, prefix), True
+        for a in admins:
+            perms = str(a.get("permissions", ""))
+            if len(perms) != 12 or perms[11 - bit] != "1":
+                continue
+            target = fold(str(a.get("handle", "")))
+            if target == me.handle.norm and int(a.get("index", 0)) == me.index:
+                return p, True
+            if target == fold(f"0.NA/{prefix}") and p.covers(prefix) and p.can_write:
+                return p, True
+        raise PermissionDenied(f"{p.name} is not an administrator (HS_ADMIN) of {row[0]} for this change")
+
+    async def _audit(self, req: Request, tenant_id: str, action: str, target: str, **detail: Any) -> None:
+        """Record a write through this API in the tenant's audit trail."""
+        from gongyun.security.audit import record
+
+        actor = req.principal.name if req.principal is not None else "anonymous"
+        async with self.registry.db.session() as s:
+            await record(s, tenant_id, f"handle:{actor}", action, target, via="handle-rest-api", **detail)
+
     async def _put(self, req: Request, handle: str) -> Response:
+        """Create or replace a record (a plain PUT overwrites, as in Handle.Net), or with
+        ``index=`` add or replace those values; ``overwrite=false`` refuses to replace either."""
         if req.flag("mintNewSuffix"):
             handle = handle + uuid.uuid4().hex if handle.endswith("/") else f"{handle}{uuid.uuid4().hex}"
         h = parse(handle)
-        principal = self._require_admin(req, h.prefix)
+        overwrite = (req.arg("overwrite") or "true").lower() not in {"false", "0", "no"}
         values = self._values_from_body(req)
+        tenant = self._tenant_or_none(req)
         if req.query.get("index"):
-            try:
-                rec = await self.registry.update_values(self._tenant(req), str(h), values)
-                await self.flush(self._tenant(req), [h.norm])
+            principal, exists = await self._authorise(req, h.prefix, h.norm, MODIFY_VALUE)
+            if exists:
+                tenant = self._tenant(req)
+                if not overwrite:
+                    current = {v.index for v in (await self.registry.get(tenant, str(h))).values}
+                    taken = sorted(current & {v.index for v in values})
+                    if taken:
+                        return json_response(
+                            409,
+                            {
+                                "responseCode": RC_VALUE_ALREADY_EXISTS,
+                                "handle": str(h),
+                                "message": f"values at index {taken} exist and overwrite=false",
+                            },
+                        )
+                rec = await self.registry.update_values(tenant, str(h), values)
+                await self.flush(tenant, [h.norm])
+                await self._audit(
+                    req, tenant, "identifier.update", rec.handle, indexes=[v.index for v in values]
+                )
                 return json_response(200, {"responseCode": RC_SUCCESS, "handle": rec.handle})
-            except HandleNotFound:
-                pass
+        principal, exists = await self._authorise(req, h.prefix, h.norm, MODIFY_VALUE)
+        if exists and not overwrite:
+            raise HandleExists(f"identifier {h} exists and overwrite=false", handle=str(h))
         if not any(v.type == "HS_ADMIN" for v in values):
             admin_name = principal.name.partition(":")
             used = {v.index for v in values}
@@ -307,21 +411,29 @@ class HandleService:
                 values.append(admin_value(admin_name[2], int(admin_name[0]), index))
             else:
                 values.append(admin_value(f"0.NA/{h.prefix}", 200, index))
-        rec, created = await self.registry.put(
-            self._tenant(req), str(h), values, overwrite=req.flag("overwrite")
-        )
-        await self.flush(self._tenant(req), [h.norm])
+        tenant = tenant or self._tenant(req)
+        rec, created = await self.registry.put(tenant, str(h), values, overwrite=overwrite)
+        await self.flush(tenant, [h.norm])
+        await self._audit(req, tenant, "identifier.register" if created else "identifier.update", rec.handle)
         return json_response(201 if created else 200, {"responseCode": RC_SUCCESS, "handle": rec.handle})
+
+    def _tenant_or_none(self, req: Request) -> str | None:
+        try:
+            return self._tenant(req)
+        except (AuthError, PermissionDenied):
+            return None
 
     async def _delete(self, req: Request, handle: str) -> Response:
         h = parse(handle)
-        self._require_admin(req, h.prefix)
         indexes = [int(i) for i in req.query.get("index", []) if i.isdigit()]
+        await self._authorise(req, h.prefix, h.norm, REMOVE_VALUE if indexes else DELETE_HANDLE)
+        tenant = self._tenant(req)
         if indexes:
-            await self.registry.delete_values(self._tenant(req), str(h), indexes)
+            await self.registry.delete_values(tenant, str(h), indexes)
         else:
-            await self.registry.delete(self._tenant(req), str(h))
-        await self.flush(self._tenant(req), [h.norm])
+            await self.registry.delete(tenant, str(h))
+        await self.flush(tenant, [h.norm])
+        await self._audit(req, tenant, "identifier.delete", str(h), indexes=indexes)
         return json_response(200, {"responseCode": RC_SUCCESS, "handle": str(h)})
 
     async def _list(self, req: Request) -> Response:
@@ -336,11 +448,10 @@ class HandleService:
             raise InvalidInput("page and pageSize must be integers") from None
         if page < 0 or not 0 <= size <= 100_000:
             raise InvalidInput("page must be >= 0 and pageSize 0..100000")
-        total, handles = await self.registry.list_handles(self._tenant(req), prefix, page, size)
+        total, handles = await self.registry.list_handles(self._tenant(req), prefix, page, max(size, 1))
         body: dict[str, Any] = {"responseCode": RC_SUCCESS, "prefix": prefix, "totalCount": str(total)}
-        if size:
-            body.update(page=page, pageSize=size)
-        body["handles"] = handles
+        if size:  # pageSize=0: the count only
+            body.update(page=page, pageSize=size, handles=handles)
         return json_response(200, body)
 
     async def reverse(self, req: Request) -> Response:
@@ -386,6 +497,8 @@ class HandleService:
         )
         written = [r.handle for r in results if r.status in {"created", "updated"}]
         await self.flush(self._tenant(req), [parse(handle).norm for handle in written])
+        if written:
+            await self._audit(req, self._tenant(req), "identifier.batch", "", count=len(written))
         it = iter(results)
         out = []
         for handle, v in items:
@@ -409,6 +522,13 @@ class HandleService:
         if self._sqlite is not None:
             self._sqlite.close()
             self._sqlite = None
+
+
+def _type_matches(wanted: str, actual: str) -> bool:
+    """A requested type matches itself; one ending in ``.`` also matches its subtypes."""
+    if wanted.endswith("."):
+        return actual == wanted[:-1] or actual.startswith(wanted)
+    return actual == wanted
 
 
 def make_app(service: HandleService) -> AsgiApp:
