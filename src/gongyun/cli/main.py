@@ -39,6 +39,7 @@ ROOM_COMMANDS = (
     ("gongyun.cli.sim", "sim_app", "sim"),
     ("gongyun.cli.telemetry", "telemetry_app", "telemetry"),
     ("gongyun.cli.apps", "app_app", "app"),
+    ("gongyun.cli.ids", "ids_app", "ids"),
 )
 
 

@@ -81,8 +81,11 @@ def test_any_payload_on_a_server_port(payload: bytes, sport: int) -> None:
 @FUZZ
 @given(data=st.binary(max_size=2000))
 def test_garbage_capture_files(data: bytes) -> None:
-    for head in (b"", b"\xd4\xc3\xb2\xa1\x02\x00\x04\x00" + bytes(8) + b"\xff\xff\x00\x00\x01\x00\x00\x00",
-                 b"\x0a\x0d\x0d\x0a\x1c\x00\x00\x00\x4d\x3c\x2b\x1a"):  # fmt: skip
+    for head in (
+        b"",
+        b"\xd4\xc3\xb2\xa1\x02\x00\x04\x00" + bytes(8) + b"\xff\xff\x00\x00\x01\x00\x00\x00",
+        b"\x0a\x0d\x0d\x0a\x1c\x00\x00\x00\x4d\x3c\x2b\x1a",
+    ):
         stats = Stats()
         frames = list(read_capture_bytes(head + data, stats))
         Decoder(stats=stats).frames(frames)

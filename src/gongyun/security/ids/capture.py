@@ -14,15 +14,22 @@ from __future__ import annotations
 import mmap
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from gongyun.security.ids.stats import Stats
 
 LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_LOOP, LINK_SLL, LINK_IPV4, LINK_IPV6, LINK_SLL2 = (
-    0, 1, 101, 108, 113, 228, 229, 276,
-)  # fmt: skip
+    0,
+    1,
+    101,
+    108,
+    113,
+    228,
+    229,
+    276,
+)
 MAX_SNAP = 262144
 _PCAP_MAGIC = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
@@ -135,8 +142,11 @@ def _read_pcapng(data: bytes | mmap.mmap, stats: Stats) -> Iterator[Frame]:
             blen = struct.unpack_from(endian + "I", data, off + 4)[0]
             links = []
         if blen < 12 or blen % 4 or off + blen > end:
-            stats.skip("pcapng.truncated_block" if off + blen > end and blen >= 12 and not blen % 4 else
-                       "pcapng.corrupt_block")  # fmt: skip
+            stats.skip(
+                "pcapng.truncated_block"
+                if off + blen > end and blen >= 12 and not blen % 4
+                else "pcapng.corrupt_block"
+            )
             off = _pcapng_resync(data, off + 4, endian)
             if off < 0:
                 return
@@ -346,3 +356,17 @@ class LiveCapture:
     def close(self) -> None:
         """Close the socket."""
         self.sock.close()
+
+
+def write_pcap(path: str | Path, frames: Iterable[Frame], linktype: int = LINK_ETHERNET) -> int:
+    """Write frames to a classic pcap file (microseconds); return how many were written."""
+    n = 0
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, MAX_SNAP, linktype))
+        rec = struct.Struct("<IIII").pack
+        for ts, _, data in frames:
+            sec = int(ts)
+            f.write(rec(sec, round((ts - sec) * 1e6) % 1_000_000, len(data), len(data)))
+            f.write(data)
+            n += 1
+    return n

@@ -82,7 +82,7 @@ class Flow:
         "service",
         "session",
         "uid",
-    )  # fmt: skip
+    )
 
     def __init__(
         self,
@@ -200,8 +200,9 @@ class Decoder:
             if seg.flags & RST or flow.fins == 3:
                 self._close(flow, out)
 
-    def _data(self, flow: Flow, d: _Dir, direction: int, seq: int, payload: bytes, ts: float,
-              out: list[Any]) -> None:  # fmt: skip
+    def _data(
+        self, flow: Flow, d: _Dir, direction: int, seq: int, payload: bytes, ts: float, out: list[Any]
+    ) -> None:
         if d.next_seq is None:
             d.next_seq = seq
         ahead = (seq - d.next_seq) & 0xFFFFFFFF

@@ -380,9 +380,29 @@ class Detector:
 
 def _summary(rec: Any) -> dict[str, Any]:
     """The fields of a record worth keeping on an event (small, JSON-able)."""
-    keep = ("uid", "orig_h", "orig_p", "resp_h", "resp_p", "tid", "unit", "func", "address", "quantity",
-            "request_values", "exception", "msg_type", "service", "security_policy", "security_mode",
-            "identity", "client_id", "topic", "kind", "nodes")  # fmt: skip
+    keep = (
+        "uid",
+        "orig_h",
+        "orig_p",
+        "resp_h",
+        "resp_p",
+        "tid",
+        "unit",
+        "func",
+        "address",
+        "quantity",
+        "request_values",
+        "exception",
+        "msg_type",
+        "service",
+        "security_policy",
+        "security_mode",
+        "identity",
+        "client_id",
+        "topic",
+        "kind",
+        "nodes",
+    )
     d = {k: getattr(rec, k) for k in keep if getattr(rec, k, None) is not None}
     if isinstance(d.get("request_values"), list):
         d["request_values"] = d["request_values"][:32]

@@ -398,9 +398,17 @@ class ModbusSession:
         if problem:
             self.stats.skip("modbus.malformed_pdu")
             self.anomalies.append(
-                {"kind": "modbus.malformed_pdu", "ts": ts, "from_orig": from_orig, "tid": tid, "unit": unit,
-                 "function": fc, "problem": problem, "length": len(pdu)}
-            )  # fmt: skip
+                {
+                    "kind": "modbus.malformed_pdu",
+                    "ts": ts,
+                    "from_orig": from_orig,
+                    "tid": tid,
+                    "unit": unit,
+                    "function": fc,
+                    "problem": problem,
+                    "length": len(pdu),
+                }
+            )
         base = fc & 0x7F
         try:
             if base in UNPAIRED or base not in FUNCTIONS:

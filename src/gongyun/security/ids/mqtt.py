@@ -157,8 +157,14 @@ class MqttSession:
                 break
             if length == -2 or length > MAX_PACKET or buf[pos] >> 4 == 0:
                 self.stats.skip("mqtt.malformed")
-                self.anomalies.append({"kind": "mqtt.malformed", "ts": ts, "from_orig": from_orig,
-                                       "bytes": bytes(buf[pos : pos + 16]).hex()})  # fmt: skip
+                self.anomalies.append(
+                    {
+                        "kind": "mqtt.malformed",
+                        "ts": ts,
+                        "from_orig": from_orig,
+                        "bytes": bytes(buf[pos : pos + 16]).hex(),
+                    }
+                )
                 pos = n
                 break
             if body + length > n:
@@ -173,8 +179,9 @@ class MqttSession:
                     out.append(self._packet(ts, first, packet, from_orig))
                 except _Short:
                     self.stats.skip("mqtt.truncated_packet")
-                    self.anomalies.append({"kind": "mqtt.malformed", "ts": ts, "from_orig": from_orig,
-                                           "type": TYPES.get(ptype)})  # fmt: skip
+                    self.anomalies.append(
+                        {"kind": "mqtt.malformed", "ts": ts, "from_orig": from_orig, "type": TYPES.get(ptype)}
+                    )
         if pos:
             del buf[:pos]
 

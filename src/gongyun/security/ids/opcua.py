@@ -15,16 +15,36 @@ from typing import Any
 from gongyun.security.ids.stats import Stats
 
 SERVICES = {
-    446: "OpenSecureChannelRequest", 449: "OpenSecureChannelResponse", 452: "CloseSecureChannelRequest",
-    428: "GetEndpointsRequest", 431: "GetEndpointsResponse", 422: "FindServersRequest",
-    461: "CreateSessionRequest", 464: "CreateSessionResponse", 467: "ActivateSessionRequest",
-    470: "ActivateSessionResponse", 473: "CloseSessionRequest", 476: "CloseSessionResponse",
-    397: "ServiceFault", 527: "BrowseRequest", 530: "BrowseResponse", 631: "ReadRequest",
-    634: "ReadResponse", 673: "WriteRequest", 676: "WriteResponse", 712: "CallRequest",
-    715: "CallResponse", 751: "CreateMonitoredItemsRequest", 787: "CreateSubscriptionRequest",
-    826: "PublishRequest", 829: "PublishResponse", 554: "TranslateBrowsePathsToNodeIdsRequest",
-    488: "AddNodesRequest", 500: "DeleteNodesRequest", 700: "HistoryReadRequest",
-}  # fmt: skip
+    446: "OpenSecureChannelRequest",
+    449: "OpenSecureChannelResponse",
+    452: "CloseSecureChannelRequest",
+    428: "GetEndpointsRequest",
+    431: "GetEndpointsResponse",
+    422: "FindServersRequest",
+    461: "CreateSessionRequest",
+    464: "CreateSessionResponse",
+    467: "ActivateSessionRequest",
+    470: "ActivateSessionResponse",
+    473: "CloseSessionRequest",
+    476: "CloseSessionResponse",
+    397: "ServiceFault",
+    527: "BrowseRequest",
+    530: "BrowseResponse",
+    631: "ReadRequest",
+    634: "ReadResponse",
+    673: "WriteRequest",
+    676: "WriteResponse",
+    712: "CallRequest",
+    715: "CallResponse",
+    751: "CreateMonitoredItemsRequest",
+    787: "CreateSubscriptionRequest",
+    826: "PublishRequest",
+    829: "PublishResponse",
+    554: "TranslateBrowsePathsToNodeIdsRequest",
+    488: "AddNodesRequest",
+    500: "DeleteNodesRequest",
+    700: "HistoryReadRequest",
+}
 IDENTITY_TOKENS = {321: "Anonymous", 324: "UserName", 327: "X509", 940: "IssuedToken"}
 MODES = {1: "None", 2: "Sign", 3: "SignAndEncrypt"}
 MAX_CHUNK = 1 << 24
@@ -160,8 +180,20 @@ class _R:
         return self._scalar(vtype)
 
     def _scalar(self, vtype: int) -> Any:
-        fmt = {1: "<?", 2: "<b", 3: "<B", 4: "<h", 5: "<H", 6: "<i", 7: "<I", 8: "<q", 9: "<Q", 10: "<f",
-               11: "<d", 13: "<q"}.get(vtype)  # fmt: skip
+        fmt = {
+            1: "<?",
+            2: "<b",
+            3: "<B",
+            4: "<h",
+            5: "<H",
+            6: "<i",
+            7: "<I",
+            8: "<q",
+            9: "<Q",
+            10: "<f",
+            11: "<d",
+            13: "<q",
+        }.get(vtype)
         if fmt:
             return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
         if vtype in (12, 15):
@@ -202,8 +234,14 @@ class OpcUaSession:
             size = int.from_bytes(buf[pos + 4 : pos + 8], "little")
             if mtype not in _TYPES or size < 8 or size > MAX_CHUNK:
                 self.stats.skip("opcua.malformed")
-                self.anomalies.append({"kind": "opcua.malformed", "ts": ts, "from_orig": from_orig,
-                                       "bytes": bytes(buf[pos : pos + 16]).hex()})  # fmt: skip
+                self.anomalies.append(
+                    {
+                        "kind": "opcua.malformed",
+                        "ts": ts,
+                        "from_orig": from_orig,
+                        "bytes": bytes(buf[pos : pos + 16]).hex(),
+                    }
+                )
                 pos = n
                 break
             if n - pos < size:
@@ -223,8 +261,18 @@ class OpcUaSession:
 
     def _rec(self, ts: float, mtype: str, from_orig: bool) -> OpcUaRecord:
         o, r = self.orig, self.resp
-        return OpcUaRecord(ts, self.uid, o[0], o[1], r[0], r[1], mtype, from_orig,
-                           security_policy=self.policy, security_mode=self.mode)  # fmt: skip
+        return OpcUaRecord(
+            ts,
+            self.uid,
+            o[0],
+            o[1],
+            r[0],
+            r[1],
+            mtype,
+            from_orig,
+            security_policy=self.policy,
+            security_mode=self.mode,
+        )
 
     def _chunk(self, ts: float, chunk: bytes, from_orig: bool) -> OpcUaRecord | None:
         mtype = chunk[:3].decode()

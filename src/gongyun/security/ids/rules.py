@@ -191,8 +191,13 @@ def _build(proto: str, key: str, value: str) -> Test:
             m = _numbers(value)
             return lambda r: m(r.extra.get("mei"))
     if proto == "opcua":
-        attrs = {"msgtype": "msg_type", "service": "service", "policy": "security_policy",
-                 "mode": "security_mode", "identity": "identity"}  # fmt: skip
+        attrs = {
+            "msgtype": "msg_type",
+            "service": "service",
+            "policy": "security_policy",
+            "mode": "security_mode",
+            "identity": "identity",
+        }
         if key in attrs:
             s, attr = _strings(value), attrs[key]
             return lambda r: s(getattr(r, attr))
