@@ -62,3 +62,10 @@ soak: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+# Quality and OEE apps: all run rules over 1 M subgroups beside plain NumPy (bench/spc.py); a month
+# of OEE at 1 Hz for 100 machines from the store beside hand-written SQL, on DuckDB and PostgreSQL
+# (bench/oee.py). Small first: make bench-oee BENCH_ARGS="--machines 5 --days 2"
+.PHONY: bench-spc bench-oee
+bench-spc bench-oee: bench-%: $(VENV)/.installed-dev
+	$(BIN)/python bench/$*.py $(BENCH_ARGS)

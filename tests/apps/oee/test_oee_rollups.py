@@ -54,15 +54,27 @@ async def test_rollups_give_the_worked_example(store: TimeSeriesStore) -> None:
     )
 
 
-async def test_a_stop_inside_a_minute_is_read_raw(store: TimeSeriesStore) -> None:
+async def test_a_short_stop_is_exact_in_duration_and_read_raw_only_for_state_codes(
+    store: TimeSeriesStore,
+) -> None:
     t = worked.T0 + 30 * 60 * US + 17 * US  # 06:30:17 for 5 s
     await store.write("t1", [Point("packer/running", t + i * US, 0.0) for i in range(5)])
     await store.refresh_rollups()
+    hour = [(worked.T0, worked.T0 + 3600 * US)]
     stats = ReadStats()
-    timeline = await timeline_from_rollups(StoreReader(store, "t1"), FLAG, worked.T0, worked.T1, stats)
-    assert stats.raw_reads == 1 and stats.raw_points == 60
-    d = timeline.durations([(worked.T0, worked.T0 + 3600 * US)])
+    flag = await timeline_from_rollups(StoreReader(store, "t1"), FLAG, worked.T0, worked.T1, stats)
+    assert stats.raw_reads == 0 and stats.minute_rows == 0  # the flag's hour average is exact
+    d = flag.durations(hour)
     assert d[MachineState.down_unplanned] == 5 and d[MachineState.running] == 3600 - 5
+    codes = StateMapping.parse(
+        {"mode": "state_tag", "tag": "packer/running", "codes": {"0": "down_unplanned", "1": "running"}}
+    )
+    stats = ReadStats()
+    exact = await timeline_from_rollups(StoreReader(store, "t1"), codes, worked.T0, worked.T1, stats)
+    assert stats.raw_reads > 0 and stats.raw_points < 20 * 60  # only the minutes that are mixed
+    s, e, st = exact.clip(*hour[0])
+    stops = [(int(a), int(b)) for a, b, x in zip(s, e, st, strict=True) if x == MachineState.down_unplanned]
+    assert stops == [(t, t + 5 * US)]
 
 
 async def test_a_gap_in_the_data_is_unknown_from_rollups(store: TimeSeriesStore) -> None:

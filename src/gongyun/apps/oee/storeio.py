@@ -29,6 +29,7 @@ class StoreReader:
             f((b.max or 0.0 for b in rows), np.float64, len(rows)),
             f((b.first or 0.0 for b in rows), np.float64, len(rows)),
             f((b.last or 0.0 for b in rows), np.float64, len(rows)),
+            f((b.avg or 0.0 for b in rows), np.float64, len(rows)),
         )
 
     async def raw(self, tag: str, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:

@@ -32,6 +32,7 @@ class Buckets:
     max: np.ndarray
     first: np.ndarray
     last: np.ndarray
+    avg: np.ndarray | None = None
 
 
 class RollupReader(Protocol):
@@ -73,33 +74,111 @@ def _pure(mapping: StateMapping, b: Buckets, width: int) -> tuple[np.ndarray, np
     return same & full, smin
 
 
+def _flag_placed(mapping: StateMapping, b: Buckets, avg: np.ndarray, width: int) -> Timeline:
+    """Mixed buckets of a 0/1 running flag laid out exactly in duration: running seconds are
+    avg·count·period, the rest of the covered time stopped, placed by the first and last values
+    (a stop that starts in one bucket and ends in the next joins up); uncovered time is left out."""
+    period = int(mapping.sample_period_s * US)
+    covered = np.minimum(b.count.astype(np.int64) * period, width)
+    run = np.rint(avg * b.count * period).astype(np.int64)
+    run = np.minimum(run, covered)
+    stop = covered - run
+    starts, ends, states = [], [], []
+    r, s_ = int(mapping.classify(np.array([1.0]))[0]), int(mapping.stopped_state)
+    for i in range(b.start.size):
+        t, ru, st = int(b.start[i]), int(run[i]), int(stop[i])
+        first_run, last_run = b.first[i] != 0, b.last[i] != 0
+        if first_run and not last_run:
+            parts = [(ru, r), (st, s_)]
+        elif last_run and not first_run:
+            parts = [(st, s_), (ru, r)]
+        elif first_run:
+            parts = [(ru // 2, r), (st, s_), (ru - ru // 2, r)]
+        else:
+            parts = [(st // 2, s_), (ru, r), (st - st // 2, s_)]
+        for length, state in parts:
+            if length > 0:
+                starts.append(t)
+                ends.append(t + length)
+                states.append(state)
+                t += length
+    return Timeline(np.array(starts, np.int64), np.array(ends, np.int64), np.array(states, np.int8))
+
+
+def _is_flag(mapping: StateMapping, b: Buckets) -> np.ndarray:
+    return np.asarray((mapping.mode == "running_flag") & (b.min >= 0) & (b.max <= 1))
+
+
+def _contains_edge(starts: np.ndarray, width: int, edges: np.ndarray) -> np.ndarray:
+    inner = edges[(edges % width) != 0] // width * width
+    return np.isin(starts, inner)
+
+
 async def timeline_from_rollups(
-    reader: RollupReader, mapping: StateMapping, start: int, end: int, stats: ReadStats | None = None
+    reader: RollupReader,
+    mapping: StateMapping,
+    start: int,
+    end: int,
+    stats: ReadStats | None = None,
+    edges: Sequence[int] = (),
 ) -> Timeline:
-    """The state timeline of [start, end) from 1 h rollups, refined to 1 min and raw where needed."""
+    """The state timeline of [start, end) from 1 h rollups, refined to 1 min and raw where needed.
+
+    A running flag's mixed hour is laid out from its average (exact in duration) unless it holds
+    one of ``edges`` (a shift or break boundary), which is refined to minutes; a mixed minute of
+    a flag is laid out the same way. Other mappings refine mixed hours to minutes and mixed
+    minutes to raw points.
+    """
     st = stats if stats is not None else ReadStats()
     if mapping.uses_increments:
         return await _counts_timeline(reader, mapping, start, end, st)
-    h = WIDTH["1h"]
+    h, m = WIDTH["1h"], WIDTH["1m"]
+    e = np.asarray(sorted(edges), dtype=np.int64)
     a, b = start // h * h, -(-end // h) * h
     hours = await reader.buckets(mapping.tag, a, b, "1h")
     st.hour_rows += int(hours.start.size)
     pure, state = _pure(mapping, hours, h)
     parts = [Timeline(hours.start[pure], hours.start[pure] + h, state[pure])]
-    m = WIDTH["1m"]
-    for ra, rb in _ranges(hours.start[~pure], h):
-        mins = await reader.buckets(mapping.tag, ra, rb, "1m")
+    flag = _is_flag(mapping, hours) & ~pure & ~_contains_edge(hours.start, h, e)
+    if np.any(flag):
+        parts.append(_flag_placed(mapping, _take(hours, flag), _avg(hours, flag), h))
+    need = ~pure & ~flag
+    if np.any(need):
+        ha, hb = int(hours.start[need].min()), int(hours.start[need].max()) + h
+        mins = await reader.buckets(mapping.tag, ha, hb, "1m")
         st.minute_rows += int(mins.start.size)
+        mins = _take(mins, np.isin(mins.start // h * h, hours.start[need]))
         mpure, mstate = _pure(mapping, mins, m)
         parts.append(Timeline(mins.start[mpure], mins.start[mpure] + m, mstate[mpure]))
-        for xa, xb in _ranges(mins.start[~mpure], m):
+        mflag = _is_flag(mapping, mins) & ~mpure
+        if np.any(mflag):
+            parts.append(_flag_placed(mapping, _take(mins, mflag), _avg(mins, mflag), m))
+        for xa, xb in _ranges(mins.start[~mpure & ~mflag], m):
             ts, vals = await reader.raw(mapping.tag, xa, xb)
             st.raw_points += int(ts.size)
             st.raw_reads += 1
             parts.append(_cut(derive_timeline(mapping, ts, vals), xa, xb))
     whole = Timeline.concat(parts)
-    s, e, states = whole.clip(start, end)
-    return Timeline(s, e, states)
+    s, e2, states = whole.clip(start, end)
+    return Timeline(s, e2, states)
+
+
+def _take(b: Buckets, mask: np.ndarray) -> Buckets:
+    return Buckets(
+        b.start[mask],
+        b.count[mask],
+        b.min[mask],
+        b.max[mask],
+        b.first[mask],
+        b.last[mask],
+        None if b.avg is None else b.avg[mask],
+    )
+
+
+def _avg(b: Buckets, mask: np.ndarray) -> np.ndarray:
+    if b.avg is None:
+        raise ValueError("this reader gives no averages")
+    return np.asarray(b.avg[mask])
 
 
 def _cut(t: Timeline, a: int, b: int) -> Timeline:
@@ -154,16 +233,29 @@ async def counter_from_rollups(
     split = np.isin(hours.start, cut)
     inc = _increments(hours, None)
     ts_parts, inc_parts = [hours.start[~split]], [inc[~split]]
-    for ra, rb in _ranges(hours.start[split], h):
-        mins = await reader.buckets(tag, ra, rb, "1m")
+    if np.any(split):
+        # one read of the minutes under every split hour; the increment into a split hour's
+        # first minute comes from the previous bucket's last reading
+        ha, hb = int(hours.start[split].min()), int(hours.start[split].max()) + h
+        mins = await reader.buckets(tag, ha, hb, "1m")
         st.minute_rows += int(mins.start.size)
-        if mins.start.size == 0:
-            continue
-        i = int(np.searchsorted(hours.start, ra))
-        prev = float(hours.last[i - 1]) if i > 0 else None
-        minc = _increments(mins, prev)
-        ts_parts.append(mins.start)
-        inc_parts.append(minc)
+        if mins.start.size:
+            idx = np.searchsorted(hours.start, ha)
+            prev = float(hours.last[idx - 1]) if idx > 0 else None
+            minc = _increments(mins, prev)
+            keep = np.isin(mins.start // h * h, hours.start[split])
+            # a kept minute right after a dropped stretch: its increment from the hour before
+            hour_of = mins.start // h * h
+            after_gap = keep & np.concatenate([[True], ~keep[:-1]])
+            for i in np.flatnonzero(after_gap):
+                j = int(np.searchsorted(hours.start, hour_of[i]))
+                before = float(hours.last[j - 1]) if j > 0 else float(mins.first[i])
+                rise = float(mins.first[i]) - before
+                minc[i] = max(float(mins.last[i] - mins.first[i]), 0.0) + (
+                    rise if rise >= 0 else float(mins.first[i])
+                )
+            ts_parts.append(mins.start[keep])
+            inc_parts.append(minc[keep])
     ts = np.concatenate(ts_parts)
     order = np.argsort(ts, kind="stable")
     return Counter(ts[order], np.concatenate(inc_parts)[order])

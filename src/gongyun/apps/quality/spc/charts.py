@@ -178,7 +178,8 @@ def _mr(x: np.ndarray) -> np.ndarray:
 
 def _check_sizes(kind: ChartKind, data: Subgroups) -> None:
     if kind in (ChartKind.XBAR_R, ChartKind.XBAR_S):
-        bad = sorted({int(s) for s in data.sizes if not N_MIN <= s <= N_MAX})
+        sizes = np.unique(data.sizes)
+        bad = [int(s) for s in sizes if not N_MIN <= s <= N_MAX]
         if bad:
             raise SpcInputInvalid(
                 f"{kind.value} needs subgroup sizes {N_MIN}..{N_MAX} (the constant tables); got {bad}",
@@ -195,16 +196,26 @@ def _individuals(kind: ChartKind, data: Subgroups) -> np.ndarray:
     return data.means
 
 
+def _table(name: str, n: np.ndarray) -> np.ndarray:
+    """A constant for each subgroup size (sizes already checked to be in the tables)."""
+    if n.size == 0:
+        return np.empty(0)
+    lookup = np.zeros(N_MAX + 1)
+    for size in np.unique(n):
+        lookup[int(size)] = getattr(constants(int(size)), name)
+    return np.asarray(lookup[n.astype(np.int64)])
+
+
 def _d2(n: np.ndarray) -> np.ndarray:
-    return np.array([constants(int(v)).d2 for v in n]) if n.size else np.empty(0)
+    return _table("d2", n)
 
 
 def _d3(n: np.ndarray) -> np.ndarray:
-    return np.array([constants(int(v)).d3 for v in n]) if n.size else np.empty(0)
+    return _table("d3", n)
 
 
 def _c4(n: np.ndarray) -> np.ndarray:
-    return np.array([constants(int(v)).c4 for v in n]) if n.size else np.empty(0)
+    return _table("c4", n)
 
 
 def _size_of(data: Subgroups) -> np.ndarray:

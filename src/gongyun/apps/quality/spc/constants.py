@@ -45,7 +45,7 @@ def _phi(x: np.ndarray) -> np.ndarray:
 @cache
 def _range_moments() -> dict[int, tuple[float, float]]:
     """(d2, d3) for every n, by trapezoidal integration on a fine grid over [-9, 9]."""
-    x = np.linspace(-8.0, 8.0, 1601)
+    x = np.linspace(-7.5, 7.5, 1201)
     h = x[1] - x[0]
     f = _phi(x)
     w = np.full(x.size, h)
