@@ -13,6 +13,9 @@ with every subclass anywhere in ``gongyun`` (``tests/test_errors.py`` checks it)
     │   ├── ValidationFailed              422 validation_failed
     │   │   ├── OeeInputInvalid           422 oee_input_invalid             gongyun.apps.oee.errors
     │   │   ├── SpcInputInvalid           422 spc_input_invalid             gongyun.apps.quality.errors
+    │   │   ├── TraceTemplateInvalid      422 trace_template_invalid        gongyun.apps.trace.errors
+    │   │   ├── GenealogyCycle            422 trace_genealogy_cycle         gongyun.apps.trace.errors
+    │   │   ├── EpcisDocumentInvalid      422 trace_epcis_invalid           gongyun.apps.trace.errors
     │   │   ├── AlarmRuleInvalid          422 alarm_rule_invalid            gongyun.alarms.live
     │   │   ├── AlarmTargetInvalid        422 alarm_target_invalid          gongyun.alarms.live
     │   │   ├── ProfileInvalid            422 edge_profile_invalid          gongyun.edge.errors
@@ -48,7 +51,9 @@ with every subclass anywhere in ``gongyun`` (``tests/test_errors.py`` checks it)
     │   └── CommandRefused                403 command_refused               gongyun.edge.errors
     ├── NotFound                          404 not_found
     │   ├── HandleNotFound                404 identifier_not_found          gongyun.idres.errors
-    │   └── PrefixNotServed               404 identifier_prefix_not_served  gongyun.idres.errors
+    │   ├── PrefixNotServed               404 identifier_prefix_not_served  gongyun.idres.errors
+    │   ├── TraceItemNotFound             404 trace_item_not_found          gongyun.apps.trace.errors
+    │   └── UnknownEnterprise             404 trace_enterprise_unknown      gongyun.apps.trace.errors
     ├── Conflict                          409 conflict
     │   ├── LastPlatformAdmin             409 last_platform_admin
     │   ├── CommandExpired                409 alarm_command_expired         gongyun.alarms.apply

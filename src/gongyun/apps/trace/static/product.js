@@ -1,0 +1,1 @@
+window.Gongyun.pages['app:trace/product'] = async () => {};
