@@ -138,6 +138,16 @@ class Settings(BaseSettings):
     # NoDecode: GONGYUN_TRUSTED_PROXIES may be "10.0.0.0/8,fd00::/8" as well as a JSON list
     trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(default_factory=list)
 
+    # Audit transparency log: the Ed25519 key that signs checkpoints, as the signed-note
+    # "PRIVATE+KEY+name+id+key" text, or a file holding it (else generated into the data
+    # directory); the checkpoints' origin prefix; where checkpoints are published (files,
+    # directories or http(s) URLs that accept PUT) and how often.
+    audit_signing_key: SecretStr | None = None
+    audit_signing_key_file: Path | None = None
+    audit_origin: str | None = Field(default=None, pattern=r"^[^\s+]{1,200}$")
+    audit_publish: list[str] = Field(default_factory=list)
+    audit_publish_interval_s: int = Field(default=300, gt=0)
+
     log_level: str = "INFO"
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
 
@@ -229,6 +239,11 @@ class Settings(BaseSettings):
             return self.public_url.rstrip("/")
         host = self.host[0] if self.host else "127.0.0.1"
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    @property
+    def effective_audit_origin(self) -> str:
+        """The audit checkpoints' origin prefix (``audit_origin`` or ``gongyun/<deployment_id>``)."""
+        return self.audit_origin or f"gongyun/{self.deployment_id}"
 
     @property
     def effective_bus_url(self) -> str:

@@ -20,7 +20,9 @@ with every subclass anywhere in ``gongyun`` (``tests/test_errors.py`` checks it)
     │   │   ├── AlarmTargetInvalid        422 alarm_target_invalid          gongyun.alarms.live
     │   │   ├── ProfileInvalid            422 edge_profile_invalid          gongyun.edge.errors
     │   │   ├── InvalidTemplate           422 identifier_template_invalid   gongyun.idres.templates
-    │   │   └── TemplateViolation         422 identifier_template_violation gongyun.idres.templates
+    │   │   ├── TemplateViolation         422 identifier_template_violation gongyun.idres.templates
+    │   │   ├── ProofError                422 audit_proof_invalid           gongyun.security.audit.merkle
+    │   │   └── NoteError                 422 audit_note_invalid            gongyun.security.audit.note
     │   ├── PayloadTooLarge               413 payload_too_large
     │   │   ├── MessageTooLarge           413 bus_payload_too_large         gongyun.bus.base
     │   │   └── RecordTooLarge            413 identifier_record_too_large   gongyun.idres.values
@@ -56,6 +58,7 @@ with every subclass anywhere in ``gongyun`` (``tests/test_errors.py`` checks it)
     │   └── UnknownEnterprise             404 trace_enterprise_unknown      gongyun.apps.trace.errors
     ├── Conflict                          409 conflict
     │   ├── LastPlatformAdmin             409 last_platform_admin
+    │   ├── CheckpointRefused             409 audit_checkpoint_refused      gongyun.security.audit.witness
     │   ├── CommandExpired                409 alarm_command_expired         gongyun.alarms.apply
     │   ├── InvalidTransition             409 alarm_transition_invalid      gongyun.alarms.states
     │   ├── FilingTransition              409 identifier_filing_transition  gongyun.idres.errors

@@ -4,6 +4,7 @@ branch downgrades to base and back, and data survives the foundation upgrade (bo
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ async def test_upgrade_twice_reaches_every_head_and_creates_every_table(db_url: 
             tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
     finally:
         await db.dispose()
-    assert {"foundation_0004", "assets_0004"} <= versions  # assets_0004 depends on idres_0001
+    # assets_0004 depends on idres_0001, trust_0001 on foundation_0004
+    assert {"trust_0001", "assets_0004"} <= versions
     missing = set(Base.metadata.tables) - tables
     assert not missing, f"models without a migration: {sorted(missing)}"
 
@@ -185,8 +187,36 @@ async def _seed_at_foundation_0002(url: str) -> dict[str, str]:
                         created_at=now,
                     )
                 )
+            prev = audit.chain.GENESIS  # events as foundation_0002 wrote them (no tree yet)
             for n in range(3):
-                await audit.record(s, "t" * 32, "alice", "user.update", f"target-{n}", n=n)
+                fields = {
+                    "actor": "alice",
+                    "action": "user.update",
+                    "target": f"target-{n}",
+                    "outcome": "success",
+                }
+                digest = audit.chain._digest(prev, "t" * 32, n + 1, now, {**fields, "detail": {"n": n}})
+                await s.execute(
+                    sa.text(
+                        "INSERT INTO audit_events (tenant_id, seq, ts, actor, action, target, outcome,"
+                        " detail, prev_hash, hash)"
+                        " VALUES (:t, :seq, :ts, :actor, :action, :target, :outcome, :d, :p, :h)"
+                    ),
+                    {
+                        "t": "t" * 32,
+                        "seq": n + 1,
+                        "ts": now,
+                        **fields,
+                        "d": json.dumps({"n": n}),
+                        "p": prev,
+                        "h": digest,
+                    },
+                )
+                prev = digest
+            await s.execute(
+                sa.text("INSERT INTO audit_heads (tenant_id, seq, hash) VALUES (:t, 3, :h)"),
+                {"t": "t" * 32, "h": prev},
+            )
     finally:
         await db.dispose()
     return keys

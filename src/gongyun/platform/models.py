@@ -5,5 +5,6 @@ import gongyun.apps.models
 import gongyun.assets.models
 import gongyun.idres.models
 import gongyun.security.audit.chain
+import gongyun.security.audit.tlog
 import gongyun.security.models
 import gongyun.telemetry.reports  # noqa: F401

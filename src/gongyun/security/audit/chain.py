@@ -1,10 +1,12 @@
-"""Append-only, hash-chained audit events.
+"""Append-only audit events: a hash chain and an RFC 9162 Merkle tree per tenant.
 
-Each tenant's events form a chain: ``hash = sha256(prev_hash | canonical event)``. Editing,
-deleting or reordering a stored event breaks every later hash, which ``verify`` reports
-with the first bad sequence number. The chain head lives in ``audit_heads``; appending
-first bumps the head (``UPDATE ... RETURNING``), which takes the write lock on SQLite and
-the row lock on PostgreSQL, so concurrent writers serialise instead of forking the chain.
+Each tenant's events form a chain: ``hash = sha256(prev_hash | canonical event)``, and each
+event is also leaf ``seq - 1`` of the tenant's transparency log (``gongyun.security.audit.tlog``):
+``leaf = SHA-256(0x00 || canonical event)``. The head in ``audit_heads`` keeps the chain hash and
+the tree's right edge (its compact range), so an append writes the leaf and the complete
+subtrees it finishes (``audit_nodes``) in O(log n). Appending first bumps the head
+(``UPDATE ... RETURNING``), which takes the write lock on SQLite and the row lock on
+PostgreSQL, so concurrent writers serialise instead of forking the chain or the tree.
 """
 
 from __future__ import annotations
@@ -15,13 +17,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Integer, String, UniqueConstraint, insert, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gongyun.db.base import Base, UTCDateTime, utcnow
+from gongyun.security.audit.merkle import CompactRange, leaf_hash
 from gongyun.security.tenancy import TenantScoped
 
 GENESIS = "0" * 64
@@ -38,6 +52,19 @@ class AuditHead(Base):
     tenant_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, default=0)
     hash: Mapped[str] = mapped_column(String(64), default=GENESIS)
+    # the tree's compact range: hex hashes of the perfect subtrees on its right edge
+    frontier: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class AuditNode(Base):
+    """The hash of one complete subtree of a tenant's tree: leaves [idx*2**level, (idx+1)*2**level)."""
+
+    __tablename__ = "audit_nodes"
+
+    tenant_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
 class AuditEvent(TenantScoped, Base):
@@ -60,27 +87,35 @@ class AuditEvent(TenantScoped, Base):
     __table_args__ = (UniqueConstraint("tenant_id", "seq"),)
 
 
-def _digest(prev: str, tenant_id: str, seq: int, ts: datetime, fields: dict[str, Any]) -> str:
-    body = json.dumps(
-        {"tenant": tenant_id, "seq": seq, "ts": ts.isoformat(), **fields},
+def leaf_body(tenant_id: str, seq: int, ts: str, fields: dict[str, Any]) -> str:
+    """The canonical JSON of an event: what the chain hashes and the tree's leaf data."""
+    return json.dumps(
+        {"tenant": tenant_id, "seq": seq, "ts": ts, **fields},
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
         default=str,
     )
+
+
+def _digest(prev: str, tenant_id: str, seq: int, ts: datetime, fields: dict[str, Any]) -> str:
+    body = leaf_body(tenant_id, seq, ts.isoformat(), fields)
     return hashlib.sha256(f"{prev}|{body}".encode()).hexdigest()
 
 
-async def _bump(session: AsyncSession, tenant_id: str) -> tuple[int, str] | None:
+async def _bump(session: AsyncSession, tenant_id: str) -> tuple[int, str, list[str]] | None:
     bumped = await session.execute(
         update(AuditHead)
         .where(AuditHead.tenant_id == tenant_id)
         .values(seq=AuditHead.seq + 1)
-        .returning(AuditHead.seq, AuditHead.hash)
+        .returning(AuditHead.seq, AuditHead.hash, AuditHead.frontier)
         .execution_options(synchronize_session=False)
     )
     row = bumped.first()
-    return None if row is None else (int(row[0]), str(row[1]))
+    if row is None:
+        return None
+    frontier = row[2] if isinstance(row[2], list) else json.loads(row[2] or "[]")
+    return int(row[0]), str(row[1]), list(frontier)
 
 
 async def record(
@@ -99,11 +134,13 @@ async def record(
         dialect = session.get_bind().dialect.name
         make_insert = pg_insert if dialect == "postgresql" else sqlite_insert
         await session.execute(
-            make_insert(AuditHead).values(tenant_id=tenant_id, seq=0, hash=GENESIS).on_conflict_do_nothing()
+            make_insert(AuditHead)
+            .values(tenant_id=tenant_id, seq=0, hash=GENESIS, frontier=[])
+            .on_conflict_do_nothing()
         )
         row = await _bump(session, tenant_id)
         assert row is not None
-    seq, prev = row
+    seq, prev, frontier = row
     ts = utcnow()
     # an API key's actor ("apikey:" + a 100-character name) or a long target must not fail the
     # caller's transaction: the column keeps a shortened form, the detail keeps the whole text
@@ -112,14 +149,21 @@ async def record(
     if len(target) > _TARGET_LEN:
         detail, target = {**detail, "target_full": target}, target[: _TARGET_LEN - 1] + "…"
     fields = {"actor": actor, "action": action, "target": target, "outcome": outcome, "detail": detail}
-    digest = _digest(prev, tenant_id, seq, ts, fields)
+    body = leaf_body(tenant_id, seq, ts.isoformat(), fields)
+    digest = hashlib.sha256(f"{prev}|{body}".encode()).hexdigest()
+    tree = CompactRange(seq - 1, [bytes.fromhex(h) for h in frontier])
+    made = tree.append(leaf_hash(body.encode()))
     await session.execute(
         insert(AuditEvent).values(tenant_id=tenant_id, seq=seq, ts=ts, prev_hash=prev, hash=digest, **fields)
     )
     await session.execute(
+        insert(AuditNode),
+        [{"tenant_id": tenant_id, "level": lv, "idx": ix, "hash": h} for lv, ix, h in made],
+    )
+    await session.execute(
         update(AuditHead)
         .where(AuditHead.tenant_id == tenant_id)
-        .values(hash=digest)
+        .values(hash=digest, frontier=[h.hex() for h in tree.hashes])
         .execution_options(synchronize_session=False)
     )
     return seq
