@@ -54,8 +54,8 @@ BENCHES := resolve registry edge ingest query
 $(addprefix bench-,$(BENCHES)): bench-%: $(VENV)/.installed-dev
 	$(BIN)/python bench/$*.py $(BENCH_ARGS)
 
-# The load and soak harness (bench/soak.py): two API processes on a scratch PostgreSQL database with
-# kill -9 faults; not part of `make test`. e.g. make soak SOAK_ARGS="--duration 600 --devices 1000"
+# The load and soak harness (bench/soak.py): two API processes on its own PostgreSQL, NATS and
+# Mosquitto, each crashed in turn; not part of `make test`. e.g. make soak SOAK_ARGS="--duration 7200"
 SOAK_ARGS ?=
 soak: $(VENV)/.installed-dev
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)

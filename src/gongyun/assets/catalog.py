@@ -9,10 +9,10 @@ from gongyun.telemetry.cleaning import CleaningConfig
 
 
 class AssetCatalog(CachedCatalog):
-    """Looks tags up in the metadata database (cached for ``ttl_s`` seconds)."""
+    """Looks tags up in the metadata database (cached: see :class:`CachedCatalog`)."""
 
-    def __init__(self, db: Database, ttl_s: float = 30.0) -> None:
-        super().__init__(self._lookup_db, ttl_s)
+    def __init__(self, db: Database, ttl_s: float = 300.0, miss_ttl_s: float = 30.0) -> None:
+        super().__init__(self._lookup_db, ttl_s, miss_ttl_s)
         self.db = db
 
     async def _lookup_db(self, tenant: str, ref: str) -> TagSpec | None:

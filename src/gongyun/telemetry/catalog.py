@@ -58,18 +58,29 @@ class StaticCatalog:
 
 
 class CachedCatalog:
-    """Caches another catalog's answers (misses too) for ``ttl_s`` seconds."""
+    """Caches another catalog's answers: known tags for ``ttl_s`` seconds, misses for ``miss_ttl_s``.
 
-    def __init__(self, lookup: Callable[[str, str], Awaitable[TagSpec | None]], ttl_s: float = 30.0) -> None:
+    Changes to the catalogue are announced to every process, which then calls :meth:`invalidate`
+    (``gongyun.platform.catalog``); the TTLs only bound how long a lost announcement is felt, so
+    known tags are kept long (one lookup per tag every few minutes, not one per request).
+    """
+
+    def __init__(
+        self,
+        lookup: Callable[[str, str], Awaitable[TagSpec | None]],
+        ttl_s: float = 300.0,
+        miss_ttl_s: float = 30.0,
+    ) -> None:
         self._lookup = lookup
         self._ttl = ttl_s
+        self._miss_ttl = miss_ttl_s
         self._cache: dict[tuple[str, str], tuple[float, TagSpec | None]] = {}
 
     async def get(self, tenant: str, tag: str) -> TagSpec | None:
         """The tag's spec from cache, or from the underlying lookup."""
         now = time.monotonic()
         hit = self._cache.get((tenant, tag))
-        if hit is not None and now - hit[0] < self._ttl:
+        if hit is not None and now - hit[0] < (self._ttl if hit[1] is not None else self._miss_ttl):
             return hit[1]
         spec = await self._lookup(tenant, tag)
         self._cache[(tenant, tag)] = (now, spec)
