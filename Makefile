@@ -69,3 +69,9 @@ clean:
 .PHONY: bench-spc bench-oee
 bench-spc bench-oee: bench-%: $(VENV)/.installed-dev
 	$(BIN)/python bench/$*.py $(BENCH_ARGS)
+
+# The maintenance app's benchmarks (docs/apps/maintenance.md): RUL on C-MAPSS FD001 (5-fold CV by
+# engine) and anomaly detection on SKAB valve1+valve2, each beside its baseline; JSON in var/.
+.PHONY: bench-rul bench-anomaly
+bench-rul bench-anomaly: bench-%: $(VENV)/.installed-dev
+	$(BIN)/python bench/$*.py $(BENCH_ARGS)

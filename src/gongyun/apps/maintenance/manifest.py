@@ -1,0 +1,32 @@
+"""The manifest of the built-in ``maintenance`` app (entry point ``gongyun.apps``: maintenance)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gongyun.apps import AppManifest, Localized
+
+HERE = Path(__file__).parent
+VERSION = "0.1.0"
+
+MANIFEST = AppManifest(
+    name="maintenance",
+    version=VERSION,
+    platform=">=0.1,<1",
+    title=Localized(en="Equipment health", zh_cn="设备健康"),
+    description=Localized(
+        en="Anomaly detection, health index, remaining useful life, fault diagnosis and work orders.",
+        zh_cn="异常检测、健康指数、剩余寿命预测、故障诊断与维修工单。",
+    ),
+    permissions=[
+        "assets:read",
+        "devices:read",
+        "telemetry:read",
+        "telemetry:write",
+        "alarms:read",
+        "alarms:write",
+    ],
+    reads=("assets", "telemetry", "alarms"),
+    writes=("anomaly scores", "health index", "RUL models", "maintenance work orders"),
+    classification="important",
+)
