@@ -10,6 +10,9 @@ with every subclass anywhere in ``gongyun`` (``tests/test_errors.py`` checks it)
     ├── ConfigError                       500 config_invalid
     │   └── EdgeConfigError               500 edge_config_invalid           gongyun.edge.errors
     ├── InvalidInput                      400 invalid_input
+    │   ├── DataInvalid                   400 maintenance_data_invalid      gongyun.apps.maintenance.errors
+    │   ├── ModelIncompatible             400 maintenance_model_incompatible gongyun.apps.maintenance.errors
+    │   ├── BaselineTooShort              400 maintenance_baseline_too_short gongyun.apps.maintenance.errors
     │   ├── ValidationFailed              422 validation_failed
     │   │   ├── OeeInputInvalid           422 oee_input_invalid             gongyun.apps.oee.errors
     │   │   ├── SpcInputInvalid           422 spc_input_invalid             gongyun.apps.quality.errors
@@ -52,11 +55,13 @@ with every subclass anywhere in ``gongyun`` (``tests/test_errors.py`` checks it)
     │   ├── CurrentPasswordInvalid        403 current_password_invalid
     │   └── CommandRefused                403 command_refused               gongyun.edge.errors
     ├── NotFound                          404 not_found
+    │   ├── ModelNotFound                 404 maintenance_model_not_found   gongyun.apps.maintenance.errors
     │   ├── HandleNotFound                404 identifier_not_found          gongyun.idres.errors
     │   ├── PrefixNotServed               404 identifier_prefix_not_served  gongyun.idres.errors
     │   ├── TraceItemNotFound             404 trace_item_not_found          gongyun.apps.trace.errors
     │   └── UnknownEnterprise             404 trace_enterprise_unknown      gongyun.apps.trace.errors
     ├── Conflict                          409 conflict
+    │   ├── WorkOrderTransition           409 maintenance_work_order_transition gongyun.apps.maintenance.errors
     │   ├── LastPlatformAdmin             409 last_platform_admin
     │   ├── CheckpointRefused             409 audit_checkpoint_refused      gongyun.security.audit.witness
     │   ├── CommandExpired                409 alarm_command_expired         gongyun.alarms.apply
