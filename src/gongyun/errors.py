@@ -61,7 +61,7 @@ with every subclass anywhere in ``gongyun`` (``tests/test_errors.py`` checks it)
     │   ├── TraceItemNotFound             404 trace_item_not_found          gongyun.apps.trace.errors
     │   └── UnknownEnterprise             404 trace_enterprise_unknown      gongyun.apps.trace.errors
     ├── Conflict                          409 conflict
-    │   ├── WorkOrderTransition           409 maintenance_work_order_transition gongyun.apps.maintenance.errors
+    │   ├── WorkOrderTransition           409 maintenance_order_transition  gongyun.apps.maintenance.errors
     │   ├── LastPlatformAdmin             409 last_platform_admin
     │   ├── CheckpointRefused             409 audit_checkpoint_refused      gongyun.security.audit.witness
     │   ├── CommandExpired                409 alarm_command_expired         gongyun.alarms.apply

@@ -36,5 +36,5 @@ class ModelNotFound(NotFound):
 class WorkOrderTransition(Conflict):
     """A work order cannot move from its state to the one asked for."""
 
-    code = "maintenance_work_order_transition"
+    code = "maintenance_order_transition"
     title = "Work order transition not allowed"
