@@ -59,7 +59,7 @@ import httpx
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from soak_load import Stats, WriterPlan, run_writers, sparkplug_nodes
+from soak_load import Checked, Stats, WriterPlan, alarm_and_identifier_writers, run_writers, sparkplug_nodes
 from soak_services import GONGYUN, Api, Broker, PrivateNats, PrivatePostgres, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results" / "soak.json"
@@ -118,8 +118,9 @@ def setup_server(
 
 async def provision(
     client: httpx.AsyncClient, base: str, tenants: list[str], devices: int, sp_tenant: str, sp_tags: list[str]
-) -> tuple[dict[str, str], list[tuple[str, str]]]:
-    """Tenants, devices and tags; (tenant name -> id, [(tenant id, device/tag)] of the HTTP devices)."""
+) -> tuple[dict[str, str], list[tuple[str, str]], dict[str, str]]:
+    """Tenants, devices, tags and each tenant's alarm rule: (tenant name -> id, [(tenant id,
+    device/tag)] of the HTTP devices, tenant id -> identifier prefix)."""
     token = await client.post(
         f"{base}/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}
     )
@@ -145,6 +146,18 @@ async def provision(
                 )
                 t.raise_for_status()
 
+    prefixes: dict[str, str] = {}
+    for name in tenants:  # one device per tenant whose tag the rule "soak high" watches
+        headers = {**auth, "x-tenant": ids[name]}
+        r = await client.post(f"{base}/api/v1/assets/devices", json={"name": "alarm"}, headers=headers)
+        r.raise_for_status()
+        prefixes[ids[name]] = str(r.json()["identifier"]).split("/")[0]
+        t = await client.post(
+            f"{base}/api/v1/assets/devices/{r.json()['id']}/tags", json={"name": "v"}, headers=headers
+        )
+        t.raise_for_status()
+        rule = {"kind": "threshold", "name": "soak high", "tag": "alarm/v", "limit": 50.0}
+        (await client.post(f"{base}/api/v1/alarms/rules", json=rule, headers=headers)).raise_for_status()
     http_tags = [(ids[tenants[i % len(tenants)]], f"d{i:05d}/v") for i in range(devices)]
     jobs = [device(tid, ref.split("/")[0], ["v"]) for tid, ref in http_tags]
     sp_devices: dict[str, list[str]] = {}
@@ -163,7 +176,7 @@ async def provision(
             first.add(tid)
             await job
     await asyncio.gather(*rest)
-    return {"__auth__": auth["Authorization"], **ids}, http_tags
+    return {"__auth__": auth["Authorization"], **ids}, http_tags, prefixes
 
 
 def stored_total(dsn: str) -> int:
@@ -207,6 +220,44 @@ def verify(dsn: str, stats: Stats, sp_tenant_id: str) -> dict[str, int]:
         "acked_twice": int(acked_dup[0]) if acked_dup else -1,
         "stored_http": stored_http,
         "stored_sp": stored_sp,
+    }
+
+
+def verify_alarms_and_identifiers(dsn: str, checked: Checked, grace: float) -> dict[str, dict[str, int]]:
+    """Each acknowledged excursion raised its tenant's alarm exactly once (an ``unack_active``
+    transition at the high point's time); each acknowledged registration is stored."""
+    acked = {(tenant, t) for tenant, ts in checked.raises.items() for t in ts}
+    deadline = time.monotonic() + grace
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while True:  # the engine evaluates and saves shortly after the points are stored
+            rows = conn.execute(
+                "SELECT tenant_id, (extract(epoch FROM ts) * 1000000)::bigint, count(*) FROM alarm_events"
+                " WHERE name = 'soak high' AND after = 'unack_active' GROUP BY 1, 2"
+            ).fetchall()
+            raised = {(tenant, int(us)): int(n) for tenant, us, n in rows}
+            missing = [key for key in acked if key not in raised]
+            if not missing or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+        handles = [h for hs in checked.handles.values() for h in hs]
+        stored = {
+            row[0]
+            for row in conn.execute(
+                "SELECT handle FROM idres_records WHERE handle = ANY(%s)", (handles,)
+            ).fetchall()
+        }
+    return {
+        "alarms": {
+            "acknowledged_excursions": len(acked),
+            "raised": sum(raised.values()),
+            "lost": len(missing),
+            "raised_twice": sum(n - 1 for key, n in raised.items() if n > 1 and key in acked),
+        },
+        "identifiers": {
+            "acknowledged": len(handles),
+            "stored": len(stored),
+            "lost": len(set(handles) - stored),
+        },
     }
 
 
@@ -331,7 +382,7 @@ async def soak(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     apis[1].start()
     apis[1].wait_ready()
     async with httpx.AsyncClient(timeout=60, trust_env=False) as client:
-        ids, http_tags = await provision(
+        ids, http_tags, prefixes = await provision(
             client, apis[1].base, tenants, args.devices - sp_count, sp_tenant, sp_tags
         )
     auth = ids["__auth__"]
@@ -358,6 +409,12 @@ async def soak(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         mp_context=multiprocessing.get_context("spawn"),
     )
     writers = [loop.run_in_executor(pool, run_writers, plan) for plan in plans]
+    checked, stop_checked = Checked(), asyncio.Event()
+    checked_writers = asyncio.create_task(
+        alarm_and_identifier_writers(
+            [a.base for a in apis], auth, prefixes, args.period, stop_checked, checked
+        )
+    )
     faults: list[dict[str, Any]] = []
     fault_at = [args.duration * (i + 1) / (args.faults + 1) for i in range(args.faults)]
     lag = LagSeries()
@@ -380,7 +437,9 @@ async def soak(args: argparse.Namespace, home: Path) -> dict[str, Any]:
             print(f"soak: {elapsed:.0f} s crash of {kind}, back after {back:.1f} s", flush=True)
         await asyncio.sleep(0.5)
     stop_file.touch()
+    stop_checked.set()
     sp_stop.set()
+    await checked_writers
     for done in await asyncio.gather(*writers):
         stats.merge(done)
     pool.shutdown()
@@ -401,6 +460,7 @@ async def soak(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     for api in apis:
         api.sample_rss(time.monotonic() - t_start)
     check = await asyncio.to_thread(verify, dsn, stats, ids[sp_tenant])
+    check_ac = await asyncio.to_thread(verify_alarms_and_identifiers, dsn, checked, args.grace)
     growth = {api.name: rss_growth(api, args.warmup) for api in apis}
     return {
         "devices": args.devices,
@@ -425,6 +485,8 @@ async def soak(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         },
         "sparkplug": {"points": len(sp_tags), "published": stats.sp_published, "stored": check["stored_sp"]},
         "duplicated": check["duplicated"],
+        "alarms": check_ac["alarms"],
+        "identifiers": check_ac["identifiers"],
         "ingest_lag_s": {"worst_interval_mean": round(lag.worst(), 3), "series": lag.points},
         "catch_up_s": round(catch_up, 2),
         "rss_kib": {api.name: api.rss for api in apis},
@@ -448,6 +510,9 @@ def summary(r: dict[str, Any]) -> str:
         f"soak: {r['devices']:,} devices, {r['tenants']} tenants, "
         f"{r['duration_s']:.0f} s, {len(r['faults'])} faults; "
         f"{human} samples, {r['http']['lost']} lost, {r['duplicated']} duplicated; "
+        f"{r['alarms']['acknowledged_excursions']} alarms, {r['alarms']['lost']} lost, "
+        f"{r['alarms']['raised_twice']} twice; {r['identifiers']['acknowledged']} registrations, "
+        f"{r['identifiers']['lost']} lost; "
         f"p99 API {r['http']['latency_ms']['p99']:.0f} ms; "
         f"lag {r['ingest_lag_s']['worst_interval_mean']:.1f} s; {rss}"
     )
@@ -458,6 +523,10 @@ def failures(r: dict[str, Any], max_growth: float) -> tuple[list[str], list[str]
     fatal, unmet = [], []
     if r["http"]["lost"] or r["duplicated"] or r["http"]["acknowledged_twice"]:
         fatal.append("acknowledged samples lost or duplicated")
+    if r["alarms"]["lost"] or r["alarms"]["raised_twice"]:
+        fatal.append(f"alarm excursions lost or raised twice: {r['alarms']}")
+    if r["identifiers"]["lost"]:
+        fatal.append(f"acknowledged identifier registrations lost: {r['identifiers']}")
     grown = {k: round(g, 1) for k, g in r["rss_growth_pct"].items() if g is not None and g > max_growth}
     if grown:
         unmet.append(f"memory grew more than {max_growth:g} % after warm-up: {grown}")

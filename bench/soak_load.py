@@ -199,3 +199,88 @@ def sparkplug_nodes(
     for client in clients:
         client.loop_stop()
         client.disconnect()
+
+
+@dataclass
+class Checked:
+    """Acknowledged alarm excursions and identifier registrations, per tenant id."""
+
+    raises: dict[str, list[int]] = field(default_factory=dict)  # µs of each acknowledged high point
+    handles: dict[str, list[str]] = field(default_factory=dict)
+    failed: int = 0
+
+
+async def alarm_and_identifier_writers(
+    bases: list[str],
+    auth: str,
+    prefixes: dict[str, str],
+    period: float,
+    stop: asyncio.Event,
+    checked: Checked,
+) -> None:
+    """Per tenant, every ``period`` s: one batch of ``alarm/v`` that goes below and then above the
+    limit of the rule ``soak high`` (so each acknowledged batch must raise the alarm exactly once),
+    and every ``period / 5`` s the registration of a new identifier in the tenant's prefix."""
+    async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
+
+        async def post(
+            k: int, method: str, path: str, tenant: str, body: dict[str, Any]
+        ) -> httpx.Response | None:
+            for attempt in range(2):
+                base = bases[(k + attempt) % len(bases)]
+                try:
+                    r = await client.request(
+                        method,
+                        f"{base}{path}",
+                        json=body,
+                        headers={"Authorization": auth, "x-tenant": tenant},
+                    )
+                except httpx.HTTPError:
+                    checked.failed += 1
+                    continue
+                if 200 <= r.status_code < 300:
+                    return r
+                checked.failed += 1
+                if r.status_code < 500:
+                    return None  # refused: another attempt would be refused too (or is a duplicate)
+            return None
+
+        async def excursions(k: int, tenant: str) -> None:
+            raises = checked.raises.setdefault(tenant, [])
+            while not stop.is_set():
+                high_us = time.time_ns() // 1000
+                body = {
+                    "samples": [
+                        {"tag": "alarm/v", "value": v, "ts": datetime.fromtimestamp(t / 1e6, UTC).isoformat()}
+                        for t, v in ((high_us - 1000, 10.0), (high_us, 90.0))
+                    ]
+                }
+                r = await post(k, "POST", "/api/v1/telemetry/ingest", tenant, body)
+                if r is not None and r.json().get("accepted") == 2:
+                    raises.append(high_us)
+                k += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), period)
+
+        async def registrations(k: int, tenant: str, prefix: str) -> None:
+            handles = checked.handles.setdefault(tenant, [])
+            n = 0
+            while not stop.is_set():
+                n += 1
+                handle = f"{prefix}/soak-{k}-{n}"
+                value = {
+                    "index": 1,
+                    "type": "URL",
+                    "data": {"format": "string", "value": f"https://example.com/{n}"},
+                }
+                r = await post(
+                    k + n, "PUT", f"/api/v1/identifiers/records/{handle}", tenant, {"values": [value]}
+                )
+                if r is not None and r.json().get("created") is True:
+                    handles.append(handle)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), period / 5)
+
+        jobs = [excursions(k, t) for k, t in enumerate(prefixes)]
+        jobs += [registrations(k, t, p) for k, (t, p) in enumerate(prefixes.items())]
+        await asyncio.gather(*jobs)
