@@ -1,0 +1,386 @@
+"""Between the routes, the worker and the SPC domain: chart definitions, data, limits, violations."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field, model_validator
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gongyun.apps import AppServices
+from gongyun.apps.quality.errors import SpcInputInvalid
+from gongyun.apps.quality.spc import (
+    ALL_RULES,
+    ChartKind,
+    ChartResult,
+    ControlLimits,
+    RuleSet,
+    by_count,
+    by_lot,
+    by_time_window,
+    evaluate,
+    phase1,
+)
+from gongyun.apps.quality.spc.charts import AttributeData, Data, attribute_data
+from gongyun.apps.quality.spc.rules import names
+from gongyun.apps.quality.spc.subgroups import Subgroups
+from gongyun.apps.quality.tables import charts, inspections, limits, violations
+from gongyun.errors import NotFound
+
+US = 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Subgrouping(BaseModel):
+    """How measurements form subgroups."""
+
+    by: Literal["count", "time", "lot"] = "count"
+    size: int = Field(default=5, ge=1, le=1000)
+    window_s: float = Field(default=60.0, gt=0)
+    lot_tag: str | None = None
+
+
+class SpecLimits(BaseModel):
+    """Specification limits (either may be absent) and the target."""
+
+    lsl: float | None = None
+    usl: float | None = None
+    target: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SpecLimits:
+        if self.lsl is not None and self.usl is not None and not self.lsl < self.usl:
+            raise SpcInputInvalid(
+                f"specification limits reversed or equal: LSL {self.lsl} must be below USL {self.usl}",
+                reason="spec_limits",
+            )
+        return self
+
+
+class ChartIn(BaseModel):
+    """A new control chart."""
+
+    name: str = Field(min_length=1, max_length=200)
+    kind: ChartKind
+    source: Literal["tag", "inspection"] = "tag"
+    tag: str | None = Field(default=None, pattern=r"^[^/\s]+/[^\s]+$")
+    characteristic: str | None = Field(default=None, max_length=200)
+    subgroup: Subgrouping = Subgrouping()
+    rules: list[str] = Field(default_factory=lambda: list(ALL_RULES[:8]))
+    params: dict[str, float] = Field(default_factory=dict)
+    spec: SpecLimits = SpecLimits()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChartIn:
+        RuleSet.of(self.rules)
+        if self.source == "tag" and not self.tag:
+            raise SpcInputInvalid("a chart on a tag needs the tag", reason="source")
+        if self.source == "inspection" and not self.characteristic:
+            raise SpcInputInvalid("a chart on inspections needs the characteristic", reason="source")
+        if self.kind.attribute and self.source == "tag":
+            raise SpcInputInvalid("attribute charts are drawn from inspection counts", reason="source")
+        needs_table = self.kind in (ChartKind.XBAR_R, ChartKind.XBAR_S)
+        if needs_table and self.subgroup.by == "count" and not 2 <= self.subgroup.size <= 25:
+            raise SpcInputInvalid(
+                f"subgroup size {self.subgroup.size} is outside 2..25, the range of the constant tables",
+                reason="subgroup_size",
+            )
+        if self.kind == ChartKind.I_MR and self.subgroup.by == "count" and self.subgroup.size != 1:
+            raise SpcInputInvalid(
+                "the I-MR chart plots single values: subgroup size 1", reason="subgroup_size"
+            )
+        if self.subgroup.by == "lot" and self.source == "tag" and not self.subgroup.lot_tag:
+            raise SpcInputInvalid("subgroups by lot on a tag need the lot tag", reason="subgroup")
+        return self
+
+
+class InspectionIn(BaseModel):
+    """One measurement (variables) or one sample's count (attributes) for a lot."""
+
+    lot: str = Field(min_length=1, max_length=200)
+    characteristic: str = Field(min_length=1, max_length=200)
+    value: float | None = None
+    sample_size: float | None = Field(default=None, gt=0)
+    defects: float | None = Field(default=None, ge=0)
+    recorded_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> InspectionIn:
+        if self.value is None and self.defects is None:
+            raise SpcInputInvalid("an inspection records a value or a defect count", reason="inspection")
+        if self.defects is not None and self.sample_size is not None and self.defects > self.sample_size:
+            raise SpcInputInvalid(
+                f"lot {self.lot}: {self.defects:g} defectives in a sample of {self.sample_size:g}",
+                reason="count_exceeds_sample",
+            )
+        return self
+
+
+def new_id() -> str:
+    """A fresh row id."""
+    return uuid.uuid4().hex
+
+
+def us(dt: datetime) -> int:
+    """An aware datetime as µs since the epoch."""
+    return (dt - _EPOCH) // timedelta(microseconds=1)
+
+
+def iso(ts_us: int) -> str:
+    """µs since the epoch as ISO 8601."""
+    return (_EPOCH + timedelta(microseconds=int(ts_us))).isoformat()
+
+
+async def chart_row(session: AsyncSession, tenant: str, chart_id: str) -> Mapping[str, Any]:
+    """A chart of the tenant (NotFound otherwise, also for another tenant's)."""
+    row = (
+        (await session.execute(select(charts).where(charts.c.id == chart_id, charts.c.tenant_id == tenant)))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"no chart {chart_id}")
+    return dict(row)
+
+
+async def current_limits(session: AsyncSession, tenant: str, chart_id: str) -> ControlLimits | None:
+    """The latest frozen limit version of a chart."""
+    row = (
+        await session.execute(
+            select(limits.c.limits)
+            .where(limits.c.chart_id == chart_id, limits.c.tenant_id == tenant)
+            .order_by(limits.c.version.desc())
+            .limit(1)
+        )
+    ).first()
+    return ControlLimits.from_dict(row[0]) if row else None
+
+
+async def _tag_series(
+    services: AppServices, tenant: str, tag: str, start: datetime, end: datetime
+) -> tuple[np.ndarray, np.ndarray]:
+    pts = await services.read(tenant, tag, start, end)
+    return (
+        np.fromiter((us(t) for t, _ in pts), np.int64, len(pts)),
+        np.fromiter((v for _, v in pts), np.float64, len(pts)),
+    )
+
+
+async def chart_data(
+    session: AsyncSession,
+    services: AppServices,
+    tenant: str,
+    chart: Mapping[str, Any],
+    start: datetime,
+    end: datetime,
+) -> tuple[Data, list[int]]:
+    """The chart's subgroups (or attribute samples) in [start, end), and each one's time (µs)."""
+    kind = ChartKind(chart["kind"])
+    sg = Subgrouping.model_validate(chart["subgroup"])
+    if chart["source"] == "inspection":
+        rows = (
+            (
+                await session.execute(
+                    select(inspections)
+                    .where(
+                        inspections.c.tenant_id == tenant,
+                        inspections.c.characteristic == chart["characteristic"],
+                        inspections.c.recorded_at >= start,
+                        inspections.c.recorded_at < end,
+                    )
+                    .order_by(inspections.c.recorded_at, inspections.c.id)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        if kind.attribute:
+            per_lot: dict[str, list[float]] = {}
+            when: dict[str, int] = {}
+            for r in rows:
+                if r["defects"] is None:
+                    continue
+                acc = per_lot.setdefault(r["lot"], [0.0, 0.0])
+                acc[0] += float(r["defects"])
+                acc[1] += float(r["sample_size"] or 1.0)
+                when.setdefault(r["lot"], us(_aware(r["recorded_at"])))
+            data = attribute_data([v[0] for v in per_lot.values()], [v[1] for v in per_lot.values()])
+            return AttributeData(data.counts, data.sizes, list(per_lot)), list(when.values())
+        vals = [r for r in rows if r["value"] is not None]
+        ts = np.array([us(_aware(r["recorded_at"])) for r in vals], dtype=np.int64)
+        x = np.array([float(r["value"]) for r in vals])
+        return _group(sg, ts, x, [str(r["lot"]) for r in vals])
+    ts, x = await _tag_series(services, tenant, str(chart["tag"]), start, end)
+    lots: list[str] | None = None
+    if sg.by == "lot" and sg.lot_tag:
+        lt, lv = await _tag_series(services, tenant, sg.lot_tag, start - timedelta(days=1), end)
+        idx = np.searchsorted(lt, ts, side="right") - 1
+        lots = [f"{lv[i]:g}" if i >= 0 else "?" for i in idx]
+    return _group(sg, ts, x, lots)
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _group(
+    sg: Subgrouping, ts: np.ndarray, x: np.ndarray, lots: list[str] | None
+) -> tuple[Subgroups, list[int]]:
+    if sg.by == "time":
+        g = by_time_window(ts, x, sg.window_s)
+        return g, [int(s) for s in (g.starts if g.starts is not None else [])]
+    if sg.by == "lot":
+        g = by_lot(lots or [], x)
+        first: dict[str, int] = {}
+        for lot, t in zip(lots or [], ts, strict=True):
+            first.setdefault(lot, int(t))
+        return g, [first[k] for k in g.keys]
+    g = by_count(x, sg.size)
+    return g, [int(ts[(i + 1) * sg.size - 1]) for i in range(len(g))]
+
+
+def result_json(
+    chart: Mapping[str, Any], res: ChartResult, times: Sequence[int], lim: ControlLimits | None, preview: bool
+) -> dict[str, Any]:
+    """What the console draws: points, centre line, limits, σ (for the zones), violations."""
+    marks = [
+        {
+            "index": int(i),
+            "key": res.keys[i] if i < len(res.keys) else str(i),
+            "rules": names(int(res.violations[i])),
+        }
+        for i in np.flatnonzero(res.violations)
+    ]
+    return {
+        "chart": chart_json(chart),
+        "limits": None if lim is None else {**lim.to_dict(), "preview": preview},
+        "times": [iso(t) for t in times],
+        "keys": res.keys,
+        "primary": res.primary.to_dict(),
+        "sigma": [float(s) if np.isfinite(s) else None for s in res.sigma],
+        "secondary": None if res.secondary is None else res.secondary.to_dict(),
+        "violations": marks,
+        "empty": res.empty,
+        "message": res.message,
+    }
+
+
+def chart_json(row: Any) -> dict[str, Any]:
+    """A chart definition as the API shows it."""
+    return {
+        k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in dict(row).items() if k != "tenant_id"
+    }
+
+
+async def evaluate_chart(
+    session: AsyncSession, services: AppServices, tenant: str, chart_id: str, start: datetime, end: datetime
+) -> dict[str, Any]:
+    """The chart over [start, end) against its frozen limits (a preview from the window without)."""
+    chart = await chart_row(session, tenant, chart_id)
+    data, times = await chart_data(session, services, tenant, chart, start, end)
+    lim = await current_limits(session, tenant, chart_id)
+    kind = ChartKind(chart["kind"])
+    rules = RuleSet.of(chart["rules"])
+    if len(data) == 0:
+        empty = evaluate(lim or ControlLimits(kind, 0.0, 0.0, None, None, {}, 0), data, rules)
+        return result_json(chart, empty, [], lim, False)
+    preview = lim is None
+    if lim is None:
+        lim = phase1(kind, data, params=chart["params"])
+    return result_json(chart, evaluate(lim, data, rules), times, lim, preview)
+
+
+async def freeze_limits(
+    session: AsyncSession,
+    services: AppServices,
+    tenant: str,
+    chart_id: str,
+    start: datetime,
+    end: datetime,
+    exclude: Sequence[int],
+    drop_out_of_control: bool,
+    by: str,
+    note: str,
+) -> ControlLimits:
+    """Phase I on the baseline [start, end): compute, freeze as the next version, store."""
+    chart = await chart_row(session, tenant, chart_id)
+    data, _ = await chart_data(session, services, tenant, chart, start, end)
+    lim = phase1(
+        ChartKind(chart["kind"]),
+        data,
+        exclude=exclude,
+        drop_out_of_control=drop_out_of_control,
+        params=chart["params"],
+    )
+    last = await session.scalar(
+        select(func.max(limits.c.version)).where(limits.c.chart_id == chart_id, limits.c.tenant_id == tenant)
+    )
+    frozen = lim.frozen(int(last or 0) + 1, by, note)
+    await session.execute(
+        insert(limits).values(
+            id=new_id(),
+            tenant_id=tenant,
+            chart_id=chart_id,
+            version=frozen.version,
+            limits=frozen.to_dict(),
+            baseline_start=start,
+            baseline_end=end,
+            frozen_by=by,
+            note=note,
+            created_at=datetime.now(UTC),
+        )
+    )
+    return frozen
+
+
+def parse_csv(text: str) -> list[InspectionIn]:
+    """Inspections from CSV with a header: lot, characteristic, and value or defects (+ sample_size,
+    recorded_at); every bad row is named in one refusal."""
+    reader = csv.DictReader(io.StringIO(text))
+    need = {"lot", "characteristic"}
+    if reader.fieldnames is None or not need <= set(reader.fieldnames):
+        raise SpcInputInvalid(
+            "the CSV needs a header with lot, characteristic and value or defects", reason="csv"
+        )
+    out, problems = [], []
+    for n, row in enumerate(reader, start=2):
+        try:
+            clean = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items() if k}
+            out.append(InspectionIn.model_validate({k: v for k, v in clean.items() if v not in ("", None)}))
+        except (ValueError, SpcInputInvalid) as exc:
+            problems.append(f"line {n}: {str(exc).splitlines()[0]}")
+    if problems:
+        raise SpcInputInvalid("; ".join(problems[:20]), reason="csv", lines=len(problems))
+    return out
+
+
+async def record_violation(
+    session: AsyncSession, tenant: str, chart_id: str, key: str, ts: int, rules: list[str], value: float
+) -> bool:
+    """Keep a violation once per chart and subgroup; True when it is new."""
+    exists = await session.scalar(
+        select(func.count()).where(violations.c.chart_id == chart_id, violations.c.subgroup == key)
+    )
+    if exists:
+        return False
+    await session.execute(
+        insert(violations).values(
+            id=new_id(),
+            tenant_id=tenant,
+            chart_id=chart_id,
+            subgroup=key,
+            ts=_EPOCH + timedelta(microseconds=ts),
+            rules=",".join(rules),
+            value=value,
+            state="open",
+            created_at=datetime.now(UTC),
+        )
+    )
+    return True
