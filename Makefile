@@ -75,3 +75,8 @@ bench-spc bench-oee: bench-%: $(VENV)/.installed-dev
 .PHONY: bench-rul bench-anomaly
 bench-rul bench-anomaly: bench-%: $(VENV)/.installed-dev
 	$(BIN)/python bench/$*.py $(BENCH_ARGS)
+
+# The audit transparency log beside the old hash chain: 1 M appends, proof sizes and times.
+.PHONY: bench-audit
+bench-audit: $(VENV)/.installed-dev
+	$(BIN)/python bench/audit.py $(BENCH_ARGS)

@@ -341,3 +341,37 @@ def test_signing_key_comes_from_settings_or_a_private_file(tmp_path: Path) -> No
     assert audit_signer(make_settings(tmp_path)) == generated
     other = Signer.generate("configured")
     assert audit_signer(Settings(data_dir=tmp_path, audit_signing_key=other.private_text())) == other
+
+
+async def test_checkpoints_are_published_to_files_and_the_platform_identifier(
+    app_client: tuple[httpx.AsyncClient, Platform], tmp_path: Path
+) -> None:
+    from gongyun.idres.objects import PLATFORM_OWNER
+    from gongyun.idres.registry import Registry
+    from gongyun.platform.auditpub import CHECKPOINT_TYPE, audit_handle, publish_once
+
+    client, platform = app_client
+    await admin_headers(client)  # a sign-in: the tenant's log has events
+    platform.settings.audit_publish = [str(tmp_path / "out")]
+    notes = await publish_once(platform)
+    rec = await Registry(platform.db, enforce_prefixes=False).get(
+        PLATFORM_OWNER, audit_handle(platform.settings.id_prefix)
+    )
+    value = next(v for v in rec.values if v.type == CHECKPOINT_TYPE)
+    vkey = audit_signer(platform.settings).verifier().vkey()
+    assert value.value == notes["platform"] == (tmp_path / "out" / "platform.checkpoint").read_text()
+    origin, size, _ = independent_verify(value.value, vkey)
+    assert origin.endswith("/audit/platform") and size >= 1
+    tenant_files = [p for p in (tmp_path / "out").iterdir() if p.name.startswith("tenant-")]
+    assert tenant_files and all(independent_verify(p.read_text(), vkey)[1] >= 1 for p in tenant_files)
+
+
+async def test_batched_appends_make_the_same_log_as_single_ones(db: Database) -> None:
+    async with db.session() as s:
+        await chain.record_many(s, "t1", [("a", "x.do", str(i), "success", {"i": i}) for i in range(37)])
+    await _fill(db, "t1", 5)
+    async with db.session() as s:
+        assert (await chain.verify(s, "t1")).ok
+        lines = [json.loads(x) async for x in tlog.export(s, "t1")][1:]
+        assert (await tlog.root_at(s, "t1", 42)).hex() == tlog.check_leaves("t1", lines).root
+    assert (await _verify(db, "t1")).ok

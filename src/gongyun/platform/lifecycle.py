@@ -128,6 +128,7 @@ async def start_platform(
     """
     from gongyun.apps import AppHost
     from gongyun.edge.broker import start_embedded_broker
+    from gongyun.platform.auditpub import start_audit_publisher
     from gongyun.platform.catalog import start_catalog_watch
     from gongyun.platform.data import TelemetryService
     from gongyun.platform.gateways import start_gateway_watch
@@ -151,6 +152,7 @@ async def start_platform(
         if services:
             await start_gateway_watch(platform)  # remote gateways report device status over the bus
             await start_catalog_watch(platform)  # other processes' device and tag changes
+            await start_audit_publisher(platform)  # signed checkpoints out of the database
         await _watch_health(platform)
         platform.apps = apps or AppHost.discover()
         if platform.telemetry is not None:

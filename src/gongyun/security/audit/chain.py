@@ -103,11 +103,11 @@ def _digest(prev: str, tenant_id: str, seq: int, ts: datetime, fields: dict[str,
     return hashlib.sha256(f"{prev}|{body}".encode()).hexdigest()
 
 
-async def _bump(session: AsyncSession, tenant_id: str) -> tuple[int, str, list[str]] | None:
+async def _bump(session: AsyncSession, tenant_id: str, by: int = 1) -> tuple[int, str, list[str]] | None:
     bumped = await session.execute(
         update(AuditHead)
         .where(AuditHead.tenant_id == tenant_id)
-        .values(seq=AuditHead.seq + 1)
+        .values(seq=AuditHead.seq + by)
         .returning(AuditHead.seq, AuditHead.hash, AuditHead.frontier)
         .execution_options(synchronize_session=False)
     )
@@ -116,6 +116,71 @@ async def _bump(session: AsyncSession, tenant_id: str) -> tuple[int, str, list[s
         return None
     frontier = row[2] if isinstance(row[2], list) else json.loads(row[2] or "[]")
     return int(row[0]), str(row[1]), list(frontier)
+
+
+async def _bump_or_create(session: AsyncSession, tenant_id: str, by: int) -> tuple[int, str, list[str]]:
+    row = await _bump(session, tenant_id, by)
+    if row is None:
+        # First event of this tenant: create the head (a concurrent creator may win; fine).
+        dialect = session.get_bind().dialect.name
+        make_insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        await session.execute(
+            make_insert(AuditHead)
+            .values(tenant_id=tenant_id, seq=0, hash=GENESIS, frontier=[])
+            .on_conflict_do_nothing()
+        )
+        row = await _bump(session, tenant_id, by)
+        assert row is not None
+    return row
+
+
+Entry = tuple[str, str, str, str, dict[str, Any]]  # actor, action, target, outcome, detail
+
+
+def _fields(actor: str, action: str, target: str, outcome: str, detail: dict[str, Any]) -> dict[str, Any]:
+    # an API key's actor ("apikey:" + a 100-character name) or a long target must not fail the
+    # caller's transaction: the column keeps a shortened form, the detail keeps the whole text
+    if len(actor) > _ACTOR_LEN:
+        detail, actor = {**detail, "actor_full": actor}, actor[: _ACTOR_LEN - 1] + "…"
+    if len(target) > _TARGET_LEN:
+        detail, target = {**detail, "target_full": target}, target[: _TARGET_LEN - 1] + "…"
+    return {"actor": actor, "action": action, "target": target, "outcome": outcome, "detail": detail}
+
+
+async def record_many(session: AsyncSession, tenant_id: str, entries: list[Entry]) -> int:
+    """Append events in order (in the caller's transaction) with one head update; return the last seq."""
+    if not entries:
+        return await _current_seq(session, tenant_id)
+    last, prev, frontier = await _bump_or_create(session, tenant_id, len(entries))
+    first = last - len(entries) + 1
+    tree = CompactRange(first - 1, [bytes.fromhex(h) for h in frontier])
+    ts = utcnow()
+    events: list[dict[str, Any]] = []
+    nodes: list[dict[str, Any]] = []
+    for seq, entry in enumerate(entries, start=first):
+        fields = _fields(*entry)
+        body = leaf_body(tenant_id, seq, ts.isoformat(), fields)
+        digest = hashlib.sha256(f"{prev}|{body}".encode()).hexdigest()
+        events.append(
+            {"tenant_id": tenant_id, "seq": seq, "ts": ts, "prev_hash": prev, "hash": digest, **fields}
+        )
+        for lv, ix, h in tree.append(leaf_hash(body.encode())):
+            nodes.append({"tenant_id": tenant_id, "level": lv, "idx": ix, "hash": h})
+        prev = digest
+    await session.execute(insert(AuditEvent), events)
+    await session.execute(insert(AuditNode), nodes)
+    await session.execute(
+        update(AuditHead)
+        .where(AuditHead.tenant_id == tenant_id)
+        .values(hash=prev, frontier=[h.hex() for h in tree.hashes])
+        .execution_options(synchronize_session=False)
+    )
+    return last
+
+
+async def _current_seq(session: AsyncSession, tenant_id: str) -> int:
+    head = await session.get(AuditHead, tenant_id)
+    return int(head.seq) if head is not None else 0
 
 
 async def record(
@@ -127,46 +192,8 @@ async def record(
     outcome: str = "success",
     **detail: Any,
 ) -> int:
-    """Append an event to the tenant's chain (in the caller's transaction); return its seq."""
-    row = await _bump(session, tenant_id)
-    if row is None:
-        # First event of this tenant: create the head (a concurrent creator may win; fine).
-        dialect = session.get_bind().dialect.name
-        make_insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        await session.execute(
-            make_insert(AuditHead)
-            .values(tenant_id=tenant_id, seq=0, hash=GENESIS, frontier=[])
-            .on_conflict_do_nothing()
-        )
-        row = await _bump(session, tenant_id)
-        assert row is not None
-    seq, prev, frontier = row
-    ts = utcnow()
-    # an API key's actor ("apikey:" + a 100-character name) or a long target must not fail the
-    # caller's transaction: the column keeps a shortened form, the detail keeps the whole text
-    if len(actor) > _ACTOR_LEN:
-        detail, actor = {**detail, "actor_full": actor}, actor[: _ACTOR_LEN - 1] + "…"
-    if len(target) > _TARGET_LEN:
-        detail, target = {**detail, "target_full": target}, target[: _TARGET_LEN - 1] + "…"
-    fields = {"actor": actor, "action": action, "target": target, "outcome": outcome, "detail": detail}
-    body = leaf_body(tenant_id, seq, ts.isoformat(), fields)
-    digest = hashlib.sha256(f"{prev}|{body}".encode()).hexdigest()
-    tree = CompactRange(seq - 1, [bytes.fromhex(h) for h in frontier])
-    made = tree.append(leaf_hash(body.encode()))
-    await session.execute(
-        insert(AuditEvent).values(tenant_id=tenant_id, seq=seq, ts=ts, prev_hash=prev, hash=digest, **fields)
-    )
-    await session.execute(
-        insert(AuditNode),
-        [{"tenant_id": tenant_id, "level": lv, "idx": ix, "hash": h} for lv, ix, h in made],
-    )
-    await session.execute(
-        update(AuditHead)
-        .where(AuditHead.tenant_id == tenant_id)
-        .values(hash=digest, frontier=[h.hex() for h in tree.hashes])
-        .execution_options(synchronize_session=False)
-    )
-    return seq
+    """Append an event to the tenant's chain and tree (in the caller's transaction); return its seq."""
+    return await record_many(session, tenant_id, [(actor, action, target, outcome, detail)])
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text, and_, or_, select
+from sqlalchemy import BigInteger, Index, Integer, String, Text, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -61,14 +61,19 @@ def origin_for(base: str, tree: str) -> str:
 async def read_nodes(session: AsyncSession, tree: str, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
     """The stored hashes of the given complete subtrees (one query)."""
     by_level: dict[int, list[int]] = {}
-    for level, idx in ids:
+    for level, idx in set(ids):
         by_level.setdefault(level, []).append(idx)
     if not by_level:
         return {}
-    cond = or_(*(and_(AuditNode.level == lv, AuditNode.idx.in_(ix)) for lv, ix in by_level.items()))
-    rows = await session.execute(
-        select(AuditNode.level, AuditNode.idx, AuditNode.hash).where(AuditNode.tenant_id == tree, cond)
-    )
+    # one statement of primary-key lookups: a UNION ALL of one indexed SELECT per level
+    # (an OR of levels or a row-value IN makes SQLite scan the table)
+    parts = [
+        select(AuditNode.level, AuditNode.idx, AuditNode.hash).where(
+            AuditNode.tenant_id == tree, AuditNode.level == lv, AuditNode.idx.in_(sorted(ix))
+        )
+        for lv, ix in sorted(by_level.items())
+    ]
+    rows = await session.execute(parts[0] if len(parts) == 1 else union_all(*parts))
     return {(int(lv), int(ix)): bytes(h) for lv, ix, h in rows}
 
 
