@@ -9,7 +9,7 @@ HOST   ?=
 PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint lint-imports typecheck check clean bench-resolve bench-registry bench-edge bench-ingest bench-query soak
+.PHONY: run test lint lint-imports typecheck check clean bench-resolve bench-registry bench-edge bench-ingest bench-query soak bench-schedule
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +17,13 @@ $(BIN)/python:
 
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --no-deps -r src/gongyun/apps/scheduling/ortools-requirements.txt
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml tests/sparkplug/interop-requirements.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/pip install --quiet --no-deps -r tests/sparkplug/interop-requirements.txt
+	$(BIN)/pip install --quiet --no-deps -r src/gongyun/apps/scheduling/ortools-requirements.txt -r bench/schedule-requirements.txt
 	touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run
@@ -59,6 +61,13 @@ $(addprefix bench-,$(BENCHES)): bench-%: $(VENV)/.installed-dev
 SOAK_ARGS ?=
 soak: $(VENV)/.installed-dev
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
+
+# Scheduling: Gongyun's search beside plain CP-SAT on ft/la/ta and Brandimarte (about 2.8 hours at
+# the default 60 s per instance). e.g. make bench-schedule SCHEDULE_ARGS="--time-limit 10 --only ta0*,mk0?"
+SCHEDULE_ARGS ?=
+bench-schedule: $(VENV)/.installed-dev
+	$(BIN)/pip install --quiet --no-deps -r bench/schedule-requirements.txt
+	$(BIN)/python bench/schedule.py $(SCHEDULE_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -22,6 +22,7 @@ with every subclass anywhere in ``gongyun`` (``tests/test_errors.py`` checks it)
     │   │   ├── AlarmRuleInvalid          422 alarm_rule_invalid            gongyun.alarms.live
     │   │   ├── AlarmTargetInvalid        422 alarm_target_invalid          gongyun.alarms.live
     │   │   ├── ProfileInvalid            422 edge_profile_invalid          gongyun.edge.errors
+    │   │   ├── InstanceInvalid           422 scheduling_instance_invalid   gongyun.apps.scheduling.errors
     │   │   ├── InvalidTemplate           422 identifier_template_invalid   gongyun.idres.templates
     │   │   ├── TemplateViolation         422 identifier_template_violation gongyun.idres.templates
     │   │   ├── ProofError                422 audit_proof_invalid           gongyun.security.audit.merkle
@@ -46,6 +47,7 @@ with every subclass anywhere in ``gongyun`` (``tests/test_errors.py`` checks it)
     │   ├── InvalidValue                  400 identifier_value_invalid      gongyun.idres.values
     │   ├── PayloadInvalid                400 telemetry_payload_invalid     gongyun.telemetry.consumer
     │   ├── StoreError                    400 telemetry_query_invalid       gongyun.telemetry.store.base
+    │   ├── InstanceFileInvalid           400 scheduling_file_invalid       gongyun.apps.scheduling.errors
     │   └── UnitError                     400 unit_invalid                  gongyun.telemetry.units
     ├── AuthError                         401 unauthenticated
     │   ├── InvalidCredentials            401 invalid_credentials
