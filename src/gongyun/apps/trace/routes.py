@@ -14,6 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from gongyun.apps import AppCtx, needs
 from gongyun.apps.trace import store
 from gongyun.apps.trace.domain.ids import Kind, Minted, key_of, mint, parse_template, split_key
+from gongyun.apps.trace.epcis_routes import router as epcis_router
 from gongyun.apps.trace.errors import TraceItemNotFound
 from gongyun.apps.trace.registration import register
 from gongyun.apps.trace.settings import Settings
@@ -264,3 +265,6 @@ async def acknowledge(notice_id: int, body: AckIn, ctx: Writer) -> dict[str, Any
     out = await store.acknowledge(ctx.session, ctx.tenant_id, notice_id, ctx.actor, body.apply)
     await ctx.audit("recall.acknowledge", str(notice_id), local_recall=out["local_recall"])
     return out
+
+
+router.include_router(epcis_router)

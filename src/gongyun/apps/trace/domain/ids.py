@@ -34,6 +34,7 @@ class Kind(StrEnum):
     package = "package"
     pallet = "pallet"
     shipment = "shipment"
+    asset = "asset"
 
 
 class Scheme(StrEnum):
@@ -207,6 +208,12 @@ def key_of(identifier: str) -> str:
         return dl_key(gtin, serial=value) if kind == "sgtin" else dl_key(gtin, lot=value)
     if s.startswith("urn:epc:idpat:sgtin:") or s.startswith("urn:epc:class:"):
         raise ValueError(f"{s[:80]!r}: only sgtin, lgtin and sscc EPC URIs are supported")
+    if s.startswith("urn:epc:id:giai:"):
+        parts = s.split(":", 4)[4].split(".", 1)
+        giai = parts[0] + unquote(parts[1]) if len(parts) == 2 and parts[0].isdigit() else ""
+        if not _CSET82.fullmatch(giai[:20]) or not 1 <= len(giai) <= 30:
+            raise ValueError(f"{s[:80]!r} is not a GIAI EPC URI")
+        return f"/8004/{quote(giai, safe='')}"
     if s.startswith("urn:epc:id:sscc:"):
         parts = s.split(":", 4)[4].split(".")
         if len(parts) != 2 or not (parts[0] + parts[1]).isdigit() or len(parts[0] + parts[1]) != 17:
@@ -214,10 +221,14 @@ def key_of(identifier: str) -> str:
         body = parts[1][0] + parts[0] + parts[1][1:]
         return f"/00/{body}{check_digit(body)}"
     path = urlsplit(s).path if "://" in s else s
-    m = re.search(r"/(01|00)/", path)
+    m = re.search(r"/(01|00|8004)/", path)
     if m is None:
         raise ValueError(f"{s[:80]!r} is neither an EPC URI nor a GS1 Digital Link")
     segs = path[m.start() + 1 :].split("/")
+    if segs[0] == "8004":
+        if len(segs) != 2 or not 1 <= len(unquote(segs[1])) <= 30:
+            raise ValueError(f"{s[:80]!r}: a GIAI is 1-30 characters")
+        return f"/8004/{quote(unquote(segs[1]), safe='')}"
     if segs[0] == "00":
         if len(segs) != 2 or not segs[1].isdigit() or len(segs[1]) != 18:
             raise ValueError(f"{s[:80]!r}: an SSCC is 18 digits")
