@@ -26,7 +26,8 @@ with every subclass anywhere in ``gongyun`` (``tests/test_errors.py`` checks it)
     │   │   ├── InvalidTemplate           422 identifier_template_invalid   gongyun.idres.templates
     │   │   ├── TemplateViolation         422 identifier_template_violation gongyun.idres.templates
     │   │   ├── ProofError                422 audit_proof_invalid           gongyun.security.audit.merkle
-    │   │   └── NoteError                 422 audit_note_invalid            gongyun.security.audit.note
+    │   │   ├── NoteError                 422 audit_note_invalid            gongyun.security.audit.note
+    │   │   └── RuleInvalid               422 ids_rule_invalid              gongyun.security.ids.rules
     │   ├── PayloadTooLarge               413 payload_too_large
     │   │   ├── MessageTooLarge           413 bus_payload_too_large         gongyun.bus.base
     │   │   └── RecordTooLarge            413 identifier_record_too_large   gongyun.idres.values
@@ -69,7 +70,8 @@ with every subclass anywhere in ``gongyun`` (``tests/test_errors.py`` checks it)
     │   ├── CommandExpired                409 alarm_command_expired         gongyun.alarms.apply
     │   ├── InvalidTransition             409 alarm_transition_invalid      gongyun.alarms.states
     │   ├── FilingTransition              409 identifier_filing_transition  gongyun.idres.errors
-    │   └── HandleExists                  409 identifier_exists             gongyun.idres.errors
+    │   ├── HandleExists                  409 identifier_exists             gongyun.idres.errors
+    │   └── IncidentTransitionInvalid     409 ids_incident_transition_invalid gongyun.security.ids.store
     ├── RateLimited                       429 rate_limited
     │   └── LoginThrottled                429 login_throttled
     ├── ServiceUnavailable                503 service_unavailable

@@ -26,6 +26,9 @@ NONEXISTENT: dict[str, str] = {
     "handle": "88.999.999/NOTHING-HERE",
     "device": "no-such-device",
     "name": "nosuchapp",
+    "sensor": "no-such-sensor",
+    "event_id": "0" * 32,
+    "incident_id": "0" * 32,
 }
 
 
@@ -88,4 +91,20 @@ async def make_objects(
     )
     assert put.status_code in (200, 201), put.text
     ids["handle"] = handle
+    sensor = f"sensor-{tag}"
+    event = {
+        "id": uuid.uuid4().hex,
+        "rule_id": "B-FC-SCAN",
+        "msg": "Modbus function-code scan",
+        "severity": "medium",
+        "technique": "T0888",
+        "ts": 1.0e9,
+        "proto": "modbus",
+        "src": "10.9.9.9:4000",
+        "dst": "10.0.0.1:502",
+        "key": uuid.uuid4().hex,
+        "detail": {},
+    }
+    ingested = await _post(client, f"/api/v1/ids/sensors/{sensor}/events", {"events": [event]}, headers)
+    ids["sensor"], ids["event_id"], ids["incident_id"] = sensor, event["id"], ingested["incidents_opened"][0]
     return ids

@@ -35,6 +35,7 @@ ROUTER_MODULES = (
     "alarms",
     "identifiers",
     "apps",
+    "ids",
 )
 
 

@@ -153,6 +153,9 @@ async def start_platform(
             await start_gateway_watch(platform)  # remote gateways report device status over the bus
             await start_catalog_watch(platform)  # other processes' device and tag changes
             await start_audit_publisher(platform)  # signed checkpoints out of the database
+            from gongyun.platform.ids import start_ids_centre
+
+            await start_ids_centre(platform)  # sensors' events into the security events centre
         await _watch_health(platform)
         platform.apps = apps or AppHost.discover()
         if platform.telemetry is not None:
