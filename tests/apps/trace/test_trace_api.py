@@ -153,3 +153,50 @@ async def test_genealogy_trace_and_recall(tmp_path: Path, db_url: str) -> None:
         assert seen["notices"][0]["acked_at"] is not None
         # the maker's recall is not the customer's to read
         assert (await client.get(f"{API}/recalls/{campaign['id']}", headers=hc)).status_code == 404
+
+
+async def test_labels_and_lifecycle(tmp_path: Path) -> None:
+    import segno
+
+    async with running_with_apps(tmp_path, APPS) as (client, _):
+        _, h = await _tenant(client, "labels")
+        await client.patch(
+            "/api/v1/apps/trace", json={"settings": {"resolver_url": "https://id.maker.example/"}}, headers=h
+        )
+        tpl = {
+            "name": "units",
+            "kind": "serial",
+            "scheme": "gtin_serial",
+            "gtin": GTIN_SERIAL,
+            "pattern": "S/{seq}",
+        }
+        assert (await client.post(f"{API}/templates", json=tpl, headers=h)).status_code == 201
+        lot_tpl = {"name": "lots", "kind": "material_lot", "scheme": "gtin_lot", "gtin": GTIN_LOT}
+        assert (await client.post(f"{API}/templates", json=lot_tpl, headers=h)).status_code == 201
+        (unit,) = await _mint(client, h, "units", 1, machine="press-2")
+        (lot,) = await _mint(client, h, "lots", 1)
+        r = await client.post(
+            f"{API}/links",
+            json={
+                "parents": [str(lot)],
+                "children": [str(unit)],
+                "machine": "press-2",
+                "operator": "op-7",
+                "start_at": "2026-03-01T08:00:00Z",
+                "end_at": "2026-03-01T08:05:00Z",
+            },
+            headers=h,
+        )
+        assert r.status_code == 201
+        uri = f"https://id.maker.example/01/{GTIN_SERIAL}/21/S%2F1"
+        svg = await client.get(f"{API}/labels/{unit}", headers=h)
+        assert svg.headers["content-type"] == "image/svg+xml" and svg.headers["x-digital-link"] == uri
+        assert b"<svg" in svg.content
+        expected = segno.make_qr(uri, error="m")
+        assert expected.designator in {"1-M", "2-M", "3-M", "4-M"}
+        pdf = await client.get(f"{API}/labels/{unit}?format=pdf", headers=h)
+        assert pdf.content.startswith(b"%PDF") and pdf.headers["content-type"] == "application/pdf"
+        life = (await client.get(f"{API}/lifecycle/{unit}", headers=h)).json()
+        assert life["label"] == uri
+        assert life["production"][0]["machine"] == "press-2" and life["production"][0]["operator"] == "op-7"
+        assert [c["id"] for c in life["components"]] == [lot]

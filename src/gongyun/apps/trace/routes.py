@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gongyun.apps import AppCtx, needs
-from gongyun.apps.trace import store
+from gongyun.apps.trace import epcis_store, store
 from gongyun.apps.trace.domain.ids import Kind, Minted, key_of, mint, parse_template, split_key
+from gongyun.apps.trace.domain.labels import MEDIA, Format, label_uri, qr
 from gongyun.apps.trace.epcis_routes import router as epcis_router
 from gongyun.apps.trace.errors import TraceItemNotFound
 from gongyun.apps.trace.registration import register
@@ -183,6 +184,38 @@ async def list_items(
 ) -> list[dict[str, Any]]:
     """Items of the tenant, newest first."""
     return await store.list_items(ctx.session, ctx.tenant_id, kind, status, limit)
+
+
+@router.get("/labels/{ref:path}")
+async def label(
+    ref: str, ctx: Reader, format: Format = "svg", scale: int = Query(4, ge=1, le=40)
+) -> Response:
+    """A QR label of an item's Digital Link URI (SVG, PDF or PNG)."""
+    it = await store.item(ctx.session, ctx.tenant_id, await _resolve(ctx, ref))
+    uri = label_uri(_settings(ctx).resolver_url, it["key"])
+    return Response(qr(uri, format, scale), media_type=MEDIA[format], headers={"X-Digital-Link": uri})
+
+
+@router.get("/lifecycle/{ref:path}")
+async def lifecycle(ref: str, ctx: Reader) -> dict[str, Any]:
+    """A serial's record: production (what went into it, where, when), shipments, events, recalls."""
+    root = await _resolve(ctx, ref)
+    it = await store.item(ctx.session, ctx.tenant_id, root)
+    back = await store.trace(ctx.session, ctx.tenant_id, root, "backward", None, 2_000)
+    fwd = await store.trace(ctx.session, ctx.tenant_id, root, "forward", None, 2_000)
+    keys = sorted({n["key"] for n in back.nodes} | {n["key"] for n in fwd.nodes})
+    history = await epcis_store.events_of_keys(ctx.session, ctx.tenant_id, keys, 500)
+    made = await store.production(ctx.session, ctx.tenant_id, root)
+    return {
+        "item": it,
+        "label": label_uri(_settings(ctx).resolver_url, it["key"]),
+        "production": made,
+        "components": [n for n in back.nodes if n["id"] != root],
+        "shipments": [n for n in fwd.nodes if n["kind"] in {"shipment", "pallet", "package"}],
+        "receivers": sorted({n["receiver"] for n in fwd.nodes if n["receiver"]}),
+        "events": history,
+        "recalls": await store.recalls_of(ctx.session, ctx.tenant_id, root),
+    }
 
 
 @router.get("/items/{ref:path}")

@@ -460,3 +460,43 @@ async def acknowledge(
     )
     out = (await s.execute(select(notices).where(notices.c.id == notice_id))).first()
     return _notice_json(out)
+
+
+async def production(s: AsyncSession, tenant_id: str, item_id: int) -> list[dict[str, Any]]:
+    """How an item was made: the links into it (parent, kind, machine, operator, time window)."""
+    q = (
+        select(links, items.c.key, items.c.kind.label("parent_kind"))
+        .join(items, items.c.id == links.c.parent_id)
+        .where(links.c.tenant_id == tenant_id, links.c.child_id == item_id)
+        .order_by(links.c.id)
+    )
+    out = []
+    for r in await s.execute(q):
+        out.append(
+            {
+                "parent": r.parent_id,
+                "parent_key": r.key,
+                "parent_kind": r.parent_kind,
+                "kind": r.kind,
+                "qty": r.qty,
+                "machine": r.machine,
+                "operator": r.operator,
+                "start_at": r.start_at.isoformat() if r.start_at else None,
+                "end_at": r.end_at.isoformat() if r.end_at else None,
+                "event_id": r.event_id,
+            }
+        )
+    return out
+
+
+async def recalls_of(s: AsyncSession, tenant_id: str, item_id: int) -> list[dict[str, Any]]:
+    """The recall campaigns that reached an item."""
+    q = (
+        select(recalls.c.id, recalls.c.name, recalls.c.status, recalls.c.created_at)
+        .join(recall_items, recall_items.c.recall_id == recalls.c.id)
+        .where(recalls.c.tenant_id == tenant_id, recall_items.c.item_id == item_id)
+    )
+    return [
+        {"id": r.id, "name": r.name, "status": r.status, "created_at": r.created_at.isoformat()}
+        for r in await s.execute(q)
+    ]
