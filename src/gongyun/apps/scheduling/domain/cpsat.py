@@ -61,8 +61,8 @@ def safe_horizon(c: Compiled) -> int:
     """An upper bound of the makespan of any semi-active schedule."""
     total = sum(max(p for _, p in o) for o in c.opts)
     setup = max(c.setup.values(), default=0) * c.n
-    downtime = sum(b - a for ws in c.down for a, b in ws)
-    return max(c.release, default=0) + total + setup + downtime
+    last_down = max((ws[-1][1] for ws in c.down if ws), default=0)  # after it every machine is free
+    return max(max(c.release, default=0), last_down) + total + setup
 
 
 def build(
