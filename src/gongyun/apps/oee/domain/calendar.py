@@ -44,7 +44,7 @@ class Break:
 @dataclass(frozen=True)
 class Shift:
     """A shift that runs on some weekdays (0 = Monday) from ``start`` to ``end`` (past midnight when
-    ``end`` is not after ``start``)."""
+    ``end`` is not after ``start``; equal times make a 24 h shift)."""
 
     name: str
     start: time
@@ -122,8 +122,6 @@ class ShiftCalendar:
         for s in self.shifts:
             if not s.weekdays or not s.weekdays <= set(range(7)):
                 raise OeeInputInvalid(f"shift {s.name!r}: weekdays are 0 (Monday) to 6", reason="calendar")
-            if s.start == s.end:
-                raise OeeInputInvalid(f"shift {s.name!r} has no length", reason="calendar")
         for p in self.planned:
             if p.start.tzinfo is None or p.end.tzinfo is None or not p.end > p.start:
                 raise OeeInputInvalid("planned downtime needs aware start < end", reason="calendar")

@@ -139,7 +139,9 @@ async def timeline_from_rollups(
     st.hour_rows += int(hours.start.size)
     pure, state = _pure(mapping, hours, h)
     parts = [Timeline(hours.start[pure], hours.start[pure] + h, state[pure])]
-    flag = _is_flag(mapping, hours) & ~pure & ~_contains_edge(hours.start, h, e)
+    full = hours.count * mapping.sample_period_s * US >= h
+    # a partly covered hour is refined: where its gap lies matters for the timeline
+    flag = _is_flag(mapping, hours) & ~pure & full & ~_contains_edge(hours.start, h, e)
     if np.any(flag):
         parts.append(_flag_placed(mapping, _take(hours, flag), _avg(hours, flag), h))
     need = ~pure & ~flag
