@@ -233,3 +233,46 @@ async def test_a_nodes_own_routes_invalidate_too(redis_shared: SharedRecords) ->
             await node.aclose()
             for hook in app.on_shutdown:
                 await hook()
+
+
+async def test_deployments_sharing_a_redis_server_keep_their_keys_apart(tmp_path: Path) -> None:
+    """Each deployment's resolution cache lives under its deployment_id; one never reads the other's."""
+    opened: list[RedisCache] = []
+    try:
+        async with (
+            running_app(tmp_path / "a", redis_url=REDIS_URL, deployment_id=f"a{uuid.uuid4().hex[:8]}") as (
+                ca,
+                pa,
+            ),
+            running_app(tmp_path / "b", redis_url=REDIS_URL, deployment_id=f"b{uuid.uuid4().hex[:8]}") as (
+                cb,
+                pb,
+            ),
+        ):
+            assert pa.records is not None and pb.records is not None
+            for platform in (pa, pb):
+                assert isinstance(platform.records.cache, RedisCache)
+                opened.append(platform.records.cache)
+                assert platform.records.cache.ns == f"gy:{platform.settings.deployment_id}:idres:"
+            for client, value in ((ca, "https://a.example"), (cb, "https://b.example")):
+                h = await admin_headers(client)
+                await client.post("/api/v1/identifiers/prefixes", headers=h, json={"prefix": "88.301"})
+                for status in ("verified", "active"):
+                    await client.post(
+                        "/api/v1/identifiers/prefixes/88.301/status", headers=h, json={"status": status}
+                    )
+                url = "/api/v1/identifiers/records/88.301/SAME"
+                r = await client.put(
+                    url, headers=h, json={"values": [{"index": 1, "type": "URL", "data": value}]}
+                )
+                assert r.status_code == 200, r.text
+                got = await client.get(url, headers=h)  # cached under this deployment's namespace
+                assert got.json()["values"][0]["data"]["value"] == value
+            # the same handle, the same tenant-less key shape: each deployment still reads its own
+            for client, value in ((ca, "https://a.example"), (cb, "https://b.example")):
+                h = await admin_headers(client)
+                got = await client.get("/api/v1/identifiers/records/88.301/SAME", headers=h)
+                assert got.json()["values"][0]["data"]["value"] == value
+    finally:
+        for cache in opened:
+            await _drop_namespace(await _redis(cache.ns))

@@ -19,6 +19,7 @@ from gongyun.idres import prefixes as pfx
 from gongyun.idres.bulk import count_rows, import_records, read_file
 from gongyun.idres.nodes import NodeConfig, Role, serve
 from gongyun.idres.registry import Registry
+from gongyun.idres.rescache import resolution_cache_namespace
 from gongyun.idres.values import HandleValue, decode_values, string_value
 from gongyun.platform import prepare_database
 
@@ -285,6 +286,7 @@ def idnode(
         mirror_of=mirror_of,
         mirror_interval=mirror_interval,
         cache_url=cache,
+        cache_namespace=resolution_cache_namespace(settings().deployment_id),
         cache_size=cache_size,
         negative_ttl=negative_ttl,
         max_ttl=max_ttl,

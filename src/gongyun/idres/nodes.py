@@ -65,7 +65,7 @@ class NodeConfig:
     mirror_interval: float = 2.0
     node_id: str | None = None
     cache_url: str | None = None
-    cache_namespace: str = "gy:idres:"  # key prefix in Redis (the platform API uses the same default)
+    cache_namespace: str = "gy:idres:"  # key prefix in Redis: resolution_cache_namespace(deployment_id)
     cache_size: int = 200_000
     cache_max_age: float = 5.0
     negative_ttl: float = 30.0

@@ -2,7 +2,7 @@
 
 Every process that resolves identifiers from a database (the API's ``/api/v1/identifiers``
 and the root, secondary and enterprise nodes) may share one cache. Keys, under the
-cache's namespace (``gy:idres:`` by default):
+cache's namespace (``gy:<deployment_id>:idres:``, :func:`resolution_cache_namespace`):
 
 * ``node:<tenant>:<norm>`` — the stored row of a node's Handle API (``<tenant>`` is ``*`` on a
   node serving every tenant);
@@ -31,6 +31,15 @@ KINDS = ("node", "api")
 LOOKUPS = Counter("gongyun_idres_cache_lookups_total", "Shared resolution cache lookups", ["result"])
 
 Loader = Callable[[], Awaitable[tuple[bytes, float] | None]]
+
+
+def resolution_cache_namespace(deployment_id: str) -> str:
+    """The key prefix of one deployment's resolution cache (``gy:<deployment_id>:idres:``).
+
+    The platform API and the nodes of a deployment share it (a write through either deletes the
+    keys the other reads); deployments sharing one Redis server never see each other's keys.
+    """
+    return f"gy:{deployment_id}:idres:"
 
 
 def key(kind: str, tenant_id: str | None, norm: str) -> str:

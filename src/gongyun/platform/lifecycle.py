@@ -23,7 +23,7 @@ from gongyun.config import Settings
 from gongyun.db import Database, make_engine, upgrade
 from gongyun.errors import ConfigError
 from gongyun.idres.cache import open_cache
-from gongyun.idres.rescache import SharedRecords
+from gongyun.idres.rescache import SharedRecords, resolution_cache_namespace
 from gongyun.platform.container import Platform
 from gongyun.platform.health import HealthMonitor
 from gongyun.security.accounts import ensure_bootstrap
@@ -140,7 +140,8 @@ async def start_platform(
     try:
         await _claim_deployment(settings, db, bus)
         if settings.redis_url:
-            platform.records = SharedRecords(open_cache(settings.redis_url))
+            namespace = resolution_cache_namespace(settings.deployment_id)
+            platform.records = SharedRecords(open_cache(settings.redis_url, namespace=namespace))
             platform.on_close("resolution cache", platform.records.close)
         platform.broker = await start_embedded_broker(settings)
         if platform.broker is not None:
