@@ -77,7 +77,7 @@ def violations(
                 out.append(f"{mid}: {y.op} starts at {y.start} before {x.op} ends at {x.end}{what}")
     for oid, fa in (frozen or {}).items():
         got = placed.get(oid)
-        if got is not None and (got.machine, a.start) != (fa.machine, fa.start):
+        if got is not None and (got.machine, got.start) != (fa.machine, fa.start):
             out.append(f"{oid}: frozen at {fa.machine}@{fa.start} but moved to {got.machine}@{got.start}")
     return out[:limit]
 
