@@ -40,6 +40,7 @@ ROOM_COMMANDS = (
     ("gongyun.cli.telemetry", "telemetry_app", "telemetry"),
     ("gongyun.cli.apps", "app_app", "app"),
     ("gongyun.cli.ids", "ids_app", "ids"),
+    ("gongyun.cli.range", "range_app", "range"),
     ("gongyun.cli.audit", "audit_app", "audit"),
 )
 

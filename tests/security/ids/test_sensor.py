@@ -97,8 +97,8 @@ def test_learning_then_baseline_file_and_accept(ics_dir: Path, tmp_path: Path) -
     s2 = Sensor(SensorConfig(name="s2", tenant="t1", baseline_path=str(base), starter_rules=False))
     assert not s2.detector.learning and s2.detector.allowlist
     s2.run_file(ics_dir / "modbus_example.pcap")
-    # behaviours still apply; the late connection was never learned
-    assert {e.rule_id for e in s2.events} == {"B-FC-SCAN", "B-UNIT-SCAN", "L-NEW-FLOW"}
+    # the learned traffic is normal now (no scan events for it); the late connection was never learned
+    assert {e.rule_id for e in s2.events} == {"L-NEW-FLOW"}
     ev = {"detail": {"learn": {"kind": "flows", "key": "modbus 10.0.0.9 127.0.0.1:502"}}}
     assert s2.accept(ev)
     assert "modbus 10.0.0.9 127.0.0.1:502" in json.loads(base.read_text())["flows"]

@@ -252,7 +252,6 @@ class Detector:
 
     # -- Modbus --------------------------------------------------------------------------
     def _modbus(self, rec: ModbusRecord, events: list[Event]) -> None:
-        c = self.config
         ts = self._now
         server = f"{rec.resp_h}:{rec.resp_p}"
         pair = f"{rec.orig_h} {server}"
@@ -271,34 +270,47 @@ class Detector:
             if is_write and values and addr_lo is not None and rec.exception is None:
                 for i, v in enumerate(values if rec.fc in (16, 23) else values[:1]):
                     _widen(b.values, f"{server} {rec.unit} {rec.fc in (5, 15)} {addr_lo + i}", v, v)
-        elif not self.allowlist:
-            pass
-        elif f"modbus {pair}" not in b.flows:
-            if self._once("L-NEW-FLOW", pair, ts):
-                events.append(
-                    self._behaviour("L-NEW-FLOW", rec, {"learn": {"kind": "flows", "key": f"modbus {pair}"}})
-                )
-        elif fkey not in b.functions:
-            if self._once("L-NEW-FUNCTION", fkey, ts):
-                events.append(
-                    self._behaviour("L-NEW-FUNCTION", rec, {"learn": {"kind": "functions", "key": fkey}})
-                )
-        else:
-            rng = b.addresses.get(fkey)
-            if (
-                rng and addr_lo is not None and addr_hi is not None and (addr_lo < rng[0] or addr_hi > rng[1])
-            ) and self._once("L-ADDRESS", fkey, ts):
-                learn = {"kind": "addresses", "key": fkey, "range": [addr_lo, addr_hi]}
-                events.append(self._behaviour("L-ADDRESS", rec, {"learned": rng, "learn": learn}))
-            if is_write and values and addr_lo is not None:
-                for i, v in enumerate(values if rec.fc in (16, 23) else values[:1]):
-                    vkey = f"{server} {rec.unit} {rec.fc in (5, 15)} {addr_lo + i}"
-                    vr = b.values.get(vkey)
-                    if vr is not None and not vr[0] <= v <= vr[1] and self._once("L-VALUE", vkey, ts):
-                        learn = {"kind": "values", "key": vkey, "range": [v, v]}
-                        events.append(
-                            self._behaviour("L-VALUE", rec, {"learned": vr, "value": v, "learn": learn})
-                        )
+        elif self.allowlist:
+            new_flow = f"modbus {pair}" not in b.flows
+            learn: dict[str, Any]
+            if new_flow and self._once("L-NEW-FLOW", pair, ts):
+                learn = {"kind": "flows", "key": f"modbus {pair}"}
+                events.append(self._behaviour("L-NEW-FLOW", rec, {"learn": learn}))
+            if fkey not in b.functions:
+                if (not new_flow or is_write) and self._once("L-NEW-FUNCTION", fkey, ts):
+                    learn = {"kind": "functions", "key": fkey}
+                    events.append(self._behaviour("L-NEW-FUNCTION", rec, {"learn": learn}))
+            else:
+                rng = b.addresses.get(fkey)
+                if (
+                    rng
+                    and addr_lo is not None
+                    and addr_hi is not None
+                    and (addr_lo < rng[0] or addr_hi > rng[1])
+                ) and self._once("L-ADDRESS", fkey, ts):
+                    learn = {"kind": "addresses", "key": fkey, "range": [addr_lo, addr_hi]}
+                    events.append(self._behaviour("L-ADDRESS", rec, {"learned": rng, "learn": learn}))
+                if is_write and values and addr_lo is not None:
+                    for i, v in enumerate(values if rec.fc in (16, 23) else values[:1]):
+                        vkey = f"{server} {rec.unit} {rec.fc in (5, 15)} {addr_lo + i}"
+                        vr = b.values.get(vkey)
+                        if vr is not None and not vr[0] <= v <= vr[1] and self._once("L-VALUE", vkey, ts):
+                            learn = {"kind": "values", "key": vkey, "range": [v, v]}
+                            detail: dict[str, Any] = {"learned": vr, "value": v, "learn": learn}
+                            events.append(self._behaviour("L-VALUE", rec, detail))
+        if not self.learning and not self._known(fkey, addr_lo, addr_hi):
+            self._scans(rec, pair, ts, is_write, events)
+        self._exceptions_floods_replays(rec, pair, server, ts, is_write, events)
+
+    def _known(self, fkey: str, lo: int | None, hi: int | None) -> bool:
+        """True if a request is inside the learned baseline (normal polling is no scan)."""
+        if not self.allowlist or fkey not in self.baseline.functions:
+            return False
+        rng = self.baseline.addresses.get(fkey)
+        return lo is None or hi is None or (rng is not None and rng[0] <= lo and hi <= rng[1])
+
+    def _scans(self, rec: ModbusRecord, pair: str, ts: float, is_write: bool, events: list[Event]) -> None:
+        c = self.config
         # scans: distinct function codes / units / addresses from one client to one server
         w = self._window("fc", pair, ts, rec.fc, c.window_s)
         if len({x for _, x in w}) >= c.fc_scan and self._once("B-FC-SCAN", pair, ts):
@@ -310,6 +322,11 @@ class Detector:
             w = self._window("addr", pair, ts, (rec.fc, rec.address), c.window_s)
             if len({x for _, x in w}) >= c.addr_scan and self._once("B-ADDR-SCAN", pair, ts):
                 events.append(self._behaviour("B-ADDR-SCAN", rec, {"addresses": len({x for _, x in w})}))
+
+    def _exceptions_floods_replays(
+        self, rec: ModbusRecord, pair: str, server: str, ts: float, is_write: bool, events: list[Event]
+    ) -> None:
+        c = self.config
         if rec.exception in ("ILLEGAL_FUNCTION", "ILLEGAL_DATA_ADDRESS"):
             w = self._window("exc", f"{rec.exception} {pair}", ts, 1, c.window_s)
             bid = "B-FC-SCAN" if rec.exception == "ILLEGAL_FUNCTION" else "B-ADDR-SCAN"

@@ -1,0 +1,1 @@
+"""The cyber range: attack scenarios with ground truth against the virtual factory (loopback only)."""
