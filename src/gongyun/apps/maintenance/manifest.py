@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gongyun.apps import AppManifest, Localized
+from gongyun.apps import AppManifest, AppPage, Localized
+from gongyun.apps.maintenance.cli import app as cli
+from gongyun.apps.maintenance.routes import router
+from gongyun.apps.maintenance.settings import Settings
+from gongyun.apps.maintenance.worker import scorer
 
 HERE = Path(__file__).parent
 VERSION = "0.1.0"
@@ -24,9 +28,21 @@ MANIFEST = AppManifest(
         "telemetry:read",
         "telemetry:write",
         "alarms:read",
+        "alarms:ack",
         "alarms:write",
     ],
     reads=("assets", "telemetry", "alarms"),
-    writes=("anomaly scores", "health index", "RUL models", "maintenance work orders"),
+    writes=("anomaly scores", "health index", "RUL models", "maintenance work orders", "alarm rules"),
     classification="important",
+    settings=Settings,
+    router=router,
+    pages=(
+        AppPage(
+            slug="fleet", title=Localized(en="Equipment health", zh_cn="设备健康"), script="maintenance.js"
+        ),
+    ),
+    static_dir=HERE / "static",
+    workers=(scorer,),
+    migrations=HERE / "migrations",
+    cli=cli,
 )

@@ -35,8 +35,9 @@ Array = npt.NDArray[np.float64]
 Progress = Callable[[str, int, int], None]
 
 LGB_PARAMS: dict[str, Any] = {
-    "n_estimators": 500,
-    "learning_rate": 0.03,
+    "n_estimators": 300,
+    "learning_rate": 0.05,
+    "max_bin": 63,
     "num_leaves": 31,
     "min_child_samples": 40,
     "subsample": 0.8,
@@ -173,7 +174,7 @@ def _fit(algorithm: str, x: Array, y: Array, quantiles: bool, seed: int, threads
     out["median"] = lgb.LGBMRegressor(**common).fit(x, y).booster_
     if quantiles:
         for key, alpha in zip(("low", "high"), QUANTILES, strict=True):
-            params = {**common, "objective": "quantile", "alpha": alpha, "n_estimators": 300}
+            params = {**common, "objective": "quantile", "alpha": alpha, "n_estimators": 200}
             out[key] = lgb.LGBMRegressor(**params).fit(x, y).booster_
     return out
 
@@ -402,3 +403,20 @@ def write_predictions(
     for u, mid, lo, hi in rows:
         lines.append(f"{u},{mid:.1f},{lo:.1f},{hi:.1f}" if interval else f"{u},{mid:.1f}")
     Path(out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def to_artifact(directory: str | Path) -> str:
+    """A model directory as one JSON text (file name -> content), for the registry."""
+    d = Path(directory)
+    return json.dumps({p.name: p.read_text(encoding="utf-8") for p in sorted(d.iterdir()) if p.is_file()})
+
+
+def from_artifact(text: str) -> RulModel:
+    """Load a model from ``to_artifact``'s text."""
+    files = json.loads(text)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, content in files.items():
+            if "/" in name or name.startswith("."):
+                raise ModelNotFound(f"bad file name {name!r} in a stored model")
+            (Path(tmp) / name).write_text(content, encoding="utf-8")
+        return load(tmp)

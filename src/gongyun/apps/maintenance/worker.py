@@ -1,0 +1,206 @@
+"""Incremental anomaly scoring of live telemetry (once per deployment: the leader's process).
+
+For each tenant's active detector the worker keeps the latest value of each of its tags and the
+detector's stream state; each new timestamp in a stored batch gives a score. Scores (relative to
+the threshold) and the health index are written as tags of the device ``<equipment>-maintenance``
+through ingest, so they trend, alarm and export like any tag; an alarm rule on the health tag raises
+alarms through the alarm engine, and an anomaly that persists opens a work order with its evidence.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from gongyun.apps import WorkerContext
+from gongyun.apps.maintenance import store
+from gongyun.apps.maintenance.anomaly import AdaptiveDetector, DetectorStream, top_contributors
+from gongyun.apps.maintenance.health import health_index
+from gongyun.apps.maintenance.settings import Settings
+from gongyun.errors import GongyunError
+
+SUFFIX = "-maintenance"
+RELOAD_S = 2.0  # another process's registry changes are seen within this
+_GENERATION = [0]  # bumped by this process's registry changes: seen at once
+
+
+def registry_changed() -> None:
+    """Tell this process's scorer that active models changed."""
+    _GENERATION[0] += 1
+
+
+def output_device(equipment: str) -> str:
+    """The device that carries an equipment's scores."""
+    return f"{equipment}{SUFFIX}"
+
+
+@dataclass
+class Watch:
+    """The live state of one active detector."""
+
+    model_id: int
+    equipment: str
+    det: AdaptiveDetector
+    stream: DetectorStream
+    latest: dict[str, float] = field(default_factory=dict)
+    run: int = 0  # anomalous points in a row
+    recent: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=120))
+    ready: bool = False
+
+
+class Scorer:
+    """Scores tenants' live telemetry with their active detectors."""
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self.watches: dict[str, dict[int, Watch]] = {}
+        self.loaded: dict[str, float] = {}
+        self.generation = _GENERATION[0]
+        self.enabled: tuple[float, set[str]] = (0.0, set())
+
+    async def _tenants(self) -> set[str]:
+        at, found = self.enabled
+        if time.monotonic() - at > RELOAD_S:
+            found = set(await self.ctx.tenants())
+            self.enabled = (time.monotonic(), found)
+        return found
+
+    async def _reload(self, tenant: str) -> dict[int, Watch]:
+        if self.generation != _GENERATION[0]:
+            self.generation = _GENERATION[0]
+            self.loaded.clear()
+        if time.monotonic() - self.loaded.get(tenant, 0.0) < RELOAD_S:
+            return self.watches.get(tenant, {})
+        async with self.ctx.acting_in(tenant) as app:
+            rows = await store.active_models(app.session, tenant, "anomaly")
+        current = self.watches.get(tenant, {})
+        fresh: dict[int, Watch] = {}
+        for r in rows:
+            if r["id"] in current:
+                fresh[r["id"]] = current[r["id"]]
+                continue
+            params = json.loads(r["artifact"])
+            params.pop("kind", None)
+            det = AdaptiveDetector(**params)
+            fresh[r["id"]] = Watch(r["id"], r["equipment"], det, det.stream())
+        self.watches[tenant] = fresh
+        self.loaded[tenant] = time.monotonic()
+        return fresh
+
+    async def handle(self, tenant: str, points: list[Any]) -> None:
+        """Score one stored batch."""
+        if tenant not in await self._tenants():
+            return
+        relevant = [p for p in points if not p.tag.split("/", 1)[0].endswith(SUFFIX)]
+        if not relevant:
+            return
+        watches = await self._reload(tenant)
+        for w in watches.values():
+            mine = sorted((p for p in relevant if p.tag in w.det.names), key=lambda p: p.ts)
+            if mine:
+                await self._score(tenant, w, mine)
+
+    async def _score(self, tenant: str, w: Watch, points: list[Any]) -> None:
+        out: list[tuple[str, datetime, float]] = []
+        dev = output_device(w.equipment)
+        last: tuple[float, np.ndarray] | None = None
+        i = 0
+        while i < len(points):
+            ts = points[i].ts
+            while i < len(points) and points[i].ts == ts:
+                w.latest[points[i].tag] = float(points[i].value)
+                i += 1
+            if len(w.latest) < len(w.det.names):
+                continue
+            x = np.array([w.latest[n] for n in w.det.names])
+            score, contrib = w.stream.update(x)
+            ratio = score / w.det.threshold if w.det.threshold > 0 else 0.0
+            w.run = w.run + 1 if ratio > 1 else 0
+            w.recent.append((ts, ratio))
+            at = datetime.fromtimestamp(ts / 1e6, UTC)
+            out += [(f"{dev}/anomaly_score", at, ratio), (f"{dev}/health", at, health_index(ratio) or 0.0)]
+            last = (ratio, contrib)
+        if last is None:
+            return
+        async with self.ctx.acting_in(tenant) as app:
+            settings = app.settings_as(Settings)
+            if not w.ready:
+                await self._prepare(tenant, w, settings)
+            ratio, contrib = last
+            top = top_contributors(w.det.names, contrib)
+            await store.upsert_equipment(
+                app.session,
+                tenant,
+                w.equipment,
+                score=round(ratio, 4),
+                health=health_index(ratio),
+                contributors=[{"tag": n, "share": s} for n, s in top],
+                updated_at=datetime.now(UTC),
+            )
+            if w.run >= settings.anomaly_persist_points and not await store.has_open_order(
+                app.session, tenant, w.equipment, "anomaly"
+            ):
+                await store.open_order(
+                    app.session,
+                    tenant,
+                    equipment_name=w.equipment,
+                    title=f"{w.equipment}: persistent anomaly ({', '.join(n for n, _ in top)})",
+                    reason="anomaly",
+                    evidence=_evidence(w, top),
+                    who=f"app:{self.ctx.name}",
+                )
+                await app.audit("work_order.open", w.equipment, reason="anomaly")
+        await self.ctx.services.write(tenant, out)
+
+    async def _prepare(self, tenant: str, w: Watch, settings: Settings) -> None:
+        dev = output_device(w.equipment)
+        await self.ctx.services.ensure_device(tenant, dev)
+        await self.ctx.services.ensure_tag(tenant, dev, "anomaly_score", description="score / threshold")
+        await self.ctx.services.ensure_tag(tenant, dev, "health", unit="%", description="health index 0-100")
+        await self.ctx.services.ensure_rule(
+            tenant,
+            {
+                "name": f"{w.equipment} health low",
+                "kind": "threshold",
+                "tag": f"{dev}/health",
+                "direction": "low",
+                "limit": float(settings.health_alarm_below),
+                "deadband": 5.0,
+                "message": f"Health of {w.equipment} is low (maintenance app)",
+            },
+        )
+        w.ready = True
+
+
+def _evidence(w: Watch, top: list[tuple[str, float]]) -> dict[str, Any]:
+    recent = list(w.recent)
+    start, end = recent[0][0], recent[-1][0]
+    return {
+        "window": {
+            "start": datetime.fromtimestamp(start / 1e6, UTC).isoformat(),
+            "end": datetime.fromtimestamp(end / 1e6, UTC).isoformat(),
+        },
+        "scores": [round(r, 3) for _, r in recent[-60:]],
+        "contributors": [{"tag": n, "share": s} for n, s in top],
+        "tags": w.det.names,
+        "model": w.model_id,
+        "rul": None,
+        "likely_fault": None,
+    }
+
+
+async def scorer(ctx: WorkerContext) -> None:
+    """The worker: wait for the leadership, then score every stored batch."""
+    await ctx.services.wait_leader()
+    s = Scorer(ctx)
+    async for tenant, points in ctx.services.listen():
+        try:
+            await s.handle(tenant, points)
+        except GongyunError as exc:  # one tenant's trouble does not stop the others
+            ctx.log.warning("maintenance scoring in tenant %s: %s", tenant, exc.message)
