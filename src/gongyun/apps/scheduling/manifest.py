@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from gongyun.apps import AppManifest, Localized
+from pathlib import Path
+
+from gongyun.apps import AppManifest, AppPage, Localized
+from gongyun.apps.scheduling.cli import app as cli
+from gongyun.apps.scheduling.routes import router
+from gongyun.apps.scheduling.settings import Settings
+from gongyun.apps.scheduling.worker import watch_machines
+
+HERE = Path(__file__).parent
 
 MANIFEST = AppManifest(
     name="scheduling",
@@ -13,8 +21,18 @@ MANIFEST = AppManifest(
         en="Job shop and flexible job shop scheduling with OR-Tools CP-SAT, live rescheduling, Gantt.",
         zh_cn="基于 OR-Tools CP-SAT 的作业车间与柔性作业车间排产、实时重排与甘特图。",
     ),
-    permissions=["assets:read", "telemetry:read", "alarms:read", "apps:read", "apps:write"],
-    reads=("assets", "telemetry", "alarms"),
+    permissions=["apps:read", "apps:write", "assets:read", "telemetry:read"],
+    reads=("assets", "telemetry"),
     writes=("production orders", "schedules", "dispatch lists"),
     classification="important",
+    settings=Settings,
+    router=router,
+    pages=(
+        AppPage(slug="gantt", title=Localized(en="Scheduling", zh_cn="智能排产"), script="gantt.js"),
+        AppPage(slug="dispatch", title=Localized(en="Dispatch list", zh_cn="派工单"), script="dispatch.js"),
+    ),
+    static_dir=HERE / "static",
+    workers=(watch_machines,),
+    migrations=HERE / "migrations",
+    cli=cli,
 )

@@ -136,8 +136,8 @@ def right_shift(
     seqs = machine_sequences(c, machine, start)
     prev = [-1] * c.n
     for seq in seqs:
-        for a, b in itertools.pairwise(seq):
-            prev[b] = a
+        for x, y in itertools.pairwise(seq):
+            prev[y] = x
     fz = {inst.op_index[o] for o in frozen}
     new = [0] * c.n
     done = [False] * c.n
@@ -220,7 +220,7 @@ def repair(
     bv = model.get_bool_var_from_proto_index
     model.add(iv(b.objective) <= best_v)
     before = old.by_op()
-    terms = []
+    terms: list[Any] = []
     penalty = max(1, sum(c.min_dur) // max(1, c.n))
     for i, op in enumerate(now_inst.operations):
         a = before.get(op.id)
