@@ -148,6 +148,12 @@ class Settings(BaseSettings):
     audit_publish: list[str] = Field(default_factory=list)
     audit_publish_interval_s: int = Field(default=300, gt=0)
 
+    # Envelope encryption of core (level-3) data: base64 32-byte master keys, newest first
+    # (whitespace-separated; older ones only unwrap until `gongyun classify rotate-master`), or a
+    # file holding them (else generated into the data directory).
+    data_master_key: SecretStr | None = None
+    data_master_key_file: Path | None = None
+
     log_level: str = "INFO"
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
 

@@ -58,6 +58,7 @@ with every subclass anywhere in ``gongyun`` (``tests/test_errors.py`` checks it)
     │   ├── CurrentPasswordInvalid        403 current_password_invalid
     │   └── CommandRefused                403 command_refused               gongyun.edge.errors
     ├── NotFound                          404 not_found
+    │   ├── DataKeyGone                   404 data_key_shredded             gongyun.security.classify.keyring
     │   ├── ModelNotFound                 404 maintenance_model_not_found   gongyun.apps.maintenance.errors
     │   ├── HandleNotFound                404 identifier_not_found          gongyun.idres.errors
     │   ├── PrefixNotServed               404 identifier_prefix_not_served  gongyun.idres.errors

@@ -29,6 +29,7 @@ NONEXISTENT: dict[str, str] = {
     "sensor": "no-such-sensor",
     "event_id": "0" * 32,
     "incident_id": "0" * 32,
+    "request_id": "0" * 32,
 }
 
 
@@ -54,6 +55,18 @@ async def make_objects(
     ids["device"] = device["name"]
     tag_row = await _post(client, f"/api/v1/assets/devices/{device['id']}/tags", {"name": "temp"}, headers)
     ids["tag_id"] = tag_row["id"]
+    export = await _post(
+        client,
+        "/api/v1/classification/exports",
+        {
+            "tag": f"dev-{tag}/temp",
+            "start": "2026-01-01T00:00:00Z",
+            "end": "2026-01-02T00:00:00Z",
+            "reason": "probe",
+        },
+        headers,
+    )
+    ids["request_id"] = export["id"]
     rule = await _post(
         client,
         "/api/v1/alarms/rules",

@@ -29,6 +29,7 @@ ROUTER_MODULES = (
     "users",
     "apikeys",
     "audit",
+    "classification",
     "assets",
     "devices",
     "telemetry",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,20 +29,37 @@ from gongyun.alarms.engine import AlarmEngine
 from gongyun.alarms.feed import AlarmFeed, ReferencedTags
 from gongyun.alarms.leader import AlarmHost
 from gongyun.assets.catalog import AssetCatalog
+from gongyun.assets.levels import tag_levels
 from gongyun.bus import Bus
 from gongyun.config import Settings
 from gongyun.db import Database
 from gongyun.errors import GongyunError, NotFound, ServiceUnavailable
+from gongyun.security.classify.keyring import shared_keyring
+from gongyun.security.classify.levels import Level
 from gongyun.telemetry import reports
 from gongyun.telemetry.cleaning import CleaningConfig, CleaningReport, clean_range
 from gongyun.telemetry.consumer import SUBJECT, IngestConsumer
 from gongyun.telemetry.ingest import IngestConfig, Ingestor
 from gongyun.telemetry.live import LivePublisher, new_origin
 from gongyun.telemetry.rollups import RollupWorker
+from gongyun.telemetry.sealed import SealingStore
 from gongyun.telemetry.store import TimeSeriesStore, open_store, store_url_for
 from gongyun.telemetry.store.base import Point
 
 _log = logging.getLogger("gongyun.platform.data")
+
+
+def _core_tags(db: Database) -> Callable[[str], Awaitable[set[str]]]:
+    """A tenant's core tags (effective level 3), for the sealing store."""
+
+    async def core(tenant: str) -> set[str]:
+        async with db.session() as s:
+            levels = await tag_levels(s, tenant)
+        return {tag for tag, level in levels.items() if level is Level.core}
+
+    return core
+
+
 STREAM = "TELEMETRY"
 
 
@@ -97,7 +115,10 @@ class TelemetryService:
         store = open_store(url)
         await store.open()
         catalog = AssetCatalog(db)
-        ingestor = Ingestor(store, catalog, IngestConfig())
+        # core (level-3) tags' points are sealed into the metadata database, never stored in clear
+        keyring = shared_keyring(settings)
+        sealing = SealingStore(store, db, keyring, _core_tags(db))
+        ingestor = Ingestor(sealing, catalog, IngestConfig())
         engine = AlarmEngine(db)
         svc = cls(store, catalog, ingestor, engine, RollupWorker(store), IngestConsumer(ingestor), db)
         shared = subscribe_bus and shared_bus(bus)

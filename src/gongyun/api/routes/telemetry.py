@@ -17,10 +17,12 @@ from gongyun.api.deps import Ctx, require
 from gongyun.api.params import IsoTime, TagRefText
 from gongyun.api.responses import EXPORT_RESPONSES, EventStream
 from gongyun.assets import crud
+from gongyun.assets.levels import tag_levels
 from gongyun.core.types import Sample
-from gongyun.errors import InvalidInput
+from gongyun.errors import InvalidInput, PermissionDenied
 from gongyun.platform.data import TelemetryService
 from gongyun.platform.live import live_hub
+from gongyun.security.classify.levels import Level
 from gongyun.security.rbac import Perm
 from gongyun.telemetry import export as ex
 from gongyun.telemetry import reports
@@ -225,7 +227,9 @@ async def export(
     format: Literal["csv", "parquet"] = "csv",
     series: Series = "raw",
 ) -> Response:
-    """The points of the tags in [start, end) as a file."""
+    """The points of the tags in [start, end) as a file (general data only: important and core data
+    go through a four-eyes export request, ``/api/v1/classification/exports``)."""
+    await refuse_classified_export(ctx, tag)
     a, b = span(start, end)
     buf = io.BytesIO()
     await ex.export(_svc(ctx).store, ctx.tenant_id, tag, a, b, buf, format, series)
@@ -234,6 +238,19 @@ async def export(
     return Response(
         buf.getvalue(), media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'}
     )
+
+
+async def refuse_classified_export(ctx: Ctx, tags: list[str]) -> None:
+    """Refuse (and audit) a direct export that includes important or core tags."""
+    levels = await tag_levels(ctx.session, ctx.tenant_id)
+    high = sorted(t for t in tags if levels.get(t, Level.general) >= Level.important)
+    if high:
+        await ctx.audit("telemetry.export", ",".join(high)[:200], "failure", error="needs approval")
+        await ctx.session.commit()  # the refusal stays in the audit trail
+        raise PermissionDenied(
+            "important or core data is exported only through an approved request "
+            f"(POST /api/v1/classification/exports): {', '.join(high)}"
+        )
 
 
 @router.get("/stream", summary="Live points (server-sent events)", response_class=EventStream)
