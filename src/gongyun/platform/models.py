@@ -6,8 +6,8 @@ import gongyun.assets.models
 import gongyun.idres.models
 import gongyun.security.audit.chain
 import gongyun.security.audit.tlog
-import gongyun.security.ids.store
 import gongyun.security.classify.exports
 import gongyun.security.classify.keyring
+import gongyun.security.ids.store
 import gongyun.security.models
 import gongyun.telemetry.reports  # noqa: F401
