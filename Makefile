@@ -89,3 +89,9 @@ bench-rul bench-anomaly: bench-%: $(VENV)/.installed-dev
 .PHONY: bench-audit
 bench-audit: $(VENV)/.installed-dev
 	$(BIN)/python bench/audit.py $(BENCH_ARGS)
+
+# The IDS: a >= 1 M packet capture of the demo's Modbus traffic decoded beside tshark, and the live
+# sensor's packets/s on loopback before it drops any (docs/security-ids.md). BENCH_ARGS=--packets N.
+.PHONY: bench-ids
+bench-ids: $(VENV)/.installed-dev
+	$(BIN)/python bench/ids.py $(BENCH_ARGS)

@@ -11,6 +11,7 @@ is counted in :class:`~gongyun.security.ids.stats.Stats` with its reason.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import socket
 import struct
@@ -325,6 +326,8 @@ class LiveCapture:
         self.interface = interface
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, bufsize)
+        with contextlib.suppress(OSError):  # PACKET_IGNORE_OUTGOING (4.20+): lo's outgoing twins stay out
+            self.sock.setsockopt(263, 23, 1)
         self.sock.bind((interface, 0))
         self.sock.settimeout(0.2)
 

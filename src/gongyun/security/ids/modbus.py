@@ -10,6 +10,7 @@ message with ``matched`` unset, exactly as Zeek does. Pure functions and plain c
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,12 +95,19 @@ def zeek_escape(data: bytes) -> str:
     return "".join(out)
 
 
+_BITS = [[(b >> i) & 1 for i in range(8)] for b in range(256)]
+
+
 def _bits(data: bytes) -> list[int]:
-    return [(byte >> i) & 1 for byte in data for i in range(8)]
+    out: list[int] = []
+    for byte in data:
+        out += _BITS[byte]
+    return out
 
 
 def _regs(data: bytes) -> list[int]:
-    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data) - 1, 2)]
+    n = len(data) // 2
+    return list(struct.unpack_from(f">{n}H", data)) if n else []
 
 
 def _u16(data: bytes, off: int) -> int | None:

@@ -308,6 +308,9 @@ async def run_range(
             tasks.append(asyncio.create_task(normal_traffic(target, stop)))
         if ship is not None:
             tasks.append(asyncio.create_task(ship(sensor)))
+        if not standalone:  # the engineer's own write during normal operation: what the attacker replays
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(_engineer_write, target)
         log.info("learning the normal traffic for %.0f s", learn_s)
         await asyncio.sleep(learn_s + 0.5)
         quiet_from = time.time()
@@ -337,6 +340,12 @@ async def run_range(
     report.scenario, report.learn_s, report.quiet_s = scenario_name, learn_s, quiet_s
     report.packets, report.drops = sensor.stats.counts["packets"], sensor.drops
     return report
+
+
+def _engineer_write(t: Target) -> None:
+    m = ModbusRaw(t.host, t.modbus_port, src="127.0.0.1")
+    m.request(1, LEGIT_WRITE)
+    m.close()
 
 
 def _reachable(host: str, port: int) -> bool:
