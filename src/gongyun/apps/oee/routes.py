@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, insert, select, update
 
 from gongyun.apps import AppCtx, needs
-from gongyun.apps.oee import service
+from gongyun.apps.oee import service, worker
 from gongyun.apps.oee.domain.calendar import ShiftCalendar
 from gongyun.apps.oee.domain.losses import UNCODED, pareto, reason_tree
 from gongyun.apps.oee.domain.rollup import timeline_from_rollups
@@ -48,6 +48,7 @@ async def add_machine(body: MachineIn, ctx: Engineer) -> dict[str, Any]:
         "created_at": datetime.now(UTC),
     }
     await ctx.session.execute(insert(machines).values(**values))
+    worker.changed()
     await ctx.audit("machine.add", values["id"], name=body.name, line=body.line)
     return service.plain(values)
 

@@ -20,6 +20,15 @@ from gongyun.apps.oee.service import new_id
 from gongyun.apps.oee.tables import machines, stops
 from gongyun.telemetry.store.base import Point
 
+_STALE = {"now": False}
+
+
+def changed() -> None:
+    """Definitions changed in this process: the worker re-reads them before the next batch
+    (other processes' changes are seen within REFRESH_S)."""
+    _STALE["now"] = True
+
+
 REFRESH_S = 1.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -33,7 +42,8 @@ class _Machines:
         self.by_tenant: dict[str, dict[str, list[dict[str, Any]]]] = {}
 
     async def get(self, tenant: str) -> dict[str, list[dict[str, Any]]]:
-        if time.monotonic() - self.at > REFRESH_S:
+        if _STALE["now"] or time.monotonic() - self.at > REFRESH_S:
+            _STALE["now"] = False
             fresh: dict[str, dict[str, list[dict[str, Any]]]] = {}
             for t in await self.ctx.tenants():
                 async with self.ctx.acting_in(t) as app:

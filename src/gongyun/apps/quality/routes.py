@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import insert, select, update
 
 from gongyun.apps import AppCtx, needs
-from gongyun.apps.quality import service
+from gongyun.apps.quality import service, worker
 from gongyun.apps.quality.errors import SpcInputInvalid
 from gongyun.apps.quality.service import ChartIn, InspectionIn, SpecLimits
 from gongyun.apps.quality.spc import ChartKind, capability
@@ -71,6 +71,7 @@ async def create_chart(body: ChartIn, ctx: Engineer) -> dict[str, Any]:
         "created_at": datetime.now(UTC),
     }
     await ctx.session.execute(insert(charts).values(**values))
+    worker.changed()
     await ctx.audit("chart.create", chart_id, name=body.name, kind=body.kind.value)
     return service.chart_json(values)
 

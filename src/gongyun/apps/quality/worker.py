@@ -19,6 +19,15 @@ from gongyun.apps import WorkerContext
 from gongyun.apps.quality import service
 from gongyun.apps.quality.tables import charts
 
+_STALE = {"now": False}
+
+
+def changed() -> None:
+    """Definitions changed in this process: the worker re-reads them before the next batch
+    (other processes' changes are seen within REFRESH_S)."""
+    _STALE["now"] = True
+
+
 REFRESH_S = 1.0
 RECENT = 3  # violations are taken from the newest few subgroups only
 
@@ -37,7 +46,8 @@ class _Charts:
         self.by_tenant: dict[str, dict[str, list[dict[str, Any]]]] = {}
 
     async def get(self, tenant: str) -> dict[str, list[dict[str, Any]]]:
-        if time.monotonic() - self.at > REFRESH_S:
+        if _STALE["now"] or time.monotonic() - self.at > REFRESH_S:
+            _STALE["now"] = False
             self.by_tenant = {}
             for t in await self.ctx.tenants():
                 async with self.ctx.acting_in(t) as app:
