@@ -69,6 +69,13 @@ bench-schedule: $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet --no-deps -r bench/schedule-requirements.txt
 	$(BIN)/python bench/schedule.py $(SCHEDULE_ARGS)
 
+# Two Gongyun deployments with enterprise nodes, a secondary, a root and a recursive resolver
+# (docs/apps/trace.md): about a minute, so not part of `make test`.
+test-trace-enterprises: $(VENV)/.installed-dev
+	GONGYUN_TRACE_ENTERPRISES=1 $(BIN)/python -m pytest -q tests/integration/test_trace_enterprises.py
+
+.PHONY: test-trace-enterprises bench-trace
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
 

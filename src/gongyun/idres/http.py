@@ -126,6 +126,7 @@ class HandleService:
         self.basic = HandleBasicAuth(self._secret)
         self.authenticators: list[Authenticator] = [self.basic, *(authenticators or [])]
         self.sessions = Sessions(self._secret)
+        self._grant_names: set[str] = set()
         registry.listeners.append(self._changed)
         self._sqlite: sqlite3.Connection | None = None
         self._sqlite_path: str | None = None
@@ -246,6 +247,8 @@ class HandleService:
     def _require_admin(self, req: Request, prefix: str) -> Principal:
         if req.principal is None:
             raise AuthError("authentication is needed to change or list identifiers")
+        if req.principal.name in self._grant_names:
+            raise PermissionDenied(f"{req.principal.name} is a read grant: it changes nothing")
         if not req.principal.covers(prefix) or not req.principal.can_write:
             raise PermissionDenied(f"{req.principal.name} does not administer prefix {prefix}")
         return req.principal
@@ -283,6 +286,9 @@ class HandleService:
                 404, {"responseCode": RC_HANDLE_NOT_FOUND, "handle": str(h), "message": "Handle Not Found"}
             )
         stored, values_json, public_json, min_ttl, owner = row
+        grant = await self._grant_of(req.principal)
+        if grant is not None:
+            return await self._granted_get(req, h.norm, row, grant)
         admin = self._can_admin(req, h.prefix, owner) and not req.flag("publicOnly")
         indexes, types = req.query.get("index"), req.query.get("type")
         if not indexes and not types:
@@ -336,6 +342,8 @@ class HandleService:
         p = req.principal
         if p is None:
             raise AuthError("authentication is needed to change or list identifiers")
+        if await self._grant_of(p) is not None:
+            raise PermissionDenied(f"{p.name} is a read grant: it changes nothing")
         row = await self._fetch(norm)
         if row is None or p.prefixes is None or p.tenant_id is not None or p.operator:
             return self._require_admin(req, prefix), row is not None
@@ -361,13 +369,71 @@ class HandleService:
                 return p, True
         raise PermissionDenied(f"{p.name} is not an administrator (HS_ADMIN) of {row[0]} for this change")
 
+    async def _grant_of(self, p: Principal | None) -> dict[str, Any] | None:
+        """The read grant a Handle identity carries (a ``GY_GRANT`` value), read fresh each time."""
+        if p is None or p.operator or p.tenant_id is not None:
+            return None
+        try:
+            me = parse_indexed(p.name)
+        except MalformedIdentifier:
+            return None
+        row = await self._fetch(me.handle.norm)
+        if row is None:
+            return None
+        for v in decode_values(orjson.loads(row[1])):
+            if v.type == "GY_GRANT" and isinstance(v.value, str):
+                try:
+                    grant = orjson.loads(v.value)
+                except orjson.JSONDecodeError:
+                    return {"revoked": True, "handles": [], "types": []}
+                if isinstance(grant, dict):
+                    self._grant_names.add(p.name)
+                    grant["_owner"] = row[4]
+                    return grant
+        return None
+
+    async def _no_grant(self, req: Request) -> None:
+        if await self._grant_of(req.principal) is not None:
+            assert req.principal is not None
+            raise PermissionDenied(f"{req.principal.name} is a read grant: it reads granted records only")
+
+    async def _granted_get(self, req: Request, norm: str, row: RawRecord, grant: dict[str, Any]) -> Response:
+        """A record as a read grant sees it: public values, plus the granted types while it holds."""
+        stored, values_json, _, _, owner = row
+        now = time.time()
+        expires = grant.get("expires")
+        active = (
+            not grant.get("revoked")
+            and (not isinstance(expires, int | float) or expires > now)
+            and grant.get("_owner") == owner
+            and norm in {fold(str(h)) for h in grant.get("handles", [])}
+        )
+        types = {str(t) for t in grant.get("types", [])} if active else set()
+        values = [v for v in decode_values(orjson.loads(values_json)) if v.public or v.type in types]
+        assert req.principal is not None
+        await self._audit(
+            req,
+            owner,
+            "identifier.read.granted",
+            stored,
+            outcome="success" if active else "denied",
+            grantee=str(grant.get("grantee", "")),
+            types=sorted(types),
+        )
+        return json_response(
+            200, {"responseCode": RC_SUCCESS, "handle": stored, "values": encode_values(values)}
+        )
+
     async def _audit(self, req: Request, tenant_id: str, action: str, target: str, **detail: Any) -> None:
         """Record a write through this API in the tenant's audit trail."""
         from gongyun.security.audit import record
 
         actor = req.principal.name if req.principal is not None else "anonymous"
+        outcome = str(detail.pop("outcome", "success"))
         async with self.registry.db.session() as s:
-            await record(s, tenant_id, f"handle:{actor}", action, target, via="handle-rest-api", **detail)
+            await record(
+                s, tenant_id, f"handle:{actor}", action, target, outcome, via="handle-rest-api", **detail
+            )
 
     async def _put(self, req: Request, handle: str) -> Response:
         """Create or replace a record (a plain PUT overwrites, as in Handle.Net), or with
@@ -440,6 +506,7 @@ class HandleService:
         prefix = req.arg("prefix")
         if not prefix:
             raise InvalidInput("GET /api/handles needs ?prefix=")
+        await self._no_grant(req)
         self._require_admin(req, prefix)
         try:
             page = int(req.arg("page", "0") or 0)
@@ -458,6 +525,7 @@ class HandleService:
         """``GET /hrls/handles?TYPE=pattern``: matching identifiers in the caller's prefixes."""
         if req.principal is None:
             raise AuthError("reverse lookup needs authentication")
+        await self._no_grant(req)
         criteria = {k: v[0] for k, v in req.query.items() if k not in {"limit", "prefix"} and v}
         limit = int(req.arg("limit", "1000") or 1000) if (req.arg("limit") or "1").isdigit() else 1000
         prefixes = list(req.principal.prefixes) if req.principal.prefixes is not None else None
@@ -481,6 +549,7 @@ class HandleService:
             raise InvalidInput(f"a batch holds at most {MAX_BATCH} records, got {len(records)}")
         if req.principal is None:
             raise AuthError("batch registration needs authentication")
+        await self._no_grant(req)
         items: list[tuple[str, Any]] = []
         for rec in records:
             handle = str(rec.get("handle", "")) if isinstance(rec, dict) else ""

@@ -13,10 +13,10 @@ from gongyun.errors import AuthError, InvalidInput, PermissionDenied
 from gongyun.idres import prefixes as pfx
 from gongyun.idres.asgi import AsgiApp, Request, Response, json_response
 from gongyun.idres.auth import Principal
-from gongyun.idres.errors import RC_SUCCESS, HandleNotFound
+from gongyun.idres.errors import RC_HANDLE_NOT_FOUND, RC_SUCCESS, HandleNotFound
 from gongyun.idres.registry import Registry
 from gongyun.idres.resolver import Resolver
-from gongyun.idres.syntax import NA_PREFIX, fold, is_under, parent_prefix, prefix_record
+from gongyun.idres.syntax import NA_PREFIX, fold, is_under, parent_prefix, parse, prefix_record
 from gongyun.idres.values import (
     ADMIN_ONLY,
     HandleValue,
@@ -330,10 +330,20 @@ class RecursiveRoutes:
             },
         )
 
+    async def sites(self, req: Request) -> Response:
+        """``GET /api/resolver/sites?prefix=P``: the sites the referrals lead to for a prefix."""
+        prefix = req.arg("prefix") or ""
+        parse(f"{prefix}/x")
+        found = await self.resolver.sites_for(prefix)
+        if found is None:
+            return json_response(404, {"responseCode": RC_HANDLE_NOT_FOUND, "prefix": prefix, "sites": []})
+        return json_response(200, {"responseCode": RC_SUCCESS, "prefix": prefix, "sites": found})
+
     def install(self, app: AsgiApp) -> None:
         """Mount the resolver endpoints and the fast path."""
         app.mount("/api/handles/", self.handles)
         app.mount("/api/resolver/stats", self.stats)
+        app.mount("/api/resolver/sites", self.sites)
         app.fast_get = self.fast_get
 
 

@@ -12,13 +12,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gongyun.apps import AppCtx, needs
-from gongyun.apps.trace import epcis_store, store
+from gongyun.apps.trace import epcis_store, sharing, store
 from gongyun.apps.trace.domain.ids import Kind, Minted, key_of, mint, parse_template, split_key
 from gongyun.apps.trace.domain.labels import MEDIA, Format, label_uri, qr
 from gongyun.apps.trace.epcis_routes import router as epcis_router
 from gongyun.apps.trace.errors import TraceItemNotFound
 from gongyun.apps.trace.registration import register
 from gongyun.apps.trace.settings import Settings
+from gongyun.apps.trace.sharing_routes import router as sharing_router
 from gongyun.apps.trace.tables import templates
 from gongyun.errors import InvalidInput
 from gongyun.security.rbac import Perm
@@ -264,6 +265,7 @@ async def start_recall(body: RecallIn, ctx: Writer) -> dict[str, Any]:
     """Freeze everything made from an item and notify the receivers of its shipments."""
     root = await _resolve(ctx, body.item)
     out = await store.start_recall(ctx.session, ctx.tenant_id, root, body.name, body.reason)
+    out["published"] = await sharing.mark_recalled(ctx.session, ctx.db, ctx.tenant_id, int(out["id"]))
     await ctx.audit("recall.start", str(out["id"]), item=root, affected=out["affected"])
     return out
 
@@ -301,3 +303,4 @@ async def acknowledge(notice_id: int, body: AckIn, ctx: Writer) -> dict[str, Any
 
 
 router.include_router(epcis_router)
+router.include_router(sharing_router)

@@ -131,3 +131,30 @@ notices = Table(
     Column("acked_by", String(200)),
     Column("local_recall_id", ID),
 )
+
+partners = Table(
+    "trace_partners",
+    metadata,
+    Column("tenant_id", String(32), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("prefix", String(100)),
+    Column("resolver_url", String(300)),
+    Column("grant_handle", String(255)),
+    Column("token", String(200)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+grants = Table(
+    "trace_grants",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(32), nullable=False, index=True),
+    Column("partner", String(64), nullable=False),
+    Column("handle", String(255), nullable=False),
+    Column("types", JSON, nullable=False),
+    Column("handles", JSON, nullable=False),
+    Column("events", Integer, nullable=False, server_default="0"),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
