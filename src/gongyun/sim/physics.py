@@ -23,7 +23,7 @@ class PumpState(IntEnum):
 
 @dataclass
 class Pump:
-    """A centrifugal pump with motor and bearings; faults: bearing wear, clogging."""
+    """A centrifugal pump with motor and bearings; faults: bearing wear, clogging, cavitation."""
 
     seed: int = 1
     nominal_rpm: float = 1450.0
@@ -42,6 +42,8 @@ class Pump:
     wear_rate: float = 0.0  # per second, 0 = healthy
     clog: float = 0.0  # 0..1 fraction of flow restricted
     clog_rate: float = 0.0
+    cavitation: float = 0.0  # 0..1, 1 = impeller damage (suction starved)
+    cavitation_rate: float = 0.0
     fault_code: int = 0
     rng: random.Random = field(init=False, repr=False)
 
@@ -50,17 +52,20 @@ class Pump:
         self.step(0.0)
 
     def inject(self, fault: str, rate: float = 0.01) -> None:
-        """Start a fault: ``bearing_wear`` or ``clogging`` growing at ``rate`` per second."""
+        """Start a fault: ``bearing_wear``, ``clogging`` or ``cavitation`` growing at ``rate`` per second."""
         if fault == "bearing_wear":
             self.wear_rate = rate
         elif fault == "clogging":
             self.clog_rate = rate
+        elif fault == "cavitation":
+            self.cavitation_rate = rate
         else:
             raise ValueError(f"unknown pump fault {fault!r}")
 
     def repair(self) -> None:
         """Clear faults and reset wear, as a maintenance crew would."""
         self.wear = self.wear_rate = self.clog = self.clog_rate = 0.0
+        self.cavitation = self.cavitation_rate = 0.0
         self.fault_code = 0
         self.state = PumpState.stopped
 
@@ -78,6 +83,7 @@ class Pump:
         if running:
             self.wear = min(1.0, self.wear + self.wear_rate * (1 + 4 * self.wear) * dt)
             self.clog = min(0.95, self.clog + self.clog_rate * dt)
+            self.cavitation = min(1.0, self.cavitation + self.cavitation_rate * dt)
             self.run_seconds += dt
         # affinity laws: Q ~ n, H ~ n^2; a clog restricts the discharge: less flow, more head
         self.flow = max(0.0, 120.0 * ratio * (1 - self.clog) + noise(0, 0.6) * ratio)
@@ -88,11 +94,19 @@ class Pump:
         self.vibration = max(0.05, (1.1 + 9.0 * self.wear**2) * ratio + noise(0, 0.08))
         target_temp = 25.0 + (18.0 + 45.0 * self.wear) * ratio
         self.bearing_temp = _lag(self.bearing_temp, target_temp, 30.0, dt) + noise(0, 0.05)
+        if self.cavitation > 0:  # vapour bubbles: less head and flow, crackling pressure, vibration
+            cav = self.cavitation
+            self.flow = max(0.0, self.flow * (1 - 0.25 * cav) + noise(0, 3.0 * cav) * ratio)
+            self.pressure = max(0.0, self.pressure * (1 - 0.3 * cav) + noise(0, 0.25 * cav) * ratio)
+            self.current = max(0.0, self.current * (1 - 0.1 * cav))
+            self.vibration += (2.5 * cav + abs(noise(0, 1.5 * cav))) * ratio
         self.total_volume += self.flow / 3600 * dt
         if self.wear >= 1.0 and self.state is PumpState.running:
             self.state, self.fault_code = PumpState.tripped, 1
         elif self.clog >= 0.9 and self.state is PumpState.running:
             self.state, self.fault_code = PumpState.tripped, 2
+        elif self.cavitation >= 1.0 and self.state is PumpState.running:
+            self.state, self.fault_code = PumpState.tripped, 3
 
 
 CNC_STATES = ("IDLE", "RUNNING", "STOPPED", "ALARM")

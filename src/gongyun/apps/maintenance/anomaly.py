@@ -57,6 +57,7 @@ class AdaptiveDetector:
     names: list[str] = field(default_factory=list)
     mean: list[float] = field(default_factory=list)
     spread: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)  # of the raw values, for diagnosis
     threshold: float = 0.0
 
     def min_points(self) -> int:
@@ -74,6 +75,7 @@ class AdaptiveDetector:
             )
         self.names = list(names)
         self.mean = x.mean(axis=0).tolist()
+        self.std = x.std(axis=0).tolist()
         rm = _trailing_mean(x, self.window)[self.window :]
         spread = rm.std(axis=0)
         floor = 1e-6 * np.maximum(np.abs(np.asarray(self.mean)), 1.0)

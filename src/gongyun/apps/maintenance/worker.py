@@ -9,6 +9,7 @@ alarms through the alarm engine, and an anomaly that persists opens a work order
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import deque
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from gongyun.apps import WorkerContext
-from gongyun.apps.maintenance import store
+from gongyun.apps.maintenance import diagnosis, store
 from gongyun.apps.maintenance.anomaly import AdaptiveDetector, DetectorStream, top_contributors
 from gongyun.apps.maintenance.health import health_index
 from gongyun.apps.maintenance.settings import Settings
@@ -51,6 +52,7 @@ class Watch:
     latest: dict[str, float] = field(default_factory=dict)
     run: int = 0  # anomalous points in a row
     recent: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=120))
+    raw: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=60))
     ready: bool = False
 
 
@@ -120,6 +122,7 @@ class Scorer:
                 continue
             x = np.array([w.latest[n] for n in w.det.names])
             score, contrib = w.stream.update(x)
+            w.raw.append(x)
             ratio = score / w.det.threshold if w.det.threshold > 0 else 0.0
             w.run = w.run + 1 if ratio > 1 else 0
             w.recent.append((ts, ratio))
@@ -146,13 +149,18 @@ class Scorer:
             if w.run >= settings.anomaly_persist_points and not await store.has_open_order(
                 app.session, tenant, w.equipment, "anomaly"
             ):
+                fault = await _diagnose(w)
+                if fault:
+                    await store.upsert_equipment(
+                        app.session, tenant, w.equipment, fault=fault[0], fault_confidence=round(fault[1], 3)
+                    )
                 await store.open_order(
                     app.session,
                     tenant,
                     equipment_name=w.equipment,
                     title=f"{w.equipment}: persistent anomaly ({', '.join(n for n, _ in top)})",
                     reason="anomaly",
-                    evidence=_evidence(w, top),
+                    evidence=_evidence(w, top, fault),
                     who=f"app:{self.ctx.name}",
                 )
                 await app.audit("work_order.open", w.equipment, reason="anomaly")
@@ -178,7 +186,19 @@ class Scorer:
         w.ready = True
 
 
-def _evidence(w: Watch, top: list[tuple[str, float]]) -> dict[str, Any]:
+async def _diagnose(w: Watch) -> tuple[str, float] | None:
+    """The likely fault of a pump whose detector watches the pump signals (None otherwise)."""
+    cols = diagnosis.pump_columns(w.det.names)
+    if cols is None or len(w.raw) < diagnosis.WINDOW or not w.det.std:
+        return None
+    window = np.asarray(w.raw)[:, cols]
+    mean = np.asarray(w.det.mean)[cols]
+    std = np.asarray(w.det.std)[cols]
+    clf = await asyncio.to_thread(diagnosis.pump_classifier)
+    return clf.predict(diagnosis.stats_features(window, mean, std)[None, :])[0]
+
+
+def _evidence(w: Watch, top: list[tuple[str, float]], fault: tuple[str, float] | None) -> dict[str, Any]:
     recent = list(w.recent)
     start, end = recent[0][0], recent[-1][0]
     return {
@@ -191,7 +211,7 @@ def _evidence(w: Watch, top: list[tuple[str, float]]) -> dict[str, Any]:
         "tags": w.det.names,
         "model": w.model_id,
         "rul": None,
-        "likely_fault": None,
+        "likely_fault": {"fault": fault[0], "confidence": round(fault[1], 3)} if fault else None,
     }
 
 

@@ -1,0 +1,192 @@
+"""Fault diagnosis of pumps: labelled simulator runs, window features, a classifier with confidence.
+
+Features of a window compare it with the equipment's own healthy baseline, signal by signal: the
+shift of the mean in baseline standard deviations, the relative shift of the mean, and the log ratio
+of the spreads (cavitation is noisy, clogging and wear are not). A random forest maps them to
+``normal``, ``bearing_wear``, ``clogging`` or ``cavitation``; its vote share is the confidence.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from gongyun.apps.maintenance.errors import BaselineTooShort, DataInvalid
+from gongyun.sim.physics import Pump
+
+Array = npt.NDArray[np.float64]
+PUMP_SIGNALS = ("flow", "pressure", "current", "vibration", "bearing_temp")
+PUMP_FAULTS = ("bearing_wear", "clogging", "cavitation")
+CLASSES = ("normal", *PUMP_FAULTS)
+WINDOW = 60
+ONSET = 0.15  # a fault's severity from which its windows are labelled with it
+MIN_BASELINE = 60
+
+
+def window_features(window: Array, baseline: Array) -> Array:
+    """Features of ``window`` (rows x signals) against the healthy ``baseline``."""
+    if len(baseline) < MIN_BASELINE:
+        raise BaselineTooShort(
+            f"the baseline has {len(baseline)} points; diagnosis needs at least {MIN_BASELINE}",
+            minimum=MIN_BASELINE,
+        )
+    if window.shape[1] != baseline.shape[1]:
+        raise DataInvalid(f"window has {window.shape[1]} signals, baseline {baseline.shape[1]}")
+    return stats_features(window, baseline.mean(axis=0), baseline.std(axis=0))
+
+
+def stats_features(window: Array, mb: Array, sb: Array) -> Array:
+    """``window_features`` from the baseline's mean and standard deviation only."""
+    sb = np.maximum(sb, 1e-6)
+    mw, sw = window.mean(axis=0), np.maximum(window.std(axis=0), 1e-6)
+    shift = (mw - mb) / sb
+    rel = (mw - mb) / np.maximum(np.abs(mb), 1e-6)
+    spread = np.log(sw / sb)
+    return np.concatenate([np.clip(shift, -50, 50), np.clip(rel, -5, 5), spread])
+
+
+@dataclass
+class Run:
+    """One simulated run: signals per second, the fault and its severity per second."""
+
+    fault: str
+    values: Array
+    severity: Array
+    healthy_s: int
+    failed_at: int | None = None
+
+
+def simulate_pump(fault: str, seed: int, healthy_s: int = 300, max_s: int = 3000) -> Run:
+    """A pump run: healthy for ``healthy_s`` seconds, then ``fault`` grows until the pump trips."""
+    rng = np.random.default_rng(seed)
+    pump = Pump(seed=seed)
+    pump.speed_setpoint = float(rng.uniform(1300, 1500))
+    rows: list[list[float]] = []
+    sev: list[float] = []
+    failed = None
+    for t in range(max_s):
+        if t == healthy_s and fault != "normal":
+            rate = (
+                float(rng.uniform(0.0006, 0.002))
+                if fault != "bearing_wear"
+                else float(rng.uniform(3e-4, 9e-4))
+            )
+            pump.inject(fault, rate)
+        pump.step(1.0)
+        if pump.fault_code:
+            failed = t
+            break
+        rows.append([getattr(pump, s) for s in PUMP_SIGNALS])
+        sev.append(
+            {"bearing_wear": pump.wear, "clogging": pump.clog, "cavitation": pump.cavitation}.get(fault, 0.0)
+        )
+        if fault == "normal" and t >= healthy_s + 600:
+            break
+    return Run(fault, np.asarray(rows), np.asarray(sev), healthy_s, failed)
+
+
+def labelled_windows(run: Run, step: int = 20) -> tuple[list[Array], list[str]]:
+    """Windows of a run with their labels (normal before onset, the fault from severity ``ONSET``)."""
+    base = run.values[: run.healthy_s]
+    xs, ys = [], []
+    for end in range(run.healthy_s + WINDOW, len(run.values) + 1, step):
+        s = run.severity[end - 1]
+        if run.fault == "normal":
+            label = "normal"
+        elif s >= ONSET:
+            label = run.fault
+        else:
+            continue  # too early to tell: not a training example either way
+        xs.append(window_features(run.values[end - WINDOW : end], base))
+        ys.append(label)
+    return xs, ys
+
+
+def dataset(seeds: range) -> tuple[Array, list[str]]:
+    """Labelled windows of one run per class and seed."""
+    xs: list[Array] = []
+    ys: list[str] = []
+    for seed in seeds:
+        for fault in CLASSES:
+            x, y = labelled_windows(simulate_pump(fault, seed * 10 + CLASSES.index(fault)))
+            xs += x
+            ys += y
+    return np.asarray(xs), ys
+
+
+@dataclass
+class FaultClassifier:
+    """A random forest over window features."""
+
+    classes: list[str] = field(default_factory=lambda: list(CLASSES))
+    forest: Any = None
+
+    def fit(self, x: Array, y: list[str], seed: int = 0) -> FaultClassifier:
+        """Train on labelled windows."""
+        from sklearn.ensemble import RandomForestClassifier
+
+        unknown = sorted(set(y) - set(self.classes))
+        if unknown:
+            raise DataInvalid(f"unknown label(s): {', '.join(unknown)}")
+        self.forest = RandomForestClassifier(
+            n_estimators=150, min_samples_leaf=2, random_state=seed, n_jobs=1
+        )
+        self.forest.fit(x, y)
+        return self
+
+    def predict(self, x: Array) -> list[tuple[str, float]]:
+        """Likely fault and its confidence (vote share) of each row of features."""
+        proba = self.forest.predict_proba(x)
+        names = list(self.forest.classes_)
+        return [(names[int(i)], float(p[int(i)])) for p, i in zip(proba, proba.argmax(axis=1), strict=True)]
+
+    def diagnose(self, window: Array, baseline: Array) -> tuple[str, float]:
+        """The likely fault of one window, with confidence."""
+        return self.predict(window_features(window, baseline)[None, :])[0]
+
+
+def confusion_matrix(truth: list[str], pred: list[str], classes: tuple[str, ...] = CLASSES) -> Array:
+    """Counts: rows are true classes, columns predicted."""
+    m = np.zeros((len(classes), len(classes)))
+    for t, p in zip(truth, pred, strict=True):
+        m[classes.index(t), classes.index(p)] += 1
+    return m
+
+
+def format_confusion(m: Array, classes: tuple[str, ...] = CLASSES) -> str:
+    """A confusion matrix as text, with each class's recall."""
+    w = max(len(c) for c in classes) + 2
+    lines = ["true \\ predicted".ljust(w) + "".join(c[:12].rjust(14) for c in classes) + "   recall"]
+    for i, c in enumerate(classes):
+        recall = m[i, i] / m[i].sum() if m[i].sum() else float("nan")
+        lines.append(c.ljust(w) + "".join(f"{int(v):14d}" for v in m[i]) + f"   {recall:.3f}")
+    return "\n".join(lines)
+
+
+def pump_columns(tags: list[str]) -> list[int] | None:
+    """Positions of the pump signals among ``tags`` (matched by tag name), or None if any is missing."""
+    names = [t.rsplit("/", 1)[-1].lower() for t in tags]
+    try:
+        return [names.index(s) for s in PUMP_SIGNALS]
+    except ValueError:
+        return None
+
+
+_PUMP_MODEL: list[FaultClassifier] = []
+
+
+def pump_classifier() -> FaultClassifier:
+    """The pump classifier, trained once per process on simulator runs (a few seconds)."""
+    if not _PUMP_MODEL:
+        x, y = dataset(range(0, 5))
+        _PUMP_MODEL.append(FaultClassifier().fit(x, y))
+    return _PUMP_MODEL[0]
+
+
+def describe(clf: FaultClassifier) -> str:
+    """A short JSON description (classes, signals, window) for a registry entry."""
+    return json.dumps({"classes": clf.classes, "signals": PUMP_SIGNALS, "window": WINDOW, "onset": ONSET})
