@@ -151,11 +151,14 @@ def test_control_chart_ack_and_loss_coding_in_both_languages(
     page.goto(base + "/apps/oee/losses")
     _ready(page)
     page.wait_for_selector("#oee-pareto rect[data-key=uncoded]")
+    assert "非计划停机" in page.locator("#oee-uncoded").inner_text()
     _shot(page, tmp_path, "oee-01-losses-uncoded-zh")
     page.locator("tr[data-stop] select.oee-reason").first.select_option("jam")
     page.locator("tr[data-stop] button.oee-code").first.click()
     page.wait_for_selector("#oee-pareto rect[data-key=jam]")
+    page.wait_for_selector("tr[data-stop]", state="detached")  # no uncoded stop left
     assert page.locator("#oee-pareto rect[data-key=uncoded]").count() == 0
+    assert "非计划停机" not in page.locator("#oee-uncoded").inner_text()
     assert "卡膜" in page.locator("#oee-pareto").inner_html()
     _shot(page, tmp_path, "oee-02-losses-coded-zh")
     page.goto(base + "/apps/oee/board")

@@ -10,10 +10,12 @@
   const TEXT = {
     en: { by: "By", reason: "reason", machine: "machine", shift: "shift", loss: "loss category", pareto: "Loss Pareto (last 7 days)",
       uncodedTitle: "Stops without a reason", uncoded: "uncoded", start: "Start", duration: "Duration (s)", state: "State",
-      code: "Code", save: "Save", none: "No uncoded stops.", empty: "No stops in the window.", choose: "— reason —", open: "ongoing" },
+      code: "Code", save: "Save", none: "No uncoded stops.", empty: "No stops in the window.", choose: "— reason —", open: "ongoing",
+      states: { idle: "idle", down_planned: "planned stop", down_unplanned: "unplanned stop", setup: "setup", unknown: "no data" } },
     "zh-CN": { by: "按", reason: "原因", machine: "设备", shift: "班次", loss: "损失类别", pareto: "损失帕累托图(最近 7 天)",
       uncodedTitle: "未填写原因的停机", uncoded: "未编码", start: "开始", duration: "时长(秒)", state: "状态",
-      code: "原因", save: "保存", none: "没有未编码的停机。", empty: "该时间范围内没有停机。", choose: "— 选择原因 —", open: "进行中" },
+      code: "原因", save: "保存", none: "没有未编码的停机。", empty: "该时间范围内没有停机。", choose: "— 选择原因 —", open: "进行中",
+      states: { idle: "待机", down_planned: "计划停机", down_unplanned: "非计划停机", setup: "换型", unknown: "无数据" } },
   };
   const T = TEXT[LANG] || TEXT.en;
   const BASE = "/api/v1/apps/oee";
@@ -69,7 +71,7 @@
           } catch (err) { G.flash("error", G.errorMessage(err)); }
         });
         return el("tr", { "data-stop": s.id }, el("td", null, machines[s.machine_id] || s.machine_id), el("td", null, G.formatTime(s.start)),
-          el("td", { class: "num" }, s.duration_s === undefined ? T.open : Math.round(s.duration_s)), el("td", null, s.state), el("td", null, sel, " ", save));
+          el("td", { class: "num" }, s.duration_s === undefined ? T.open : Math.round(s.duration_s)), el("td", null, T.states[s.state] || s.state), el("td", null, sel, " ", save));
       });
       list.replaceChildren(el("table", { class: "table" }, el("thead", null, el("tr", null, el("th", null, ""), el("th", null, T.start),
         el("th", null, T.duration), el("th", null, T.state), el("th", null, T.code))), el("tbody", null, rows)));

@@ -23,7 +23,7 @@
       empty: "该时间范围内没有数据。", preview: "按此时间范围预览的控制限(尚未冻结)",
       version: "已冻结控制限,版本", violations: "未处理的判异", time: "时间", rules: "判异准则",
       value: "数值", ack: "确认", acked: "已确认", nothing: "没有未处理的判异。",
-      centre: "中心线", ucl: "上控制限", lcl: "下控制限", points: "个点", marked: "个点触发判异准则",
+      centre: "CL", ucl: "UCL", lcl: "LCL", points: "个点", marked: "个点触发判异准则",
     },
   };
   const T = TEXT[LANG] || TEXT.en;
@@ -38,7 +38,7 @@
 
   /* One control chart panel: line with limits, zones and coloured violations. */
   function panel(line, sigma, marks, title, height) {
-    const W = 900, H = height, L = 56, R = 70, TOP = 18, B = 22;
+    const W = 900, H = height, L = 56, R = 90, TOP = 18, B = 22;
     const pts = line.points.map((v) => (v === null ? NaN : v));
     const all = [...pts, ...line.ucl, ...line.lcl].filter((v) => v !== null && Number.isFinite(v));
     let lo = Math.min(...all), hi = Math.max(...all);
