@@ -26,6 +26,7 @@ from gongyun.apps.scheduling.domain.cpsat import (
     hint_values,
 )
 from gongyun.apps.scheduling.domain.model import Assignment, Instance, Machine, Objective, Schedule
+from gongyun.apps.scheduling.domain.search import Progress
 from gongyun.apps.scheduling.domain.solve import SolveOptions, evaluator, solve
 
 
@@ -243,6 +244,8 @@ def repair(
     if st in (cpm.OPTIMAL, cpm.FEASIBLE):
         best_m, best_s = extract(c, b, solver)
         best_v = value_of(best_m, best_s)
+    if opts.on_progress is not None:
+        opts.on_progress(Progress(time.monotonic() - t0, best_v, bound, "repair"))
     sched = c.to_schedule(
         best_m,
         best_s,

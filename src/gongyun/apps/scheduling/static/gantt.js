@@ -35,16 +35,22 @@
     return node;
   }
 
-  function hue(text) {
-    let h = 0;
-    for (const ch of text) h = (h * 31 + ch.charCodeAt(0)) % 360;
-    return h;
+  const hues = new Map();
+  function hue(order) {
+    if (!hues.has(order)) hues.set(order, Math.round((hues.size * 137.5) % 360));
+    return hues.get(order);
   }
 
   window.Gongyun.pages["app:scheduling/gantt"] = async () => {
     const G = window.Gongyun;
     const L = TEXT[G.LANG] || TEXT.en;
-    const el = G.el;
+    /* The console's CSP forbids style attributes: styles go through the CSSOM instead. */
+    const el = (tag, attrs, ...children) => {
+      const { style, ...rest } = attrs || {};
+      const node = G.el(tag, rest, ...children);
+      if (style) node.style.cssText = style;
+      return node;
+    };
     const root = document.getElementById("gy-app-root");
     const state = { view: "machine", zoom: 1, version: null, data: null, list: [] };
     const info = el("div", { class: "gy-sched-info", "data-testid": "sched-info" });
@@ -164,6 +170,7 @@
         el("dl", { class: "gy-sched-kv", style: "display:grid;grid-template-columns:max-content auto;gap:.1rem 1rem" },
           rows.flatMap(([k, v]) => [el("dt", null, k), el("dd", { style: "margin:0" }, String(v))])),
       );
+      d.orders.forEach((o) => hue(o.id));
       const lanes = state.view === "machine" ? d.machines.map((m) => m.id) : d.orders.map((o) => o.id);
       const late = new Set(d.late_orders);
       const changed = new Map(d.changes.map((c) => [c.op, c]));
