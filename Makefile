@@ -74,6 +74,10 @@ bench-schedule: $(VENV)/.installed-dev
 test-trace-enterprises: $(VENV)/.installed-dev
 	GONGYUN_TRACE_ENTERPRISES=1 $(BIN)/python -m pytest -q tests/integration/test_trace_enterprises.py
 
+# make bench-trace BENCH_ARGS="--links 100000" while developing; the default builds 10 M links.
+bench-trace: $(VENV)/.installed-dev
+	$(BIN)/python bench/trace.py $(BENCH_ARGS)
+
 .PHONY: test-trace-enterprises bench-trace
 
 clean:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import Integer, column, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +27,7 @@ Direction = Literal["forward", "backward"]
 Progress = Callable[[int, int], None]
 LINK_KINDS = ("assembly", "split", "merge", "transform", "pack", "ship", "consume")
 _CHUNK = 500
+_ITEM_COLS = ", ".join(f"i.{c.name}" for c in items.c)
 
 
 def now() -> datetime:
@@ -40,12 +41,11 @@ def walk_sql(direction: Direction, limited: bool) -> str:
     if not limited:
         return (
             "WITH RECURSIVE walk(id) AS (SELECT CAST(:root AS BIGINT) UNION "  # noqa: S608 (column names)
-            f"SELECT l.{b} FROM trace_links l JOIN walk w ON l.{a} = w.id WHERE l.tenant_id = :tenant)"
+            f"SELECT l.{b} FROM walk w JOIN trace_links l ON l.{a} = w.id)"
         )
     return (
         "WITH RECURSIVE walk(id, depth) AS (SELECT CAST(:root AS BIGINT), 0 UNION "  # noqa: S608
-        f"SELECT l.{b}, w.depth + 1 FROM trace_links l JOIN walk w ON l.{a} = w.id "
-        "WHERE l.tenant_id = :tenant AND w.depth < :depth)"
+        f"SELECT l.{b}, w.depth + 1 FROM walk w JOIN trace_links l ON l.{a} = w.id WHERE w.depth < :depth)"
     )
 
 
@@ -215,8 +215,8 @@ async def _cycle_through(s: AsyncSession, tenant_id: str, origins: list[int]) ->
             "WITH RECURSIVE walk(origin, id) AS ("  # noqa: S608 (placeholders only)
             "SELECT l.parent_id, l.child_id FROM trace_links l "
             f"WHERE l.tenant_id = :tenant AND l.parent_id IN ({marks}) "
-            "UNION SELECT w.origin, l.child_id FROM trace_links l JOIN walk w ON l.parent_id = w.id "
-            "WHERE l.tenant_id = :tenant) SELECT origin FROM walk WHERE id = origin LIMIT 1"
+            "UNION SELECT w.origin, l.child_id FROM walk w JOIN trace_links l ON l.parent_id = w.id) "
+            "SELECT origin FROM walk WHERE id = origin LIMIT 1"
         )
         row = (await s.execute(text(sql), {"tenant": tenant_id, **params})).first()
         if row is not None:
@@ -241,37 +241,32 @@ async def trace(
         if limited
         else "SELECT id, 0 AS depth FROM walk"
     )
-    sql = f"{walk} SELECT r.id, r.depth FROM ({reached}) r ORDER BY r.depth, r.id LIMIT :limit"  # noqa: S608
+    sql = (
+        f"{walk} SELECT {_ITEM_COLS}, r.depth FROM ({reached}) r JOIN trace_items i ON i.id = r.id "  # noqa: S608
+        "WHERE i.tenant_id = :tenant ORDER BY r.depth, i.id LIMIT :limit"
+    )
     params: dict[str, Any] = {"root": root, "tenant": tenant_id, "limit": limit + 1}
     if limited:
         params["depth"] = depth
-    found = [(int(r[0]), int(r[1])) for r in await s.execute(text(sql), params)]
-    truncated = len(found) > limit
-    found = found[:limit]
-    rows: dict[int, Any] = {}
-    for start in range(0, len(found), _CHUNK):
-        chunk = [i for i, _ in found[start : start + _CHUNK]]
-        q = select(items).where(items.c.tenant_id == tenant_id, items.c.id.in_(chunk))
-        rows.update({r.id: r for r in await s.execute(q)})
+    rows = list(await s.execute(text(sql).columns(*items.c, column("depth", Integer)), params))
+    truncated = len(rows) > limit
     nodes = []
-    for i, d in found:
-        if i in rows:
-            node = _item_json(rows[i])
-            node["depth"] = d
-            nodes.append(node)
+    for r in rows[:limit]:
+        node = _item_json(r)
+        node["depth"] = int(r.depth)
+        nodes.append(node)
     ids = [n["id"] for n in nodes]
     edges: list[dict[str, Any]] = []
     if len(ids) <= 5_000:
         idset = set(ids)
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            col = links.c.parent_id if direction == "forward" else links.c.child_id
-            q = select(links.c.parent_id, links.c.child_id, links.c.kind).where(
-                links.c.tenant_id == tenant_id, col.in_(chunk)
-            )
-            for r in await s.execute(q):
-                if r.parent_id in idset and r.child_id in idset:
-                    edges.append({"parent": r.parent_id, "child": r.child_id, "kind": r.kind})
+        near = "parent_id" if direction == "forward" else "child_id"
+        edge_sql = (
+            f"{walk_sql(direction, False)} SELECT l.parent_id, l.child_id, l.kind FROM trace_links l "  # noqa: S608
+            f"WHERE l.{near} IN (SELECT id FROM walk)"
+        )
+        for r in await s.execute(text(edge_sql), {"root": root}):
+            if r.parent_id in idset and r.child_id in idset:
+                edges.append({"parent": r.parent_id, "child": r.child_id, "kind": r.kind})
     return TraceResult(root, direction, nodes, edges, truncated)
 
 
