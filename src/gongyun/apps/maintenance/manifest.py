@@ -12,6 +12,8 @@ from gongyun.apps.maintenance.worker import scorer
 
 HERE = Path(__file__).parent
 VERSION = "0.1.0"
+SCRIPT = "maintenance.js"
+SCRIPT = "maintenance.js"
 
 MANIFEST = AppManifest(
     name="maintenance",
@@ -37,9 +39,10 @@ MANIFEST = AppManifest(
     settings=Settings,
     router=router,
     pages=(
-        AppPage(
-            slug="fleet", title=Localized(en="Equipment health", zh_cn="设备健康"), script="maintenance.js"
-        ),
+        AppPage(slug="fleet", title=Localized(en="Equipment health", zh_cn="设备健康"), script=SCRIPT),
+        AppPage(slug="equipment", title=Localized(en="Equipment", zh_cn="设备详情"), script=SCRIPT),
+        AppPage(slug="models", title=Localized(en="Model registry", zh_cn="模型注册表"), script=SCRIPT),
+        AppPage(slug="orders", title=Localized(en="Work orders", zh_cn="维修工单"), script=SCRIPT),
     ),
     static_dir=HERE / "static",
     workers=(scorer,),

@@ -226,6 +226,28 @@ async def list_orders(
     return [{k: v for k, v in _row(r).items() if k != "tenant_id"} for r in rows]
 
 
+async def set_likely_fault(
+    session: AsyncSession, tenant_id: str, equipment_name: str, fault: tuple[str, float]
+) -> None:
+    """Name the likely fault in the evidence of the equipment's unfinished anomaly work orders."""
+    rows = await session.execute(
+        select(work_orders.c.id, work_orders.c.evidence).where(
+            work_orders.c.tenant_id == tenant_id,
+            work_orders.c.equipment == equipment_name,
+            work_orders.c.reason == "anomaly",
+            work_orders.c.state.not_in(sorted(FINAL)),
+        )
+    )
+    likely = {"fault": fault[0], "confidence": round(fault[1], 3)}
+    for order_id, evidence in rows.all():
+        if (evidence or {}).get("likely_fault") != likely:
+            await session.execute(
+                update(work_orders)
+                .where(work_orders.c.id == order_id)
+                .values(evidence={**(evidence or {}), "likely_fault": likely})
+            )
+
+
 async def has_open_order(session: AsyncSession, tenant_id: str, equipment_name: str, reason: str) -> bool:
     """Whether an unfinished work order for this equipment and reason exists."""
     n = await session.scalar(

@@ -146,14 +146,15 @@ class Scorer:
                 contributors=[{"tag": n, "share": s} for n, s in top],
                 updated_at=datetime.now(UTC),
             )
+            fault = await _diagnose(w) if w.run >= settings.anomaly_persist_points else None
+            if fault and fault[0] != "normal":
+                await store.upsert_equipment(
+                    app.session, tenant, w.equipment, fault=fault[0], fault_confidence=round(fault[1], 3)
+                )
+                await store.set_likely_fault(app.session, tenant, w.equipment, fault)
             if w.run >= settings.anomaly_persist_points and not await store.has_open_order(
                 app.session, tenant, w.equipment, "anomaly"
             ):
-                fault = await _diagnose(w)
-                if fault:
-                    await store.upsert_equipment(
-                        app.session, tenant, w.equipment, fault=fault[0], fault_confidence=round(fault[1], 3)
-                    )
                 await store.open_order(
                     app.session,
                     tenant,
@@ -211,7 +212,9 @@ def _evidence(w: Watch, top: list[tuple[str, float]], fault: tuple[str, float] |
         "tags": w.det.names,
         "model": w.model_id,
         "rul": None,
-        "likely_fault": {"fault": fault[0], "confidence": round(fault[1], 3)} if fault else None,
+        "likely_fault": (
+            {"fault": fault[0], "confidence": round(fault[1], 3)} if fault and fault[0] != "normal" else None
+        ),
     }
 
 
