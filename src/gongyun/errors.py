@@ -55,6 +55,7 @@ with every subclass anywhere in ``gongyun`` (``tests/test_errors.py`` checks it)
     │   ├── TokenInvalid                  401 token_invalid
     │   └── AccountLocked                 423 account_locked
     ├── PermissionDenied                  403 forbidden
+    │   ├── EnrolmentRefused              403 pki_enrolment_refused         gongyun.security.pki.ca
     │   ├── CurrentPasswordInvalid        403 current_password_invalid
     │   └── CommandRefused                403 command_refused               gongyun.edge.errors
     ├── NotFound                          404 not_found

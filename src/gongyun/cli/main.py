@@ -42,6 +42,7 @@ ROOM_COMMANDS = (
     ("gongyun.cli.ids", "ids_app", "ids"),
     ("gongyun.cli.range", "range_app", "range"),
     ("gongyun.cli.audit", "audit_app", "audit"),
+    ("gongyun.cli.pki", "pki_app", "pki"),
 )
 
 

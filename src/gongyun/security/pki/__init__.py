@@ -1,0 +1,1 @@
+"""Device identity: the platform's CA, enrolment, revocation and the broker's mutual-TLS configuration."""
