@@ -125,8 +125,9 @@ async def test_a_jam_becomes_an_uncoded_stop_is_coded_and_the_pareto_updates(tmp
         assert (await client.get(f"{BASE}/pareto", headers=hb)).json()["items"] == []
 
 
-async def test_refused_inputs(tmp_path: Path) -> None:
-    async with running_with_apps(tmp_path, OEE) as (client, _platform):
+async def test_refused_inputs(tmp_path: Path, db_url: str) -> None:
+    """On SQLite and PostgreSQL (the app's own migrations on both)."""
+    async with running_with_apps(tmp_path, OEE, db_url) as (client, _platform):
         a = await tenant_with_users(client, "acme", "tenant-admin")
         ha = a["headers"]["tenant-admin"]
         await client.patch("/api/v1/apps/oee", json={"enabled": True}, headers=ha)

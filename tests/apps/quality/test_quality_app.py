@@ -119,8 +119,9 @@ async def test_drift_trips_a_rule_raises_an_alarm_and_the_other_tenant_sees_noth
         assert nocap["empty"] is True
 
 
-async def test_inspections_by_lot_csv_attribute_charts_and_refusals(tmp_path: Path) -> None:
-    async with running_with_apps(tmp_path, QUALITY) as (client, _platform):
+async def test_inspections_by_lot_csv_attribute_charts_and_refusals(tmp_path: Path, db_url: str) -> None:
+    """On SQLite and PostgreSQL (the app's own migrations on both)."""
+    async with running_with_apps(tmp_path, QUALITY, db_url) as (client, _platform):
         a = await tenant_with_users(client, "acme", "tenant-admin", "operator")
         b = await tenant_with_users(client, "bolt", "tenant-admin")
         ha, op, hb = a["headers"]["tenant-admin"], a["headers"]["operator"], b["headers"]["tenant-admin"]
