@@ -255,3 +255,11 @@ def test_bad_quantities_and_cycle_are_refused() -> None:
     with pytest.raises(OeeInputInvalid):
         kpis(TE, Quantities(-1, 0), 1.0)
     assert len(Timeline.empty().filled(0, 10)) == 1
+
+
+def test_good_parts_from_a_total_counter_less_rejects() -> None:
+    ts = np.arange(6, dtype=np.int64) * US
+    total = Counter.from_totals(ts, np.array([0, 2, 4, 6, 8, 10]))
+    rejects = Counter.from_totals(ts, np.array([0, 0, 1, 1, 1, 2]))
+    good = total.minus(rejects)
+    assert good.total(0, 6 * US) == 8 and good.total(0, 3 * US) == 3

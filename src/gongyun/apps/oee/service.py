@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,8 +42,17 @@ class MachineIn(BaseModel):
     mapping: dict[str, Any]
     good_tag: str | None = Field(default=None, pattern=r"^[^/\s]+/[^\s]+$")
     scrap_tag: str | None = Field(default=None, pattern=r"^[^/\s]+/[^\s]+$")
+    total_tag: str | None = Field(default=None, pattern=r"^[^/\s]+/[^\s]+$")
     ideal_cycle_s: float = Field(gt=0)
     micro_stop_s: float = Field(default=120.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_good_count(self) -> MachineIn:
+        if self.good_tag and self.total_tag:
+            raise OeeInputInvalid(
+                "give good_tag or total_tag (good = total - scrap), not both", reason="counts"
+            )
+        return self
 
     @field_validator("mapping")
     @classmethod
@@ -142,6 +151,9 @@ async def machine_data(
         if m["scrap_tag"]
         else Counter.empty()
     )
+    if m.get("total_tag"):
+        total = await counter_from_rollups(reader, m["total_tag"], start, end, edges, stats)
+        good = total.minus(scrap)
     return timeline, good, scrap
 
 

@@ -16,6 +16,7 @@ machines = Table(
     Column("mapping", JSON, nullable=False),
     Column("good_tag", String(300)),
     Column("scrap_tag", String(300)),
+    Column("total_tag", String(300)),  # all parts; good = total - scrap (instead of good_tag)
     Column("ideal_cycle_s", Float, nullable=False),
     Column("micro_stop_s", Float, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),

@@ -41,6 +41,12 @@ class Counter:
         inc = np.where(d >= 0, d, v[1:])
         return cls(ts[1:], inc)
 
+    def minus(self, other: Counter) -> Counter:
+        """This counter less another (good parts from all parts less rejects)."""
+        ts = np.concatenate([self.ts, other.ts])
+        order = np.argsort(ts, kind="stable")
+        return Counter(ts[order], np.concatenate([self.inc, -other.inc])[order])
+
     def total(self, a: int, b: int) -> float:
         """Counts with a ≤ ts < b."""
         lo, hi = np.searchsorted(self.ts, [a, b], side="left")
