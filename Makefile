@@ -106,3 +106,8 @@ bench-audit: $(VENV)/.installed-dev
 .PHONY: bench-ids
 bench-ids: $(VENV)/.installed-dev
 	$(BIN)/python bench/ids.py $(BENCH_ARGS)
+
+# The quality and OEE apps with `gongyun demo` in a real browser (about 75 s; not in `make test`).
+.PHONY: test-demo-apps
+test-demo-apps: $(VENV)/.installed-dev
+	GONGYUN_DEMO_APPS=1 $(BIN)/python -m pytest tests/browser/test_demo_quality_oee.py $(PYTEST_ARGS)

@@ -6,6 +6,7 @@ tmp_path. About three minutes: the line makes two packs a second in real time.""
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,12 @@ from tests.browser.test_demo import ADMIN_PASSWORD, DemoServer, _login, _post, _
 
 __all__ = ["browser_session", "demo"]  # the fixtures, imported for use here
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# About 75 s of real time: not part of `make test`; run with `make test-demo-apps`.
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.environ.get("GONGYUN_DEMO_APPS"), reason="make test-demo-apps runs it"),
+]
 FILL = "packaging-line/fill_weight"
 COUNT = "packaging-line/count"
 REJECTS = "packaging-line/rejects"
