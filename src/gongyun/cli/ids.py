@@ -122,6 +122,12 @@ def sensor(
     offline: Annotated[
         bool, typer.Option("--offline", help="Do not ship: print events as JSON lines.")
     ] = False,
+    api: Annotated[
+        str | None, typer.Option("--api", help="Ship to this platform URL over HTTP instead of the bus.")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", envvar="GONGYUN_API_KEY", help="API key for --api.")
+    ] = None,
 ) -> None:
     """Run a passive sensor on a live interface or a capture file, shipping to the bus."""
     if ctx.invoked_subcommand is not None:
@@ -149,16 +155,8 @@ def sensor(
     sensor = Sensor(config)
     if offline:
         sensor.on_event = lambda ev: print(json.dumps(ev.to_dict(), default=str), flush=True)
-    asyncio.run(
-        _run_sensor(
-            sensor,
-            file,
-            interface,
-            None if offline else (bus or cfg.effective_bus_url),
-            cfg.deployment_id,
-            duration,
-        )
-    )
+    target = None if offline else (f"http:{api}" if api else (bus or cfg.effective_bus_url))
+    asyncio.run(_run_sensor(sensor, file, interface, target, cfg.deployment_id, duration, api_key))
     h = sensor.health()
     console.print(
         f"sensor {name}: {h['packets']} packets, {sensor.stats.counts['events']} events, "
@@ -167,11 +165,27 @@ def sensor(
     )
 
 
-async def _run_sensor(
-    sensor: Any, file: Path | None, interface: str, bus_url: str | None, namespace: str, duration: float
-) -> None:
+def open_shipping(url: str, namespace: str, api_key: str | None = None) -> Any:
+    """A bus for ``url``, or an HTTP shipper for ``http:<platform URL>`` (needs an API key)."""
     from gongyun.bus import open_bus
+    from gongyun.security.ids.sensor import HttpBus
 
+    if url.startswith("http:"):
+        if not api_key:
+            raise typer.BadParameter("--api needs --api-key (or GONGYUN_API_KEY)")
+        return HttpBus(url[5:], api_key)
+    return open_bus(url, namespace=namespace)
+
+
+async def _run_sensor(
+    sensor: Any,
+    file: Path | None,
+    interface: str,
+    bus_url: str | None,
+    namespace: str,
+    duration: float,
+    api_key: str | None = None,
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -194,12 +208,13 @@ async def _run_sensor(
     ship_stop = asyncio.Event()
     shipper = None
     if bus_url is not None:
-        bus = open_bus(bus_url, namespace=namespace)
-        with contextlib.suppress(Exception):
-            await bus.connect()
+        bus = open_shipping(bus_url, namespace, api_key)
+        if hasattr(bus, "connect"):
+            with contextlib.suppress(Exception):
+                await bus.connect()
+            with contextlib.suppress(Exception):
+                await sensor.control(bus)
         shipper = asyncio.create_task(sensor.ship(bus, ship_stop))
-        with contextlib.suppress(Exception):
-            await sensor.control(bus)
     waits = [asyncio.create_task(stop.wait()), asyncio.create_task(done.wait())]
     await asyncio.wait(waits, timeout=duration or None, return_when=asyncio.FIRST_COMPLETED)
     sensor.stop_flag.set()

@@ -45,6 +45,10 @@ def run(
     tenant: Annotated[str, typer.Option(help="Ship the sensor's events to this tenant over the bus.")] = "",
     bus: Annotated[str | None, typer.Option(help="Bus URL for --tenant (default: settings).")] = None,
     report: Annotated[Path | None, typer.Option(help="Write the report as JSON here.")] = None,
+    api: Annotated[
+        str | None, typer.Option(help="With --tenant: ship to this platform URL over HTTP.")
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="GONGYUN_API_KEY", help="API key for --api.")] = None,
 ) -> None:
     """Run a scenario with a sensor on the loopback interface; print detected/missed per step."""
     from gongyun.sim.range.runner import Target, run_range
@@ -65,10 +69,11 @@ def run(
         sensor_cfg = SensorConfig(name="range", tenant=tenant, ship_records=False)
 
         async def ship(sensor: Any) -> None:
-            from gongyun.bus import open_bus
+            from gongyun.cli.ids import open_shipping
 
-            b = open_bus(url, namespace=cfg.deployment_id)
-            await b.connect()
+            b = open_shipping(f"http:{api}" if api else url, cfg.deployment_id, api_key)
+            if hasattr(b, "connect"):
+                await b.connect()
             stop = asyncio.Event()
             task = asyncio.create_task(sensor.ship(b, stop))
             await asyncio.to_thread(sensor.stop_flag.wait)

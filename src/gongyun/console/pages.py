@@ -82,7 +82,7 @@ PAGES: tuple[Page, ...] = (
     Page("identifiers", "identifiers.html", _ICONS["identifiers"], ready=True),
     Page("alarms", "alarms.html", _ICONS["alarms"], ready=True),
     Page("apps", "apps.html", _ICONS["apps"], ready=True),
-    Page("security", icon=_ICONS["security"]),
+    Page("security", "security.html", _ICONS["security"], ready=True),
     Page("admin", "admin.html", _ICONS["admin"], ready=True),
 )
 LOGIN = Page("login", "login.html", auth=False, ready=True)

@@ -171,3 +171,29 @@ async def test_http_ingest_and_baseline_accept_goes_to_the_sensor(
 async def _json(client: httpx.AsyncClient, url: str, headers: dict[str, str], ok: Any) -> Any:
     value = (await client.get(url, headers=headers)).json()
     return value if ok(value) else None
+
+
+async def test_a_sensor_ships_over_http_with_an_api_key(
+    app_client: tuple[httpx.AsyncClient, Platform], ics_dir: Path
+) -> None:
+    from gongyun.security.ids.sensor import HttpBus
+
+    client, _ = app_client
+    root = await admin_headers(client)
+    tenant, h = await _tenant(client, root, "plant3")
+    key = (
+        await client.post("/api/v1/apikeys", json={"name": "sensor", "role": "tenant-admin"}, headers=h)
+    ).json()
+    sensor = Sensor(SensorConfig(name="edge-tap", tenant=tenant))
+    sensor.feed(read_capture(ics_dir / "modbus_example.pcap", sensor.stats))
+    transport = client._transport  # the app in-process
+    http = HttpBus("http://test", key["key"], transport=transport)
+    stop = asyncio.Event()
+    stop.set()
+    await sensor.ship(http, stop)
+    await http.close()
+    assert sensor.outbox.depth() == 0
+    events = (await client.get("/api/v1/ids/events", headers=h)).json()
+    assert len(events) == 7
+    [s] = (await client.get("/api/v1/ids/sensors", headers=h)).json()
+    assert s["name"] == "edge-tap" and s["packets"] == 100

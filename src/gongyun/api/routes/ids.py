@@ -41,6 +41,13 @@ class EventsIn(BaseModel):
     events: list[dict[str, Any]] = Field(max_length=1000)
 
 
+class HealthIn(BaseModel):
+    """A sensor's health report (``Sensor.health()``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    health: dict[str, Any]
+
+
 class IncidentPatch(BaseModel):
     """A state change, an assignment and/or a note."""
 
@@ -118,6 +125,12 @@ async def post_events(sensor: SensorName, body: EventsIn, ctx: Write) -> dict[st
 
     ctx.committed.append(notify)
     return {"received": len(events), "incidents_opened": [i["id"] for i in opened]}
+
+
+@router.post("/sensors/{sensor}/health", status_code=204, summary="Report a sensor's health over HTTP")
+async def post_health(sensor: SensorName, body: HealthIn, ctx: Write) -> None:
+    """Store a health report as if it came over the bus."""
+    await store.touch_sensor(ctx.session, ctx.tenant_id, sensor, body.health)
 
 
 @router.get("/events", summary="List events, newest first")

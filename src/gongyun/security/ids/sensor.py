@@ -277,3 +277,56 @@ class Sensor:
             durable=f"ids-ctl-{cfg.tenant[:16]}-{cfg.name}"[:64],
             handler=handle,
         )
+
+
+class HttpBus:
+    """Ships a sensor's outbox to the platform's HTTP API instead of the bus (same message bodies).
+
+    For sensors that cannot reach the bus (an embedded platform's bus lives inside its process):
+    ``events`` and ``health`` go to ``/api/v1/ids/sensors/<name>/...`` with an API key; records stay
+    local (they are acknowledged without being sent).
+    """
+
+    def __init__(
+        self, base_url: str, api_key: str, *, timeout_s: float = 10.0, transport: Any = None
+    ) -> None:
+        import httpx
+
+        self.client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"X-API-Key": api_key},
+            timeout=timeout_s,
+            transport=transport,
+        )
+
+    async def ensure_stream(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing to create over HTTP."""
+
+    async def publish_many(self, envelopes: list[Any]) -> list[int]:
+        """POST each events/health message; raise BusError when the platform cannot take them."""
+        import httpx
+
+        from gongyun.bus import BusError
+
+        for env in envelopes:
+            _, _tenant, sensor, kind = env.subject.split(".")
+            try:
+                if kind == "events":
+                    r = await self.client.post(
+                        f"/api/v1/ids/sensors/{sensor}/events", json={"events": json.loads(env.data)}
+                    )
+                elif kind == "health":
+                    r = await self.client.post(
+                        f"/api/v1/ids/sensors/{sensor}/health", json={"health": json.loads(env.data)}
+                    )
+                else:
+                    continue
+            except httpx.HTTPError as exc:
+                raise BusError(f"platform unreachable: {exc}") from exc
+            if r.status_code >= 500 or r.status_code in (401, 403, 429):
+                raise BusError(f"platform answered {r.status_code}")
+        return [0] * len(envelopes)
+
+    async def close(self) -> None:
+        """Close the HTTP client."""
+        await self.client.aclose()
