@@ -113,6 +113,7 @@ def test_an_apps_commands_run_as_gongyun_app_name(monkeypatch: pytest.MonkeyPatc
     assert out.output.strip() == "42"
     listing = runner.invoke(gongyun_cli, ["app", "--help"])
     assert "doubler" in listing.output and "new" in listing.output
+    assert any(line.split()[1:2] == ["doubler"] for line in listing.output.splitlines() if line.split())
     unknown = runner.invoke(gongyun_cli, ["app", "nosuchapp"])
     assert unknown.exit_code != 0 and "nosuchapp" in unknown.output
 

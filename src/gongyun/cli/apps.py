@@ -33,6 +33,7 @@ class AppCommands(TyperGroup):
             if manifest is None or manifest.cli is None or entry.name in self.commands:
                 continue  # a name of gongyun app's own commands is not an app's
             command = typer.main.get_group(manifest.cli)  # a group even with one command
+            command.name = entry.name  # a Typer without a name of its own is listed nameless
             command.help = command.help or manifest.description.en
             found[entry.name] = command
         return found
