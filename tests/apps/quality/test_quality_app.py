@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 
 from tests.apps.helpers import eps, running_with_apps, tenant_with_users
 
@@ -176,3 +177,52 @@ async def test_inspections_by_lot_csv_attribute_charts_and_refusals(tmp_path: Pa
         # the other tenant's inspections and charts are its own
         assert (await client.get(f"{BASE}/inspections", headers=hb)).json() == []
         assert (await client.get(f"{BASE}/charts", headers=hb)).json() == []
+
+
+async def test_time_window_subgroups_come_from_rollups_and_match_the_raw_points(tmp_path: Path) -> None:
+    async with running_with_apps(tmp_path, QUALITY) as (client, platform):
+        a = await tenant_with_users(client, "acme", "tenant-admin")
+        ha = a["headers"]["tenant-admin"]
+        await client.patch("/api/v1/apps/quality", json={"enabled": True}, headers=ha)
+        await _tag(client, ha, "packer", "fill_weight")
+        t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+        rng = np.random.default_rng(3)
+        samples = [
+            {
+                "tag": "packer/fill_weight",
+                "value": float(v),
+                "ts": (t0 + timedelta(seconds=5 * i)).isoformat(),
+            }
+            for i, v in enumerate(rng.normal(500, 1, 12 * 30))  # one every 5 s for 30 min
+        ]
+        r = await client.post("/api/v1/telemetry/ingest", json={"samples": samples}, headers=ha)
+        assert r.status_code == 200, r.text
+        made = await client.post(
+            f"{BASE}/charts",
+            json={
+                "name": "w",
+                "kind": "xbar_r",
+                "tag": "packer/fill_weight",
+                "subgroup": {"by": "time", "window_s": 60},
+            },
+            headers=ha,
+        )
+        chart = made.json()["id"]
+        window = {"start": t0.isoformat(), "end": (t0 + timedelta(minutes=30)).isoformat()}
+        fast = (await client.get(f"{BASE}/charts/{chart}/data", params=window, headers=ha)).json()
+        from gongyun.apps.quality import service
+
+        assert platform.apps is not None
+        async with platform.db.session() as session:
+            slow_data, _ = await service.chart_data(
+                session,
+                platform.apps.services,
+                a["id"],
+                await service.chart_row(session, a["id"], chart),
+                t0,
+                t0 + timedelta(minutes=30),
+                rollups=False,
+            )
+        assert len(fast["primary"]["points"]) == 30 == len(slow_data)
+        assert fast["primary"]["points"] == pytest.approx(list(slow_data.means))
+        assert fast["secondary"]["points"] == pytest.approx(list(slow_data.ranges))

@@ -180,8 +180,13 @@ async def chart_data(
     chart: Mapping[str, Any],
     start: datetime,
     end: datetime,
+    rollups: bool = True,
 ) -> tuple[Data, list[int]]:
-    """The chart's subgroups (or attribute samples) in [start, end), and each one's time (µs)."""
+    """The chart's subgroups (or attribute samples) in [start, end), and each one's time (µs).
+
+    Subgroups by a time window of whole minutes come from the store's 1 min or 1 h rollups
+    (mean = avg, range = max - min, size = count) for the charts that need no more than that,
+    so a month of 1 Hz data is read as rollup rows, not raw points."""
     kind = ChartKind(chart["kind"])
     sg = Subgrouping.model_validate(chart["subgroup"])
     if chart["source"] == "inspection":
@@ -217,6 +222,8 @@ async def chart_data(
         ts = np.array([us(_aware(r["recorded_at"])) for r in vals], dtype=np.int64)
         x = np.array([float(r["value"]) for r in vals])
         return _group(sg, ts, x, [str(r["lot"]) for r in vals])
+    if rollups and sg.by == "time" and sg.window_s % 60 == 0 and kind in ROLLUP_KINDS:
+        return await _from_rollups(services, tenant, str(chart["tag"]), sg.window_s, start, end)
     ts, x = await _tag_series(services, tenant, str(chart["tag"]), start, end)
     lots: list[str] | None = None
     if sg.by == "lot" and sg.lot_tag:
@@ -224,6 +231,39 @@ async def chart_data(
         idx = np.searchsorted(lt, ts, side="right") - 1
         lots = [f"{lv[i]:g}" if i >= 0 else "?" for i in idx]
     return _group(sg, ts, x, lots)
+
+
+ROLLUP_KINDS = (ChartKind.XBAR_R, ChartKind.EWMA, ChartKind.CUSUM)
+
+
+async def _from_rollups(
+    services: AppServices, tenant: str, tag: str, window_s: float, start: datetime, end: datetime
+) -> tuple[Subgroups, list[int]]:
+    width = int(window_s) * US
+    a, b = us(start), us(end)
+    source: Literal["1m", "1h"] = "1h" if width % (3600 * US) == 0 else "1m"
+    res = 3600 * US if source == "1h" else 60 * US
+    a0 = a // width * width
+    n = max(1, -(-(b - a0) // width))
+    if n > 100_000:
+        raise SpcInputInvalid("the window holds more than 100,000 subgroups", reason="window")
+    ds = await services.store.downsample(tenant, tag, a0, a0 + n * width, n, source=source)
+    rows = [x for x in ds.buckets if x.count > 0 and x.avg is not None]
+    if ds.plan.width != width or ds.plan.origin % res:
+        raise SpcInputInvalid("the time window does not fit the rollups", reason="window")
+    means = np.array([x.avg for x in rows], dtype=np.float64)
+    ranges = np.array([(x.max or 0.0) - (x.min or 0.0) for x in rows], dtype=np.float64)
+    sizes = np.array([x.count for x in rows], dtype=np.int64)
+    starts = np.array([x.start for x in rows], dtype=np.int64)
+    if sizes.size and (sizes.min() < 2 or sizes.max() > 25):
+        raise SpcInputInvalid(
+            f"time windows hold {int(sizes.min())}..{int(sizes.max())} values; X-bar R needs 2..25: "
+            "choose another window",
+            reason="subgroup_size",
+        )
+    return Subgroups.from_stats(means, ranges, sizes, [str(s) for s in starts], starts), [
+        int(s) for s in starts
+    ]
 
 
 def _aware(dt: datetime) -> datetime:

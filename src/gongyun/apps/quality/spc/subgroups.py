@@ -18,6 +18,21 @@ class Subgroups:
     sizes: np.ndarray
     keys: list[str]
     starts: np.ndarray | None = None  # first timestamp of each subgroup (µs), when known
+    stats: tuple[np.ndarray, np.ndarray] | None = None  # (means, ranges) given instead of values
+
+    @classmethod
+    def from_stats(
+        cls, means: np.ndarray, ranges: np.ndarray, sizes: np.ndarray, keys: list[str], starts: np.ndarray
+    ) -> Subgroups:
+        """Subgroups known only by mean, range and size (time windows read from the store's rollups)."""
+        k = int(np.asarray(sizes).size)
+        return cls(
+            np.empty((k, 0)),
+            np.asarray(sizes),
+            keys,
+            np.asarray(starts),
+            (np.asarray(means), np.asarray(ranges)),
+        )
 
     def __len__(self) -> int:
         return int(self.sizes.size)
@@ -25,6 +40,8 @@ class Subgroups:
     @property
     def means(self) -> np.ndarray:
         """Subgroup averages."""
+        if self.stats is not None:
+            return self.stats[0]
         if len(self) == 0:
             return np.empty(0)
         return np.asarray(np.nanmean(self.values, axis=1))
@@ -32,6 +49,8 @@ class Subgroups:
     @property
     def ranges(self) -> np.ndarray:
         """Subgroup ranges."""
+        if self.stats is not None:
+            return self.stats[1]
         if len(self) == 0:
             return np.empty(0)
         return np.asarray(np.nanmax(self.values, axis=1) - np.nanmin(self.values, axis=1))
@@ -39,6 +58,10 @@ class Subgroups:
     @property
     def stdevs(self) -> np.ndarray:
         """Subgroup standard deviations (n - 1 in the denominator)."""
+        if self.stats is not None:
+            raise SpcInputInvalid(
+                "standard deviations need the measurements, not rollups", reason="data_kind"
+            )
         if len(self) == 0:
             return np.empty(0)
         m = self.means[:, None]
