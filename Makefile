@@ -78,7 +78,11 @@ test-trace-enterprises: $(VENV)/.installed-dev
 bench-trace: $(VENV)/.installed-dev
 	$(BIN)/python bench/trace.py $(BENCH_ARGS)
 
-.PHONY: test-trace-enterprises bench-trace
+# The trace pages in headless Chromium, both languages (screenshots in the test's tmp directory).
+test-trace-browser: $(VENV)/.installed-dev
+	GONGYUN_TRACE_BROWSER=1 $(BIN)/python -m pytest -q tests/browser/test_trace.py
+
+.PHONY: test-trace-enterprises test-trace-browser bench-trace
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

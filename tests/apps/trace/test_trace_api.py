@@ -110,6 +110,7 @@ async def test_genealogy_trace_and_recall(tmp_path: Path, db_url: str) -> None:
         assert epc.json()["id"] == units[0]
         fwd = (await client.get(f"{API}/trace/forward/{lots[0]}", headers=h)).json()
         assert {n["id"] for n in fwd["nodes"]} == {lots[0], batches[0], *units[:6], ships[0]}
+        assert {n["id"]: n["depth"] for n in fwd["nodes"]}[ships[0]] == 3  # lot, batch, unit, shipment
         assert (
             max(
                 n["depth"]

@@ -267,6 +267,24 @@ async def trace(
         for r in await s.execute(text(edge_sql), {"root": root}):
             if r.parent_id in idset and r.child_id in idset:
                 edges.append({"parent": r.parent_id, "child": r.child_id, "kind": r.kind})
+        if not limited:  # least depths from the links (the id-only walk does not carry them)
+            near_of = {"forward": ("parent", "child"), "backward": ("child", "parent")}[direction]
+            nxt: dict[int, list[int]] = {}
+            for e in edges:
+                nxt.setdefault(e[near_of[0]], []).append(e[near_of[1]])
+            level = {root: 0}
+            frontier = [root]
+            while frontier:
+                following = []
+                for i in frontier:
+                    for j in nxt.get(i, []):
+                        if j not in level:
+                            level[j] = level[i] + 1
+                            following.append(j)
+                frontier = following
+            for n in nodes:
+                n["depth"] = level.get(n["id"], n["depth"])
+            nodes.sort(key=lambda n: (n["depth"], n["id"]))
     return TraceResult(root, direction, nodes, edges, truncated)
 
 
