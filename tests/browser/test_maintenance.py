@@ -5,6 +5,7 @@ from the console. Screenshots land in the test's temporary directory."""
 
 from __future__ import annotations
 
+import copy
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,18 +67,40 @@ def _seed(api: httpx.Client) -> dict[str, Any]:
     time.sleep(0.5)
     pump.inject("bearing_wear", 0.0008)
     t = 300
-    while pump.fault_code == 0 and t < 2000 and pump.wear < 0.6:
-        chunk = _samples(pump, t0, t, 60)
-        _ingest(api, chunk)
-        t += 60
-    return {"detector": det, "wear": pump.wear}
+    track: list[tuple[int, float | None, float | None, float | None]] = []
+    while t < 2000:
+        twin = copy.deepcopy(pump)  # the simulator's own future: its true time to failure
+        ttf = 0
+        while twin.fault_code == 0 and ttf < 5000:
+            twin.step(1.0)
+            ttf += 1
+        if ttf <= 60:
+            break
+        before = api.get(f"{BASE}/equipment/pump").json()["equipment"]["updated_at"]
+        _ingest(api, _samples(pump, t0, t, 30))
+        t += 30
+        _until(
+            lambda b=before: api.get(f"{BASE}/equipment/pump").json()["equipment"]["updated_at"] != b, 10.0
+        )
+        time.sleep(0.2)
+        eq = api.get(f"{BASE}/equipment/pump").json()["equipment"]
+        track.append((ttf - 30, eq["rul"], eq["rul_low"], eq["rul_high"]))
+    return {"detector": det, "wear": pump.wear, "track": track}
 
 
 def test_bearing_wear_to_closed_work_order(platform: Any, browser_session: Session, tmp_path: Path) -> None:
     api = platform.api
     seeded = _seed(api)
-    order = _until(lambda: api.get(f"{BASE}/work-orders").json())[0]
-    assert order["reason"] == "anomaly" and order["state"] == "open"
+
+    def both() -> list[dict[str, Any]] | None:
+        found: list[dict[str, Any]] = api.get(f"{BASE}/work-orders").json()
+        return found if len(found) >= 2 else None
+
+    orders = _until(both, 20.0)
+    assert {o["reason"] for o in orders} == {"anomaly", "rul"}, (
+        orders
+    )  # persistent anomaly, RUL under lead time
+    assert all(o["state"] == "open" for o in orders)
     named = _until(lambda: api.get(f"{BASE}/equipment/pump").json()["equipment"]["fault"] or None)
     assert named == "bearing_wear", named
     eq = api.get(f"{BASE}/equipment/pump").json()["equipment"]
@@ -91,6 +114,14 @@ def test_bearing_wear_to_closed_work_order(platform: Any, browser_session: Sessi
     )
     assert alarms[0]["state"] == "unack_active"
     print(f"\nbearing wear {seeded['wear']:.2f}: health {eq['health']}, score {eq['score']}, fault {named}")
+    print("true time to failure (s) | RUL estimate [10-90 %] | error")
+    errors = []
+    for ttf, rul, lo, hi in seeded["track"]:
+        if rul is not None:
+            errors.append(rul - ttf)
+            print(f"{ttf:6d} | {rul:7.1f} [{lo:.0f}-{hi:.0f}] | {rul - ttf:+.1f}")
+    assert errors, "no RUL estimate"
+    assert abs(errors[-1]) < 60 and abs(errors[-1]) <= abs(errors[0]) + 1, errors
 
     page, base = browser_session.page, platform.base
     page.goto(base + "/login?next=/apps/maintenance/fleet")
@@ -126,5 +157,5 @@ def test_bearing_wear_to_closed_work_order(platform: Any, browser_session: Sessi
     _shot(page, tmp_path, "maintenance-05-models-zh")
     labels = api.get(f"{BASE}/labels").json()
     assert labels[0]["label"] == "bearing_wear"
-    done = api.get(f"{BASE}/work-orders").json()[0]
-    assert done["state"] == "done" and done["notes"].startswith("bearing outer race")
+    done = [o for o in api.get(f"{BASE}/work-orders").json() if o["state"] == "done"]
+    assert done and done[0]["notes"].startswith("bearing outer race")

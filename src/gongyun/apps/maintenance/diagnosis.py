@@ -167,6 +167,68 @@ def format_confusion(m: Array, classes: tuple[str, ...] = CLASSES) -> str:
     return "\n".join(lines)
 
 
+RUL_CAP = 1800.0  # seconds: a pump further from failure than this is "healthy"
+
+
+def rul_features(values: Array, end: int, mean: Array, std: Array) -> Array:
+    """Features of the two windows before ``end``: the last one and its change from the one before."""
+    last = stats_features(values[end - WINDOW : end], mean, std)
+    prev = stats_features(values[max(0, end - 2 * WINDOW) : end - WINDOW], mean, std)
+    return np.concatenate([last, last - prev])
+
+
+def rul_dataset(seeds: range) -> tuple[Array, Array]:
+    """Windows of faulty runs to failure, from the fault's onset: features and seconds to the trip."""
+    xs: list[Array] = []
+    ys: list[float] = []
+    for seed in seeds:
+        for fault in PUMP_FAULTS:
+            run = simulate_pump(fault, seed * 10 + CLASSES.index(fault))
+            if run.failed_at is None:
+                continue
+            base = run.values[: run.healthy_s]
+            mean, std = base.mean(axis=0), base.std(axis=0)
+            for end in range(run.healthy_s + 2 * WINDOW, len(run.values) + 1, 10):
+                if run.severity[end - 1] < ONSET / 3:
+                    continue
+                xs.append(rul_features(run.values, end, mean, std))
+                ys.append(min(RUL_CAP, float(run.failed_at - end)))
+    return np.asarray(xs), np.asarray(ys)
+
+
+@dataclass
+class PumpRul:
+    """Seconds to the trip of a faulty pump, with a 10-90 % interval from the trees' spread."""
+
+    forest: Any = None
+
+    def fit(self, x: Array, y: Array, seed: int = 0) -> PumpRul:
+        """Train on ``rul_dataset``."""
+        from sklearn.ensemble import RandomForestRegressor
+
+        self.forest = RandomForestRegressor(n_estimators=100, min_samples_leaf=3, random_state=seed, n_jobs=1)
+        self.forest.fit(x, y)
+        return self
+
+    def predict(self, x: Array) -> list[tuple[float, float, float]]:
+        """(rul, low, high) per row."""
+        per_tree = np.stack([t.predict(x) for t in self.forest.estimators_])
+        mid = per_tree.mean(axis=0)
+        lo, hi = np.percentile(per_tree, 10, axis=0), np.percentile(per_tree, 90, axis=0)
+        return [(float(m), float(min(a, m)), float(max(b, m))) for m, a, b in zip(mid, lo, hi, strict=True)]
+
+
+_PUMP_RUL: list[PumpRul] = []
+
+
+def pump_rul() -> PumpRul:
+    """The pump RUL model, trained once per process on simulator runs to failure."""
+    if not _PUMP_RUL:
+        x, y = rul_dataset(range(0, 6))
+        _PUMP_RUL.append(PumpRul().fit(x, y))
+    return _PUMP_RUL[0]
+
+
 def pump_columns(tags: list[str]) -> list[int] | None:
     """Positions of the pump signals among ``tags`` (matched by tag name), or None if any is missing."""
     names = [t.rsplit("/", 1)[-1].lower() for t in tags]

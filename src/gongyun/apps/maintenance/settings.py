@@ -18,5 +18,5 @@ class Settings(BaseModel):
         description="Open a work order after this many anomalous points in a row.",
     )
     rul_lead_time: float = Field(
-        default=20.0, ge=0, description="Open a work order when RUL falls under this."
+        default=300.0, ge=0, description="Open a work order when RUL falls under this (model units)."
     )

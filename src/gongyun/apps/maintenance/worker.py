@@ -52,7 +52,7 @@ class Watch:
     latest: dict[str, float] = field(default_factory=dict)
     run: int = 0  # anomalous points in a row
     recent: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=120))
-    raw: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=60))
+    raw: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=2 * diagnosis.WINDOW))
     ready: bool = False
 
 
@@ -64,6 +64,7 @@ class Scorer:
         self.watches: dict[str, dict[int, Watch]] = {}
         self.loaded: dict[str, float] = {}
         self.generation = _GENERATION[0]
+        self.warming: asyncio.Task[None] | None = None
         self.enabled: tuple[float, set[str]] = (0.0, set())
 
     async def _tenants(self) -> set[str]:
@@ -91,6 +92,9 @@ class Scorer:
             params.pop("kind", None)
             det = AdaptiveDetector(**params)
             fresh[r["id"]] = Watch(r["id"], r["equipment"], det, det.stream())
+            if diagnosis.pump_columns(det.names) is not None and self.warming is None:
+                # a pump is watched: train its classifier and RUL model now, before a fault needs them
+                self.warming = asyncio.create_task(asyncio.to_thread(_warm_up))
         self.watches[tenant] = fresh
         self.loaded[tenant] = time.monotonic()
         return fresh
@@ -152,6 +156,31 @@ class Scorer:
                     app.session, tenant, w.equipment, fault=fault[0], fault_confidence=round(fault[1], 3)
                 )
                 await store.set_likely_fault(app.session, tenant, w.equipment, fault)
+                rul = await _pump_rul(w)
+                if rul is not None:
+                    mid, lo, hi = rul
+                    out.append((f"{dev}/rul", datetime.fromtimestamp(points[-1].ts / 1e6, UTC), mid))
+                    await store.upsert_equipment(
+                        app.session,
+                        tenant,
+                        w.equipment,
+                        rul=round(mid, 1),
+                        rul_low=round(lo, 1),
+                        rul_high=round(hi, 1),
+                        health=health_index(ratio, mid, diagnosis.RUL_CAP),
+                    )
+                    if mid < settings.rul_lead_time and not await store.has_open_order(
+                        app.session, tenant, w.equipment, "rul"
+                    ):
+                        await store.open_order(
+                            app.session,
+                            tenant,
+                            equipment_name=w.equipment,
+                            title=f"{w.equipment}: {fault[0]}, about {mid:.0f} s to failure",
+                            reason="rul",
+                            evidence={**_evidence(w, top, fault), "rul": {"rul": mid, "low": lo, "high": hi}},
+                            who=f"app:{self.ctx.name}",
+                        )
             if w.run >= settings.anomaly_persist_points and not await store.has_open_order(
                 app.session, tenant, w.equipment, "anomaly"
             ):
@@ -172,6 +201,7 @@ class Scorer:
         await self.ctx.services.ensure_device(tenant, dev)
         await self.ctx.services.ensure_tag(tenant, dev, "anomaly_score", description="score / threshold")
         await self.ctx.services.ensure_tag(tenant, dev, "health", unit="%", description="health index 0-100")
+        await self.ctx.services.ensure_tag(tenant, dev, "rul", unit="s", description="remaining useful life")
         await self.ctx.services.ensure_rule(
             tenant,
             {
@@ -197,6 +227,22 @@ async def _diagnose(w: Watch) -> tuple[str, float] | None:
     std = np.asarray(w.det.std)[cols]
     clf = await asyncio.to_thread(diagnosis.pump_classifier)
     return clf.predict(diagnosis.stats_features(window, mean, std)[None, :])[0]
+
+
+def _warm_up() -> None:
+    diagnosis.pump_classifier()
+    diagnosis.pump_rul()
+
+
+async def _pump_rul(w: Watch) -> tuple[float, float, float] | None:
+    """Seconds to failure of a faulty pump, with its interval (None when not a pump or too early)."""
+    cols = diagnosis.pump_columns(w.det.names)
+    if cols is None or len(w.raw) < 2 * diagnosis.WINDOW or not w.det.std:
+        return None
+    values = np.asarray(w.raw)[:, cols]
+    x = diagnosis.rul_features(values, len(values), np.asarray(w.det.mean)[cols], np.asarray(w.det.std)[cols])
+    model = await asyncio.to_thread(diagnosis.pump_rul)
+    return model.predict(x[None, :])[0]
 
 
 def _evidence(w: Watch, top: list[tuple[str, float]], fault: tuple[str, float] | None) -> dict[str, Any]:
