@@ -34,7 +34,8 @@ class MachineIn(BaseModel):
     equipment: str | None = Field(
         default=None, max_length=500, description="asset-model equipment path or id"
     )
-    watch_tag: str | None = Field(default=None, max_length=300, description="device/tag; down while < 0.5")
+    watch_tag: str | None = Field(default=None, max_length=300, description="device/tag of a running signal")
+    down_below: float = Field(default=0.5, description="the machine is down while watch_tag reads below this")
     unavailable: list[tuple[datetime, datetime]] = Field(default_factory=list, max_length=1000)
 
 
@@ -94,6 +95,7 @@ async def put_machine(machine_id: str, body: MachineIn, ctx: Planner) -> dict[st
         "name": body.name,
         "equipment": body.equipment,
         "watch_tag": body.watch_tag,
+        "down_below": body.down_below,
         "unavailable": [[a.isoformat(), b.isoformat()] for a, b in body.unavailable],
     }
     await ctx.session.execute(

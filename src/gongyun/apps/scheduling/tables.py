@@ -17,7 +17,8 @@ machines = Table(
     Column("id", String(64), primary_key=True),
     Column("name", String(200), nullable=False, server_default=""),
     Column("equipment", String(500)),  # the asset model's equipment (path or id)
-    Column("watch_tag", String(300)),  # "device/tag": the machine is down while it reads below 0.5
+    Column("watch_tag", String(300)),  # "device/tag": the machine is down while it reads below down_below
+    Column("down_below", Float, nullable=False, server_default="0.5"),
     Column("unavailable", JSON),  # [[start iso, end iso], ...]
     Column("down_since", DateTime(timezone=True)),
 )

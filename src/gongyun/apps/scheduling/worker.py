@@ -1,7 +1,7 @@
 """The live rescheduling worker: a watched machine going down proposes a repair.
 
-A machine with a ``watch_tag`` is down while the tag reads below 0.5 (a running flag, or the
-state tag of the OEE app). On the transition to down (and only on the leader, once per
+A machine with a ``watch_tag`` is down while the tag reads below its ``down_below`` (0.5 for a
+running flag; e.g. 100 rpm for a spindle speed). On the transition to down (and only on the leader, once per
 deployment) the worker records ``down_since`` and, when the tenant's settings allow it, proposes
 a repair of the published schedule; the planner accepts or rejects it. Back up clears ``down_since``.
 """
@@ -22,13 +22,13 @@ from gongyun.apps.scheduling.tables import machines
 from gongyun.errors import GongyunError
 
 log = logging.getLogger("gongyun.apps.scheduling")
-REFRESH_S = 10.0
+REFRESH_S = 3.0
 
 
 async def watch_machines(ctx: WorkerContext) -> None:
     """Follow the watched tags of every tenant's machines; propose repairs on breakdowns."""
     await ctx.services.wait_leader()
-    watched: dict[tuple[str, str], str] = {}  # (tenant, tag) -> machine
+    watched: dict[tuple[str, str], tuple[str, float]] = {}  # (tenant, tag) -> (machine, down below)
     state: dict[tuple[str, str], bool] = {}  # (tenant, machine) -> down
     loaded = 0.0
     async for tenant_id, points in ctx.services.listen():
@@ -36,10 +36,11 @@ async def watch_machines(ctx: WorkerContext) -> None:
             watched = await _watched(ctx)
             loaded = time.monotonic()
         for p in points:
-            machine = watched.get((tenant_id, p.tag))
-            if machine is None:
+            found = watched.get((tenant_id, p.tag))
+            if found is None:
                 continue
-            down = p.value < 0.5
+            machine, below = found
+            down = p.value < below
             if state.get((tenant_id, machine)) == down:
                 continue
             state[(tenant_id, machine)] = down
@@ -49,15 +50,15 @@ async def watch_machines(ctx: WorkerContext) -> None:
                 log.info("scheduling: %s in %s: %s", machine, tenant_id, exc.message)
 
 
-async def _watched(ctx: WorkerContext) -> dict[tuple[str, str], str]:
-    out: dict[tuple[str, str], str] = {}
+async def _watched(ctx: WorkerContext) -> dict[tuple[str, str], tuple[str, float]]:
+    out: dict[tuple[str, str], tuple[str, float]] = {}
     for tenant_id in await ctx.tenants():
         async with ctx.acting_in(tenant_id) as app:
-            q = select(machines.c.id, machines.c.watch_tag).where(
+            q = select(machines.c.id, machines.c.watch_tag, machines.c.down_below).where(
                 machines.c.tenant_id == tenant_id, machines.c.watch_tag.is_not(None)
             )
-            for mid, tag in (await app.session.execute(q)).all():
-                out[(tenant_id, tag)] = mid
+            for mid, tag, below in (await app.session.execute(q)).all():
+                out[(tenant_id, tag)] = (mid, float(below))
     return out
 
 
