@@ -123,3 +123,9 @@ test-demo-apps: $(VENV)/.installed-dev
 security-scan: $(VENV)/.installed-dev
 	$(BIN)/bandit -q -r src -lll
 	$(BIN)/pip-audit --strict --progress-spinner off -l
+
+# A cyber-range scenario against `gongyun demo`, watched on the Security page in headless Chromium
+# (about a minute; not in `make test`). Screenshots in English and 简体中文 under pytest's tmp_path.
+.PHONY: test-ids-browser
+test-ids-browser: $(VENV)/.installed-dev
+	GONGYUN_IDS_BROWSER=1 $(BIN)/python -m pytest tests/browser/test_ids_range.py $(PYTEST_ARGS)

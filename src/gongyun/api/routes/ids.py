@@ -289,9 +289,7 @@ async def overview(ctx: Read, hours: Annotated[float, Query(gt=0, le=24 * 3660)]
     anomalous: set[tuple[str, str]] = set()
     risk: dict[str, dict[str, Any]] = defaultdict(lambda: {"events": 0, "score": 0, "exposure": set()})
     for e in events:
-        src_host = store.src_host(e.src)
-        dst_host = e.dst.rsplit(":", 1)[0]
-        anomalous.add((src_host, dst_host))
+        anomalous.add((store.src_host(e.src), e.dst))
         r = risk[e.dst]
         r["events"] += e.count
         r["score"] += _SEV.get(e.severity, 1) * e.count

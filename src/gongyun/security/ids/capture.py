@@ -282,7 +282,7 @@ def parse_tcp(link: int, frame: bytes, stats: Stats) -> Segment | None:
             stats.skip("ip.bad_header")
             return None
         if frame[off + 9] != 6:
-            stats.skip("ip.not_tcp")
+            stats.count("ignored.ip_not_tcp")  # not monitored: no error
             return None
         if _u16(frame, off + 6)[0] & 0x3FFF:  # more-fragments flag or an offset
             stats.skip("ip.fragment")
@@ -295,7 +295,7 @@ def parse_tcp(link: int, frame: bytes, stats: Stats) -> Segment | None:
             stats.skip("ip.truncated")
             return None
         if frame[off + 6] != 6:
-            stats.skip("ip.not_tcp")  # extension headers are not followed
+            stats.count("ignored.ip_not_tcp")  # extension headers are not followed
             return None
         src, dst = frame[off + 8 : off + 24], frame[off + 24 : off + 40]
         t = off + 40

@@ -162,7 +162,7 @@ class Decoder:
             key = (seg.dst, seg.dport, seg.src, seg.sport)
             service, direction = ports[seg.sport], 1
         else:
-            self.stats.skip("tcp.other_port")
+            self.stats.count("ignored.tcp_other_port")  # not monitored: no error
             return None
         if not seg.payload and not syn_only:
             return None  # a bare ACK/FIN/RST: the tail of a connection we never saw, or one just closed
@@ -269,7 +269,7 @@ class Decoder:
         self._talk(flow)
 
     def _talk(self, flow: Flow) -> None:
-        k = (flow.orig[0], flow.resp[0], flow.service)
+        k = (flow.orig[0], f"{flow.resp[0]}:{flow.resp[1]}", flow.service)
         t = self.talkers.setdefault(k, [0.0, 0.0, 0.0])
         t[0] += flow.packets
         t[1] += flow.bytes
