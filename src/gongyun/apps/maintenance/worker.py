@@ -54,6 +54,7 @@ class Watch:
     recent: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=120))
     raw: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=2 * diagnosis.WINDOW))
     ready: bool = False
+    raw_ts: int = 0
 
 
 class Scorer:
@@ -126,7 +127,9 @@ class Scorer:
                 continue
             x = np.array([w.latest[n] for n in w.det.names])
             score, contrib = w.stream.update(x)
-            w.raw.append(x)
+            if ts - w.raw_ts >= 1_000_000:  # diagnosis and RUL models work on 1 Hz samples
+                w.raw.append(x)
+                w.raw_ts = ts
             ratio = score / w.det.threshold if w.det.threshold > 0 else 0.0
             w.run = w.run + 1 if ratio > 1 else 0
             w.recent.append((ts, ratio))
@@ -159,7 +162,12 @@ class Scorer:
                 rul = await _pump_rul(w)
                 if rul is not None:
                     mid, lo, hi = rul
-                    out.append((f"{dev}/rul", datetime.fromtimestamp(points[-1].ts / 1e6, UTC), mid))
+                    at_last = datetime.fromtimestamp(points[-1].ts / 1e6, UTC)
+                    out += [
+                        (f"{dev}/rul", at_last, mid),
+                        (f"{dev}/rul_low", at_last, lo),
+                        (f"{dev}/rul_high", at_last, hi),
+                    ]
                     await store.upsert_equipment(
                         app.session,
                         tenant,
@@ -202,6 +210,8 @@ class Scorer:
         await self.ctx.services.ensure_tag(tenant, dev, "anomaly_score", description="score / threshold")
         await self.ctx.services.ensure_tag(tenant, dev, "health", unit="%", description="health index 0-100")
         await self.ctx.services.ensure_tag(tenant, dev, "rul", unit="s", description="remaining useful life")
+        for tag, what in (("rul_low", "10 %"), ("rul_high", "90 %")):
+            await self.ctx.services.ensure_tag(tenant, dev, tag, unit="s", description=f"RUL {what} quantile")
         await self.ctx.services.ensure_rule(
             tenant,
             {

@@ -82,8 +82,8 @@
     return n;
   }
 
-  /* A line chart; ``band`` shades values above it (the anomaly zone). */
-  function chart(points, title, band, fixed) {
+  /* A line chart; ``band`` shades values above it (the anomaly zone); ``lows``/``highs`` an interval. */
+  function chart(points, title, band, fixed, lows, highs) {
     const W = 900, H = 180, L = 50, R = 20, TOP = 20, B = 22;
     if (!points.length) return el("p", { class: "empty-row" }, title + ": " + T.noData);
     const xs = points.map((p) => Date.parse(p.ts)), ys = points.map((p) => p.value);
@@ -102,6 +102,11 @@
     g.append(svg("line", { x1: L, x2: L, y1: TOP, y2: H - B, stroke: "#999" }));
     g.append(svg("text", { x: L - 4, y: y(hi) + 4, "font-size": 10, "text-anchor": "end" }, fmt(hi)));
     g.append(svg("text", { x: L - 4, y: y(lo), "font-size": 10, "text-anchor": "end" }, fmt(lo)));
+    if (lows && highs && lows.length && lows.length === highs.length) {
+      const top = highs.map((p) => `${x(Date.parse(p.ts))},${y(p.value)}`);
+      const bot = lows.map((p) => `${x(Date.parse(p.ts))},${y(p.value)}`).reverse();
+      g.append(svg("polygon", { points: [...top, ...bot].join(" "), fill: "rgba(13,110,253,0.15)", stroke: "none", class: "maint-interval" }));
+    }
     g.append(svg("polyline", {
       points: points.map((p, i) => `${x(xs[i])},${y(ys[i])}`).join(" "), fill: "none", stroke: "#0d6efd", "stroke-width": 1.5,
     }));
@@ -178,7 +183,8 @@
     const data = await api("GET", `${BASE}/equipment/${encodeURIComponent(name)}`);
     const e = data.equipment;
     const dev = name + "-maintenance";
-    const [scores, health] = await Promise.all([series(dev + "/anomaly_score"), series(dev + "/health")]);
+    const [scores, health, rul, rulLow, rulHigh] = await Promise.all(
+      ["anomaly_score", "health", "rul", "rul_low", "rul_high"].map((tag) => series(dev + "/" + tag)));
     const box = el("div");
     const refresh = async () => equipment(me);
     const contributors = (e.contributors || []).map((c) => el("li", null, `${c.tag}: ${fmt(c.share * 100, 0)} %`));
@@ -195,6 +201,7 @@
       el("h3", null, T.trend),
       chart(scores, T.score, 1.0, null),
       chart(health, T.health, null, [0, 100]),
+      chart(rul, `${T.rul} (s, ${T.interval} 10–90 %)`, null, rul.length ? [0, Math.max(...rulHigh.map((p) => p.value), ...rul.map((p) => p.value))] : null, rulLow, rulHigh),
       el("h3", null, T.orders), ordersTable(data.work_orders, me, refresh));
     root().replaceChildren(box);
   }
