@@ -170,3 +170,37 @@ async def test_unknown_node_falls_back_to_polling_and_reads_bad(cnc: CncServer, 
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await drv.close()
+
+
+async def test_gateway_uses_a_ca_issued_certificate_and_refuses_servers_the_ca_did_not_sign(
+    tmp_path: Path,
+) -> None:
+    from gongyun.security.pki.ca import CertificateAuthority
+
+    ca = CertificateAuthority(tmp_path / "ca")
+    d = tmp_path / "certs"
+    d.mkdir()
+    for name, uri in (("server", APP_URI), ("client", "urn:gongyun:edge:test")):
+        der, key = ca.issue_opcua("ta", name, uri)
+        (d / f"{name}.der").write_bytes(der)
+        (d / f"{name}.pem").write_bytes(key)
+    (d / "ca.pem").write_bytes(ca.bundle())
+    rogue_cert, rogue_key = make_app_cert(d, "rogue", APP_URI)  # self-signed, not from the CA
+    pki = {"client_cert": d / "client.der", "client_key": d / "client.pem", "server_cert": d / "server.der"}
+    for cert, key, accepted in ((d / "server.der", d / "server.pem", True), (rogue_cert, rogue_key, False)):
+        server = CncServer(port=free_port(), cert=cert, key=key, users={"operator": "s3cret"})
+        await server.start()
+        try:
+            cfg = secure_cfg(server.url, {**pki, "server_cert": cert}, username="operator", password="s3cret")
+            cfg = cfg.model_copy(update={"server_ca": d / "ca.pem", "server_certificate": None})
+            async with running(cfg) as (drv, got):
+                if accepted:
+                    await wait_for(lambda: {"spindle_speed", "state"} <= tags(got), timeout=20)
+                else:
+                    await wait_for(lambda: drv.status.errors.get("connect", 0) >= 1, timeout=20)
+                    assert not tags(got) and not drv.status.connected
+            if not accepted:  # control: without the CA check the rogue server would have been used
+                async with running(cfg.model_copy(update={"server_ca": None})) as (drv, got):
+                    await wait_for(lambda: "spindle_speed" in tags(got), timeout=20)
+        finally:
+            await server.stop()

@@ -96,6 +96,9 @@ class DeviceConfig(Strict):
     certificate: Path | None = None
     private_key: Path | None = None
     server_certificate: Path | None = None
+    # PEM file of CA certificates (the platform CA's root and intermediates): a server is used
+    # only if its certificate was issued by one of them (gongyun.security.pki)
+    server_ca: Path | None = None
     username: str | None = None
     password: str | None = None
     subscription_interval: float = Field(default=0.5, gt=0)
@@ -143,7 +146,7 @@ def load_config(path: str | Path) -> tuple[EdgeConfig, dict[str, Profile]]:
     profiles: dict[str, Profile] = {}
     for raw in config.devices:
         updates: dict[str, Path] = {}
-        for key in ("profile", "certificate", "private_key", "server_certificate"):
+        for key in ("profile", "certificate", "private_key", "server_certificate", "server_ca"):
             value = getattr(raw, key)
             if value is not None and not value.is_absolute():
                 updates[key] = base / value

@@ -15,6 +15,7 @@ from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.uaerrors import UaError
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from gongyun import __version__
 from gongyun.core.types import Quality, Sample
@@ -32,6 +33,14 @@ def quality_of(status: ua.StatusCode | None) -> Quality:
         return Quality.good
     severity = status.value >> 30
     return Quality.good if severity == 0 else Quality.uncertain if severity == 1 else Quality.bad
+
+
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def app_uri_of(cert_path: str) -> str | None:
@@ -117,9 +126,27 @@ class OpcUaDriver(Driver):
             ts = ts.replace(tzinfo=UTC)
         return self.sample(tag, value, ts, quality)
 
+    async def _check_server_ca(self, url: str) -> None:
+        """Refuse a server whose certificate no CA in ``server_ca`` issued (no blind trust)."""
+        assert self.config.server_ca is not None
+        cas = x509.load_pem_x509_certificates(self.config.server_ca.read_bytes())
+        probe = Client(url, timeout=self.config.timeout * 4)
+        endpoints = await probe.connect_and_get_server_endpoints()
+        ders = {bytes(e.ServerCertificate) for e in endpoints if e.ServerCertificate}
+        if not ders:
+            raise DeviceError(f"{url}: the server presents no certificate")
+        for der in ders:
+            cert = x509.load_der_x509_certificate(der)
+            if not any(_issued_by(cert, ca) for ca in cas):
+                raise DeviceError(
+                    f"{url}: the server certificate {cert.subject.rfc4514_string()} is not from the CA"
+                )
+
     async def _connect(self) -> Client:
         c = self.config
         assert c.url is not None
+        if c.server_ca is not None:
+            await self._check_server_ca(c.url)
         client = Client(c.url, timeout=c.timeout * 4, watchdog_intervall=max(0.5, c.timeout))
         if c.security == "Basic256Sha256":
             assert c.certificate is not None and c.private_key is not None

@@ -249,6 +249,52 @@ class CertificateAuthority:
         )
         return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
 
+    def issue_opcua(self, tenant_id: str, name: str, app_uri: str, days: int = 365) -> tuple[bytes, bytes]:
+        """An OPC UA application certificate (DER) and its RSA key (PEM), from the tenant's CA.
+
+        RSA 2048 for Basic256Sha256; the application URI and loopback names in subjectAltName and
+        the key usages OPC UA requires. Gateways use it as their client certificate; a server's
+        certificate from this CA is what the gateway checks servers against (``server_ca``).
+        """
+        import ipaddress
+        import socket
+
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        inter, inter_key = self.intermediate(tenant_id)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        sans: list[x509.GeneralName] = [
+            x509.UniformResourceIdentifier(app_uri),
+            x509.DNSName("localhost"),
+            x509.DNSName(socket.gethostname()),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        ]
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(inter.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(_now() - dt.timedelta(minutes=5))
+            .not_valid_after(_now() + days * DAY)
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(True, True, True, True, False, False, False, False, False), critical=True
+            )
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                critical=False,
+            )
+            .sign(inter_key, hashes.SHA256())
+        )
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        return cert.public_bytes(serialization.Encoding.DER), key_pem
+
     def _issue(self, tenant_id: str, ident: str, csr_pem: bytes, identifier: str, days: int) -> Issued:
         csr = x509.load_pem_x509_csr(csr_pem)
         if not csr.is_signature_valid:
