@@ -182,18 +182,26 @@ def _live_sensor(port: int, seconds: float, q: Any) -> None:
     cap = LiveCapture("lo", bufsize=4 << 20)
     cap.drops()  # reset the kernel counters
     q.put("ready")
-    end = time.monotonic() + seconds
-    frames = cap.frames()
+    hard_end = time.monotonic() + seconds + 60
+    idle_since: float | None = None
     out: list[Any] = []
-    for item in frames:
-        if item is not None:
+    for item in cap.frames():  # until 1 s without frames after the injection, so the backlog is done
+        now = time.monotonic()
+        if item is None:
+            idle_since = idle_since or now
+            if now - idle_since > 1.0 and now > hard_end - 60 - seconds + 1.0:
+                break
+        else:
+            idle_since = None
             s.decoder.frame(item[0], item[1], item[2], out)
             if out:
                 s.handle(out)
                 out = []
-        if time.monotonic() > end:
+        if now > hard_end:
             break
-    q.put({"packets": s.stats.counts["packets"], "drops": cap.drops()})
+    c = s.stats.counts
+    monitored = c["packets"] - c["ignored.tcp_other_port"] - c["ignored.ip_not_tcp"]
+    q.put({"packets": monitored, "records": c["modbus.messages"], "drops": cap.drops()})
     cap.close()
 
 
@@ -201,24 +209,25 @@ def live_rate(frames: list[Frame], port: int, rate: int, seconds: float) -> dict
     """Inject frames on lo at ``rate`` per second for ``seconds``; what the sensor saw and dropped."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    proc = ctx.Process(target=_live_sensor, args=(port, seconds + 2.0, q))
+    proc = ctx.Process(target=_live_sensor, args=(port, seconds, q))
     proc.start()
     q.get(timeout=30)
+    total = int(rate * seconds)
+    frames = expand(frames, port, total)  # distinct connections, as a real plant's traffic would be
     tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     tx.bind(("lo", 0))
     sent, t0 = 0, time.perf_counter()
-    total = int(rate * seconds)
     batch = max(rate // 100, 1)
     while sent < total:
-        for _ in range(batch):
-            tx.send(frames[sent % len(frames)][2])
+        for _ in range(min(batch, total - sent)):
+            tx.send(frames[sent][2])
             sent += 1
         ahead = sent / rate - (time.perf_counter() - t0)
         if ahead > 0:
             time.sleep(ahead)
     elapsed = time.perf_counter() - t0
     tx.close()
-    result: dict[str, Any] = q.get(timeout=60)
+    result: dict[str, Any] = q.get(timeout=120)
     proc.join(10)
     result.update(rate=rate, sent=sent, achieved=sent / elapsed)
     return result
