@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,10 @@ import pytest
 from tests.browser.test_apps import _ready, _sign_in, _switch
 from tests.browser.test_areas import Platform, platform
 from tests.browser.test_console import Session, _shot, browser_session
+from tests.browser.test_demo import ADMIN_PASSWORD as DEMO_PASSWORD
+from tests.browser.test_demo import DemoServer, _until, demo
 
-__all__ = ["browser_session", "platform"]  # fixtures, imported for use here
+__all__ = ["browser_session", "demo", "platform"]  # fixtures, imported for use here
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 API = "/api/v1/apps/scheduling"
@@ -98,4 +101,92 @@ def test_solve_publish_stop_repair_accept(
     page.wait_for_selector("[data-testid=dispatch-list] table")
     assert "Dispatch list" in page.locator("#gy-app-root h1").inner_text()
     _shot(page, tmp_path, "scheduling-05-dispatch-en")
+    assert browser_session.script_errors == []
+
+
+def test_demo_cnc_stoppage_proposes_a_repair_accepted_in_the_console(
+    demo: DemoServer, browser_session: Session, tmp_path: Path
+) -> None:
+    """``gongyun demo``: orders for the virtual factory's machines are scheduled; stopping the CNC
+    (an injected fault) proposes a repair; the planner accepts it in the console; the Gantt redraws."""
+    page, base, api = browser_session.page, demo.base, demo.api
+    r = api.patch(
+        "/api/v1/apps/scheduling",
+        json={
+            "enabled": True,
+            "settings": {"time_limit_s": 2, "repair_time_limit_s": 2, "repair_minutes": 30},
+        },
+    )
+    assert r.status_code == 200, r.text
+    machines = {
+        "CNC": {
+            "name": "CNC mill M-1",
+            "equipment": "Machining/CNC cell/CNC mill M-1",
+            "watch_tag": "cnc-cell/spindle_speed",
+            "down_below": 100,
+        },
+        "PUMP": {"name": "Pump test stand"},
+        "PACK": {"name": "Packaging line"},
+    }
+    for mid, body in machines.items():
+        assert api.put(f"{API}/machines/{mid}", json=body).status_code == 200
+    now = datetime.now(UTC)
+    for k in range(4):
+        body = {
+            "id": f"PO{k}",
+            "product": "pump housing",
+            "lot": f"L-{k}",
+            "due_at": (now + timedelta(minutes=40 + 10 * k)).isoformat(),
+            "operations": [
+                {"id": "mill", "durations": {"CNC": 12 + 2 * k}},
+                {"id": "test", "durations": {"PUMP": 6}},
+                {"id": "pack", "durations": {"PACK": 4}},
+            ],
+        }
+        assert api.post(f"{API}/orders", json=body).status_code == 201
+    # the CNC runs (its spindle turns) before it is scheduled
+    _until(
+        lambda: api.get("/api/v1/telemetry/latest").json(),
+        lambda latest: "cnc-cell/spindle_speed" in latest,
+        60,
+        "the CNC spindle speed",
+    )
+    page.goto(base + "/login?next=/apps/scheduling/gantt")
+    page.fill("#username", "admin")
+    page.fill("#password", DEMO_PASSWORD)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_url(base + "/apps/scheduling/gantt")
+    _ready(page)
+    page.locator("[data-testid=sched-solve]").click()
+    page.wait_for_selector("svg.gy-sched-svg rect.gy-op")
+    page.locator("[data-testid=sched-accept]").click()
+    page.wait_for_function(PUBLISHED)
+    _shot(page, tmp_path, "scheduling-demo-01-published-en")
+    time.sleep(4)  # the worker reloads the watched machines every 3 s
+    fault = api.post("/api/v1/demo/faults", json={"machine": "cnc", "fault": "stoppage"})
+    assert fault.status_code in (200, 201), fault.text
+    listing = _until(
+        lambda: api.get(f"{API}/schedules").json(),
+        lambda rows: rows and rows[0]["kind"] == "repair",
+        90,
+        "a repair proposal",
+    )
+    assert listing[0]["status"] == "proposed" and "CNC" in listing[0]["reason"]
+    page.reload()
+    _ready(page)
+    page.select_option("[data-testid=sched-version]", str(listing[0]["version"]))
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=sched-info]').innerText.includes('proposed')"
+    )
+    page.wait_for_selector("svg.gy-sched-svg rect.gy-down")
+    _shot(page, tmp_path, "scheduling-demo-02-repair-proposed-en")
+    page.locator("[data-testid=sched-accept]").click()
+    page.wait_for_function(PUBLISHED)
+    assert api.get(f"{API}/schedules/current").json()["version"] == listing[0]["version"]
+    assert page.locator("rect.gy-op").count() == 12
+    _shot(page, tmp_path, "scheduling-demo-03-repair-accepted-en")
+    _switch(page, "zh-CN")
+    page.wait_for_selector("svg.gy-sched-svg rect.gy-op")
+    assert "已发布" in page.locator("[data-testid=sched-info]").inner_text()
+    _shot(page, tmp_path, "scheduling-demo-04-repair-accepted-zh")
     assert browser_session.script_errors == []

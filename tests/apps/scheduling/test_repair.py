@@ -34,14 +34,14 @@ def random_jobshop(jobs: int, machines: int, seed: int) -> Instance:
 
 def test_breakdown_repair_20x10() -> None:
     inst = random_jobshop(20, 10, seed=7)
-    old = solve(inst, SolveOptions(time_limit=3, workers=2))
+    old = solve(inst, SolveOptions(time_limit=2, workers=2))
     assert violations(inst, old) == []
     now = old.makespan // 2
     running = [a for a in old.assignments if a.start < now < a.end]
     broken = running[0].machine if running else "M0"
     event = Disruption(now=now, down={broken: now + 150})
     t0 = time.monotonic()
-    result = repair(inst, old, event, SolveOptions(time_limit=3, workers=2), compare_scratch=True)
+    result = repair(inst, old, event, SolveOptions(time_limit=2.5, workers=2), compare_scratch=True)
     assert result.schedule.wall_s < 10 and time.monotonic() - t0 < 20
     sched = result.schedule
     frozen = {o: Assignment(o, m, s, 0) for o, (m, s) in result.frozen.items()}

@@ -26,7 +26,7 @@ STRATEGIES = ("gongyun", "cpsat", "plain")
 # of machines the full model stalls early and LNS pays; a pure job shop keeps CP-SAT's own search
 # (one full worker, one LNS worker) most of the time and polishes its best schedule at the end.
 # Chosen on instances outside the benchmark (abz, orb, swv, yn, ta31-50, flexible variants of them).
-FIRST = {True: float(os.environ.get("GY_FIRST", "0.4")), False: float(os.environ.get("GY_FIRST_JS", "0.85"))}
+FIRST = {True: float(os.environ.get("GY_FIRST", "0.4")), False: float(os.environ.get("GY_FIRST_JS", "1.0"))}
 FINAL = {True: float(os.environ.get("GY_FINAL", "0.1")), False: float(os.environ.get("GY_FINAL_JS", "0.0"))}
 
 
