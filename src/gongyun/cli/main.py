@@ -43,6 +43,7 @@ ROOM_COMMANDS = (
     ("gongyun.cli.range", "range_app", "range"),
     ("gongyun.cli.audit", "audit_app", "audit"),
     ("gongyun.cli.pki", "pki_app", "pki"),
+    ("gongyun.cli.classify", "classify_app", "classify"),
 )
 
 
