@@ -104,6 +104,10 @@ async def test_a_jam_becomes_an_uncoded_stop_is_coded_and_the_pareto_updates(tmp
         [period] = oee["periods"]
         assert period["bottleneck"] == "packer"
         assert period["availability"] == pytest.approx(480 / 600)
+        site = (await client.get(f"{BASE}/site/oee", params={**window, "group": "day"}, headers=op)).json()
+        assert site["periods"][0]["availability"] == pytest.approx(480 / 600) and list(site["lines"]) == [
+            "L1"
+        ]
         [mp] = oee["machines"]["packer"]
         assert mp["good"] == 299 and mp["scrap"] == 9
         assert period["performance"] == pytest.approx((299 + 9) / 480)
@@ -119,6 +123,7 @@ async def test_a_jam_becomes_an_uncoded_stop_is_coded_and_the_pareto_updates(tmp
             await client.post(f"{BASE}/stops/{stop['id']}/code", json={"reason": "bolt_only"}, headers=hb)
         ).status_code == 404
         assert (await client.get(f"{BASE}/lines/L1/oee", headers=hb)).status_code == 404
+        assert (await client.get(f"{BASE}/site/oee", headers=hb)).json()["lines"] == {}
         assert (
             await client.get(f"{BASE}/machines/{machine.json()['id']}/timeline", headers=hb)
         ).status_code == 404

@@ -133,6 +133,15 @@ async def line_oee(
     return await service.line_oee(ctx.session, ctx.services.store, ctx.tenant_id, line, a, b, group)
 
 
+@router.get("/site/oee")
+async def site_oee(
+    ctx: Read, start: datetime | None = None, end: datetime | None = None, group: service.Group = "day"
+) -> dict[str, Any]:
+    """Every line per period (at its bottleneck) and the site: its lines weighted by planned busy time."""
+    a, b = service.window(start, end)
+    return await service.site_oee(ctx.session, ctx.services.store, ctx.tenant_id, a, b, group)
+
+
 @router.get("/machines/{machine_id}/timeline")
 async def timeline(
     machine_id: str, ctx: Read, start: datetime | None = None, end: datetime | None = None

@@ -189,6 +189,36 @@ async def line_oee(
     }
 
 
+async def site_oee(
+    session: AsyncSession, store: TimeSeriesStore, tenant: str, start: int, end: int, grouping: Grouping
+) -> dict[str, Any]:
+    """Every line of the tenant (at its bottleneck) and the site: lines weighted by planned busy time."""
+    names = sorted({str(m["line"]) for m in await machine_rows(session, tenant)})
+    lines = {n: await line_oee(session, store, tenant, n, start, end, grouping) for n in names}
+    keys = sorted({p["key"] for r in lines.values() for p in r["periods"]})
+    periods = []
+    for key in keys:
+        per = {n: p for n, r in lines.items() for p in r["periods"] if p["key"] == key}
+        periods.append({"key": key, **_weighted_lines(per)})
+    return {
+        "grouping": grouping,
+        "lines": {n: {"periods": r["periods"], "summary": r["summary"]} for n, r in lines.items()},
+        "periods": periods,
+    }
+
+
+def _weighted_lines(per: Mapping[str, Mapping[str, Any]]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for k in ("availability", "performance", "quality", "oee"):
+        num = den = 0.0
+        for p in per.values():
+            v, w = p.get(k), float(p.get("pbt_s") or 0.0)
+            if v is not None and w > 0:
+                num, den = num + float(v) * w, den + w
+        out[k] = num / den if den else None
+    return out
+
+
 def window(
     start: datetime | None, end: datetime | None, default: timedelta = timedelta(hours=24)
 ) -> tuple[int, int]:
