@@ -11,10 +11,9 @@ the first tenant. It creates ``--tenants`` tenants and ``--devices`` devices (on
   samples every ``--period`` seconds to ``POST /api/v1/telemetry/ingest``, alternating between
   the two API processes (the other one when a process does not answer). Only samples
   acknowledged by a 2xx answer (and not listed as rejected) are counted.
-- Sparkplug B: ``--sparkplug-nodes`` edge nodes publish NBIRTH/NDATA through that Mosquitto,
-  encoded as the gateway's uplink encodes them, to the receiver in the first process. NDATA
-  goes at QoS 0 and this publisher gets no confirmations, so these points are reported
-  (published, stored) but are not part of the loss check.
+- Sparkplug B: ``--sparkplug-nodes`` gateways as Gongyun's edge runs them (a store-and-forward
+  buffer and the Sparkplug uplink) publish through that Mosquitto to the receiver in the first
+  process, which confirms what it stored; every point confirmed to a gateway must be stored.
 - Faults: ``--faults`` times, evenly spaced, in turn: ``kill -9`` of the second API process and
   its restart (the writers keep going against the first); ``kill -9`` of Mosquitto and its
   restart (the nodes birth again); ``kill -9`` of the NATS server and its restart on the same
@@ -59,7 +58,15 @@ import httpx
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from soak_load import Checked, Stats, WriterPlan, alarm_and_identifier_writers, run_writers, sparkplug_nodes
+from soak_load import (
+    Checked,
+    GatewayLog,
+    Stats,
+    WriterPlan,
+    alarm_and_identifier_writers,
+    run_writers,
+    sparkplug_gateways,
+)
 from soak_services import GONGYUN, Api, Broker, PrivateNats, PrivatePostgres, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results" / "soak.json"
@@ -67,6 +74,9 @@ ADMIN_PASSWORD = secrets.token_hex(12)
 DATABASE = "gongyun"
 FAULT_KINDS = ("api", "mosquitto", "nats", "postgres")
 LAG_METRIC = "gongyun_telemetry_ingest_lag_seconds"
+HOST_ID = (
+    "gongyun"  # the receiver's Sparkplug host id (setting sparkplug_host_id), the gateways' primary host
+)
 
 
 def admin_db(pg: PrivatePostgres, sql: str) -> None:
@@ -186,40 +196,45 @@ def stored_total(dsn: str) -> int:
         return int(row[0]) if row else 0
 
 
-def verify(dsn: str, stats: Stats, sp_tenant_id: str) -> dict[str, int]:
-    """Acknowledged HTTP samples missing from the store, and duplicate (tenant, tag, ts) rows."""
+def verify(dsn: str, stats: Stats, sp_tenant_id: str, gateways: GatewayLog) -> dict[str, int]:
+    """Acknowledged HTTP samples and confirmed Sparkplug points missing from the store, and
+    duplicate (tenant, tag, ts) rows."""
     buf = io.StringIO()
     for (tenant, tag), ts in stats.acked.items():
         for t in ts:
-            buf.write(f"{tenant}\t{tag}\t{t}\n")
+            buf.write(f"http\t{tenant}\t{tag}\t{t}\n")
+    for tag, t in gateways.confirmed_points():
+        buf.write(f"sp\t{sp_tenant_id}\t{tag}\t{t}\n")
     with psycopg.connect(dsn) as conn:
-        conn.execute("CREATE TEMP TABLE acked (tenant TEXT, tag TEXT, ts BIGINT)")
+        conn.execute("CREATE TEMP TABLE acked (kind TEXT, tenant TEXT, tag TEXT, ts BIGINT)")
         with conn.cursor().copy("COPY acked FROM STDIN") as copy:
             copy.write(buf.getvalue())
-        lost = conn.execute(
-            """SELECT count(*) FROM acked a WHERE NOT EXISTS (
-                 SELECT 1 FROM ts_raw_points p JOIN ts_series s USING (sid)
-                 WHERE s.tenant = a.tenant AND s.tag = a.tag AND p.ts = a.ts)"""
-        ).fetchone()
+        lost: dict[str, int] = dict(
+            conn.execute(
+                """SELECT kind, count(*) FROM acked a WHERE NOT EXISTS (
+                     SELECT 1 FROM ts_raw_points p JOIN ts_series s USING (sid)
+                     WHERE s.tenant = a.tenant AND s.tag = a.tag AND p.ts = a.ts) GROUP BY kind"""
+            ).fetchall()
+        )
         dup = conn.execute(
             """SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM ts_raw_points p
                  JOIN ts_series s USING (sid) GROUP BY s.tenant, s.tag, p.ts HAVING count(*) > 1) d"""
         ).fetchone()
         acked_dup = conn.execute("SELECT count(*) - count(DISTINCT (tenant, tag, ts)) FROM acked").fetchone()
-        sp = conn.execute(
-            "SELECT count(*) FROM ts_raw_points p JOIN ts_series s USING (sid)"
-            " WHERE s.tenant = %s AND s.tag LIKE 'sp%%'",
-            (sp_tenant_id,),
-        ).fetchone()
-        everything = conn.execute("SELECT count(*) FROM ts_raw_points").fetchone()
-        stored_sp = int(sp[0]) if sp else 0
-        stored_http = (int(everything[0]) if everything else 0) - stored_sp
+        stored: dict[str, int] = dict(
+            conn.execute(
+                "SELECT CASE WHEN s.tag LIKE 'sp%%' THEN 'sp' ELSE 'http' END, count(*)"
+                " FROM ts_raw_points p JOIN ts_series s USING (sid)"
+                " WHERE s.tag NOT LIKE 'alarm/%%' GROUP BY 1"
+            ).fetchall()
+        )
     return {
-        "lost": int(lost[0]) if lost else -1,
+        "lost": int(lost.get("http", 0)),
+        "lost_sp": int(lost.get("sp", 0)),
         "duplicated": int(dup[0]) if dup else -1,
         "acked_twice": int(acked_dup[0]) if acked_dup else -1,
-        "stored_http": stored_http,
-        "stored_sp": stored_sp,
+        "stored_http": int(stored.get("http", 0)),
+        "stored_sp": int(stored.get("sp", 0)),
     }
 
 
@@ -394,11 +409,21 @@ async def soak(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         flush=True,
     )
     stop_file = home / "stop-writers"
-    sp_stop = threading.Event()
+    sp_stop, gateway_log = threading.Event(), GatewayLog()
     t_start, wall_start = time.monotonic(), time.time()
     sp_thread = threading.Thread(
-        target=sparkplug_nodes,
-        args=(group, args.sparkplug_nodes, sp_tags, args.period, broker.port, stats, sp_stop),
+        target=sparkplug_gateways,
+        args=(
+            home,
+            group,
+            args.sparkplug_nodes,
+            sp_tags,
+            args.period,
+            broker.port,
+            "gongyun",
+            sp_stop,
+            gateway_log,
+        ),
         daemon=True,
     )
     if sp_tags:
@@ -445,21 +470,22 @@ async def soak(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     pool.shutdown()
     wrote_s = time.monotonic() - t_start
     if sp_tags:
-        sp_thread.join(30)
+        sp_thread.join(60)
+    sp_sent = sum(len(rows) for rows in gateway_log.appended.values())
     acked = sum(len(v) for v in stats.acked.values())
     # catching up: until every acknowledged HTTP sample plus the Sparkplug ones are counted (or --grace)
     t_end = time.monotonic()
     total = before = -1
     while time.monotonic() - t_end < args.grace:
         total = await asyncio.to_thread(stored_total, dsn)
-        if total >= acked + stats.sp_published or (total == before and time.monotonic() - t_end > 5):
+        if total >= acked + sp_sent or (total == before and time.monotonic() - t_end > 5):
             break
         before = total
         await asyncio.sleep(0.5)
     catch_up = time.monotonic() - t_end
     for api in apis:
         api.sample_rss(time.monotonic() - t_start)
-    check = await asyncio.to_thread(verify, dsn, stats, ids[sp_tenant])
+    check = await asyncio.to_thread(verify, dsn, stats, ids[sp_tenant], gateway_log)
     check_ac = await asyncio.to_thread(verify_alarms_and_identifiers, dsn, checked, args.grace)
     growth = {api.name: rss_growth(api, args.warmup) for api in apis}
     return {
@@ -483,7 +509,14 @@ async def soak(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 "max": round(1000 * max(stats.latencies, default=0.0), 1),
             },
         },
-        "sparkplug": {"points": len(sp_tags), "published": stats.sp_published, "stored": check["stored_sp"]},
+        "sparkplug": {
+            "points": len(sp_tags),
+            "buffered": sp_sent,
+            "confirmed": len(gateway_log.confirmed_points()),
+            "stored": check["stored_sp"],
+            "lost": check["lost_sp"],
+            "replays": gateway_log.replays,
+        },
         "duplicated": check["duplicated"],
         "alarms": check_ac["alarms"],
         "identifiers": check_ac["identifiers"],
@@ -496,7 +529,7 @@ async def soak(args: argparse.Namespace, home: Path) -> dict[str, Any]:
 
 def summary(r: dict[str, Any]) -> str:
     """The one-line summary."""
-    samples = r["http"]["acknowledged"] + r["sparkplug"]["stored"]
+    samples = r["http"]["acknowledged"] + r["sparkplug"]["confirmed"]
     human = (
         f"{samples / 1e6:.1f}M"
         if samples >= 1e6
@@ -509,7 +542,7 @@ def summary(r: dict[str, Any]) -> str:
     return (
         f"soak: {r['devices']:,} devices, {r['tenants']} tenants, "
         f"{r['duration_s']:.0f} s, {len(r['faults'])} faults; "
-        f"{human} samples, {r['http']['lost']} lost, {r['duplicated']} duplicated; "
+        f"{human} samples, {r['http']['lost'] + r['sparkplug']['lost']} lost, {r['duplicated']} duplicated; "
         f"{r['alarms']['acknowledged_excursions']} alarms, {r['alarms']['lost']} lost, "
         f"{r['alarms']['raised_twice']} twice; {r['identifiers']['acknowledged']} registrations, "
         f"{r['identifiers']['lost']} lost; "
@@ -523,6 +556,8 @@ def failures(r: dict[str, Any], max_growth: float) -> tuple[list[str], list[str]
     fatal, unmet = [], []
     if r["http"]["lost"] or r["duplicated"] or r["http"]["acknowledged_twice"]:
         fatal.append("acknowledged samples lost or duplicated")
+    if r["sparkplug"]["lost"]:
+        fatal.append(f"points confirmed to a gateway are not stored: {r['sparkplug']}")
     if r["alarms"]["lost"] or r["alarms"]["raised_twice"]:
         fatal.append(f"alarm excursions lost or raised twice: {r['alarms']}")
     if r["identifiers"]["lost"]:

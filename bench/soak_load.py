@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import threading
 import time
 from array import array
@@ -32,7 +31,6 @@ class Stats:
     requests: int = 0
     failed: int = 0
     rejected: int = 0
-    sp_published: int = 0
     failed_at: dict[int, int] = field(default_factory=dict)  # failures per 5 s of wall-clock time
 
     def fail(self) -> None:
@@ -48,7 +46,6 @@ class Stats:
         self.requests += other.requests
         self.failed += other.failed
         self.rejected += other.rejected
-        self.sp_published += other.sp_published
         for slot, n in other.failed_at.items():
             self.failed_at[slot] = self.failed_at.get(slot, 0) + n
 
@@ -135,70 +132,88 @@ async def _writers(plan: WriterPlan, stats: Stats) -> None:
     watcher.cancel()
 
 
-def sparkplug_nodes(
-    group: str, nodes: int, tags: list[str], period: float, port: int, stats: Stats, stop: threading.Event
-) -> None:
-    """Edge nodes: NBIRTH on every (re)connect, then NDATA of every metric every ``period`` s,
-    encoded as the gateway's uplink does; only NDATA handed to a connected client is counted."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+@dataclass
+class GatewayLog:
+    """What the soak's gateways sent: every sample appended to each buffer, and what was confirmed."""
 
-    from gongyun.core.types import Quality
-    from gongyun.edge.uplink import EPOCH_METRIC, QUALITY_CODE, SEQ_PROP
+    appended: dict[str, list[tuple[int, str, int]]] = field(default_factory=dict)  # node -> (seq, tag, µs)
+    confirmed: dict[str, int] = field(default_factory=dict)  # node -> last confirmed seq
+    replays: int = 0
+
+    def confirmed_points(self) -> list[tuple[str, int]]:
+        """(tag, µs) of every sample the platform confirmed to its gateway."""
+        return [
+            (tag, us)
+            for node, rows in self.appended.items()
+            for seq, tag, us in rows
+            if seq <= self.confirmed.get(node, 0)
+        ]
+
+
+def sparkplug_gateways(
+    home: Path,
+    group: str,
+    nodes: int,
+    tags: list[str],
+    period: float,
+    port: int,
+    host_id: str,
+    stop: threading.Event,
+    out: GatewayLog,
+) -> None:
+    """Gateways as Gongyun's edge runs them: each a store-and-forward buffer (SQLite) and the
+    Sparkplug B uplink that publishes it and deletes what the platform's receiver confirms.
+    Every ``period`` s each gateway buffers one sample of each of its metrics."""
+    asyncio.run(_gateways(home, group, nodes, tags, period, port, host_id, stop, out))
+
+
+async def _gateways(
+    home: Path,
+    group: str,
+    nodes: int,
+    tags: list[str],
+    period: float,
+    port: int,
+    host_id: str,
+    stop: threading.Event,
+    out: GatewayLog,
+) -> None:
+    from gongyun.core.types import Quality, Sample, TagRef
+    from gongyun.edge.buffer import Buffer
+    from gongyun.edge.uplink import SparkplugUplink
     from gongyun.sparkplug import payload as spb
-    from gongyun.sparkplug.node import BDSEQ, REBIRTH
-    from gongyun.sparkplug.values import encode_properties
 
     per_node = [tags[n::nodes] for n in range(nodes)]
-    epochs = [secrets.randbits(62) or 1 for _ in range(nodes)]
-    seq = [0] * nodes  # the Sparkplug message sequence, 0 at each birth
-    births = [0] * nodes
-
-    def birth(client: Any, n: int) -> None:
-        names = per_node[n]
-        payload = spb.Payload(timestamp=spb.now_ms(), seq=0)
-        spb.set_metric_value(payload.metrics.add(name=BDSEQ), births[n] % 256, spb.SpbType.Int64)
-        spb.set_metric_value(payload.metrics.add(name=REBIRTH), False, spb.SpbType.Boolean)
-        epoch = payload.metrics.add(name=EPOCH_METRIC, alias=len(names) + 1)
-        spb.set_metric_value(epoch, epochs[n], spb.SpbType.Int64)
-        for alias, name in enumerate(names, 1):
-            spb.set_metric_value(payload.metrics.add(name=name, alias=alias), 0.0, spb.SpbType.Double)
-        births[n] += 1
-        seq[n] = 0
-        client.publish(f"spBv1.0/{group}/NBIRTH/n{n}", payload.SerializeToString(), qos=0)
-
-    clients = []
-    for n in range(nodes):
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{group}-n{n}")
-        client.on_connect = lambda c, _u, _f, _rc, _p, n=n: birth(c, n)
-        client.reconnect_delay_set(1, 2)
-        client.connect(MQTT_HOST, port)
-        client.loop_start()
-        clients.append(client)
-    good = QUALITY_CODE[Quality.good]
+    gateways = []
+    for n, names in enumerate(per_node):
+        buffer = Buffer(home / f"gateway-{n}.db")
+        types = dict.fromkeys(names, spb.SpbType.Double)
+        uplink = SparkplugUplink(
+            buffer, ("127.0.0.1", port), group, f"gw{n}", types, primary_host=host_id, batch=500
+        )
+        gateways.append((f"gw{n}", names, buffer, uplink))
+    tasks = [asyncio.create_task(uplink.run()) for _, _, _, uplink in gateways]
     m = 0
-    while not stop.wait(period):
-        m += 1
-        ts = spb.now_ms()
-        for n, (client, names) in enumerate(zip(clients, per_node, strict=True)):
-            if not client.is_connected():
-                continue
-            seq[n] = (seq[n] + 1) % 256
-            payload = spb.Payload(timestamp=ts, seq=seq[n])
-            for k in range(len(names)):
-                metric = payload.metrics.add(alias=k + 1, timestamp=ts)
-                spb.set_metric_value(metric, float(m % 100), spb.SpbType.Double)
-                props = {
-                    SEQ_PROP: (spb.SpbType.UInt64, (m - 1) * len(names) + k + 1),
-                    "Quality": (spb.SpbType.Int32, good),
-                }
-                encode_properties(metric.properties, props)
-            info = client.publish(f"spBv1.0/{group}/NDATA/n{n}", payload.SerializeToString(), qos=0)
-            if info.rc == mqtt.MQTT_ERR_SUCCESS:
-                stats.sp_published += len(names)
-    for client in clients:
-        client.loop_stop()
-        client.disconnect()
+    try:
+        while not stop.is_set():
+            m += 1
+            now = datetime.fromtimestamp(time.time_ns() // 1_000_000 / 1000, UTC)  # whole ms, as sent
+            for node, names, buffer, uplink in gateways:
+                samples = [Sample(TagRef.parse(name), float(m % 100), now, Quality.good) for name in names]
+                written = buffer.append(samples)
+                us = int(now.timestamp() * 1_000_000)
+                out.appended.setdefault(node, []).extend((int(x.seq or 0), str(x.tag), us) for x in written)
+                uplink.wake()
+            await asyncio.to_thread(stop.wait, period)
+        await asyncio.sleep(3.0)  # confirmations of the last messages on the way
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for node, _, buffer, uplink in gateways:
+            out.confirmed[node] = buffer.acked
+            out.replays += uplink.replays
+            buffer.close()
 
 
 @dataclass
