@@ -325,11 +325,22 @@ async def start_recall(
         {"root": root, "tenant": tenant_id, "rid": rid},
     )
     affected = list(
-        (await s.execute(select(recall_items.c.item_id).where(recall_items.c.recall_id == rid))).scalars()
+        (
+            await s.execute(
+                select(recall_items.c.item_id)
+                .where(recall_items.c.recall_id == rid)
+                .order_by(recall_items.c.item_id)
+            )
+        ).scalars()
     )
     step = 10_000
     for start in range(0, len(affected), step):
-        chunk = affected[start : start + step]
+        lo, hi = affected[start], affected[min(start + step, len(affected)) - 1]
+        chunk = (
+            select(recall_items.c.item_id)
+            .where(recall_items.c.recall_id == rid, recall_items.c.item_id.between(lo, hi))
+            .scalar_subquery()
+        )
         await s.execute(
             update(items)
             .where(items.c.tenant_id == tenant_id, items.c.id.in_(chunk))
