@@ -154,6 +154,14 @@ def test_bearing_wear_to_closed_work_order(platform: Any, browser_session: Sessi
     page.goto(base + "/apps/maintenance/models")
     _ready(page)
     page.wait_for_selector("#gy-app-root table")
+    page.fill("form.maint-train input[name=equipment]", "pump")
+    page.fill("form.maint-train input[name=tags]", "pump/flow, pump/vibration")
+    page.fill("form.maint-train input[name=minutes]", "1")
+    page.click("form.maint-train button[type=submit]")
+    page.wait_for_function(
+        "() => document.querySelector('form.maint-train .form-status').textContent.length > 0"
+    )
+    assert "pump/flow" in page.inner_text("form.maint-train .form-status")  # no data in that window: refused
     _shot(page, tmp_path, "maintenance-05-models-zh")
     labels = api.get(f"{BASE}/labels").json()
     assert labels[0]["label"] == "bearing_wear"

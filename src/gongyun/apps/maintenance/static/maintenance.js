@@ -21,7 +21,8 @@
       noModels: "No models yet.", interval: "interval", fleetWide: "fleet", back: "Fleet", yes: "yes", no: "",
       open: "open", assigned: "assigned", in_progress: "in progress", done: "done", cancelled: "cancelled",
       closeNotes: "What was found?", closeLabel: "Fault found (e.g. bearing_wear)", noData: "No scores yet.",
-      confidence: "confidence",
+      confidence: "confidence", train: "Train an anomaly detector", tags: "Tags (device/tag, comma separated)",
+      baseline: "Baseline: the last N minutes of normal operation", submit: "Train and activate",
     },
     "zh-CN": {
       fleet: "设备健康总览", equipment: "设备", path: "资产路径", health: "健康指数", score: "异常评分",
@@ -35,7 +36,8 @@
       noModels: "还没有模型。", interval: "区间", fleetWide: "全机群", back: "总览", yes: "是", no: "",
       open: "待处理", assigned: "已指派", in_progress: "处理中", done: "已完成", cancelled: "已取消",
       closeNotes: "发现了什么?", closeLabel: "发现的故障(如 bearing_wear)", noData: "还没有评分。",
-      confidence: "置信度",
+      confidence: "置信度", train: "训练异常检测器", tags: "位号(设备/位号,逗号分隔)",
+      baseline: "基线:最近 N 分钟的正常运行数据", submit: "训练并启用",
     },
   };
   const T = TEXT[LANG] || TEXT.en;
@@ -231,7 +233,27 @@
             await api("POST", `${BASE}/models/${m.id}/activate`); await refresh();
           } }, T.activate)) },
     ];
-    root().replaceChildren(nav("models"), el("h2", null, T.models), grid(cols, rows, T.noModels));
+    const status = el("p", { class: "form-status", role: "status" });
+    const form = el("form", { class: "maint-train", onsubmit: async (ev) => {
+      ev.preventDefault();
+      const data = new FormData(form);
+      const end = new Date(), start = new Date(end.getTime() - Number(data.get("minutes")) * 60e3);
+      try {
+        await api("POST", BASE + "/detectors", {
+          equipment: String(data.get("equipment")).trim(),
+          tags: String(data.get("tags")).split(",").map((x) => x.trim()).filter(Boolean),
+          start: start.toISOString(), end: end.toISOString(),
+        });
+        await refresh();
+      } catch (err) {
+        status.textContent = err.problem && err.problem.detail ? err.problem.detail : G.errorMessage(err);
+      }
+    } },
+    el("label", null, T.equipment, " ", el("input", { name: "equipment", required: true })), " ",
+    el("label", null, T.tags, " ", el("input", { name: "tags", required: true, size: 50 })), " ",
+    el("label", null, T.baseline, " ", el("input", { name: "minutes", type: "number", min: 1, value: 10, required: true })), " ",
+    el("button", { type: "submit", class: "btn btn-sm" }, T.submit), status);
+    root().replaceChildren(nav("models"), el("h2", null, T.models), grid(cols, rows, T.noModels), el("h3", null, T.train), form);
   }
 
   async function orders(me) {
