@@ -135,6 +135,21 @@ async def test_plan_solve_publish_repair_and_isolation(tmp_path: Path) -> None:
         )
         r = await client.post(f"{API}/schedules/3/reject", headers=h)
         assert r.json()["status"] == "rejected"
+        # a rush order arrives: fitted into the published schedule without a breakdown
+        rush = {
+            "id": "RUSH",
+            "weight": 5,
+            "due_at": (datetime.now(UTC) + timedelta(minutes=30)).isoformat(),
+            "operations": [
+                {"id": "10", "durations": {"CNC1": 5, "CNC2": 6}},
+                {"id": "20", "durations": {"PAINT": 4}},
+            ],
+        }
+        assert (await client.post(f"{API}/orders", json=rush, headers=h)).status_code == 201
+        r = await client.post(f"{API}/repair", json={}, headers=h)
+        assert r.status_code == 201, r.text
+        v4 = r.json()
+        assert v4["reason"] == "new orders" and {"RUSH.10", "RUSH.20"} <= {c["op"] for c in v4["changes"]}
         # tenant isolation: plant-b sees nothing of plant-a
         assert (await client.get(f"{API}/machines", headers=hb)).json() == []
         assert (await client.get(f"{API}/orders", headers=hb)).json() == []

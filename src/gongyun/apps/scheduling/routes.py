@@ -64,9 +64,11 @@ class OrderIn(BaseModel):
 
 
 class RepairIn(BaseModel):
-    """A machine went down: until when (default: now + the repair time of the settings)."""
+    """What happened: a machine went down (until when; default now + the settings' repair time),
+    operations run late (op id -> new expected end), or neither: fit new and rush orders in."""
 
-    machine: str = ID
+    machine: str | None = Field(default=None, min_length=1, max_length=64)
+    late: dict[str, datetime] = Field(default_factory=dict, max_length=1000)
     until: datetime | None = None
     reason: str = Field(default="", max_length=300)
 
@@ -238,9 +240,9 @@ async def post_solve(ctx: Planner) -> dict[str, Any]:
 
 @router.post("/repair", status_code=201)
 async def post_repair(body: RepairIn, ctx: Planner) -> dict[str, Any]:
-    """Propose a repair of the published schedule after a machine went down."""
+    """Propose a repair of the published schedule: a machine down, late operations, or rush orders."""
     version = await store.run_repair(
-        ctx.session, ctx.tenant_id, _settings(ctx), body.machine, body.until, body.reason
+        ctx.session, ctx.tenant_id, _settings(ctx), body.machine, body.until, body.reason, body.late
     )
     await ctx.audit("repair", str(version), machine=body.machine)
     return store.view(await store.row(ctx.session, ctx.tenant_id, version))

@@ -305,22 +305,26 @@ async def run_repair(
     session: AsyncSession,
     tenant_id: str,
     settings: Settings,
-    machine: str,
+    machine: str | None,
     until: datetime | None = None,
     reason: str = "",
+    late: dict[str, datetime] | None = None,
 ) -> int:
-    """Propose a repair of the published schedule after ``machine`` went down (until ``until``)."""
+    """Propose a repair of the published schedule: ``machine`` went down (until ``until``), operations
+    run late (``late``: op id -> new expected end), or (neither) new and rush orders are fitted in."""
     base = await published(session, tenant_id)
     if base is None:
         raise Conflict("no published schedule to repair")
     epoch = base["epoch"] if base["epoch"].tzinfo else base["epoch"].replace(tzinfo=UTC)
     now = max(0, minutes(datetime.now(UTC), epoch) or 0)
     inst = await load_instance(session, tenant_id, epoch)
-    if machine not in inst.machine_index:
+    if machine is not None and machine not in inst.machine_index:
         raise NotFound(f"no machine {machine!r}")
     _, old = _schedule(base)
-    end = minutes(until, epoch) if until else now + settings.repair_minutes
-    event = Disruption(now=now, down={machine: max(now + 1, end or 0)})
+    event = Disruption(now=now, late={op: minutes(t, epoch) or 0 for op, t in (late or {}).items()})
+    if machine is not None:
+        end = minutes(until, epoch) if until else now + settings.repair_minutes
+        event.down[machine] = max(now + 1, end or 0)
     opts = SolveOptions(
         objective=Objective(settings.objective),
         time_limit=settings.repair_time_limit_s,
@@ -332,7 +336,10 @@ async def run_repair(
     finally:
         _done(tenant_id)
     sched = replace(result.schedule)
-    sched.stats["down"] = {"machine": machine, "from": now, "until": event.down[machine]}
+    if machine is not None:
+        sched.stats["down"] = {"machine": machine, "from": now, "until": event.down[machine]}
+    if not reason:
+        reason = f"machine {machine} down" if machine else "late operations" if late else "new orders"
     return await save(
         session,
         tenant_id,
@@ -342,7 +349,7 @@ async def run_repair(
         sched,
         base_version=base["version"],
         changes=result.changes,
-        reason=reason or f"machine {machine} down",
+        reason=reason,
     )
 
 

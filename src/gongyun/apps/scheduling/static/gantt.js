@@ -13,7 +13,8 @@
       shift: "Total shift (min)", progress: "Solve progress", best: "best", lb: "bound", legendLate: "late order",
       legendCrit: "critical path", legendOld: "before the repair", legendDown: "downtime", reason: "Reason",
       proposed: "proposed", published: "published", rejected: "rejected", superseded: "superseded",
-      solveKind: "solve", repairKind: "repair", minutes: "min",
+      solveKind: "solve", repairKind: "repair", minutes: "min", obj_makespan: "makespan",
+      obj_tardiness: "weighted tardiness", obj_weighted: "weighted makespan and tardiness",
     },
     "zh-CN": {
       title: "智能排产", solve: "排产", solving: "求解中…", version: "版本", byMachine: "按设备", byOrder: "按订单",
@@ -23,7 +24,8 @@
       changes: "变更", moved: "移动工序数", shift: "总偏移（分钟）", progress: "求解进度", best: "最优", lb: "下界",
       legendLate: "延期订单", legendCrit: "关键路径", legendOld: "重排前位置", legendDown: "停机", reason: "原因",
       proposed: "待审批", published: "已发布", rejected: "已拒绝", superseded: "已替代", solveKind: "排产",
-      repairKind: "重排", minutes: "分钟",
+      repairKind: "重排", minutes: "分钟", obj_makespan: "完工时间", obj_tardiness: "加权拖期",
+      obj_weighted: "完工时间与拖期加权",
     },
   };
   const SVGNS = "http://www.w3.org/2000/svg";
@@ -158,7 +160,7 @@
       const rows = [
         [L.status, L[d.status] || d.status],
         [L.kind, L[d.kind + "Kind"] || d.kind],
-        [L.objective, `${d.objective} = ${d.value}`],
+        [L.objective, `${L["obj_" + d.objective] || d.objective} = ${d.value}`],
         [L.bound, d.bound === null ? "-" : d.bound],
         [L.gap, d.gap === null ? "-" : (100 * d.gap).toFixed(2) + " %"],
         [L.makespan, d.makespan],
