@@ -30,6 +30,7 @@ NONEXISTENT: dict[str, str] = {
     "event_id": "0" * 32,
     "incident_id": "0" * 32,
     "request_id": "0" * 32,
+    "serial": "1234567890123456789",
 }
 
 
@@ -67,6 +68,13 @@ async def make_objects(
         headers,
     )
     ids["request_id"] = export["id"]
+    from gongyun.security.pki.ca import make_csr, new_key
+
+    token = await _post(client, "/api/v1/pki/tokens", {"group": f"G{tag}", "node": "n1"}, headers)
+    enrolled = await _post(
+        client, "/api/v1/pki/enrol", {"token": token["token"], "csr": make_csr(new_key(), "x").decode()}, {}
+    )
+    ids["serial"] = enrolled["serial"]
     rule = await _post(
         client,
         "/api/v1/alarms/rules",

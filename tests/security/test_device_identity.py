@@ -13,10 +13,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from gongyun.platform import Platform
 from gongyun.security.pki.ca import (
     PLATFORM_IDENTITY,
     CertificateAuthority,
@@ -25,6 +27,7 @@ from gongyun.security.pki.ca import (
     new_key,
 )
 from gongyun.security.pki.mosquitto import acl_text, write_config
+from tests.apphelp import admin_headers
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -166,3 +169,25 @@ def test_mosquitto_with_generated_config_enforces_identity_and_acl(tmp_path: Pat
         assert _refused(port, ca_file, revoked[0], revoked[1]), "revoked certificate accepted"
         assert _refused(port, ca_file, fcert, fkeyf), "certificate of a foreign CA accepted"
         assert _refused(port, ca_file, None, None), "client without a certificate accepted"
+
+
+async def test_enrolment_over_the_api(app_client: tuple[httpx.AsyncClient, Platform]) -> None:
+    client, _ = app_client
+    admin = await admin_headers(client)
+    token = await client.post("/api/v1/pki/tokens", json={"group": "GA", "node": "n1"}, headers=admin)
+    assert token.status_code == 201, token.text
+    body = {"token": token.json()["token"], "csr": make_csr(new_key(), "whatever").decode()}
+    enrolled = await client.post("/api/v1/pki/enrol", json=body)  # no login: the token is the credential
+    assert enrolled.status_code == 200 and enrolled.json()["identity"] == "GA.n1", enrolled.text
+    cert = x509.load_pem_x509_certificate(enrolled.json()["certificate"].encode())
+    assert cert.subject.rfc4514_string() == "CN=GA.n1"
+    again = await client.post("/api/v1/pki/enrol", json=body)
+    assert again.status_code == 403 and again.json()["code"] == "pki_enrolment_refused"
+    serial = enrolled.json()["serial"]
+    revoked = await client.post(f"/api/v1/pki/certificates/{serial}/revoke", headers=admin)
+    assert revoked.status_code == 200, revoked.text
+    crls = (await client.get("/api/v1/pki/crl")).text.encode()
+    parsed = [x509.load_pem_x509_crl(b"-----BEGIN" + p) for p in crls.split(b"-----BEGIN")[1:]]
+    assert any(c.get_revoked_certificate_by_serial_number(int(serial)) for c in parsed)
+    events = (await client.get("/api/v1/audit", params={"limit": 20}, headers=admin)).json()
+    assert {"pki.token", "pki.enrol", "pki.revoke"} <= {e["action"] for e in events}

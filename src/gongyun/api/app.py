@@ -30,6 +30,7 @@ ROUTER_MODULES = (
     "apikeys",
     "audit",
     "classification",
+    "pki",
     "assets",
     "devices",
     "telemetry",

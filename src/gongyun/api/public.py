@@ -13,6 +13,10 @@ PUBLIC_ROUTES: set[tuple[str, str]] = {
     ("POST", "/api/v1/auth/token"),
     ("POST", "/api/v1/auth/refresh"),
     ("POST", "/api/v1/auth/logout"),
+    # device enrolment: the one-time token in the body is the credential (gongyun.security.pki)
+    ("POST", "/api/v1/pki/enrol"),
+    ("GET", "/api/v1/pki/ca"),
+    ("GET", "/api/v1/pki/crl"),
 }
 
 # The console's HTML shell pages and its language switch (data comes from the API).
