@@ -207,9 +207,9 @@ async def test_live_stream_does_not_carry_tenant_b_points(
                 got: list[bytes] = []
 
                 task = asyncio.create_task(_read(client, path, params, headers, got))
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(0.2)
                 await _seed_b(client, b)
-                await asyncio.sleep(0.7)
+                await asyncio.sleep(0.4)
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
                     await task
