@@ -192,6 +192,9 @@ def test_supplier_and_manufacturer(world: dict[str, Any], tmp_path: Path) -> Non
             201,
         )
     assert supplier.node is not None
+    # the lot's label resolves on the supplier's node (a node serving every tenant) to its product page
+    dl = c.get(f"{supplier.node.url}{lot['key']}")
+    assert dl.status_code == 307 and dl.headers["location"].endswith(f"/apps/trace/product?key={lot['key']}")
     # private values on the lot's record: a certificate (to be granted) and a cost (not granted)
     for index, vtype, data in ((30, "GY_MATERIAL_CERT", "cert-2026-77"), (31, "GY_COST", "12.40 CNY/kg")):
         _ok(

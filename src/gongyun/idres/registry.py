@@ -328,7 +328,7 @@ class Registry:
 
     async def reverse_lookup(
         self,
-        tenant_id: str,
+        tenant_id: str | None,
         criteria: dict[str, str],
         *,
         prefixes: list[str] | None = None,
@@ -336,13 +336,16 @@ class Registry:
         limit: int = 1000,
         session: AsyncSession | None = None,
     ) -> list[str]:
-        """Identifiers whose values match every ``type -> pattern`` (``*`` wildcards)."""
+        """Identifiers whose values match every ``type -> pattern`` (``*`` wildcards; every tenant's
+        when ``tenant_id`` is None, for a node serving them all)."""
         if not criteria:
             raise InvalidInput("reverse lookup needs at least one TYPE=value criterion")
         async with self._session(session) as s:
             found: set[str] | None = None
             for vtype, pattern in criteria.items():
-                q = select(IdValue.handle_norm).where(IdValue.tenant_id == tenant_id, IdValue.type == vtype)
+                q = select(IdValue.handle_norm).where(IdValue.type == vtype)
+                if tenant_id is not None:
+                    q = q.where(IdValue.tenant_id == tenant_id)
                 if "*" in pattern:
                     q = q.where(IdValue.value_key.like(_like(pattern[:255]), escape="\\"))
                 else:

@@ -15,6 +15,7 @@ from typing import Protocol
 from gongyun.idres.asgi import AsgiApp
 from gongyun.idres.errors import HandleNotFound
 from gongyun.idres.registry import Record, Registry
+from gongyun.idres.syntax import parse
 
 log = logging.getLogger(__name__)
 Lookup = Callable[[list[dict[str, str]]], Awaitable[Record | None]]
@@ -33,10 +34,11 @@ class SchemeAdapter(Protocol):
         ...
 
 
-def make_lookup(registry: Registry, tenant_id: str) -> Lookup:
+def make_lookup(registry: Registry, tenant_id: str | None) -> Lookup:
     """The first record (public values) matching one of the criteria, tried in order.
 
-    A key ``"!TYPE"`` in a criteria dict means the record must not carry that type.
+    A key ``"!TYPE"`` in a criteria dict means the record must not carry that type. With
+    ``tenant_id`` None (a node serving every tenant) records of any tenant answer.
     """
 
     async def lookup(candidates: list[dict[str, str]]) -> Record | None:
@@ -45,7 +47,13 @@ def make_lookup(registry: Registry, tenant_id: str) -> Lookup:
             excluded = {k[1:] for k in criteria if k.startswith("!")}
             for handle in await registry.reverse_lookup(tenant_id, wanted, limit=50):
                 try:
-                    rec = await registry.get(tenant_id, handle)
+                    owner = tenant_id
+                    if owner is None:
+                        raw = await registry.get_raw(None, parse(handle).norm)
+                        if raw is None:
+                            continue
+                        owner = raw[4]
+                    rec = await registry.get(owner, handle)
                 except HandleNotFound:
                     continue
                 rec.values = [v for v in rec.values if v.public]
@@ -67,7 +75,7 @@ def adapters() -> list[SchemeAdapter]:
     return found
 
 
-def install_schemes(app: AsgiApp, registry: Registry, tenant_id: str) -> None:
+def install_schemes(app: AsgiApp, registry: Registry, tenant_id: str | None) -> None:
     """Mount every scheme adapter's endpoints on a node."""
     lookup = make_lookup(registry, tenant_id)
     for adapter in adapters():
