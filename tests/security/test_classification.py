@@ -141,6 +141,14 @@ async def test_core_values_are_sealed_masked_exported_with_approval_and_shredded
                     assert {v for _, v in body["points"]} == {
                         dict(vault=CORE, line=IMPORTANT, pump=GENERAL)[tag[:-2]]
                     }
+        # the ordinary telemetry reads: refused or masked above the caller's clearance
+        for role, h in roles.items():
+            for tag, level in (("line/v", Level.important), ("pump/v", Level.general)):
+                got = await client.get("/api/v1/telemetry/raw", params={"tag": tag, **window}, headers=h)
+                assert got.status_code == (200 if cleared(Role(role), level) else 403), (role, tag, got.text)
+            latest = (await client.get("/api/v1/telemetry/latest", headers=h)).json()
+            assert latest["pump/v"]["value"] == GENERAL
+            assert (latest["line/v"]["value"] == IMPORTANT) is cleared(Role(role), Level.important), role
         # the core tag never reached the time-series store
         raw = await client.get("/api/v1/telemetry/raw", params={"tag": "vault/v", **window}, headers=admin)
         assert raw.status_code == 200 and not raw.json().get("points"), raw.text

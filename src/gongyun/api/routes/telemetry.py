@@ -22,7 +22,7 @@ from gongyun.core.types import Sample
 from gongyun.errors import InvalidInput, PermissionDenied
 from gongyun.platform.data import TelemetryService
 from gongyun.platform.live import live_hub
-from gongyun.security.classify.levels import Level
+from gongyun.security.classify.levels import CLEARANCE, Level, cleared
 from gongyun.security.rbac import Perm
 from gongyun.telemetry import export as ex
 from gongyun.telemetry import reports
@@ -92,6 +92,7 @@ async def raw(
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> dict[str, Any]:
     """Points in [start, end), oldest first."""
+    await refuse_uncleared(ctx, [tag])
     return await TelemetryQuery(_svc(ctx).store, ctx.tenant_id).raw(
         tag, start, end, series=series, limit=limit
     )
@@ -108,6 +109,7 @@ async def downsample(
     source: Literal["auto", "raw", "1m", "1h"] = "auto",
 ) -> dict[str, Any]:
     """avg, min, max, first, last and count per bucket (rollups serve long ranges)."""
+    await refuse_uncleared(ctx, [tag])
     q = TelemetryQuery(_svc(ctx).store, ctx.tenant_id)
     return await q.downsample(tag, start, end, buckets, series=series, source=source)
 
@@ -124,6 +126,7 @@ async def aligned(
     source: Literal["auto", "raw", "1m", "1h"] = "auto",
 ) -> dict[str, Any]:
     """One aggregate of every tag in the same buckets."""
+    await refuse_uncleared(ctx, tag)
     q = TelemetryQuery(_svc(ctx).store, ctx.tenant_id)
     return await q.aligned(tag, start, end, buckets, agg=agg, series=series, source=source)
 
@@ -132,8 +135,11 @@ async def aligned(
 async def latest(
     ctx: Read, tag: Annotated[list[TagRefText] | None, Query(max_length=1000)] = None, series: Series = "raw"
 ) -> dict[str, Any]:
-    """The newest point of each tag (all tags when none is given)."""
-    return await TelemetryQuery(_svc(ctx).store, ctx.tenant_id).latest(tag, series=series)
+    """The newest point of each tag (all tags when none is given); values of tags above the
+    caller's clearance are masked (``value`` null, ``masked`` true)."""
+    got = await TelemetryQuery(_svc(ctx).store, ctx.tenant_id).latest(tag, series=series)
+    hidden = await uncleared_tags(ctx)
+    return {t: ({**p, "value": None, "masked": True} if t in hidden else p) for t, p in got.items()}
 
 
 class CleanBody(BaseModel):
@@ -240,6 +246,24 @@ async def export(
     )
 
 
+async def uncleared_tags(ctx: Ctx) -> set[str]:
+    """The tenant's tags whose level is above the caller's clearance (none for cleared roles)."""
+    if CLEARANCE.get(ctx.role, Level.general) >= Level.core:
+        return set()
+    levels = await tag_levels(ctx.session, ctx.tenant_id)
+    return {t for t, level in levels.items() if not cleared(ctx.role, level)}
+
+
+async def refuse_uncleared(ctx: Ctx, tags: list[str]) -> None:
+    """Refuse reading values above the caller's clearance (masked values: /api/v1/classification/points)."""
+    hidden = sorted(set(tags) & await uncleared_tags(ctx))
+    if hidden:
+        raise PermissionDenied(
+            f"your role is not cleared for the data of {', '.join(hidden)} "
+            "(masked values: GET /api/v1/classification/points)"
+        )
+
+
 async def refuse_classified_export(ctx: Ctx, tags: list[str]) -> None:
     """Refuse (and audit) a direct export that includes important or core tags."""
     levels = await tag_levels(ctx.session, ctx.tenant_id)
@@ -265,6 +289,7 @@ async def stream(
     hub = await live_hub(ctx.platform)
     wanted = set(tag or [])
     tenant = ctx.tenant_id
+    hidden = await uncleared_tags(ctx)  # masked in the stream for this caller
 
     async def events() -> AsyncIterator[bytes]:
         q = hub.listen_points()
@@ -279,7 +304,11 @@ async def stream(
                 if t != tenant:
                     continue
                 data = [
-                    {"tag": p.tag, "ts": from_us(p.ts).isoformat(), "value": p.value}
+                    {
+                        "tag": p.tag,
+                        "ts": from_us(p.ts).isoformat(),
+                        "value": None if p.tag in hidden else p.value,
+                    }
                     for p in points
                     if not wanted or p.tag in wanted
                 ]
