@@ -119,6 +119,26 @@ async def load_alarm_rules(platform: Platform, tenant_id: str) -> None:
         await commands.dispatch(platform.bus, row, engine)
 
 
+async def _link_endpoints(
+    platform: Platform, tenant_id: str, layout: list[Placement], fc: FactoryConfig
+) -> None:
+    """Tell the security events centre which device listens on which simulator port."""
+    from gongyun.security.ids import store as ids_store
+    from gongyun.security.tenancy import scope_session
+
+    ports = {"pump.toml": fc.modbus_port, "cnc.toml": fc.opcua_port, "packaging.toml": fc.mqtt_port}
+    async with platform.db.session() as session:
+        scope_session(session.sync_session, tenant_id)
+        for p in layout:
+            port = ports.get(p.profile.name)
+            if port is not None:
+                host = fc.mqtt_host if p.profile.name == "packaging.toml" else fc.hosts[0]
+                path = f"{p.area}/{p.line}/{p.equipment}"
+                await ids_store.set_link(
+                    session, tenant_id, f"{host}:{port}", device=p.device, asset_path=path
+                )
+
+
 async def start_demo(platform: Platform, *, time_scale: float = 1.0) -> Demo:
     """Start simulators and a gateway, seed the default tenant, register both on the platform."""
     settings = platform.settings
@@ -148,6 +168,7 @@ async def start_demo(platform: Platform, *, time_scale: float = 1.0) -> Demo:
     await load_alarm_rules(platform, tenant_id)
     factory = Factory(fc)
     await factory.start()
+    await _link_endpoints(platform, tenant_id, layout, fc)
     edge_dir = settings.ensure_data_dir() / "edge"
     edge_dir.mkdir(exist_ok=True)
     config_path = edge_dir / "edge.toml"
