@@ -23,6 +23,7 @@
       closeNotes: "What was found?", closeLabel: "Fault found (e.g. bearing_wear)", noData: "No scores yet.",
       confidence: "confidence", train: "Train an anomaly detector", tags: "Tags (device/tag, comma separated)",
       baseline: "Baseline: the last N minutes of normal operation", submit: "Train and activate",
+      events: "Active alarms", noEvents: "No active alarm.", value: "Value",
     },
     "zh-CN": {
       fleet: "设备健康总览", equipment: "设备", path: "资产路径", health: "健康指数", score: "异常评分",
@@ -38,6 +39,7 @@
       closeNotes: "发现了什么?", closeLabel: "发现的故障(如 bearing_wear)", noData: "还没有评分。",
       confidence: "置信度", train: "训练异常检测器", tags: "位号(设备/位号,逗号分隔)",
       baseline: "基线:最近 N 分钟的正常运行数据", submit: "训练并启用",
+      events: "活动告警", noEvents: "没有活动告警。", value: "数值",
     },
   };
   const T = TEXT[LANG] || TEXT.en;
@@ -187,6 +189,15 @@
     const dev = name + "-maintenance";
     const [scores, health, rul, rulLow, rulHigh] = await Promise.all(
       ["anomaly_score", "health", "rul", "rul_low", "rul_high"].map((tag) => series(dev + "/" + tag)));
+    let alarms = [];
+    try {
+      alarms = G.items(await api("GET", "/api/v1/alarms?active=true")).filter((a) => a.name.startsWith(name + " "));
+    } catch { alarms = []; }
+    const events = grid([
+      { key: "name", label: T.title, render: (a) => a.name },
+      { key: "state", label: T.state, render: (a) => el("span", { class: "badge", "data-alarm-state": a.state }, a.state) },
+      { key: "value", label: T.value, render: (a) => fmt(a.value) },
+    ], alarms, T.noEvents);
     const box = el("div");
     const refresh = async () => equipment(me);
     const contributors = (e.contributors || []).map((c) => el("li", null, `${c.tag}: ${fmt(c.share * 100, 0)} %`));
@@ -204,6 +215,7 @@
       chart(scores, T.score, 1.0, null),
       chart(health, T.health, null, [0, 100]),
       chart(rul, `${T.rul} (s, ${T.interval} 10–90 %)`, null, rul.length ? [0, Math.max(...rulHigh.map((p) => p.value), ...rul.map((p) => p.value))] : null, rulLow, rulHigh),
+      el("h3", null, T.events), events,
       el("h3", null, T.orders), ordersTable(data.work_orders, me, refresh));
     root().replaceChildren(box);
   }
