@@ -296,10 +296,14 @@ class AuditEvent(TypedDict):
 
 
 class AuditVerification(TypedDict):
-    """Whether the audit hash chain is intact, and where it breaks."""
+    """Whether the audit hash chain and transparency log are intact, and where they break."""
 
     ok: bool
     count: int
     head: str
     first_bad_seq: int | None
     reason: str
+    tree_ok: NotRequired[bool]
+    tree_size: NotRequired[int]
+    tree_root: NotRequired[str]
+    problems: NotRequired[list[str]]
