@@ -194,3 +194,41 @@ async def test_core_values_are_sealed_masked_exported_with_approval_and_shredded
         assert not raw.json().get("points")
         assert (await _points(client, admin, "pump/v", window)).json()["points"][0][1] == GENERAL
     assert _found(files, CORE) == [] and _found(files, GENERAL)
+
+
+class _Inner:
+    """A stand-in time-series store that records what reaches it."""
+
+    def __init__(self) -> None:
+        self.got: list[Any] = []
+
+    async def write(self, tenant: str, points: Any, series: str = "raw") -> int:
+        self.got.extend(points)
+        return len(points)
+
+
+async def test_sealing_store_diverts_core_points_on_each_backend(db: Database) -> None:
+    import numpy as np
+
+    from gongyun.telemetry.sealed import SealingStore, drop_sealed_before, read_sealed
+    from gongyun.telemetry.store.base import Point
+
+    inner, ring = _Inner(), Keyring([b"\x05" * 32])
+
+    async def core(_tenant: str) -> set[str]:
+        return {"vault/v"}
+
+    store = SealingStore(inner, db, ring, core)  # type: ignore[arg-type]
+    await store.write("t1", [Point("vault/v", 1, CORE), Point("pump/v", 1, GENERAL)])
+    tags = ["vault/v", "pump/v", "vault/v"]
+    ts, values = np.array([2, 2, 3], dtype=np.int64), np.array([CORE, GENERAL, CORE + 1])
+    await store.write_columns("t1", tags, ts, values, np.array([192, 192, 192], dtype=np.int16))
+    await store.write("t1", [Point("vault/v", 3, CORE + 2)])  # the same instant again: replaced
+    assert {p.tag for p in inner.got} == {"pump/v"} and len(inner.got) == 2
+    opened = await read_sealed(db, ring, "t1", "vault/v", 0, 10)
+    assert [(p.ts, p.value) for p in opened] == [(1, CORE), (2, CORE), (3, CORE + 2)]
+    assert await drop_sealed_before(db, "t1", 2) == 1
+    async with db.session() as s:
+        await ring.shred(s, "t1")
+    with pytest.raises(DataKeyGone):
+        await read_sealed(db, ring, "t1", "vault/v", 0, 10)
