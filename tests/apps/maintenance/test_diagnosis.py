@@ -49,3 +49,19 @@ def test_live_diagnosis_inputs() -> None:
     tags = ["p1/vibration", "p1/flow", "p1/current", "p1/pressure", "p1/bearing_temp", "p1/speed"]
     assert D.pump_columns(tags) == [1, 3, 2, 0, 4]
     assert D.pump_columns(tags[:3]) is None
+
+
+def test_cnc_tool_wear_on_unseen_runs() -> None:
+    run = D.simulate_cnc("tool_wear", seed=4)
+    assert run.failed_at is not None  # the tool alarm ends the run
+    x, y = D.cnc_dataset(range(0, 4))
+    clf = D.FaultClassifier(classes=list(D.CNC_CLASSES)).fit(x, y)
+    xt, yt = D.cnc_dataset(range(100, 103))
+    pred = [p for p, _ in clf.predict(xt)]
+    m = D.confusion_matrix(yt, pred, D.CNC_CLASSES)
+    print(
+        "\nCNC tool wear on unseen simulator runs (windows of 120 s):\n"
+        + D.format_confusion(m, D.CNC_CLASSES)
+    )
+    recall = np.diag(m) / m.sum(axis=1)
+    assert all(recall >= 0.9), dict(zip(D.CNC_CLASSES, recall, strict=True))

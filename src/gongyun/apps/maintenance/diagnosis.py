@@ -252,3 +252,50 @@ def pump_classifier() -> FaultClassifier:
 def describe(clf: FaultClassifier) -> str:
     """A short JSON description (classes, signals, window) for a registry entry."""
     return json.dumps({"classes": clf.classes, "signals": PUMP_SIGNALS, "window": WINDOW, "onset": ONSET})
+
+
+CNC_SIGNALS = ("spindle_load", "spindle_speed", "axis_temp_X", "axis_temp_Y", "axis_temp_Z")
+CNC_CLASSES = ("normal", "tool_wear")
+CNC_ONSET = 25.0  # % of tool life used up by an abnormal wear from which windows are labelled with it
+
+
+def simulate_cnc(fault: str, seed: int, healthy_s: int = 300, max_s: int = 3000) -> Run:
+    """A CNC run: nominal tool wear for ``healthy_s`` seconds, then (``tool_wear``) a fast-wearing tool
+    until the tool alarm; severity = tool life used up since the fault began, in %."""
+    from gongyun.sim.physics import Cnc
+
+    rng = np.random.default_rng(seed)
+    cnc = Cnc(seed=seed)
+    rows: list[list[float]] = []
+    sev: list[float] = []
+    failed = None
+    start_wear = 0.0
+    for t in range(max_s):
+        if t == healthy_s and fault == "tool_wear":
+            cnc.inject("tool_wear", float(rng.uniform(2.0, 6.0)))
+            start_wear = cnc.tool_wear
+        cnc.step(1.0)
+        if cnc.state == "ALARM":
+            failed = t
+            break
+        rows.append([cnc.spindle_load, cnc.spindle_speed, *(cnc.axis_temp[a] for a in "XYZ")])
+        sev.append(cnc.tool_wear - start_wear if fault == "tool_wear" and t >= healthy_s else 0.0)
+        if fault == "normal" and t >= healthy_s + 900:
+            break
+    return Run(fault, np.asarray(rows), np.asarray(sev), healthy_s, failed)
+
+
+def cnc_dataset(seeds: range) -> tuple[Array, list[str]]:
+    """Labelled CNC windows (windows of 120 s: six machining cycles)."""
+    xs: list[Array] = []
+    ys: list[str] = []
+    for seed in seeds:
+        for fault in CNC_CLASSES:
+            run = simulate_cnc(fault, seed * 10 + CNC_CLASSES.index(fault))
+            base = run.values[: run.healthy_s]
+            for end in range(run.healthy_s + 120, len(run.values) + 1, 20):
+                if fault == "tool_wear" and run.severity[end - 1] < CNC_ONSET:
+                    continue
+                xs.append(window_features(run.values[end - 120 : end], base))
+                ys.append(fault)
+    return np.asarray(xs), ys
