@@ -210,7 +210,7 @@ class _Inner:
 async def test_sealing_store_diverts_core_points_on_each_backend(db: Database) -> None:
     import numpy as np
 
-    from gongyun.telemetry.sealed import SealingStore, drop_sealed_before, read_sealed
+    from gongyun.telemetry.sealed import SealingStore, apply_retention, drop_sealed_before, read_sealed
     from gongyun.telemetry.store.base import Point
 
     inner, ring = _Inner(), Keyring([b"\x05" * 32])
@@ -228,6 +228,7 @@ async def test_sealing_store_diverts_core_points_on_each_backend(db: Database) -
     opened = await read_sealed(db, ring, "t1", "vault/v", 0, 10)
     assert [(p.ts, p.value) for p in opened] == [(1, CORE), (2, CORE), (3, CORE + 2)]
     assert await drop_sealed_before(db, "t1", 2) == 1
+    assert await apply_retention(db, now_us=3 + 86_400_000_000, days=1) == 1  # ts 2 is older than a day
     async with db.session() as s:
         await ring.shred(s, "t1")
     with pytest.raises(DataKeyGone):

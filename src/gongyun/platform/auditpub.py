@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from gongyun.core.tasks import cancel_and_wait
 from gongyun.idres.objects import PLATFORM_OWNER
@@ -18,6 +19,7 @@ from gongyun.idres.syntax import NA_PREFIX
 from gongyun.idres.values import admin_value, string_value
 from gongyun.platform.container import Platform
 from gongyun.security.audit.publish import Sink, publish
+from gongyun.telemetry.sealed import apply_retention
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,10 @@ async def start_audit_publisher(platform: Platform) -> None:
                 await publish_once(platform)
             except Exception:
                 log.exception("publishing the audit checkpoints failed")
+            try:  # and the core level's retention of sealed points, at the same pace
+                await apply_retention(platform.db, int(time.time() * 1_000_000))
+            except Exception:
+                log.exception("applying the retention of sealed points failed")
 
     task = asyncio.create_task(loop(), name="audit-publisher")
 

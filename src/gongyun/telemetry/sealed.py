@@ -157,3 +157,13 @@ async def drop_sealed_before(db: Database, tenant: str, before: int) -> int:
             delete(SealedPoint).where(SealedPoint.tenant_id == tenant, SealedPoint.ts < before)
         )
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def apply_retention(db: Database, now_us: int, days: int | None = None) -> int:
+    """Delete every tenant's sealed (core) points older than the core level's retention."""
+    from gongyun.security.classify.levels import RETENTION_DAYS
+
+    keep = RETENTION_DAYS[Level.core] if days is None else days
+    async with db.session() as s:
+        result = await s.execute(delete(SealedPoint).where(SealedPoint.ts < now_us - keep * 86_400_000_000))
+        return int(getattr(result, "rowcount", 0) or 0)
