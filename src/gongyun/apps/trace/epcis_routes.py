@@ -56,7 +56,7 @@ async def capture(request: Request, ctx: Writer) -> JSONResponse:
     return JSONResponse(
         {"captureID": capture_id, "running": False, "success": True, "errors": [], **result},
         status_code=202,
-        headers={"Location": f"{request.url.path}/{len(events)}", "GS1-EPCIS-Version": "2.0.0"},
+        headers={"GS1-EPCIS-Version": "2.0.0"},  # captured already: no capture job to poll
     )
 
 
