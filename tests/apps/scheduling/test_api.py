@@ -50,8 +50,8 @@ async def _plan(client: httpx.AsyncClient, h: dict[str, str]) -> None:
         assert r.status_code == 201, r.text
 
 
-async def test_plan_solve_publish_repair_and_isolation(tmp_path: Path) -> None:
-    async with running_with_apps(tmp_path, APPS) as (client, platform):
+async def test_plan_solve_publish_repair_and_isolation(tmp_path: Path, db_url: str) -> None:
+    async with running_with_apps(tmp_path, APPS, db_url) as (client, platform):
         a, h, op = await _tenant(client, "plant-a")
         b, hb, _ = await _tenant(client, "plant-b")
         await _plan(client, h)
