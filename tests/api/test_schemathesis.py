@@ -6,7 +6,8 @@ valid and invalid requests as a platform admin (an API key made through the SDK)
 built-in check runs: no 5xx, status codes, content types, headers and bodies as documented,
 invalid data rejected, valid data accepted, authentication not ignored, unsupported methods
 answered 405. The two live streams (server-sent events, endless by design) are left out:
-``tests/api/test_sse_live.py`` and ``tests/sdk`` test them over real HTTP.
+``tests/api/test_sse_live.py`` and ``tests/sdk`` test them over real HTTP; so are the built-in
+apps' own routes for now (``APP_ROUTES``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from tests.liveserver import gongyun_serve
 MAX_EXAMPLES = 8  # per operation and generation mode: bounded so CI stays within minutes
 STATEFUL_STEPS = 50
 STREAMS = r"/stream$"
+# The built-in apps' own routes (not the apps API): their semantic rules (overlapping shifts,
+# reason trees, …) are not yet declared for this test; their own tests and the cross-tenant probe
+# cover them. Planned: SEMANTIC_RULES for each app, then drop this exclusion.
+APP_ROUTES = r"^/api/v1/apps/[a-z][a-z0-9_]*/.+"
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +123,7 @@ def test_the_api_matches_its_openapi_document(live: tuple[str, str]) -> None:
     """What ``schemathesis run --checks all`` runs (every phase), through its Python engine."""
     url, key = live
     loaded = schemathesis.openapi.from_url(f"{url}/openapi.json", config=_engine_config(key))
-    schema = loaded.exclude(path_regex=STREAMS)
+    schema = loaded.exclude(path_regex=STREAMS).exclude(path_regex=APP_ROUTES)
     failures: dict[tuple[str, str], str] = {}
     errors: list[str] = []
     tested: set[str] = set()

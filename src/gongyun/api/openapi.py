@@ -82,6 +82,7 @@ PUBLIC_ERRORS: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/api/v1/auth/token"): ("401", "429"),
     ("POST", "/api/v1/auth/refresh"): ("401",),
     ("POST", "/api/v1/auth/logout"): ("401",),
+    ("POST", "/api/v1/pki/enrol"): ("403",),  # an unknown, spent or expired enrolment token
 }
 
 

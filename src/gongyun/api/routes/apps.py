@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from pydantic import ValidationError as PydanticValidationError
 
 from gongyun.api.deps import Ctx, CtxDep, require
@@ -72,7 +72,7 @@ class AppChange(BaseModel):
     """Install (when absent), enable or disable, and configure an app in the caller's tenant."""
 
     model_config = ConfigDict(extra="forbid")
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     settings: dict[str, Any] | None = None
 
 

@@ -185,7 +185,17 @@ async def consistency(
     return ConsistencyOut(log=tree, first=first, second=n, proof=tlog.b64(proof))
 
 
-@router.get("/export", summary="The whole log as JSON lines (for offline verification)")
+@router.get(
+    "/export",
+    summary="The whole log as JSON lines (for offline verification)",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "One JSON document a line",
+            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def export_log(
     ctx: Annotated[Ctx, Depends(require(Perm.audit_read))], log: LogQuery = None
 ) -> StreamingResponse:

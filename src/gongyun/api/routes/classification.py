@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from gongyun.api.deps import Ctx, require
+from gongyun.api.params import IsoTime
 from gongyun.assets.levels import tag_levels
 from gongyun.errors import NotFound, PermissionDenied
 from gongyun.security.classify.exports import ExportRequest, check_download, decide, initial_status, watermark
@@ -56,8 +57,8 @@ class PointsOut(BaseModel):
 async def points(
     ctx: Annotated[Ctx, Depends(require(Perm.telemetry_read))],
     tag: Annotated[str, Query(max_length=300)],
-    start: datetime,
-    end: datetime,
+    start: IsoTime,
+    end: IsoTime,
 ) -> PointsOut:
     """Values of ``tag`` in [start, end): core tags are opened from their sealed rows; values above
     the caller's clearance come back as null (times kept)."""
@@ -72,8 +73,8 @@ class ExportIn(BaseModel):
     """What to export and why."""
 
     tag: str = Field(max_length=300)
-    start: datetime
-    end: datetime
+    start: IsoTime
+    end: IsoTime
     reason: str = Field(min_length=3, max_length=500)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
+from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
@@ -93,10 +94,11 @@ async def enrol(platform: PlatformDep, body: EnrolIn) -> EnrolOut:
 
 
 @router.post("/certificates/{serial}/revoke", summary="Revoke a device certificate")
-async def revoke(ctx: Annotated[Ctx, Depends(require(Perm.security_write))], serial: str) -> dict[str, str]:
+async def revoke(
+    ctx: Annotated[Ctx, Depends(require(Perm.security_write))],
+    serial: Annotated[str, PathParam(pattern=r"^[0-9]{1,60}$", description="Decimal serial")],
+) -> dict[str, str]:
     """Revoke one of the tenant's certificates; it is in the CRL from now on (regenerate the broker's)."""
-    if not serial.isdigit():
-        raise InvalidInput("a serial is a decimal number")
     try:
         platform_ca(ctx.platform).revoke(int(serial), ctx.tenant_id)
     except NotFound:
