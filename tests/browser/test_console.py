@@ -223,13 +223,16 @@ def test_console_end_to_end(server: str, browser_session: Session, tmp_path: Pat
 
     page.click("[data-nav=security]")
     _ready(page)
-    assert page.locator("#empty-state h2").inner_text() == "暂无内容"
+    assert page.locator("#sec-map-card h2").inner_text() == "通信关系图"  # situational awareness
     _shot(page, tmp_path, "05-security-zh")
 
     page.click("[data-nav=apps]")
     _ready(page)
     assert page.locator("#apps-catalogue h2").inner_text() == "应用目录"
-    assert page.locator("#apps-cards .empty-row").inner_text().startswith("本平台尚未安装任何应用")
+    # the built-in apps, titled in Chinese (none installed in this tenant yet)
+    page.wait_for_selector("#apps-cards .app-card[data-app=maintenance]")
+    titles = page.locator("#apps-cards").inner_text()
+    assert all(t in titles for t in ("设备健康", "设备综合效率", "智能排产", "产品追溯")), titles
     _shot(page, tmp_path, "05-apps-zh")
 
     # A cleared cookie is restored from localStorage.

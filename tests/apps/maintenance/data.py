@@ -8,7 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+_REPO = Path(__file__).resolve().parents[3]
+# ``../shared/data`` beside the checkout; a clone elsewhere finds it through GONGYUN_SHARED_DATA
+# or at the workplace's /work/shared/data (as the IDS and scheduling tests do).
+_CANDIDATES = [os.environ.get("GONGYUN_SHARED_DATA"), _REPO.parent / "shared" / "data", "/work/shared/data"]
+SHARED = next((Path(c) for c in _CANDIDATES if c and Path(c).is_dir()), _REPO.parent / "shared" / "data")
 
 
 def shared(rel: str) -> Path:
