@@ -18,6 +18,8 @@ from gongyun.apps.manifest import NAME_PATTERN
 from gongyun.cli.common import console
 from gongyun.errors import Conflict, InvalidInput
 
+_APP_COMMANDS = "gongyun.app_commands"
+
 
 class AppCommands(TyperGroup):
     """``gongyun app``: its own commands, then each installed app's (``gongyun app <name> ...``).
@@ -26,7 +28,11 @@ class AppCommands(TyperGroup):
     command line does not import every app.
     """
 
-    def _app_commands(self) -> dict[str, Any]:  # typer's vendored click types are private
+    def _app_commands(self, ctx: Any) -> dict[str, Any]:  # typer's vendored click types are private
+        """Each app's command group, discovered once per invocation (help asks for every one)."""
+        cached: dict[str, Any] | None = ctx.meta.get(_APP_COMMANDS)
+        if cached is not None:
+            return cached
         found: dict[str, Any] = {}
         for entry in AppHost.discover().entries():
             manifest = entry.manifest
@@ -36,15 +42,16 @@ class AppCommands(TyperGroup):
             command.name = entry.name  # a Typer without a name of its own is listed nameless
             command.help = command.help or manifest.description.en
             found[entry.name] = command
+        ctx.meta[_APP_COMMANDS] = found
         return found
 
     def list_commands(self, ctx: Any) -> list[str]:
         """The built-in commands, then the apps that bring commands."""
-        return [*super().list_commands(ctx), *sorted(self._app_commands())]
+        return [*super().list_commands(ctx), *sorted(self._app_commands(ctx))]
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         """A built-in command, else the app of that name's commands."""
-        return super().get_command(ctx, cmd_name) or self._app_commands().get(cmd_name)
+        return super().get_command(ctx, cmd_name) or self._app_commands(ctx).get(cmd_name)
 
 
 app_app = typer.Typer(

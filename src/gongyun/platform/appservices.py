@@ -127,7 +127,8 @@ class PlatformAppServices:
         return {tag: (from_us(p.ts), p.value) for tag, p in found.items()}
 
     async def listen(self) -> AsyncIterator[tuple[str, list[Point]]]:
-        """Stored batches from now on (a slow consumer loses the oldest, never blocks ingest)."""
+        """Stored batches from now on (while a slow consumer's queue is full, new batches are
+        dropped for it: ingest never waits for an app)."""
         queue = self._telemetry.listen(maxsize=10_000)
         try:
             while True:
