@@ -23,19 +23,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -44,11 +38,10 @@ from gongyun.apps.oee.domain.machine import MachineSpec, PeriodResult, machine_p
 from gongyun.apps.oee.domain.rollup import ReadStats, counter_from_rollups, timeline_from_rollups
 from gongyun.apps.oee.domain.states import StateMapping
 from gongyun.apps.oee.storeio import StoreReader
-from gongyun.telemetry.store import open_store
 from gongyun.telemetry.store.base import DAY_US, HOUR_US, US
 from gongyun.telemetry.store.common import SqlStore
+from storeload import Generated, load_generated, scratch_stores
 
-ADMIN_DSN = os.environ.get("GONGYUN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 TENANT = "bench"
 T0 = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp()) * US
 SHIFT_US = 12 * HOUR_US
@@ -80,45 +73,15 @@ def running_sql(m: int) -> str:
 
 
 async def load(store: SqlStore, machines: int, days: int) -> tuple[float, float]:
-    """Generate the points inside the database, mark their hours dirty, build the rollups."""
+    """Generate the running flags (1 Hz) and counters (once a minute), build the rollups."""
     names = [f"m{m:03d}/{t}" for m in range(machines) for t in ("running", "good", "scrap")]
     sids = await store._sid_map(TENANT, names, create=True)
-    pg = store.kind == "postgres"
-    t = time.perf_counter()
-    for day in range(days):
-        if pg:
-            await store._ensure_partitions("raw", {(T0 + day * DAY_US) // DAY_US})  # type: ignore[attr-defined]
-        lo, hi = day * 86400, (day + 1) * 86400
-        for m in range(machines):
-            gen = f"generate_series({lo}, {hi - 1})" if pg else f"range({lo}, {hi})"
-            run = sids[f"m{m:03d}/running"]
-            await store._run(
-                [
-                    "INSERT INTO ts_raw_points (sid, ts, value, quality, flags) "
-                    f"SELECT {run}, {T0} + g.i::bigint * {US}, {running_sql(m)}, 0, 0 FROM {gen} AS g(i)"
-                ]
-            )
-            mgen = f"generate_series({lo // 60}, {hi // 60 - 1})" if pg else f"range({lo // 60}, {hi // 60})"
-            for tag, rate in (("good", 50 + m % 10), ("scrap", 0.5 + 0.1 * (m % 3))):
-                await store._run(
-                    [
-                        "INSERT INTO ts_raw_points (sid, ts, value, quality, flags) "
-                        f"SELECT {sids[f'm{m:03d}/{tag}']}, {T0} + g.i::bigint * {60 * US}, "
-                        f"floor(g.i * {rate}), 0, 0 FROM {mgen} AS g(i)"
-                    ]
-                )
-    hours = days * 24
-    gen_h = f"generate_series(0, {hours - 1})" if pg else f"range(0, {hours})"
-    await store._run(
-        [
-            f"INSERT INTO ts_raw_dirty (sid, hour, gen) SELECT s.sid, {T0} + h.i::bigint * {HOUR_US}, 0 "
-            f"FROM ts_series s, {gen_h} AS h(i) WHERE s.tenant = '{TENANT}'"
-        ]
-    )
-    loaded = time.perf_counter() - t
-    t = time.perf_counter()
-    await store.refresh_rollups()
-    return loaded, time.perf_counter() - t
+    series = []
+    for m in range(machines):
+        series.append(Generated(sids[f"m{m:03d}/running"], running_sql(m)))
+        for tag, rate in (("good", 50 + m % 10), ("scrap", 0.5 + 0.1 * (m % 3))):
+            series.append(Generated(sids[f"m{m:03d}/{tag}"], f"floor(g.i * {rate})", 60 * US))
+    return await load_generated(store, TENANT, T0, days, series)
 
 
 async def app_oee(
@@ -200,41 +163,35 @@ def compare(app: dict[str, list[PeriodResult]], rows: list[Any], sids: dict[str,
     return bad
 
 
-async def bench_store(kind: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
+async def bench_store(kind: str, store: SqlStore, args: argparse.Namespace) -> dict[str, Any]:
     """Load one store and time the app and the SQL."""
-    store = open_store(url)
-    assert isinstance(store, SqlStore)
-    await store.open()
-    try:
-        load_s, rollup_s = await load(store, args.machines, args.days)
-        names = [f"m{m:03d}/{t}" for m in range(args.machines) for t in ("running", "good", "scrap")]
-        sids = await store._sid_map(TENANT, names, create=False)
-        stats = ReadStats()
-        app = await app_oee(store, args.machines, args.days, stats)
-        app_s = await timed(lambda: app_oee(store, args.machines, args.days, ReadStats()))
-        one_s = await timed(lambda: app_oee(store, 1, args.days, ReadStats()))
-        query = hand_sql(kind, sids, args.days)
-        rows = await store.execute_sql(query)  # type: ignore[attr-defined]
-        sql_s = await timed(lambda: store.execute_sql(query))  # type: ignore[attr-defined]
-        mismatches = compare(app, rows, sids)
-        check = await store.execute_sql("SELECT count(*) FROM ts_raw_points")  # type: ignore[attr-defined]
-        oee = [p.kpi.oee for ps in app.values() for p in ps if p.kpi.oee is not None]
-        return {
-            "store": kind,
-            "points": int(check[0][0]),
-            "load_s": round(load_s, 1),
-            "rollup_s": round(rollup_s, 1),
-            "app_s": round(app_s, 3),
-            "one_machine_s": round(one_s, 3),
-            "sql_s": round(sql_s, 3),
-            "ratio_sql_over_app": round(sql_s / app_s, 2),
-            "mismatches": mismatches,
-            "shifts": sum(len(ps) for ps in app.values()),
-            "mean_oee": round(statistics.fmean(oee), 4) if oee else None,
-            "reads": vars(stats),
-        }
-    finally:
-        await store.close()
+    load_s, rollup_s = await load(store, args.machines, args.days)
+    names = [f"m{m:03d}/{t}" for m in range(args.machines) for t in ("running", "good", "scrap")]
+    sids = await store._sid_map(TENANT, names, create=False)
+    stats = ReadStats()
+    app = await app_oee(store, args.machines, args.days, stats)
+    app_s = await timed(lambda: app_oee(store, args.machines, args.days, ReadStats()))
+    one_s = await timed(lambda: app_oee(store, 1, args.days, ReadStats()))
+    query = hand_sql(kind, sids, args.days)
+    rows = await store.execute_sql(query)  # type: ignore[attr-defined]
+    sql_s = await timed(lambda: store.execute_sql(query))  # type: ignore[attr-defined]
+    mismatches = compare(app, rows, sids)
+    check = await store.execute_sql("SELECT count(*) FROM ts_raw_points")  # type: ignore[attr-defined]
+    oee = [p.kpi.oee for ps in app.values() for p in ps if p.kpi.oee is not None]
+    return {
+        "store": kind,
+        "points": int(check[0][0]),
+        "load_s": round(load_s, 1),
+        "rollup_s": round(rollup_s, 1),
+        "app_s": round(app_s, 3),
+        "one_machine_s": round(one_s, 3),
+        "sql_s": round(sql_s, 3),
+        "ratio_sql_over_app": round(sql_s / app_s, 2),
+        "mismatches": mismatches,
+        "shifts": sum(len(ps) for ps in app.values()),
+        "mean_oee": round(statistics.fmean(oee), 4) if oee else None,
+        "reads": vars(stats),
+    }
 
 
 async def main() -> None:
@@ -248,32 +205,18 @@ async def main() -> None:
         f"oee bench: {args.machines} machines x {args.days} days at 1 Hz = {size:,} state points", flush=True
     )
     results = []
-    tmp = Path(tempfile.mkdtemp(prefix="gyoee-"))
-    try:
-        for kind in args.stores.split(","):
-            if kind == "duckdb":
-                results.append(await bench_store(kind, f"duckdb://{tmp / 'oee.duckdb'}", args))
-            else:
-                db = f"gy_bench_{uuid.uuid4().hex[:10]}"
-                with psycopg.connect(ADMIN_DSN, autocommit=True) as c:
-                    c.execute(f'CREATE DATABASE "{db}"')
-                try:
-                    results.append(await bench_store(kind, ADMIN_DSN.rsplit("/", 1)[0] + f"/{db}", args))
-                finally:
-                    with psycopg.connect(ADMIN_DSN, autocommit=True) as c:
-                        c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-            r = results[-1]
-            print(
-                f"  {r['store']:8}: {r['points']:,} points loaded in {r['load_s']} s, "
-                f"rollups {r['rollup_s']} s; app {r['app_s']:.3f} s ({r['shifts']} machine-shifts; "
-                f"one machine {r['one_machine_s']:.3f} s; "
-                f"{r['reads']['hour_rows']} hour, {r['reads']['minute_rows']} minute rows, "
-                f"{r['reads']['raw_points']} raw points read) vs SQL {r['sql_s']:.3f} s; "
-                f"{r['mismatches']} mismatches",
-                flush=True,
-            )
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    async for kind, store in scratch_stores(args.stores.split(","), "gyoee-"):
+        results.append(await bench_store(kind, store, args))
+        r = results[-1]
+        print(
+            f"  {r['store']:8}: {r['points']:,} points loaded in {r['load_s']} s, "
+            f"rollups {r['rollup_s']} s; app {r['app_s']:.3f} s ({r['shifts']} machine-shifts; "
+            f"one machine {r['one_machine_s']:.3f} s; "
+            f"{r['reads']['hour_rows']} hour, {r['reads']['minute_rows']} minute rows, "
+            f"{r['reads']['raw_points']} raw points read) vs SQL {r['sql_s']:.3f} s; "
+            f"{r['mismatches']} mismatches",
+            flush=True,
+        )
     out = Path(__file__).with_name("results")
     out.mkdir(exist_ok=True)
     out.joinpath("oee.json").write_text(
