@@ -54,6 +54,11 @@ SEMANTIC_RULES: dict[str, tuple[str, str]] = {
     "PUT /api/v1/telemetry/retention": ("400", "a tag or an asset, not both; rollups kept as long as raw"),
 }
 ACCEPTED = ["2xx", "401", "403", "404", "409", "429"]  # schemathesis' default for valid data
+# Findings that describe the API as designed. DELETE uninstalls an app from the tenant; the
+# catalogue still lists it (state not_installed), so GET after DELETE answers 200. The check
+# runs in the stateful phase on the GET that follows, where a per-operation switch on the DELETE
+# does not reach it, so the finding is recognised here by operation and title (nothing else).
+BY_DESIGN = {("DELETE /api/v1/apps/{name}", "Deleted resource still available")}
 
 
 @pytest.fixture(scope="module")
@@ -90,14 +95,6 @@ def _engine_config(key: str) -> schemathesis.Config:
                     },
                 }
                 for name, (status, _) in SEMANTIC_RULES.items()
-            ]
-            + [
-                # DELETE uninstalls the app from the tenant; the catalogue still lists it (with
-                # state not_installed), so GET after DELETE answers 200 by design, not a leak.
-                {
-                    "include-name": "DELETE /api/v1/apps/{name}",
-                    "checks": {"use_after_free": {"enabled": False}},
-                }
             ],
         }
     )
@@ -123,6 +120,8 @@ def _failures(recorder: Any) -> dict[tuple[str, str], str]:
             if info is not None:
                 failure = info.failure
                 key = (str(failure.operation), str(failure.title))
+                if key in BY_DESIGN:
+                    continue
                 out.setdefault(key, f"{failure.message}\n    {info.code_sample}{_answer(recorder, case_id)}")
     return out
 
@@ -150,7 +149,11 @@ def test_the_api_matches_its_openapi_document(live: tuple[str, str]) -> None:
             finished = event
     assert finished is not None
     report = [f"{op} — {title}\n{detail}" for (op, title), detail in sorted(failures.items())]
-    report += [f"{f.operation} — {f.title}\n{f.message}" for f in finished.failures]
+    report += [
+        f"{f.operation} — {f.title}\n{f.message}"
+        for f in finished.failures
+        if (str(f.operation), str(f.title)) not in BY_DESIGN
+    ]
     assert not report + errors, "\n\n".join(report + errors)
     assert len(tested) >= 60 and checks_run > 1000, (len(tested), checks_run)
     print(f"schemathesis: {len(tested)} operations, {checks_run} checks, {finished.running_time:.0f} s")
