@@ -36,6 +36,7 @@ from amqtt.session import Session
 from pydantic import SecretStr
 
 from gongyun.config import MqttEmbedded, Profile, Settings
+from gongyun.edge.broker_tls import BrokerTls
 from gongyun.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -189,11 +190,18 @@ class EmbeddedBroker:
         username: str | None = None,
         password: SecretStr | None = None,
         command_publishers: list[str] | None = None,
+        tls: BrokerTls | None = None,
     ) -> None:
-        """``command_publishers``: who may publish commands; default the platform identity alone."""
+        """``command_publishers``: who may publish commands; default the platform identity alone.
+
+        With ``tls`` the listener speaks TLS and requires client certificates of the CA, whose
+        identity the per-device ACL restricts (:mod:`gongyun.edge.broker_tls`); no login then.
+        """
         if (username is None) != (password is None):
             raise ConfigError("the embedded MQTT broker needs both a username and a password, or neither")
-        self.host, self.port, self.username = host, port, username
+        if tls is not None and username is not None:
+            raise ConfigError("the embedded MQTT broker with client certificates takes no username")
+        self.host, self.port, self.username, self.tls = host, port, username, tls
         self._password_sha256 = _digest(password.get_secret_value()) if password is not None else None
         self._broker: Broker | None = None
         default = [username or ANONYMOUS_USER]
@@ -206,6 +214,23 @@ class EmbeddedBroker:
 
     def _config(self) -> dict[str, Any]:
         bind_host = f"[{self.host}]" if ":" in self.host else self.host
+        listener: dict[str, Any] = {"type": "tcp", "bind": f"{bind_host}:{self.port}"}
+        if self.tls is not None:
+            tls = self.tls
+            listener |= {
+                "ssl": True,
+                "cafile": tls.ca_file,
+                "certfile": tls.cert_file,
+                "keyfile": tls.key_file,
+            }
+            crl = str(tls.crl_file) if tls.crl_file else ""
+            return {
+                "listeners": {"default": listener},
+                "plugins": {
+                    "gongyun.edge.broker_tls.CertificateAuth": {"crl_file": crl},
+                    "gongyun.edge.broker_tls.CertificateAcl": {},
+                },
+            }
         plugins: dict[str, Any]
         if self.username is not None:
             plugins = {
@@ -219,10 +244,7 @@ class EmbeddedBroker:
         guard = {"command_publishers": list(self.command_publishers)}
         plugins[f"{__name__}.CommandWillGuard"] = guard
         plugins[f"{__name__}.CommandTopicGuard"] = guard
-        return {
-            "listeners": {"default": {"type": "tcp", "bind": f"{bind_host}:{self.port}"}},
-            "plugins": plugins,
-        }
+        return {"listeners": {"default": listener}, "plugins": plugins}
 
     async def start(self) -> None:
         """Bind the listener and start serving; ``ConfigError`` when the address is taken."""
@@ -250,7 +272,11 @@ class EmbeddedBroker:
             "embedded MQTT broker listening on %s:%d (%s)",
             self.host,
             self.port,
-            "login required" if self.username else "anonymous",
+            "client certificates required"
+            if self.tls
+            else "login required"
+            if self.username
+            else "anonymous",
         )
 
     async def stop(self) -> None:

@@ -53,6 +53,14 @@ class UplinkSection(Strict):
         description="bus uplink: the platform's deployment_id (namespaces the NATS subjects)",
     )
     batch: int = Field(default=500, ge=1, le=10000)
+    ca_file: Path | None = Field(
+        default=None,
+        description="mqtt uplink: CA bundle (PEM) the broker's certificate must chain to; enables TLS",
+    )
+    cert_file: Path | None = Field(
+        default=None, description="mqtt uplink: the gateway's client certificate (PEM)"
+    )
+    key_file: Path | None = Field(default=None, description="mqtt uplink: the key of cert_file (PEM)")
     status_interval: float = Field(
         default=2.0, gt=0, le=300, description="bus uplink: status heartbeat (s); 3 missed = gateway offline"
     )
@@ -61,6 +69,18 @@ class UplinkSection(Strict):
     @classmethod
     def _no_primary_host(cls, value: str | None) -> str | None:
         return value or None  # TOML has no null: "" opts out of waiting for a host
+
+    @model_validator(mode="after")
+    def _tls(self) -> UplinkSection:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        if self.cert_file is not None and self.ca_file is None:
+            raise ValueError("a client certificate (cert_file) needs ca_file: it is sent only over TLS")
+        if self.url.startswith("mqtts://") and self.ca_file is None:
+            raise ValueError(
+                "an mqtts:// uplink needs ca_file (the CA bundle the broker's certificate chains to)"
+            )
+        return self
 
 
 class CommandsSection(Strict):
@@ -154,8 +174,17 @@ def load_config(path: str | Path) -> tuple[EdgeConfig, dict[str, Profile]]:
         resolved.append(device)
         profiles[device.name] = load_profile(device.profile)
     buffer = config.gateway.buffer if config.gateway.buffer.is_absolute() else base / config.gateway.buffer
+    tls_files = {
+        key: base / value
+        for key in ("ca_file", "cert_file", "key_file")
+        if (value := getattr(config.uplink, key)) is not None and not value.is_absolute()
+    }
     config = config.model_copy(
-        update={"devices": resolved, "gateway": config.gateway.model_copy(update={"buffer": buffer})}
+        update={
+            "devices": resolved,
+            "gateway": config.gateway.model_copy(update={"buffer": buffer}),
+            "uplink": config.uplink.model_copy(update=tls_files),
+        }
     )
     for i, device in enumerate(config.devices):
         protocol = profiles[device.name].profile.protocol

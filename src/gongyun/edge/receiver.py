@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -64,6 +65,7 @@ class UplinkReceiver:
         username: str | None = None,
         password: str | None = None,
         max_queued: int = 20_000,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         """``fleet``: where gateway and device states go (gateways named ``group/node``), filed under
         ``tenant_id`` (the tenant's id, as ``GatewayRegistry.of`` is keyed; required with ``fleet``).
@@ -72,6 +74,7 @@ class UplinkReceiver:
         right away, with it only once ``store`` has stored the batch (see the module docstring).
 
         ``max_queued``: how many samples may wait for ``store`` (see the module docstring).
+        ``tls``: connect over TLS (with the platform's client certificate where the broker asks).
 
         See :func:`gongyun.platform.gateways.receive_sparkplug` for a receiver wired to a platform.
         """
@@ -90,6 +93,7 @@ class UplinkReceiver:
             on_state=self._on_state,
             username=username,
             password=password,
+            tls=tls,
         )
         self.last_seq: dict[str, int] = {}  # highest sequence number received, per node
         self.confirmed: dict[str, int] = {}  # highest one stored (or taken by on_samples), per node

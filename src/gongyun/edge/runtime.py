@@ -23,6 +23,7 @@ from gongyun.edge.errors import CommandRefused, EdgeConfigError
 from gongyun.edge.profiles import Profile, Protocol
 from gongyun.edge.uplink import BusUplink, SparkplugUplink, Uplink, metric_types
 from gongyun.errors import GongyunError
+from gongyun.sparkplug.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +41,11 @@ def driver_class(protocol: Protocol) -> type[Driver]:
 
 
 def parse_broker(url: str) -> tuple[str, int]:
-    """``mqtt://host:port`` or ``host:port`` -> (host, port)."""
+    """``mqtt://host:port``, ``mqtts://host:port`` or ``host:port`` -> (host, port)."""
     rest = url.split("://", 1)[-1].rstrip("/")
     host, _, port = rest.rpartition(":")
     if not host:
-        return rest, 1883
+        return rest, 8883 if url.startswith("mqtts://") else 1883
     return host.strip("[]"), int(port)
 
 
@@ -102,6 +103,7 @@ class Gateway:
                 status_source=self.remote_status,
                 gateway=gid,
                 devices={name: d.protocol for name, d in self.drivers.items()},
+                tls=client_context(u.ca_file, u.cert_file, u.key_file) if u.ca_file else None,
             )
         if u.kind in ("bus", "nats"):
             target = self.shared_bus if self.shared_bus is not None else u.url

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -109,8 +110,11 @@ class SparkplugUplink:
         gateway: str | None = None,
         devices: dict[str, str] | None = None,
         replay_after: float = 10.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        """``devices`` (name -> protocol) with ``status_source``: carry each device's state.
+        """``tls``: connect over TLS (with the gateway's client certificate for mutual TLS).
+
+        ``devices`` (name -> protocol) with ``status_source``: carry each device's state.
 
         ``replay_after``: with ``confirm``, when samples were published but no confirmation came for
         that many seconds, publish again from the last confirmation (messages lost on the way after
@@ -129,6 +133,7 @@ class SparkplugUplink:
             subscriptions=[confirm_topic(group, node)] if confirm else [],
             on_message=self._on_message,
             on_command=on_command,
+            tls=tls,
         )
         self.edge.define(None, EPOCH_METRIC, spb.SpbType.Int64, buffer.epoch)
         self.edge.define(None, RESULT_METRIC, spb.SpbType.String, "")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -70,8 +71,10 @@ class SparkplugHost:
         username: str | None = None,
         password: str | None = None,
         max_messages: int = 32,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.broker, self.group, self.node, self.host_id = broker, group, node, host_id
+        self.tls = tls
         self.max_messages = max_messages
         self.reading: SocketReading | None = None
         self.read_pauses = 0
@@ -201,6 +204,7 @@ class SparkplugHost:
                     will=will,
                     clean_session=True,
                     max_queued_incoming_messages=4 * self.max_messages,
+                    tls_context=self.tls,
                 ) as client:
                     self.client, self.reading = client, SocketReading(client)
                     base = f"{NAMESPACE}/{self.group}/+/{self.node}"

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,8 +87,11 @@ class EdgeNode:
         on_command: Callable[[str | None, str, Any, dict[str, Any]], Awaitable[None]] | None = None,
         subscriptions: Sequence[str] = (),
         on_message: Callable[[str, bytes], Awaitable[None]] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls``: connect over TLS with this context (with the node's client certificate for mTLS)."""
         self.group, self.node, self.host, self.port = group, node, host, port
+        self.tls = tls
         self.primary_host, self.on_command = primary_host, on_command
         self.subscriptions, self.on_message = list(subscriptions), on_message
         self.devices: dict[str, dict[str, MetricDef]] = {}
@@ -294,6 +298,7 @@ class EdgeNode:
                     identifier=f"{self.group}-{self.node}",
                     will=will,
                     clean_session=True,
+                    tls_context=self.tls,
                 ) as client:
                     self.client = client
                     await client.subscribe(f"{NAMESPACE}/{self.group}/NCMD/{self.node}", qos=1)
