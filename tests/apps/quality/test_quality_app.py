@@ -214,7 +214,7 @@ async def test_time_window_subgroups_come_from_rollups_and_match_the_raw_points(
 
         assert platform.apps is not None
         async with platform.db.session() as session:
-            slow_data, _ = await service.chart_data(
+            slow_data, _, _ = await service.chart_data(
                 session,
                 platform.apps.services,
                 a["id"],

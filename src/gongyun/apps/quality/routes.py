@@ -163,7 +163,9 @@ async def chart_capability(
             **{k: v for k, v in {"lsl": lsl, "usl": usl, "target": target}.items() if v is not None},
         }
     )
-    data, _ = await service.chart_data(ctx.session, ctx.services, ctx.tenant_id, chart, a, b, rollups=False)
+    data, _, _ = await service.chart_data(
+        ctx.session, ctx.services, ctx.tenant_id, chart, a, b, rollups=False
+    )
     assert isinstance(data, Subgroups)
     values = data.values[~np.isnan(data.values)] if len(data) else np.empty(0)
     lim = await service.current_limits(ctx.session, ctx.tenant_id, chart_id)

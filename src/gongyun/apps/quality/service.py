@@ -6,6 +6,7 @@ import csv
 import io
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -32,6 +33,7 @@ from gongyun.apps.quality.spc.charts import AttributeData, Data, attribute_data
 from gongyun.apps.quality.spc.rules import names
 from gongyun.apps.quality.spc.subgroups import Subgroups
 from gongyun.apps.quality.tables import charts, inspections, limits, violations
+from gongyun.apps.quality.window import LIVE_POINTS, LeftOut, cut_point
 from gongyun.errors import NotFound
 
 US = 1_000_000
@@ -166,10 +168,10 @@ async def current_limits(session: AsyncSession, tenant: str, chart_id: str) -> C
 async def _tag_series(
     services: AppServices, tenant: str, tag: str, start: datetime, end: datetime
 ) -> tuple[np.ndarray, np.ndarray]:
-    pts = await services.read(tenant, tag, start, end)
+    pts = await services.store.raw(tenant, tag, us(start), us(end))
     return (
-        np.fromiter((us(t) for t, _ in pts), np.int64, len(pts)),
-        np.fromiter((v for _, v in pts), np.float64, len(pts)),
+        np.fromiter((p.ts for p in pts), np.int64, len(pts)),
+        np.fromiter((p.value for p in pts), np.float64, len(pts)),
     )
 
 
@@ -181,12 +183,15 @@ async def chart_data(
     start: datetime,
     end: datetime,
     rollups: bool = True,
-) -> tuple[Data, list[int]]:
-    """The chart's subgroups (or attribute samples) in [start, end), and each one's time (µs).
+    max_points: int | None = None,
+) -> tuple[Data, list[int], LeftOut | None]:
+    """The chart's subgroups (or attribute samples) in [start, end), each one's time (µs), and
+    what a bounded read left out.
 
     Subgroups by a time window of whole minutes come from the store's 1 min or 1 h rollups
     (mean = avg, range = max - min, size = count) for the charts that need no more than that,
-    so a month of 1 Hz data is read as rollup rows, not raw points."""
+    so a month of 1 Hz data is read as rollup rows, not raw points. Other charts on a tag read
+    raw points; with ``max_points`` only the newest that many (see ``window``)."""
     kind = ChartKind(chart["kind"])
     sg = Subgrouping.model_validate(chart["subgroup"])
     if chart["source"] == "inspection":
@@ -217,20 +222,50 @@ async def chart_data(
                 acc[1] += float(r["sample_size"] or 1.0)
                 when.setdefault(r["lot"], us(_aware(r["recorded_at"])))
             data = attribute_data([v[0] for v in per_lot.values()], [v[1] for v in per_lot.values()])
-            return AttributeData(data.counts, data.sizes, list(per_lot)), list(when.values())
+            return AttributeData(data.counts, data.sizes, list(per_lot)), list(when.values()), None
         vals = [r for r in rows if r["value"] is not None]
         ts = np.array([us(_aware(r["recorded_at"])) for r in vals], dtype=np.int64)
         x = np.array([float(r["value"]) for r in vals])
-        return _group(sg, ts, x, [str(r["lot"]) for r in vals])
+        return (*_group(sg, ts, x, [str(r["lot"]) for r in vals]), None)
+    tag = str(chart["tag"])
     if rollups and sg.by == "time" and sg.window_s % 60 == 0 and kind in ROLLUP_KINDS:
-        return await _from_rollups(services, tenant, str(chart["tag"]), sg.window_s, start, end)
-    ts, x = await _tag_series(services, tenant, str(chart["tag"]), start, end)
+        return (*await _from_rollups(services, tenant, tag, sg.window_s, start, end), None)
+    left = None
+    if max_points is not None and (sg.by != "time" or (3600 * US) % int(sg.window_s * US) == 0):
+        left = await cut_point(services.store, tenant, tag, us(start), us(end), max_points)
+    read_from = _EPOCH + timedelta(microseconds=left.before) if left else start
+    ts, x = await _tag_series(services, tenant, tag, read_from, end)
     lots: list[str] | None = None
     if sg.by == "lot" and sg.lot_tag:
         lt, lv = await _tag_series(services, tenant, sg.lot_tag, start - timedelta(days=1), end)
         idx = np.searchsorted(lt, ts, side="right") - 1
         lots = [f"{lv[i]:g}" if i >= 0 else "?" for i in idx]
-    return _group(sg, ts, x, lots)
+        if left is not None:
+            ts, x, lots, left = _drop_first_lot(ts, x, lots, left, lt, lv, us(start))
+    if left is not None and sg.by == "count":
+        skip = (-left.points) % sg.size
+        g, times = _group(sg, ts[skip:], x[skip:], None)
+        first = (left.points + skip) // sg.size
+        keys = [str(first + i) for i in range(len(g))]
+        return replace(g, keys=keys), times, replace(left, subgroups=first)
+    return (*_group(sg, ts, x, lots), left)
+
+
+def _drop_first_lot(
+    ts: np.ndarray, x: np.ndarray, lots: list[str], left: LeftOut, lt: np.ndarray, lv: np.ndarray, start: int
+) -> tuple[np.ndarray, np.ndarray, list[str], LeftOut]:
+    """Leave out the lot that began before the cut (it is incomplete in the read), and count the
+    lots before the cut."""
+    seg = [
+        f"{lv[i]:g}"
+        for i in range(len(lt))
+        if lt[i] < left.before and (i + 1 == len(lt) or lt[i + 1] > start)
+    ]
+    if not lots:
+        return ts, x, lots, replace(left, lots=len(set(seg)))
+    keep = np.array([lot != lots[0] for lot in lots], dtype=bool)
+    kept = [lot for lot, k in zip(lots, keep, strict=True) if k]
+    return ts[keep], x[keep], kept, replace(left, lots=len(set(seg) | {lots[0]}))
 
 
 ROLLUP_KINDS = (ChartKind.XBAR_R, ChartKind.EWMA, ChartKind.CUSUM)
@@ -287,7 +322,12 @@ def _group(
 
 
 def result_json(
-    chart: Mapping[str, Any], res: ChartResult, times: Sequence[int], lim: ControlLimits | None, preview: bool
+    chart: Mapping[str, Any],
+    res: ChartResult,
+    times: Sequence[int],
+    lim: ControlLimits | None,
+    preview: bool,
+    left: LeftOut | None = None,
 ) -> dict[str, Any]:
     """What the console draws: points, centre line, limits, σ (for the zones), violations."""
     marks = [
@@ -309,6 +349,7 @@ def result_json(
         "violations": marks,
         "empty": res.empty,
         "message": res.message,
+        "left_out": None if left is None else left.to_json(iso),
     }
 
 
@@ -324,17 +365,17 @@ async def evaluate_chart(
 ) -> dict[str, Any]:
     """The chart over [start, end) against its frozen limits (a preview from the window without)."""
     chart = await chart_row(session, tenant, chart_id)
-    data, times = await chart_data(session, services, tenant, chart, start, end)
+    data, times, left = await chart_data(session, services, tenant, chart, start, end, max_points=LIVE_POINTS)
     lim = await current_limits(session, tenant, chart_id)
     kind = ChartKind(chart["kind"])
     rules = RuleSet.of(chart["rules"])
     if len(data) == 0:
         empty = evaluate(lim or ControlLimits(kind, 0.0, 0.0, None, None, {}, 0), data, rules)
-        return result_json(chart, empty, [], lim, False)
+        return result_json(chart, empty, [], lim, False, left)
     preview = lim is None
     if lim is None:
         lim = phase1(kind, data, params=chart["params"])
-    return result_json(chart, evaluate(lim, data, rules), times, lim, preview)
+    return result_json(chart, evaluate(lim, data, rules), times, lim, preview, left)
 
 
 async def freeze_limits(
@@ -351,7 +392,7 @@ async def freeze_limits(
 ) -> ControlLimits:
     """Phase I on the baseline [start, end): compute, freeze as the next version, store."""
     chart = await chart_row(session, tenant, chart_id)
-    data, _ = await chart_data(session, services, tenant, chart, start, end)
+    data, _, _ = await chart_data(session, services, tenant, chart, start, end)
     lim = phase1(
         ChartKind(chart["kind"]),
         data,

@@ -10,7 +10,10 @@
   const NS = "http://www.w3.org/2000/svg";
   const TEXT = {
     en: {
-      chart: "Chart", window: "Window", h1: "Last hour", h8: "Last 8 hours", h24: "Last 24 hours",
+      chart: "Chart", window: "Window", h1: "Last hour", h8: "Last 8 hours", h24: "Last 24 hours", d7: "Last 7 days", d30: "Last 30 days",
+      left: (l) => `Drawn: the newest points; ${l.points} points before ${G.formatTime(l.before)} left out` +
+        (l.subgroups !== null ? ` (${l.subgroups} subgroups)` : "") + (l.lots !== null ? ` (${l.lots} lots)` : "") +
+        (l.mean !== null ? `: mean ${G.formatNumber(l.mean)}, min ${G.formatNumber(l.min)}, max ${G.formatNumber(l.max)}` : ""),
       none: "No control charts yet: create one through the API (POST /api/v1/apps/quality/charts).",
       empty: "No data in the window.", preview: "Preview limits from this window (not frozen yet)",
       version: "Frozen limits, version", violations: "Open violations", time: "Time", rules: "Rules",
@@ -18,7 +21,10 @@
       centre: "CL", ucl: "UCL", lcl: "LCL", points: "points", marked: "marked by run rules",
     },
     "zh-CN": {
-      chart: "控制图", window: "时间范围", h1: "最近 1 小时", h8: "最近 8 小时", h24: "最近 24 小时",
+      chart: "控制图", window: "时间范围", h1: "最近 1 小时", h8: "最近 8 小时", h24: "最近 24 小时", d7: "最近 7 天", d30: "最近 30 天",
+      left: (l) => `仅绘制最新的点;${G.formatTime(l.before)} 之前的 ${l.points} 个点未绘制` +
+        (l.subgroups !== null ? `(${l.subgroups} 个子组)` : "") + (l.lots !== null ? `(${l.lots} 个批次)` : "") +
+        (l.mean !== null ? `:均值 ${G.formatNumber(l.mean)},最小 ${G.formatNumber(l.min)},最大 ${G.formatNumber(l.max)}` : ""),
       none: "还没有控制图:请通过 API 创建(POST /api/v1/apps/quality/charts)。",
       empty: "该时间范围内没有数据。", preview: "按此时间范围预览的控制限(尚未冻结)",
       version: "已冻结控制限,版本", violations: "未处理的判异", time: "时间", rules: "判异准则",
@@ -111,13 +117,15 @@
     }
     const pick = el("select", { id: "spc-chart" }, charts.map((c) => el("option", { value: c.id }, `${c.name} (${c.kind})`)));
     const win = el("select", { id: "spc-window" },
-      el("option", { value: 1 }, T.h1), el("option", { value: 8 }, T.h8), el("option", { value: 24, selected: true }, T.h24));
+      el("option", { value: 1 }, T.h1), el("option", { value: 8 }, T.h8), el("option", { value: 24, selected: true }, T.h24),
+      el("option", { value: 168 }, T.d7), el("option", { value: 720 }, T.d30));
     const head = el("p", { id: "spc-status", class: "muted" });
+    const note = el("p", { id: "spc-left-out", class: "muted" });
     const plot = el("div", { id: "spc-plot" });
     const list = el("div", { id: "spc-violations" });
     root.replaceChildren(
       el("div", { class: "toolbar" }, el("label", null, T.chart, " ", pick), " ", el("label", null, T.window, " ", win)),
-      head, plot, el("h3", null, T.violations), list,
+      head, note, plot, el("h3", null, T.violations), list,
     );
     async function draw() {
       const chart = charts.find((c) => c.id === pick.value);
@@ -125,6 +133,7 @@
       const start = new Date(end.getTime() - Number(win.value) * 3600e3);
       const q = new URLSearchParams({ start: start.toISOString(), end: new Date(end.getTime() + 1000).toISOString() });
       const d = await api("GET", `${BASE}/charts/${chart.id}/data?${q}`);
+      note.textContent = d.left_out ? T.left(d.left_out) : "";
       if (d.empty) {
         head.textContent = T.empty;
         plot.replaceChildren(el("p", { class: "muted", id: "spc-empty" }, d.message || T.empty));
