@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from gongyun.cli.common import console, settings
-from gongyun.security.pki.ca import CertificateAuthority
+from gongyun.security.pki.ca import CertificateAuthority, enrol_files
 from gongyun.security.pki.mosquitto import write_config
 
 pki_app = typer.Typer(help="Device identity: the platform's CA.", no_args_is_help=True)
@@ -40,6 +40,24 @@ def enrol(
     issued = _ca().enrol(token_value, csr.read_bytes(), identifier)
     out.write_bytes(issued.cert_pem + issued.chain_pem)
     console.print(f"issued {issued.identity} serial {issued.serial}, valid until {issued.not_after:%Y-%m-%d}")
+
+
+@pki_app.command("device")
+def device(
+    tenant: Annotated[str, typer.Argument(help="Tenant id.")],
+    group: Annotated[str, typer.Argument(help="Sparkplug group id.")],
+    node: Annotated[str, typer.Argument(help="Edge node id (a gateway's [uplink] node or [gateway] id).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the key, certificate and CA.")],
+    identifier: Annotated[str, typer.Option(help="The device's identifier (SAN URI).")] = "",
+) -> None:
+    """Enrol an edge node here: write its key, certificate and the CA for its MQTT uplink."""
+    issued = enrol_files(_ca(), tenant, group, node, out, identifier)
+    console.print(
+        f"issued {issued.identity} serial {issued.serial}, valid until {issued.not_after:%Y-%m-%d}\n"
+        f"已签发 {issued.identity}，序列号 {issued.serial}\n"
+        "[uplink] (edge.toml):\n"
+        f'ca_file = "{out / "ca.pem"}"\ncert_file = "{out / "client.crt"}"\nkey_file = "{out / "client.key"}"'
+    )
 
 
 @pki_app.command("revoke")

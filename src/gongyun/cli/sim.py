@@ -35,6 +35,13 @@ def sim(
     opcua_user: Annotated[
         list[str] | None, typer.Option(help="user:password allowed on the secure endpoint.")
     ] = None,
+    mqtt_ca: Annotated[
+        Path | None, typer.Option(help="CA bundle of the broker's certificate: MQTT over TLS.")
+    ] = None,
+    mqtt_cert: Annotated[
+        Path | None, typer.Option(help="The packaging line's client certificate (gongyun pki device).")
+    ] = None,
+    mqtt_key: Annotated[Path | None, typer.Option(help="The key of --mqtt-cert.")] = None,
     write_edge_config: Annotated[
         Path | None, typer.Option(help="Also write an edge.toml connecting a gateway to these simulators.")
     ] = None,
@@ -56,6 +63,9 @@ def sim(
         opcua_key=opcua_key,
         opcua_users=users,
         packaging=not no_packaging,
+        mqtt_ca=mqtt_ca,
+        mqtt_cert=mqtt_cert,
+        mqtt_key=mqtt_key,
     )
     if write_edge_config is not None:
         buffer = write_edge_config.parent / "edge-buffer.db"

@@ -10,6 +10,7 @@ from pathlib import Path
 from gongyun.sim.cnc import CncServer
 from gongyun.sim.packaging import PackagingServer
 from gongyun.sim.pump import PumpServer
+from gongyun.sparkplug.tls import client_context
 
 log = logging.getLogger(__name__)
 PROFILES = Path(__file__).parent / "profiles"
@@ -35,6 +36,10 @@ class FactoryConfig:
     opcua_key: Path | None = None
     opcua_users: dict[str, str] = field(default_factory=dict)
     packaging: bool = True
+    # the packaging line's MQTT over TLS: CA bundle of the broker, and its client certificate and key
+    mqtt_ca: Path | None = None
+    mqtt_cert: Path | None = None
+    mqtt_key: Path | None = None
 
 
 @dataclass
@@ -58,8 +63,13 @@ class Factory:
             users=c.opcua_users,
         )
         if c.packaging:
+            tls = client_context(c.mqtt_ca, c.mqtt_cert, c.mqtt_key) if c.mqtt_ca else None
             self.packaging = PackagingServer(
-                mqtt_host=c.mqtt_host, mqtt_port=c.mqtt_port, group=c.group, time_scale=c.time_scale
+                mqtt_host=c.mqtt_host,
+                mqtt_port=c.mqtt_port,
+                group=c.group,
+                time_scale=c.time_scale,
+                tls=tls,
             )
 
     async def start(self) -> None:

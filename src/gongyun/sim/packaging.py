@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -67,10 +68,13 @@ class PackagingServer:
     published: int = 0
     weighings: deque[tuple[int, float, bool]] = field(default_factory=lambda: deque(maxlen=KEEP_WEIGHINGS))
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    tls: ssl.SSLContext | None = None  # TLS to the broker, with the node's client certificate
 
     def __post_init__(self) -> None:
         self.model = PackagingLine(seed=self.seed)
-        self.edge = EdgeNode(self.group, self.node, self.mqtt_host, self.mqtt_port, on_command=self._command)
+        self.edge = EdgeNode(
+            self.group, self.node, self.mqtt_host, self.mqtt_port, on_command=self._command, tls=self.tls
+        )
         self.edge.define_template("Recipe", RECIPE)
         for name, dtype in METRICS.items():
             self.edge.define(DEVICE, name, dtype, self._values()[name])

@@ -395,3 +395,17 @@ class CertificateAuthority:
                 if s not in state["revoked"] and (tenant_id is None or i["tenant"] == tenant_id)
             }
         )
+
+
+def enrol_files(
+    ca: CertificateAuthority, tenant_id: str, group: str, node: str, out: Path, identifier: str = ""
+) -> Issued:
+    """Enrol an edge node with a new key: write ``client.key`` (0600), ``client.crt`` (+chain), ``ca.pem``."""
+    key = new_key()
+    token = ca.enrolment_token(tenant_id, group, node, 300)
+    issued = ca.enrol(token, make_csr(key, identity(group, node)), identifier)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_private(out / "client.key", _pem_key(key))
+    (out / "client.crt").write_bytes(issued.cert_pem + issued.chain_pem)
+    (out / "ca.pem").write_bytes(ca.root_pem)
+    return issued
