@@ -59,6 +59,10 @@ async def _events(client: httpx.AsyncClient, h: dict[str, str], query: str = "")
     return list(body["epcisBody"]["queryResults"]["resultsBody"]["eventList"])
 
 
+def _events_of(r: httpx.Response) -> list[dict[str, Any]]:
+    return list(r.json()["epcisBody"]["queryResults"]["resultsBody"]["eventList"])
+
+
 async def test_epcis_capture_query_and_export(tmp_path: Path) -> None:
     built = run_js("epcis_check.js", {"build": SPEC})["built"]
     assert run_js("epcis_check.js", {"validate": [built]})["validate"] == [{"success": True, "errors": []}]
@@ -101,6 +105,21 @@ async def test_epcis_capture_query_and_export(tmp_path: Path) -> None:
         assert r.json()["events"] == 6 and r.json()["links"] == 3
         sent = built["epcisBody"]["eventList"]
         assert await _events(client, h) == sent
+        # paging: perPage, the Link header's next page (with its nextPageToken), the last page has none
+        paged: list[dict[str, Any]] = []
+        url: str | None = f"{API}/epcis/events?perPage=4"
+        while url is not None:
+            r = await client.get(url, headers=h)
+            assert r.status_code == 200, r.text
+            paged += r.json()["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+            link = r.headers.get("link")
+            url = None if link is None else httpx.URL(link.split(">")[0].lstrip("<")).raw_path.decode()
+            assert link is None or ('rel="next"' in link and "nextPageToken=" in link)
+        assert paged == sent
+        r = await client.get(f"{API}/epcis/events?perPage=2&EQ_bizStep=shipping", headers=h)
+        assert "link" not in r.headers and len(_events_of(r)) == 2
+        r = await client.get(f"{API}/epcis/events?nextPageToken=garbage!", headers=h)
+        assert r.status_code in (400, 422)
         assert await _events(client, h, "?eventType=AggregationEvent") == [sent[2]]
         assert await _events(client, h, "?EQ_bizStep=shipping") == [sent[3], sent[4]]
         assert await _events(client, h, f"?MATCH_epc={SPEC['serials'][1]}") == [sent[0], sent[2]]

@@ -61,13 +61,22 @@ async def capture(request: Request, ctx: Writer) -> JSONResponse:
 
 
 async def _query(ctx: AppCtx, request: Request, **fixed: str) -> JSONResponse:
+    """One page of a query; a ``Link: <…>; rel="next"`` header and ``nextPageToken`` when more follow."""
     params = {k: v for k, v in request.query_params.items()}
     params.update(fixed)
     per_page = params.get("perPage", "1000")
     if not per_page.isdigit() or not 1 <= int(per_page) <= 10_000:
         raise InvalidInput("perPage is 1..10000", field="perPage")
-    found = await epcis_store.query(ctx.session, ctx.tenant_id, params, int(per_page))
-    return _doc_response(query_document(found))
+    found, token = await epcis_store.query_page(ctx.session, ctx.tenant_id, params, int(per_page))
+    body = query_document(found)
+    response = _doc_response(body)
+    if token is not None:
+        following = request.url.remove_query_params("nextPageToken").include_query_params(
+            perPage=per_page, nextPageToken=token
+        )
+        response.headers["Link"] = f'<{following}>; rel="next"'
+        response.headers["Access-Control-Expose-Headers"] = "Link"
+    return response
 
 
 @router.get("/events")

@@ -9,10 +9,12 @@ events link each input to each output; aggregation ``ADD`` links each child to i
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.apps.trace import store
@@ -173,11 +175,27 @@ def _time(value: str, name: str) -> datetime:
     return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-async def query(
+def page_token(event_time: datetime, pk: int) -> str:
+    """The opaque ``nextPageToken`` after an event (its time and row, base64url)."""
+    raw = f"{event_time.astimezone(UTC).isoformat()}|{pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _after(token: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        when, _, pk = raw.partition("|")
+        return datetime.fromisoformat(when), int(pk)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidInput("nextPageToken is not one this server gave", field="nextPageToken") from None
+
+
+async def query_page(
     s: AsyncSession, tenant_id: str, params: dict[str, str], limit: int = 1000
-) -> list[dict[str, Any]]:
-    """Event bodies matching EPCIS 2.0 query parameters, oldest first."""
-    q = select(events.c.body).where(events.c.tenant_id == tenant_id)
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of event bodies matching EPCIS 2.0 query parameters, oldest first, and the token
+    of the next page (None on the last one); ``nextPageToken`` in ``params`` continues a query."""
+    q = select(events.c.id, events.c.event_time, events.c.body).where(events.c.tenant_id == tenant_id)
     for name, value in params.items():
         values = [v for v in value.split(",") if v]
         if name in _PARAMS:
@@ -203,12 +221,23 @@ async def query(
             q = q.where(col >= t if name.startswith("GE") else col < t)
         elif name == "eventID":
             q = q.where(events.c.event_id.in_(values))
-        elif name in {"perPage", "nextPageToken"}:
+        elif name == "nextPageToken":
+            when, pk = _after(value)
+            q = q.where(or_(events.c.event_time > when, and_(events.c.event_time == when, events.c.id > pk)))
+        elif name == "perPage":
             continue
         else:
             raise InvalidInput(f"query parameter {name} is not supported", field=name)
-    rows = await s.execute(q.order_by(events.c.event_time, events.c.id).limit(limit))
-    return [dict(r.body) for r in rows]
+    rows = list(await s.execute(q.order_by(events.c.event_time, events.c.id).limit(limit + 1)))
+    token = page_token(rows[limit - 1].event_time, rows[limit - 1].id) if len(rows) > limit else None
+    return [dict(r.body) for r in rows[:limit]], token
+
+
+async def query(
+    s: AsyncSession, tenant_id: str, params: dict[str, str], limit: int = 1000
+) -> list[dict[str, Any]]:
+    """Event bodies matching EPCIS 2.0 query parameters, oldest first (the first ``limit``)."""
+    return (await query_page(s, tenant_id, params, limit))[0]
 
 
 async def events_of_keys(

@@ -29,7 +29,7 @@ from gongyun.apps.trace import epcis_store, store
 from gongyun.apps.trace.domain.epcis import document
 from gongyun.apps.trace.errors import TraceItemNotFound, UnknownEnterprise
 from gongyun.apps.trace.registration import prefix_of
-from gongyun.apps.trace.tables import grants, items, partners, recall_items
+from gongyun.apps.trace.tables import grants, items, partners
 from gongyun.db import Database
 from gongyun.errors import InvalidInput
 from gongyun.idres.auth import hash_secret
@@ -190,7 +190,7 @@ async def mark_recalled(s: AsyncSession, db: Database, tenant_id: str, recall_id
         return 0
     q = select(items.c.handle).where(
         items.c.tenant_id == tenant_id,
-        items.c.id.in_(select(recall_items.c.item_id).where(recall_items.c.recall_id == recall_id)),
+        items.c.id.in_(store.recalled_ids(recall_id)),
         items.c.handle.is_not(None),
     )
     registry = Registry(db)

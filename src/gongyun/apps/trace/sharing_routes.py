@@ -113,7 +113,7 @@ async def sync(partner: str, ctx: Writer) -> dict[str, Any]:
     """Check the partner's records of the items received from it; recall here what it recalled."""
     row = await sharing.partner(ctx.session, ctx.tenant_id, partner)
     received = await ctx.session.execute(
-        select(items.c.id, items.c.key, items.c.attrs, items.c.status).where(
+        select(items.c.id, items.c.key, items.c.attrs, store.STATUS.label("status")).where(
             items.c.tenant_id == ctx.tenant_id
         )
     )

@@ -1,5 +1,10 @@
 """Items, genealogy links, traces and recalls in the database (SQLite, PostgreSQL).
 
+A recall is set-based: one recursive statement walks forward from the recalled item and stores
+what it reached as ranges of consecutive item ids (``trace_recall_ranges``; bulk-minted serials
+are consecutive, so 100 000 serials are a handful of rows), and an item a campaign's range holds
+reads as ``frozen`` (``STATUS``): no item row is rewritten.
+
 Traces are recursive SQL (``WITH RECURSIVE``) over ``trace_links``: forward from a lot to
 everything made from it, backward from a serial to everything it was made of. Without a depth
 limit the walk keeps only item ids (``UNION`` drops repeats, and links never form a cycle, so it
@@ -14,20 +19,33 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Integer, column, func, insert, select, text, update
+from sqlalchemy import Integer, Select, case, column, func, insert, literal, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.apps.trace.domain.ids import Kind, Minted, split_key
 from gongyun.apps.trace.errors import GenealogyCycle, TraceItemNotFound
-from gongyun.apps.trace.tables import items, links, notices, recall_items, recalls
+from gongyun.apps.trace.tables import items, links, notices, recall_ranges, recalls
 from gongyun.errors import Conflict, InvalidInput
 
 Direction = Literal["forward", "backward"]
 Progress = Callable[[int, int], None]
 LINK_KINDS = ("assembly", "split", "merge", "transform", "pack", "ship", "consume")
 _CHUNK = 500
-_ITEM_COLS = ", ".join(f"i.{c.name}" for c in items.c)
+# per campaign of the tenant, the nearest range starting at or below the item (ranges of one
+# campaign never overlap): a few index probes per item whatever the campaigns' sizes
+FROZEN_SQL = (
+    "EXISTS (SELECT 1 FROM trace_recalls c WHERE c.tenant_id = i.tenant_id AND "
+    "(SELECT f.hi FROM trace_recall_ranges f WHERE f.recall_id = c.id AND f.lo <= i.id "
+    "ORDER BY f.lo DESC LIMIT 1) >= i.id)"
+)
+_STATUS_SQL = f"CASE WHEN {FROZEN_SQL} THEN 'frozen' ELSE i.status END AS status"
+_ITEM_COLS = ", ".join(  # the item columns of ``trace_items i``, the status as STATUS says
+    _STATUS_SQL if c.name == "status" else f"i.{c.name}" for c in items.c
+)
+STATUS = case((text(FROZEN_SQL.replace("i.", "trace_items.")), literal("frozen")), else_=items.c.status)
+"""An item's status: ``frozen`` once a recall reached it (a recall writes no item row), else its own."""
+ITEM_COLUMNS = [STATUS.label("status") if c.name == "status" else c for c in items.c]
 
 
 def now() -> datetime:
@@ -131,7 +149,7 @@ async def add_items(
 async def item(s: AsyncSession, tenant_id: str, ref: int | str) -> dict[str, Any]:
     """One item by id or key."""
     cond = items.c.id == ref if isinstance(ref, int) else items.c.key == ref
-    row = (await s.execute(select(items).where(items.c.tenant_id == tenant_id, cond))).first()
+    row = (await s.execute(select(*ITEM_COLUMNS).where(items.c.tenant_id == tenant_id, cond))).first()
     if row is None:
         raise TraceItemNotFound(f"no item {ref} in this tenant", item=str(ref))
     return _item_json(row)
@@ -165,11 +183,12 @@ async def list_items(
     s: AsyncSession, tenant_id: str, kind: str | None = None, status: str | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:
     """The tenant's items, newest first."""
-    q = select(items).where(items.c.tenant_id == tenant_id)
+    q = select(*ITEM_COLUMNS).where(items.c.tenant_id == tenant_id)
     if kind:
         q = q.where(items.c.kind == kind)
     if status:
-        q = q.where(items.c.status == status)
+        current = STATUS
+        q = q.where(current == status)
     rows = await s.execute(q.order_by(items.c.id.desc()).limit(limit))
     return [_item_json(r) for r in rows]
 
@@ -315,54 +334,36 @@ async def start_recall(
         ],
     )
     rid = int(result.scalar_one())
+    report = progress or (lambda done, total: None)
+    report(0, 0)
     walk = walk_sql("forward", False)
     await s.execute(
         text(
-            f"{walk} INSERT INTO trace_recall_items (recall_id, item_id, previous_status) "  # noqa: S608
-            "SELECT :rid, i.id, i.status FROM trace_items i WHERE i.tenant_id = :tenant "
-            "AND i.id IN (SELECT id FROM walk)"
+            f"{walk} INSERT INTO trace_recall_ranges (recall_id, lo, hi, n) "  # noqa: S608
+            "SELECT :rid, MIN(id), MAX(id), COUNT(*) FROM "
+            "(SELECT id, id - ROW_NUMBER() OVER (ORDER BY id) AS run FROM walk) w GROUP BY run"
         ),
-        {"root": root, "tenant": tenant_id, "rid": rid},
+        {"root": root, "rid": rid},
     )
-    affected = list(
+    total = int(
         (
             await s.execute(
-                select(recall_items.c.item_id)
-                .where(recall_items.c.recall_id == rid)
-                .order_by(recall_items.c.item_id)
+                select(func.coalesce(func.sum(recall_ranges.c.n), 0)).where(recall_ranges.c.recall_id == rid)
+            )
+        ).scalar_one()
+    )
+    report(total, 0)
+    await s.execute(update(recalls).where(recalls.c.id == rid).values(affected=total))
+    receivers = sorted(
+        (
+            await s.execute(
+                select(items.c.receiver)
+                .distinct()
+                .where(items.c.id.in_(recalled_ids(rid)), items.c.receiver.is_not(None))
             )
         ).scalars()
     )
-    step = 10_000
-    for start in range(0, len(affected), step):
-        lo, hi = affected[start], affected[min(start + step, len(affected)) - 1]
-        chunk = (
-            select(recall_items.c.item_id)
-            .where(recall_items.c.recall_id == rid, recall_items.c.item_id.between(lo, hi))
-            .scalar_subquery()
-        )
-        await s.execute(
-            update(items)
-            .where(items.c.tenant_id == tenant_id, items.c.id.in_(chunk))
-            .values(status="frozen")
-            .execution_options(synchronize_session=False)
-        )
-        if progress is not None:
-            progress(min(start + step, len(affected)), len(affected))
-    await s.execute(update(recalls).where(recalls.c.id == rid).values(affected=len(affected)))
-    shipped = await s.execute(
-        select(items.c.receiver, items.c.key, items.c.kind).where(
-            items.c.tenant_id == tenant_id,
-            items.c.id.in_(select(recall_items.c.item_id).where(recall_items.c.recall_id == rid)),
-            items.c.receiver.is_not(None),
-        )
-    )
-    by_receiver: dict[str, list[str]] = {}
-    for r in shipped:
-        by_receiver.setdefault(r.receiver, []).append(r.key)
-    # what was shipped: the keys of the shipped items' parents too (the lots and serials in them)
-    for receiver, keys in by_receiver.items():
-        parents = await _parents_of(s, tenant_id, keys)
+    for receiver in receivers:
         await s.execute(
             insert(notices),
             [
@@ -370,25 +371,37 @@ async def start_recall(
                     "recall_id": rid,
                     "sender": tenant_id,
                     "receiver": receiver,
-                    "keys": sorted(set(keys) | parents),
+                    "keys": await _shipped_keys(s, rid, receiver),
                     "notified_at": now(),
                 }
             ],
         )
+    report(total, total)
     return await recall(s, tenant_id, rid)
 
 
-async def _parents_of(s: AsyncSession, tenant_id: str, keys: list[str]) -> set[str]:
-    ids = await item_ids(s, tenant_id, keys)
-    walk_ids: set[str] = set()
-    for i in ids.values():
-        res = await trace(s, tenant_id, i, "backward", depth=3, limit=10_000)
-        walk_ids |= {
-            n["key"]
-            for n in res.nodes
-            if n["kind"] in {"serial", "batch", "material_lot", "package", "pallet"}
-        }
-    return walk_ids
+def recalled_ids(rid: int) -> Select[tuple[int]]:
+    """The ids of the items a recall campaign holds (a subquery)."""
+    return (
+        select(items.c.id)
+        .select_from(recall_ranges.join(items, items.c.id.between(recall_ranges.c.lo, recall_ranges.c.hi)))
+        .where(recall_ranges.c.recall_id == rid)
+    )
+
+
+async def _shipped_keys(s: AsyncSession, rid: int, receiver: str) -> list[str]:
+    """What a receiver got of a recall: the affected items shipped to it and, three links back
+    from them, the serials, batches, lots, packages and pallets they hold (one recursive query)."""
+    sql = (
+        "WITH RECURSIVE up(id, d) AS ("
+        "SELECT i.id, 0 FROM trace_recall_ranges r JOIN trace_items i ON i.id BETWEEN r.lo AND r.hi "
+        "WHERE r.recall_id = :rid AND i.receiver = :receiver "
+        "UNION SELECT l.parent_id, u.d + 1 FROM up u JOIN trace_links l ON l.child_id = u.id WHERE u.d < 3) "
+        "SELECT DISTINCT i.key FROM up u JOIN trace_items i ON i.id = u.id "
+        "WHERE u.d = 0 OR i.kind IN ('serial', 'batch', 'material_lot', 'package', 'pallet')"
+    )
+    rows = await s.execute(text(sql), {"rid": rid, "receiver": receiver})
+    return sorted({r.key for r in rows})
 
 
 async def recall(s: AsyncSession, tenant_id: str, rid: int) -> dict[str, Any]:
@@ -400,8 +413,8 @@ async def recall(s: AsyncSession, tenant_id: str, rid: int) -> dict[str, Any]:
         raise TraceItemNotFound(f"no recall {rid} in this tenant", recall=rid)
     by_kind = await s.execute(
         select(items.c.kind, func.count())
-        .select_from(recall_items.join(items, items.c.id == recall_items.c.item_id))
-        .where(recall_items.c.recall_id == rid)
+        .select_from(recall_ranges.join(items, items.c.id.between(recall_ranges.c.lo, recall_ranges.c.hi)))
+        .where(recall_ranges.c.recall_id == rid)
         .group_by(items.c.kind)
     )
     sent = await s.execute(select(notices).where(notices.c.recall_id == rid).order_by(notices.c.id))
@@ -517,8 +530,13 @@ async def recalls_of(s: AsyncSession, tenant_id: str, item_id: int) -> list[dict
     """The recall campaigns that reached an item."""
     q = (
         select(recalls.c.id, recalls.c.name, recalls.c.status, recalls.c.created_at)
-        .join(recall_items, recall_items.c.recall_id == recalls.c.id)
-        .where(recalls.c.tenant_id == tenant_id, recall_items.c.item_id == item_id)
+        .join(recall_ranges, recall_ranges.c.recall_id == recalls.c.id)
+        .where(
+            recalls.c.tenant_id == tenant_id,
+            recall_ranges.c.lo <= item_id,
+            recall_ranges.c.hi >= item_id,
+        )
+        .order_by(recalls.c.id)
     )
     return [
         {"id": r.id, "name": r.name, "status": r.status, "created_at": r.created_at.isoformat()}

@@ -110,13 +110,16 @@ recalls = Table(
     Column("source", JSON),
 )
 
-recall_items = Table(
-    "trace_recall_items",
+recall_ranges = Table(
+    "trace_recall_ranges",
     metadata,
     Column("recall_id", ID, primary_key=True),
-    Column("item_id", ID, primary_key=True),
-    Column("previous_status", String(16), nullable=False),
+    Column("lo", ID, primary_key=True),
+    Column("hi", ID, nullable=False),
+    Column("n", Integer, nullable=False),
 )
+"""The items a recall campaign holds, as ranges of consecutive item ids (bulk-minted serials are
+consecutive, so 100 000 serials are a handful of rows)."""
 
 notices = Table(
     "trace_recall_notices",
