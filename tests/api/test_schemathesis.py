@@ -32,7 +32,8 @@ STREAMS = r"/stream$"
 # cover them. Planned: SEMANTIC_RULES for each app, then drop this exclusion.
 APP_ROUTES = r"^/api/v1/apps/[a-z][a-z0-9_]*/.+"
 
-pytestmark = pytest.mark.slow
+# every operation in every phase: minutes on a loaded 2-core machine, more than the default limit
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 # Rules a JSON Schema cannot state, checked by the server with a documented 400/422 problem:
 # for these operations a schema-valid request may still be refused with that status (and
