@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     mqtt_embedded: MqttEmbedded = MqttEmbedded.auto
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
+    # Mutual TLS (an ``mqtts://`` mqtt_url): the CA bundle the broker's certificate chains to and the
+    # platform's client certificate (CN gongyun-platform). Unset with the embedded broker: the
+    # platform's CA under <data_dir>/pki issues both (gongyun.edge.broker_tls).
+    mqtt_ca_file: Path | None = None
+    mqtt_cert_file: Path | None = None
+    mqtt_key_file: Path | None = None
     # Sparkplug group id -> tenant NAME whose data it carries (receive each group in one process)
     sparkplug_groups: dict[str, str] = Field(default_factory=dict)
     sparkplug_receiver: SparkplugReceiver = SparkplugReceiver.auto
@@ -201,6 +207,12 @@ class Settings(BaseSettings):
             )
         if (self.mqtt_username is None) != (self.mqtt_password is None):
             raise ValueError("mqtt_username and mqtt_password go together")
+        if (self.mqtt_cert_file is None) != (self.mqtt_key_file is None):
+            raise ValueError("mqtt_cert_file and mqtt_key_file go together")
+        if self.mqtt_cert_file is not None and not self.mqtt_url.startswith("mqtts://"):
+            raise ValueError(
+                "mqtt_cert_file needs an mqtts:// mqtt_url (the certificate is sent only over TLS)"
+            )
         if (
             self.profile is Profile.embedded
             and self.mqtt_embedded is MqttEmbedded.on

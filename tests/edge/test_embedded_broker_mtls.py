@@ -13,9 +13,18 @@ import aiomqtt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from gongyun.edge.broker import EmbeddedBroker
-from gongyun.edge.broker_tls import BrokerTls
-from gongyun.security.pki.ca import PLATFORM_IDENTITY, CertificateAuthority, Issued, make_csr, new_key
+from gongyun.config import load_settings
+from gongyun.edge.broker import EmbeddedBroker, start_embedded_broker
+from gongyun.edge.broker_tls import BrokerTls, platform_tls
+from gongyun.security.pki.ca import (
+    PLATFORM_IDENTITY,
+    CertificateAuthority,
+    Issued,
+    enrol_files,
+    make_csr,
+    new_key,
+)
+from gongyun.sparkplug.tls import client_context
 from tests.services import free_port
 
 Creds = tuple[Path, Path]
@@ -172,3 +181,37 @@ async def test_revoked_foreign_and_missing_certificates_are_refused(mtls: tuple[
     with pytest.raises(aiomqtt.MqttError):  # no TLS at all
         async with plain:
             pass
+
+
+async def test_mqtts_url_starts_the_embedded_broker_with_the_platforms_ca(tmp_path: Path) -> None:
+    port = free_port()
+    settings = load_settings(
+        data_dir=tmp_path / "var", mqtt_url=f"mqtts://127.0.0.1:{port}", mqtt_embedded="on"
+    )
+    broker = await start_embedded_broker(settings)
+    assert broker is not None and broker.tls is not None
+    try:
+        ca = CertificateAuthority(tmp_path / "var" / "pki")
+        issued = enrol_files(ca, "ta", "GA", "n1", tmp_path / "n1")
+        device = client_context(
+            tmp_path / "n1" / "ca.pem", tmp_path / "n1" / "client.crt", tmp_path / "n1" / "client.key"
+        )
+        platform = platform_tls(settings)
+        assert platform is not None
+        async with aiomqtt.Client("127.0.0.1", port, identifier="n1", tls_context=device, timeout=5) as n1:
+            await n1.subscribe("spBv1.0/GA/NCMD/n1", qos=1)
+            async with aiomqtt.Client(
+                "127.0.0.1", port, identifier="plat", tls_context=platform, timeout=5
+            ) as p:
+                await p.publish("spBv1.0/GA/NCMD/n1", b"cmd", qos=1)
+            message = await asyncio.wait_for(anext(aiter(n1.messages)), 5)
+            assert message.payload == b"cmd"
+        ca.revoke(issued.serial)  # rewrites the CRL file the running broker reads
+        with pytest.raises(aiomqtt.MqttError):
+            async with aiomqtt.Client("127.0.0.1", port, identifier="n1b", tls_context=device, timeout=5):
+                pass
+        with pytest.raises(aiomqtt.MqttError):  # plain MQTT on the TLS port
+            async with aiomqtt.Client("127.0.0.1", port, identifier="plain", timeout=1):
+                pass
+    finally:
+        await broker.stop()

@@ -36,7 +36,7 @@ from amqtt.session import Session
 from pydantic import SecretStr
 
 from gongyun.config import MqttEmbedded, Profile, Settings
-from gongyun.edge.broker_tls import BrokerTls
+from gongyun.edge.broker_tls import BrokerTls, embedded_tls
 from gongyun.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -135,10 +135,10 @@ class CommandWillGuard(BaseAuthPlugin):  # type: ignore[misc]
 
 
 def mqtt_address(url: str) -> tuple[str, int]:
-    """Host and port of an ``mqtt://host:port`` URL (defaults 127.0.0.1 and 1883)."""
+    """Host and port of an ``mqtt://`` or ``mqtts://host:port`` URL (defaults 127.0.0.1, 1883 or 8883)."""
     try:
         parts = urlsplit(url)
-        return parts.hostname or "127.0.0.1", parts.port or 1883
+        return parts.hostname or "127.0.0.1", parts.port or (8883 if parts.scheme == "mqtts" else 1883)
     except ValueError as exc:
         raise ConfigError(f"invalid mqtt_url {url!r}: {exc}") from exc
 
@@ -299,7 +299,10 @@ async def start_embedded_broker(settings: Settings) -> EmbeddedBroker | None:
         if await asyncio.to_thread(broker_answers, host, port):
             log.info("using the MQTT broker at %s:%d", host, port)
             return None
-    broker = EmbeddedBroker(host, port, username=settings.mqtt_username, password=settings.mqtt_password)
+    tls = embedded_tls(settings, host) if settings.mqtt_url.startswith("mqtts://") else None
+    broker = EmbeddedBroker(
+        host, port, username=settings.mqtt_username, password=settings.mqtt_password, tls=tls
+    )
     try:
         await broker.start()
     except ConfigError as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,17 @@ from amqtt.session import Session
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from gongyun.config import Settings
 from gongyun.security.pki.acl import Rules, allowed, rules_for
+from gongyun.security.pki.ca import (
+    PLATFORM_IDENTITY,
+    CertificateAuthority,
+    key_pem,
+    make_csr,
+    new_key,
+    write_private,
+)
+from gongyun.sparkplug.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -140,3 +151,41 @@ class CertificateAcl(BaseTopicPlugin):  # type: ignore[misc]
                 topic,
             )
         return ok
+
+
+def _pki(settings: Settings) -> CertificateAuthority:
+    return CertificateAuthority(settings.ensure_data_dir() / "pki")
+
+
+def embedded_tls(settings: Settings, host: str) -> BrokerTls:
+    """The embedded broker's TLS files from the platform's CA: a server certificate, CA bundle, CRLs."""
+    ca = _pki(settings)
+    out = ca.dir / "broker"
+    cert, key = ca.issue_server(sorted({host, "localhost", "127.0.0.1"}))
+    write_private(out / "server.key", key)
+    (out / "server.crt").write_bytes(cert)
+    (out / "ca.pem").write_bytes(ca.bundle())
+    return BrokerTls(out / "ca.pem", out / "server.crt", out / "server.key", ca.write_crl())
+
+
+def platform_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of the platform's own MQTT clients (None for ``mqtt://``).
+
+    Without ``mqtt_cert_file`` the platform's CA issues the platform's client certificate once
+    (``<data_dir>/pki/broker/platform.crt``); without ``mqtt_ca_file`` the CA's root is trusted.
+    """
+    if not settings.mqtt_url.startswith("mqtts://"):
+        return None
+    cert, key = settings.mqtt_cert_file, settings.mqtt_key_file
+    ca_file = settings.mqtt_ca_file
+    if cert is None or key is None or ca_file is None:
+        ca = _pki(settings)
+        ca_file = ca_file or ca.dir / "root.crt"
+        if cert is None or key is None:
+            cert, key = ca.dir / "broker" / "platform.crt", ca.dir / "broker" / "platform.key"
+            if not (cert.exists() and key.exists()):
+                pkey = new_key()
+                issued = ca.issue_platform(make_csr(pkey, PLATFORM_IDENTITY))
+                write_private(key, key_pem(pkey))
+                cert.write_bytes(issued.cert_pem + issued.chain_pem)
+    return client_context(ca_file, cert, key)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 
 from gongyun.config import Profile, Settings, SparkplugReceiver
 from gongyun.core.types import Sample
 from gongyun.edge.broker import mqtt_address
+from gongyun.edge.broker_tls import platform_tls
 from gongyun.edge.receiver import Store, UplinkReceiver
 from gongyun.errors import ConfigError, NotFound
 from gongyun.platform.container import Platform
@@ -69,6 +71,7 @@ async def start_sparkplug_receivers(platform: Platform) -> list[UplinkReceiver]:
                 ) from None
     broker = platform.mqtt_address or mqtt_address(settings.mqtt_url)
     password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+    tls = platform_tls(settings)
     started = []
     for group, tenant_id in tenants.items():
         store = functools.partial(_submit, ingestor, tenant_id)
@@ -83,6 +86,7 @@ async def start_sparkplug_receivers(platform: Platform) -> list[UplinkReceiver]:
                 store=store,
                 username=settings.mqtt_username,
                 password=password,
+                tls=tls,
             )
         )
         log.info("receiving Sparkplug group %s for tenant %s at %s:%d", group, tenant_id, *broker)
@@ -108,6 +112,7 @@ def receive_sparkplug(
     store: Store | None = None,
     username: str | None = None,
     password: str | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> UplinkReceiver:
     """Start receiving the Sparkplug B uplinks of ``group`` for the tenant with id ``tenant_id``.
 
@@ -128,6 +133,7 @@ def receive_sparkplug(
         store=store,
         username=username,
         password=password,
+        tls=tls,
     )
     reg.receivers.append((receiver, asyncio.create_task(receiver.run(), name=f"sparkplug-uplink-{group}")))
     return receiver

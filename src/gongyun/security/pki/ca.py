@@ -57,6 +57,16 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file only its owner may read (a private key)."""
+    _write_private(path, data)
+
+
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """A private key as unencrypted PKCS#8 PEM."""
+    return _pem_key(key)
+
+
 def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
     key = serialization.load_pem_private_key(path.read_bytes(), None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
@@ -358,6 +368,14 @@ class CertificateAuthority:
             raise NotFound("no such certificate")
         state["revoked"][str(serial)] = _now().isoformat()
         self._save(state)
+        self.write_crl()
+
+    def write_crl(self) -> Path:
+        """Write the current CRLs to ``crl.pem`` in the CA's directory (read by the embedded broker)."""
+        tmp = self.dir / "crl.pem.tmp"
+        tmp.write_bytes(self.crl_pem())
+        tmp.replace(self.dir / "crl.pem")
+        return self.dir / "crl.pem"
 
     def crl_pem(self) -> bytes:
         """One CRL per intermediate (and the root's), concatenated: the broker's ``crlfile``."""
@@ -405,7 +423,7 @@ def enrol_files(
     token = ca.enrolment_token(tenant_id, group, node, 300)
     issued = ca.enrol(token, make_csr(key, identity(group, node)), identifier)
     out.mkdir(parents=True, exist_ok=True)
-    _write_private(out / "client.key", _pem_key(key))
+    write_private(out / "client.key", key_pem(key))
     (out / "client.crt").write_bytes(issued.cert_pem + issued.chain_pem)
     (out / "ca.pem").write_bytes(ca.root_pem)
     return issued
