@@ -253,6 +253,15 @@ def idnode(
         ),
     ] = None,
     cache_size: Annotated[int, typer.Option(help="Entries in the memory cache.")] = 200_000,
+    cache_max_age: Annotated[
+        float,
+        typer.Option(
+            help="Upper bound (s) of keeping a record in a worker's cache; the record's TTL rules below it."
+        ),
+    ] = 86_400.0,
+    read_connections: Annotated[
+        int, typer.Option(help="PostgreSQL connections per worker for resolution reads.")
+    ] = 4,
     negative_ttl: Annotated[float, typer.Option(help="Seconds to cache 'not found'.")] = 30.0,
     max_ttl: Annotated[float, typer.Option(help="Upper bound of cached TTLs.")] = 86_400.0,
     admin_token: Annotated[
@@ -288,6 +297,8 @@ def idnode(
         cache_url=cache,
         cache_namespace=resolution_cache_namespace(settings().deployment_id),
         cache_size=cache_size,
+        cache_max_age=cache_max_age,
+        read_connections=read_connections,
         negative_ttl=negative_ttl,
         max_ttl=max_ttl,
         admin_token=admin_token,

@@ -35,6 +35,7 @@ from gongyun.idres.errors import (
     HandleExists,
 )
 from gongyun.idres.models import IdPrefix
+from gongyun.idres.pgread import PointReader
 from gongyun.idres.registry import MAX_BATCH, RawRecord, Registry
 from gongyun.idres.rescache import SharedRecords
 from gongyun.idres.sessions import Sessions
@@ -94,6 +95,11 @@ class RecordCache:
         self.bodies.pop(norm, None)
         self.expires.pop(norm, None)
 
+    def clear(self) -> None:
+        """Forget everything."""
+        self.bodies.clear()
+        self.expires.clear()
+
 
 def _render(handle: str, values_json: str) -> bytes:
     return b'{"responseCode":1,"handle":' + orjson.dumps(handle) + b',"values":' + values_json.encode() + b"}"
@@ -117,11 +123,14 @@ class HandleService:
         cache_size: int = 200_000,
         cache_max_age: float = 5.0,
         shared: SharedRecords | None = None,
+        reader: PointReader | None = None,
     ) -> None:
         self.registry = registry
         self.tenant_id = tenant_id
         self.shared = shared
+        self.reader = reader
         self.cache = RecordCache(0 if shared is not None else cache_size, cache_max_age)
+        self.generation = 0  # bumped by every change: a read that overlapped one is not cached
         self._pending: set[str] = set()
         self.basic = HandleBasicAuth(self._secret)
         self.authenticators: list[Authenticator] = [self.basic, *(authenticators or [])]
@@ -134,10 +143,21 @@ class HandleService:
             self._sqlite_path = registry.db.engine.url.database
 
     def _changed(self, norm: str) -> None:
+        self.generation += 1
         self.cache.invalidate(norm)
         self.basic.forget(norm)
         if self.shared is not None:
             self._pending.add(norm)
+
+    def changed_elsewhere(self, norm: str | None) -> None:
+        """A change announced on the registry's feed (``None``: forget every cached record)."""
+        self.generation += 1
+        if norm is None:
+            self.cache.clear()
+            self.basic.forget()
+        else:
+            self.cache.invalidate(norm)
+            self.basic.forget(norm)
 
     async def flush(self, tenant_id: str | None, norms: Iterable[str] = ()) -> None:
         """Delete the shared keys of ``norms`` and of what other writes changed (committed now).
@@ -189,6 +209,8 @@ class HandleService:
         if conn is not None:
             return self._fetch_sync(conn, norm)
         if self.shared is None:
+            if self.reader is not None:
+                return await self.reader.get(norm)
             return await self.registry.get_raw(self.tenant_id, norm)
 
         async def load() -> tuple[bytes, float] | None:
@@ -271,6 +293,7 @@ class HandleService:
 
     async def _get(self, req: Request, handle: str) -> Response:
         h = parse(handle)
+        generation = self.generation
         row = await self._fetch(h.norm)
         if row is None:
             if not await self._homed(h.prefix):
@@ -293,7 +316,7 @@ class HandleService:
         indexes, types = req.query.get("index"), req.query.get("type")
         if not indexes and not types:
             body = _render(stored, values_json if admin else public_json)
-            if not req.query and req.principal is None:
+            if not req.query and req.principal is None and generation == self.generation:
                 self.cache.put(h.norm, body, float(min_ttl))
             return Response(200, body)
         values = decode_values(orjson.loads(values_json))

@@ -79,3 +79,14 @@ class IdTemplate(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("tenant_id", "prefix_norm", "name", "version"),)
+
+
+class IdChange(Base):
+    """The change log of an SQLite registry (``gongyun.idres.changes``; PostgreSQL uses NOTIFY)."""
+
+    __tablename__ = "idres_changes"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    handle_norm: Mapped[str] = mapped_column(String(1024))
+
+    __table_args__ = ({"sqlite_autoincrement": True},)

@@ -31,9 +31,11 @@ from gongyun.idres import prefixes as pfx
 from gongyun.idres.asgi import AsgiApp, Request, Response, json_response
 from gongyun.idres.auth import Principal, hash_secret, static_token_auth
 from gongyun.idres.cache import open_cache
+from gongyun.idres.changes import ChangeWatcher
 from gongyun.idres.errors import HandleNotFound, PrefixNotServed
 from gongyun.idres.http import HandleService
 from gongyun.idres.node_routes import NodeRoutes, RecursiveRoutes
+from gongyun.idres.pgread import PointReader
 from gongyun.idres.registry import Registry
 from gongyun.idres.rescache import SharedRecords
 from gongyun.idres.resolver import Resolver
@@ -67,7 +69,8 @@ class NodeConfig:
     cache_url: str | None = None
     cache_namespace: str = "gy:idres:"  # key prefix in Redis: resolution_cache_namespace(deployment_id)
     cache_size: int = 200_000
-    cache_max_age: float = 5.0
+    cache_max_age: float = 86_400.0  # the records' own TTLs rule; the change feed invalidates
+    read_connections: int = 4  # persistent PostgreSQL connections per worker for point reads
     negative_ttl: float = 30.0
     max_ttl: float = 86_400.0
     admin_token: str | None = None
@@ -166,14 +169,22 @@ def build_app(config: NodeConfig) -> AsgiApp:
         # a shared cache (Redis) for every process of this node and the platform API
         cache = open_cache(config.cache_url, config.cache_size, config.cache_namespace)
         shared = SharedRecords(cache, negative_ttl=config.negative_ttl, max_ttl=config.max_ttl)
+    served_tenant = None if config.all_tenants else config.tenant
+    reader = None
+    if db.dialect == "postgresql" and shared is None:
+        reader = PointReader(config.db_url, served_tenant, config.read_connections)
     service = HandleService(
         registry,
-        None if config.all_tenants else config.tenant,
+        served_tenant,
         cache_size=config.cache_size,
         cache_max_age=config.cache_max_age,
         shared=shared,
+        reader=reader,
     )
     service.install(app)
+    watcher = ChangeWatcher(config.db_url, service.changed_elsewhere)
+    app.on_startup.append(watcher.start)
+    app.on_shutdown.append(watcher.stop)
     routes = NodeRoutes(
         registry, config.tenant, config.prefixes, config.node_id or f"{config.host}:{config.port}"
     )
@@ -192,6 +203,8 @@ def build_app(config: NodeConfig) -> AsgiApp:
 
     async def close() -> None:
         service.close()
+        if reader is not None:
+            await reader.close()
         if shared is not None:
             await shared.close()
         await db.dispose()

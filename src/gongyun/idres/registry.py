@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gongyun.db import Database, utcnow
 from gongyun.errors import GongyunError, InvalidInput
 from gongyun.idres import prefixes as pfx
+from gongyun.idres.changes import announce
 from gongyun.idres.errors import HandleExists, HandleNotFound, response_code
 from gongyun.idres.models import IdRecord, IdTemplate, IdValue
 from gongyun.idres.syntax import Handle, fold, parse, prefix_chain
@@ -218,6 +219,7 @@ class Registry:
                 raise HandleNotFound(f"identifier {handle} not found", handle=handle)
             await s.delete(row)
             await s.execute(delete(IdValue).where(IdValue.handle_norm == h.norm))
+            await announce(s, [h.norm])
         self._changed([h.norm])
 
     async def delete_values(
@@ -304,6 +306,7 @@ class Registry:
                         raise
                     _fail(res, exc)
             await s.flush()
+            await announce(s, changed)
         self._changed(changed)
         return results
 
