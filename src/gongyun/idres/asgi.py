@@ -40,6 +40,7 @@ class Request:
     headers: dict[str, str]
     body: bytes = b""
     principal: Principal | None = None
+    raw_query: bytes = b""
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         """The first value of a query parameter."""
@@ -92,6 +93,7 @@ def error_response(exc: BaseException) -> Response:
 
 Handler = Callable[[Request], Awaitable[Response]]
 FastGet = Callable[[bytes], bytes | None]
+FastRaw = Callable[[bytes, list[tuple[bytes, bytes]], bool], bytes | None]
 
 
 class AsgiApp:
@@ -101,6 +103,8 @@ class AsgiApp:
         self.routes: list[tuple[str, Handler]] = []
         self.authenticators: list[Authenticator] = list(authenticators or [])
         self.fast_get: FastGet | None = None
+        self.fast_raw: FastRaw | None = None
+        """The lean server's hook for other GETs: a whole HTTP response from target, headers, keep-alive."""
         self.on_startup: list[Callable[[], Awaitable[None]]] = []
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
         self.after_write: list[Callable[[], Awaitable[None]]] = []
@@ -168,7 +172,9 @@ class AsgiApp:
                 chunks.append(chunk)
                 more = message.get("more_body", False)
             body = b"".join(chunks)
-        req = Request(scope["method"], path, path_bytes, query, headers, body)
+        req = Request(
+            scope["method"], path, path_bytes, query, headers, body, raw_query=scope["query_string"]
+        )
         req.principal = await self.authenticate(headers)
         for prefix, handler in self.routes:
             if path.startswith(prefix):

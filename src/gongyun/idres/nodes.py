@@ -191,7 +191,8 @@ def build_app(config: NodeConfig) -> AsgiApp:
     routes.install(app, config.role.value)
     from gongyun.idres.schemes import install_schemes
 
-    install_schemes(app, registry, None if config.all_tenants else config.tenant)
+    answers = install_schemes(app, registry, served_tenant)
+    watcher.listeners.append(answers.changed)
     if shared is not None:  # writes of the node's own routes (filings, allocations) reach Redis too
         app.after_write.append(lambda: service.flush(routes.tenant_id))
     if config.role is Role.root and config.mirror_of:

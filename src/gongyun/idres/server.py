@@ -32,6 +32,7 @@ _OK_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length
 _BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 _TOO_LARGE = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 IDLE_TIMEOUT = 75.0
+_CREDENTIALS = (b"authorization", b"x-api-key")
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _Req = tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes, bool]
 
@@ -138,17 +139,22 @@ class HttpProtocol(asyncio.Protocol):
 
     def _try_fast(self, req: _Req) -> bool:
         method, url, headers, _, keep = req
+        if method != b"GET" or self.transport is None:
+            return False
         fast = self.app.fast_get
-        if fast is None or method != b"GET" or b"?" in url or self.transport is None:
+        if fast is not None and b"?" not in url and all(n not in _CREDENTIALS for n, _ in headers):
+            body = fast(url)
+            if body is not None:
+                conn = b"" if keep else b"\r\nconnection: close"
+                self.transport.write(_OK_HEAD + str(len(body)).encode() + conn + b"\r\n\r\n" + body)
+                if not keep:
+                    self.transport.close()
+                return True
+        raw = self.app.fast_raw
+        answer = raw(url, headers, keep) if raw is not None else None
+        if answer is None:
             return False
-        for name, _ in headers:
-            if name in (b"authorization", b"x-api-key"):
-                return False
-        body = fast(url)
-        if body is None:
-            return False
-        conn = b"" if keep else b"\r\nconnection: close"
-        self.transport.write(_OK_HEAD + str(len(body)).encode() + conn + b"\r\n\r\n" + body)
+        self.transport.write(answer)
         if not keep:
             self.transport.close()
         return True

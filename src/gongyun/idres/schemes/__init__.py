@@ -12,10 +12,14 @@ from collections.abc import Awaitable, Callable
 from importlib.metadata import entry_points
 from typing import Protocol
 
+import orjson
+
+from gongyun.db import utcnow
+from gongyun.idres.answers import AnswerCache, note_ttl
 from gongyun.idres.asgi import AsgiApp
-from gongyun.idres.errors import HandleNotFound
 from gongyun.idres.registry import Record, Registry
 from gongyun.idres.syntax import parse
+from gongyun.idres.values import decode_values
 
 log = logging.getLogger(__name__)
 Lookup = Callable[[list[dict[str, str]]], Awaitable[Record | None]]
@@ -46,19 +50,14 @@ def make_lookup(registry: Registry, tenant_id: str | None) -> Lookup:
             wanted = {k: v for k, v in criteria.items() if not k.startswith("!")}
             excluded = {k[1:] for k in criteria if k.startswith("!")}
             for handle in await registry.reverse_lookup(tenant_id, wanted, limit=50):
-                try:
-                    owner = tenant_id
-                    if owner is None:
-                        raw = await registry.get_raw(None, parse(handle).norm)
-                        if raw is None:
-                            continue
-                        owner = raw[4]
-                    rec = await registry.get(owner, handle)
-                except HandleNotFound:
+                raw = await registry.get_raw(tenant_id, parse(handle).norm)
+                if raw is None:
                     continue
-                rec.values = [v for v in rec.values if v.public]
-                if not excluded & {v.type for v in rec.values}:
-                    return rec
+                values = decode_values(orjson.loads(raw[1]))
+                public = [v for v in values if v.public]
+                if not excluded & {v.type for v in public}:
+                    note_ttl(float(raw[3]))
+                    return Record(raw[0], public, 0, utcnow())
         return None
 
     return lookup
@@ -75,8 +74,23 @@ def adapters() -> list[SchemeAdapter]:
     return found
 
 
-def install_schemes(app: AsgiApp, registry: Registry, tenant_id: str | None) -> None:
-    """Mount every scheme adapter's endpoints on a node."""
+def install_schemes(app: AsgiApp, registry: Registry, tenant_id: str | None) -> AnswerCache:
+    """Mount every scheme adapter's endpoints on a node, behind one answer cache.
+
+    The cache forgets its answers on every change of this process's registry; a node adds
+    ``cache.changed`` to its change feed's listeners for the changes of other processes.
+    """
     lookup = make_lookup(registry, tenant_id)
+    cache = AnswerCache()
+    before = set(app.routes)
     for adapter in adapters():
         adapter.install(app, lookup)
+    app.routes = [(p, h if (p, h) in before else cache.wrap(h)) for p, h in app.routes]
+    registry.listeners.append(cache.changed)
+
+    def fast_raw(target: bytes, headers: list[tuple[bytes, bytes]], keep: bool) -> bytes | None:
+        key = cache.key(target, headers)
+        return None if key is None else cache.raw(key, keep)
+
+    app.fast_raw = fast_raw
+    return cache
