@@ -111,10 +111,11 @@ bench-audit: $(VENV)/.installed-dev
 bench-ids: $(VENV)/.installed-dev
 	$(BIN)/python bench/ids.py $(BENCH_ARGS)
 
-# The quality and OEE apps with `gongyun demo` in a real browser (about 75 s; not in `make test`).
+# The quality and OEE apps with `gongyun demo` in a real browser, and their console forms (about
+# 2 min; not in `make test`).
 .PHONY: test-demo-apps
 test-demo-apps: $(VENV)/.installed-dev
-	GONGYUN_DEMO_APPS=1 $(BIN)/python -m pytest tests/browser/test_demo_quality_oee.py $(PYTEST_ARGS)
+	GONGYUN_DEMO_APPS=1 $(BIN)/python -m pytest tests/browser/test_demo_quality_oee.py tests/browser/test_quality_oee_forms.py $(PYTEST_ARGS)
 
 # Security scan: bandit over src (fails on a high-severity finding) and pip-audit of the
 # installed dependencies against PyPI's advisory database (needs pypi.org; --strict fails when a

@@ -27,6 +27,7 @@ MANIFEST = AppManifest(
     pages=(
         AppPage(slug="board", title=Localized(en="OEE board", zh_cn="OEE 看板"), script="board.js"),
         AppPage(slug="losses", title=Localized(en="Losses", zh_cn="损失分析"), script="losses.js"),
+        AppPage(slug="setup", title=Localized(en="Setup", zh_cn="配置"), script="setup.js"),
     ),
     static_dir=HERE / "static",
     workers=(detect_stops,),

@@ -37,6 +37,9 @@ MANIFEST = AppManifest(
         AppPage(
             slug="capability", title=Localized(en="Capability", zh_cn="过程能力"), script="capability.js"
         ),
+        AppPage(
+            slug="inspections", title=Localized(en="Inspections", zh_cn="检验录入"), script="inspections.js"
+        ),
     ),
     static_dir=HERE / "static",
     workers=(evaluate_live,),

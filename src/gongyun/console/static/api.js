@@ -80,7 +80,10 @@
     const send = () => {
       const headers = { Authorization: "Bearer " + session.access(), Accept: "application/json" };
       const init = { method, headers };
-      if (body !== undefined) {
+      if (body instanceof Blob) {
+        headers["Content-Type"] = body.type || "application/octet-stream"; // a file's text as it is (CSV)
+        init.body = body;
+      } else if (body !== undefined) {
         headers["Content-Type"] = "application/json";
         init.body = JSON.stringify(body);
       }
