@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -199,8 +200,50 @@ async def test_gateway_uses_a_ca_issued_certificate_and_refuses_servers_the_ca_d
                 else:
                     await wait_for(lambda: drv.status.errors.get("connect", 0) >= 1, timeout=20)
                     assert not tags(got) and not drv.status.connected
-            if not accepted:  # control: without the CA check the rogue server would have been used
-                async with running(cfg.model_copy(update={"server_ca": None})) as (drv, got):
+            if not accepted:  # control: trusting on first use, the rogue server would have been used
+                tofu = cfg.model_copy(update={"server_ca": None, "trust_on_first_use": True})
+                async with running(tofu) as (drv, got):
                     await wait_for(lambda: "spindle_speed" in tags(got), timeout=20)
         finally:
             await server.stop()
+
+
+async def test_no_blind_trust_and_trust_on_first_use_pins_and_journals(tmp_path: Path) -> None:
+    d = tmp_path / "certs"
+    client_cert, client_key = make_app_cert(d, "client", "urn:gongyun:edge:test")
+    first = make_app_cert(tmp_path / "a", "server", APP_URI)
+    second = make_app_cert(tmp_path / "b", "server", APP_URI)  # same names, another key
+    base: dict[str, Any] = {
+        "name": "cnc1",
+        "profile": Path("p"),
+        "security": "Basic256Sha256",
+        "certificate": client_cert,
+        "private_key": client_key,
+        "username": "operator",
+        "password": "s3cret",
+        "subscription_interval": 0.1,
+        "reconnect_delay": 0.2,
+    }
+    with pytest.raises(ValueError, match="trust_on_first_use"):
+        DeviceConfig(url="opc.tcp://127.0.0.1:1", **base)
+    journal = d / "trusted" / "trust.jsonl"
+    for (cert, key), expect in ((first, "pinned"), (second, "refused")):
+        server = CncServer(port=free_port(), cert=cert, key=key, users={"operator": "s3cret"})
+        await server.start()
+        try:
+            blind = DeviceConfig.model_construct(url=server.url, **base)  # what the validator refuses
+            async with running(blind) as (drv, got):
+                await wait_for(lambda: drv.status.errors.get("connect", 0) >= 1, timeout=20)
+                assert not tags(got) and (d / "trusted" / "cnc1.der").exists() == (expect == "refused")
+            tofu = DeviceConfig(url=server.url, trust_on_first_use=True, **base)
+            async with running(tofu) as (drv, got):
+                if expect == "pinned":
+                    await wait_for(lambda: "spindle_speed" in tags(got), timeout=20)
+                else:  # the certificate differs from the pinned one
+                    await wait_for(lambda: drv.status.errors.get("connect", 0) >= 1, timeout=20)
+                    assert not tags(got)
+        finally:
+            await server.stop()
+        records = [json.loads(line) for line in journal.read_text().splitlines()]
+        assert records[-1]["action"] == expect and records[-1]["device"] == "cnc1"
+    assert (d / "trusted" / "cnc1.der").read_bytes() == first[0].read_bytes()

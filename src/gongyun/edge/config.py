@@ -119,6 +119,9 @@ class DeviceConfig(Strict):
     # PEM file of CA certificates (the platform CA's root and intermediates): a server is used
     # only if its certificate was issued by one of them (gongyun.security.pki)
     server_ca: Path | None = None
+    # Basic256Sha256 without server_ca or server_certificate: pin the first server certificate seen
+    # (journalled beside the certificate, gongyun.edge.drivers.opcua_trust); otherwise refused
+    trust_on_first_use: bool = False
     username: str | None = None
     password: str | None = None
     subscription_interval: float = Field(default=0.5, gt=0)
@@ -133,6 +136,16 @@ class DeviceConfig(Strict):
     def _security(self) -> DeviceConfig:
         if self.security != "None" and (self.certificate is None or self.private_key is None):
             raise ValueError("security Basic256Sha256 needs certificate and private_key")
+        if (
+            self.security != "None"
+            and self.server_ca is None
+            and self.server_certificate is None
+            and not self.trust_on_first_use
+        ):
+            raise ValueError(
+                "security Basic256Sha256 needs server_ca (the platform CA's certificates) or "
+                "server_certificate to check the server, or trust_on_first_use = true"
+            )
         return self
 
 

@@ -20,6 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from gongyun import __version__
 from gongyun.core.types import Quality, Sample
 from gongyun.edge.drivers.base import Driver, DriverManifest, Value
+from gongyun.edge.drivers.opcua_trust import pinned_certificate, server_certificates
 from gongyun.edge.errors import DeviceError
 from gongyun.edge.profiles import Tag
 
@@ -130,12 +131,7 @@ class OpcUaDriver(Driver):
         """Refuse a server whose certificate no CA in ``server_ca`` issued (no blind trust)."""
         assert self.config.server_ca is not None
         cas = x509.load_pem_x509_certificates(self.config.server_ca.read_bytes())
-        probe = Client(url, timeout=self.config.timeout * 4)
-        endpoints = await probe.connect_and_get_server_endpoints()
-        ders = {bytes(e.ServerCertificate) for e in endpoints if e.ServerCertificate}
-        if not ders:
-            raise DeviceError(f"{url}: the server presents no certificate")
-        for der in ders:
+        for der in await server_certificates(url, self.config.timeout * 4):
             cert = x509.load_der_x509_certificate(der)
             if not any(_issued_by(cert, ca) for ca in cas):
                 raise DeviceError(
@@ -145,8 +141,16 @@ class OpcUaDriver(Driver):
     async def _connect(self) -> Client:
         c = self.config
         assert c.url is not None
+        server_certificate = c.server_certificate
         if c.server_ca is not None:
             await self._check_server_ca(c.url)
+        elif c.security == "Basic256Sha256" and server_certificate is None:
+            if not c.trust_on_first_use:
+                raise DeviceError(
+                    f"{c.url}: nothing to check the server's certificate against: set server_ca (the "
+                    "platform CA), server_certificate, or trust_on_first_use = true"
+                )
+            server_certificate = await pinned_certificate(c)
         client = Client(c.url, timeout=c.timeout * 4, watchdog_intervall=max(0.5, c.timeout))
         if c.security == "Basic256Sha256":
             assert c.certificate is not None and c.private_key is not None
@@ -157,7 +161,7 @@ class OpcUaDriver(Driver):
                 SecurityPolicyBasic256Sha256,
                 certificate=str(c.certificate),
                 private_key=str(c.private_key),
-                server_certificate=str(c.server_certificate) if c.server_certificate else None,
+                server_certificate=str(server_certificate) if server_certificate else None,
                 mode=ua.MessageSecurityMode.SignAndEncrypt,
             )
         if c.username:
