@@ -117,6 +117,12 @@ bench-ids: $(VENV)/.installed-dev
 test-demo-apps: $(VENV)/.installed-dev
 	GONGYUN_DEMO_APPS=1 $(BIN)/python -m pytest tests/browser/test_demo_quality_oee.py tests/browser/test_quality_oee_forms.py $(PYTEST_ARGS)
 
+# The maintenance app on `gongyun demo`'s pump in a real browser: bearing wear to a closed work order,
+# the RUL error printed, screenshots in both languages (about ten minutes; not in `make test`).
+.PHONY: test-demo-maintenance
+test-demo-maintenance: $(VENV)/.installed-dev
+	GONGYUN_DEMO_MAINTENANCE=1 $(BIN)/python -m pytest -s tests/browser/test_demo_maintenance.py $(PYTEST_ARGS)
+
 # Security scan: bandit over src (fails on a high-severity finding) and pip-audit of the
 # installed dependencies against PyPI's advisory database (needs pypi.org; --strict fails when a
 # package could not be audited). docs/security.md lists the medium findings and why they stay.

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gongyun.bus import Bus
 from gongyun.config import Settings
@@ -43,6 +43,9 @@ class RunningDemo(Protocol):
 
     def inject(self, machine: str, fault: str, rate: float | None = None) -> None:
         """Start a fault in a simulated machine."""
+
+    def machines(self) -> list[dict[str, Any]]:
+        """Each simulated machine's state (the pump's with its true time to failure)."""
 
 
 @dataclass

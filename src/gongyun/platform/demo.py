@@ -96,6 +96,23 @@ class Demo:
         except ValueError as exc:
             raise ValidationFailed(str(exc)) from exc
 
+    def machines(self) -> list[dict[str, Any]]:
+        """Each simulated machine's state; the pump's with its true time to failure (the simulator's own)."""
+        pump = self.factory.pump.model
+        out: list[dict[str, Any]] = [
+            {
+                "machine": "pump",
+                "state": pump.state.name,
+                "fault_code": pump.fault_code,
+                "bearing_wear": round(pump.wear, 4),
+                "time_to_failure_s": pump.time_to_failure(),
+            },
+            {"machine": "cnc", "state": str(self.factory.cnc.model.state)},
+        ]
+        if self.factory.packaging is not None:
+            out.append({"machine": "packaging", "state": str(self.factory.packaging.model.state)})
+        return out
+
     async def stop(self) -> None:
         """Stop the simulators (the platform stops the gateway before them)."""
         await self.factory.stop()
@@ -188,5 +205,8 @@ async def start_demo(platform: Platform, *, time_scale: float = 1.0) -> Demo:
         await demo.stop()
 
     platform.on_close("demo", stop_demo)
+    from gongyun.platform.demo_health import watch_pump
+
+    await watch_pump(platform, tenant_id)  # the maintenance app watches the pump
     log.info("virtual factory running: Modbus TCP :%d, OPC UA :%d", modbus, opcua)
     return demo

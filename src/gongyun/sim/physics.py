@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 from dataclasses import dataclass, field
@@ -68,6 +69,19 @@ class Pump:
         self.cavitation = self.cavitation_rate = 0.0
         self.fault_code = 0
         self.state = PumpState.stopped
+
+    def time_to_failure(self, limit_s: float = 7200.0) -> float | None:
+        """Seconds until a fault trips the pump, found by running a copy ahead (None: not within limit)."""
+        if self.fault_code:
+            return 0.0
+        if not (self.wear_rate or self.clog_rate or self.cavitation_rate):
+            return None
+        twin = copy.deepcopy(self)
+        t = 0.0
+        while twin.fault_code == 0 and t < limit_s:
+            twin.step(1.0)
+            t += 1.0
+        return t if twin.fault_code else None
 
     def step(self, dt: float) -> None:
         """Advance the model by ``dt`` seconds."""

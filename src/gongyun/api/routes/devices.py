@@ -112,3 +112,12 @@ async def inject_fault(body: FaultIn, ctx: Engineer) -> dict[str, str]:
     demo.inject(body.machine, body.fault, body.rate)
     await ctx.audit("demo.fault", body.machine, fault=body.fault)
     return {"machine": body.machine, "fault": body.fault, "status": "injected"}
+
+
+@router.get("/demo/machines", summary="The virtual factory's machines and their true time to failure")
+async def demo_machines(ctx: Read) -> list[dict[str, Any]]:
+    """Each simulated machine's state; the pump's wear and its true time to failure (demo only)."""
+    demo = ctx.platform.demo
+    if demo is None or demo.tenant_id != ctx.tenant_id:
+        raise NotFound("the virtual factory is not running for this tenant")
+    return demo.machines()

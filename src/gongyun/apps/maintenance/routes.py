@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import tempfile
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -14,10 +13,14 @@ from pydantic import BaseModel, Field
 
 from gongyun.apps import AppCtx, needs
 from gongyun.apps.maintenance import store
-from gongyun.apps.maintenance.anomaly import AdaptiveDetector
-from gongyun.apps.maintenance.errors import DataInvalid, ModelNotFound
+from gongyun.apps.maintenance.errors import ModelNotFound
 from gongyun.apps.maintenance.health import Equipment, rollup
-from gongyun.apps.maintenance.telemetry import align
+from gongyun.apps.maintenance.service import (
+    learn_detector,
+    predict_rul_from_telemetry,
+    recorded_failures,
+    train_rul_from_telemetry,
+)
 from gongyun.apps.maintenance.worker import registry_changed
 from gongyun.security.rbac import Perm
 
@@ -53,6 +56,19 @@ class RulTrainIn(BaseModel):
     folds: int = Field(default=0, ge=0, le=10)
     window: int = Field(default=30, ge=2, le=500)
     cap: int = Field(default=125, ge=10, le=10_000)
+    activate: bool = True
+
+
+class TelemetryRulIn(BaseModel):
+    """Train an equipment's RUL model on its stored telemetry between failures recorded after ``start``."""
+
+    equipment: str = Field(min_length=1, max_length=200)
+    tags: list[str] = Field(min_length=1, max_length=64)
+    start: datetime
+    step_s: float = Field(default=10.0, ge=0.1, le=86_400)
+    window: int = Field(default=30, ge=2, le=500)
+    cap_s: float = Field(default=3600.0, gt=0, le=10_000_000)
+    folds: int = Field(default=0, ge=0, le=10)
     activate: bool = True
 
 
@@ -142,38 +158,9 @@ async def rollback(body: RollbackIn, ctx: Engineer) -> dict[str, Any]:
 @router.post("/detectors", status_code=201)
 async def train_detector(body: DetectorIn, ctx: Engineer) -> dict[str, Any]:
     """Learn a detector from a baseline window of stored telemetry (refused when too short)."""
-    if body.end <= body.start:
-        raise DataInvalid("the baseline window's end must be after its start")
-    series = [await ctx.services.read(ctx.tenant_id, tag, body.start, body.end) for tag in body.tags]
-    empty = [t for t, s in zip(body.tags, series, strict=True) if not s]
-    if empty:
-        raise DataInvalid(f"no stored values in the baseline window for {', '.join(empty)}")
-    x = align(series)
-    det = AdaptiveDetector(window=body.window).fit(x, list(body.tags))
-    meta = {
-        "tags": body.tags,
-        "baseline": {"start": body.start.isoformat(), "end": body.end.isoformat(), "points": len(x)},
-        "threshold": det.threshold,
-        "params": {"window": det.window, "alpha": det.alpha, "gate": det.gate, "margin": det.margin},
-    }
-    await store.upsert_equipment(ctx.session, ctx.tenant_id, body.equipment)
-    m = await store.register_model(
-        ctx.session,
-        ctx.tenant_id,
-        kind="anomaly",
-        equipment_name=body.equipment,
-        algorithm="adaptive",
-        meta=meta,
-        artifact=json.dumps(det.to_json()),
-        who=ctx.actor,
-        activate=body.activate,
+    return await learn_detector(
+        ctx, body.equipment, body.tags, body.start, body.end, window=body.window, activate=body.activate
     )
-    await ctx.audit(
-        "model.train", str(m["id"]), kind="anomaly", equipment=body.equipment, version=m["version"]
-    )
-    await ctx.session.commit()
-    registry_changed()
-    return m
 
 
 def _train_rul(body: RulTrainIn, who: str) -> tuple[dict[str, Any], str]:
@@ -212,6 +199,39 @@ async def train_rul(body: RulTrainIn, ctx: Engineer) -> dict[str, Any]:
     )
     await ctx.audit("model.train", str(m["id"]), kind="rul", version=m["version"])
     return m
+
+
+@router.post("/rul/telemetry-models", status_code=201)
+async def train_rul_telemetry(body: TelemetryRulIn, ctx: Engineer) -> dict[str, Any]:
+    """Train an equipment's RUL model from its stored telemetry between recorded failures."""
+    return await train_rul_from_telemetry(
+        ctx,
+        body.equipment,
+        body.tags,
+        body.start,
+        step_s=body.step_s,
+        window=body.window,
+        cap_s=body.cap_s,
+        folds=body.folds,
+        activate=body.activate,
+    )
+
+
+@router.get("/equipment/{name}/failures")
+async def failures(name: str, ctx: Read) -> list[dict[str, Any]]:
+    """The equipment's failures recorded by closed work orders (done, labelled with a fault)."""
+    return [
+        {"at": f.at.isoformat(), "fault": f.fault, "work_order": f.order}
+        for f in await recorded_failures(ctx, name)
+    ]
+
+
+@router.post("/equipment/{name}/rul")
+async def equipment_rul(name: str, ctx: Read) -> dict[str, Any]:
+    """The equipment's RUL (seconds, 10-90 % interval) from its telemetry since its last failure."""
+    result = await predict_rul_from_telemetry(ctx, name, datetime.now(UTC))
+    await ctx.session.commit()
+    return result
 
 
 @router.post("/rul/predict")

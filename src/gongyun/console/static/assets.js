@@ -66,6 +66,7 @@
       { type: "button", class: "tree-node", "data-node": node.id, "data-level": node.level, onclick: () => select(node) },
       el("span", { class: "tree-level" }, levelName(node.level)),
       el("span", { class: "tree-name" }, node.name),
+      el("span", { class: "tree-health", "data-health-of": node.id }),
     );
     const kids = (node.children || []).map(renderNode);
     const devices = (node.devices || []).map((d) =>
@@ -137,6 +138,89 @@
       el("h3", null, device.name, " ", badge("muted", t(PROTOCOL_KEYS[device.protocol] || "protocol.other"))),
       el("div", { class: "table-wrap" }, table(columns, tags, "assets.no_tags")),
     );
+  }
+
+  /* ---------- health index (the maintenance app, when enabled), rolled up the tree ---------- */
+
+  /* Each node's "site/area/line" path below the enterprise, as the maintenance app places equipment. */
+  function nodePaths(nodes, prefix, out) {
+    for (const node of nodes) {
+      const path = node.level === "enterprise" ? "" : prefix ? prefix + "/" + node.name : node.name;
+      out.push({ node, path });
+      nodePaths(node.children || [], path, out);
+    }
+    return out;
+  }
+
+  function healthKind(h) {
+    return h >= 70 ? "ok" : h >= 40 ? "warn" : "bad";
+  }
+
+  /* Worst child on the badge, the weighted mean and the count in its title; an equipment node takes
+     the watched equipment named like it or like one of its devices. */
+  async function showHealth(tree) {
+    let fleet;
+    try {
+      fleet = await api("GET", "/api/v1/apps/maintenance/equipment");
+    } catch (err) {
+      return false; // disabled meanwhile: the tree keeps its last figures
+    }
+    const groups = new Map((fleet.groups || []).map((g) => [g.path, g]));
+    const byName = new Map((fleet.equipment || []).map((e) => [e.name, e]));
+    for (const { node, path } of nodePaths(tree, "", [])) {
+      const cell = document.querySelector("[data-health-of='" + CSS.escape(node.id) + "']");
+      if (!cell) continue;
+      let fig = null;
+      if (node.level === "equipment") {
+        const hits = [node.name, ...(node.devices || []).map((d) => d.name)].map((n) => byName.get(n)).filter((e) => e && e.health !== null);
+        if (hits.length) {
+          const worst = Math.min(...hits.map((e) => e.health));
+          fig = { worst, title: t("assets.health.equipment", { value: G.formatNumber(worst, 0) }) };
+        }
+      } else {
+        const g = groups.get(path);
+        if (g && g.worst !== null) {
+          fig = {
+            worst: g.worst,
+            title: t("assets.health.group", {
+              worst: G.formatNumber(g.worst, 0),
+              weighted: G.formatNumber(g.weighted, 0),
+              count: g.equipment,
+              equipment: g.worst_equipment || "—",
+            }),
+          };
+        }
+      }
+      if (!fig) {
+        cell.replaceChildren();
+        delete cell.dataset.health;
+        continue;
+      }
+      cell.dataset.health = String(fig.worst);
+      cell.replaceChildren(
+        el("span", { class: "badge badge-" + healthKind(fig.worst), title: fig.title }, t("assets.health.badge", { value: G.formatNumber(fig.worst, 0) })),
+      );
+    }
+    return true;
+  }
+
+  async function maintenanceEnabled() {
+    if (!can(me, "apps:read")) return false;
+    try {
+      const found = items(await api("GET", "/api/v1/apps")).find((a) => a.name === "maintenance");
+      return Boolean(found && found.state === "enabled");
+    } catch (err) {
+      return false;
+    }
+  }
+
+  /* Refreshed every 5 s while the page is open (only where the app is enabled). */
+  async function followHealth(tree) {
+    if (!(await maintenanceEnabled())) return;
+    const tick = async () => {
+      if (await showHealth(tree)) setTimeout(tick, 5000);
+    };
+    await tick();
   }
 
   /* ---------- trend and cleaning ---------- */
@@ -295,6 +379,7 @@
     }
     const tree = items(await api("GET", "/api/v1/assets/tree"));
     $("#asset-tree").replaceChildren(renderTree(tree));
+    followHealth(tree);
     // identifier records link here: /assets?node=<id> or /assets?tag=<id> (its equipment)
     const wanted = findNode(tree, await linkedNode(new URLSearchParams(location.search)));
     if (wanted) await select(wanted);
