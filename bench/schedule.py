@@ -10,7 +10,9 @@ line per instance, then one summary line (last) with the mean gap to the best-kn
 for both; writes everything as JSON.
 
     .venv/bin/python bench/schedule.py [--time-limit 60] [--workers 2] [--only ta11,mk06,la*]
-        [--fjsp-dir ../shared/data/fjsp] [--out bench-schedule.json]
+        [--groups ta11-20,ft/la] [--fjsp-dir ../shared/data/fjsp] [--out bench-schedule.json]
+
+``--groups`` and ``--only`` combine (an instance must match both when both are given).
 
 The default run is 83 instances x 2 solvers x 60 s, about 2.8 hours.
 """
@@ -92,12 +94,21 @@ def main() -> None:
     ap.add_argument("--time-limit", type=float, default=60.0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--only", default="", help="comma-separated names or patterns (ta1*, mk0?)")
+    ap.add_argument(
+        "--groups", default="", help=f"comma-separated summary groups to run ({', '.join(GROUPS)})"
+    )
     ap.add_argument("--fjsp-dir", type=Path, default=default_fjsp_dir())
     ap.add_argument("--out", type=Path, default=Path("bench-schedule.json"))
     args = ap.parse_args()
     pats = [p.strip() for p in args.only.split(",") if p.strip()]
+    groups = [g.strip() for g in args.groups.split(",") if g.strip()]
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        ap.error(f"unknown group(s) {', '.join(unknown)}; known: {', '.join(GROUPS)}")
 
     def wanted(name: str) -> bool:
+        if groups and group_of(name) not in groups:
+            return False
         return not pats or any(fnmatch.fnmatch(name, p) for p in pats)
 
     jobs: list[tuple[str, Any]] = [(n, None) for n in JOBSHOP if wanted(n)]

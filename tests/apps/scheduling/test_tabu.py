@@ -1,0 +1,83 @@
+"""The tabu search of pure job shops: valid schedules, real improvement, used by the solver."""
+
+from __future__ import annotations
+
+import time
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gongyun.apps.scheduling.domain.benchmarks import jobshop_instance
+from gongyun.apps.scheduling.domain.compiled import compile_instance
+from gongyun.apps.scheduling.domain.dispatch import dispatch
+from gongyun.apps.scheduling.domain.model import Instance, Machine, Operation, Order
+from gongyun.apps.scheduling.domain.solve import SolveOptions, solve
+from gongyun.apps.scheduling.domain.tabu import JobShopTabu, is_pure_job_shop
+from gongyun.apps.scheduling.domain.validate import violations
+from tests.apps.scheduling.helpers import factory
+
+FAR = 1e18  # no time limit: the tests stop the search by its iteration count (load-independent)
+
+
+@st.composite
+def job_shops(draw: st.DrawFn) -> Instance:
+    """Random pure job shops: one machine per operation, trees of precedence, release dates."""
+    nm = draw(st.integers(1, 5))
+    machines = [Machine(f"M{k}") for k in range(nm)]
+    orders, ops = [], []
+    for j in range(draw(st.integers(1, 6))):
+        orders.append(Order(f"O{j}", release=draw(st.integers(0, 10))))
+        for k in range(draw(st.integers(1, 5))):
+            preds: tuple[str, ...] = ()
+            if k:
+                picked = sorted(set(draw(st.lists(st.integers(0, k - 1), min_size=1, max_size=2))))
+                preds = tuple(f"O{j}.{p}" for p in picked)
+            m = draw(st.integers(0, nm - 1))
+            ops.append(Operation(f"O{j}.{k}", f"O{j}", {f"M{m}": draw(st.integers(1, 9))}, preds))
+    return Instance("random-js", machines, orders, ops)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(job_shops(), st.integers(0, 3))
+def test_tabu_schedules_are_valid_and_never_worse(inst: Instance, seed: int) -> None:
+    inst.check()
+    c = compile_instance(inst)
+    assert is_pure_job_shop(c)
+    m, s = dispatch(c, "mwkr")
+    ts = JobShopTabu(c, s, seed=seed)
+    start_value = ts.cmax
+    ts.run(FAR, max_iterations=200)
+    starts = ts.best_starts()
+    sched = c.to_schedule(m, starts)
+    assert violations(inst, sched) == []
+    assert sched.makespan == ts.best <= start_value
+    assert ts.best >= c.trivial_bound()
+
+
+def test_tabu_improves_ft10_far_beyond_the_dispatching_rule() -> None:
+    inst, best = jobshop_instance("ft10")
+    c = compile_instance(inst)
+    m, s = dispatch(c, "mwkr")
+    ts = JobShopTabu(c, s, seed=0)
+    first = ts.cmax
+    ts.run(FAR, max_iterations=3000)
+    sched = c.to_schedule(m, ts.best_starts())
+    assert violations(inst, sched) == []
+    assert best <= ts.best <= min(first * 0.93, best * 1.08), (first, ts.best)
+
+
+def test_only_pure_job_shops_take_the_tabu_search() -> None:
+    assert not is_pure_job_shop(compile_instance(factory()))  # machine choice, setups, calendars
+    inst, _ = jobshop_instance("la01")
+    c = compile_instance(inst)
+    assert is_pure_job_shop(c) and not is_pure_job_shop(c, {0: (0, 0)})
+
+
+def test_solver_seeds_cp_sat_with_the_tabu_schedule() -> None:
+    inst, best = jobshop_instance("ft10")
+    t0 = time.monotonic()
+    s = solve(inst, SolveOptions(time_limit=3, workers=2))
+    assert time.monotonic() - t0 < 20
+    assert violations(inst, s) == []
+    assert s.stats["tabu"]["iterations"] > 0 and s.value is not None
+    assert best <= s.value <= s.stats["tabu"]["value"]
