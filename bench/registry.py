@@ -1,8 +1,19 @@
-"""bench-registry: bulk import rate of the identifier registry on SQLite and PostgreSQL.
+"""bench-registry: bulk import and resolution of the identifier registry at scale.
 
-Imports N identifiers (default 1,000,000) through ``gongyun.idres.bulk.import_records`` on
-each backend and, as the anchor in the same run, loads the very same pre-encoded rows with
-the driver alone (sqlite3 ``executemany`` / psycopg ``COPY``) into a bare table. Writes
+For each backend (SQLite, PostgreSQL) in the same run:
+
+* the anchor: the raw driver (psycopg ``COPY`` / sqlite3 ``executemany``) loading N records,
+  encoded beforehand outside the timer, into a fresh database with the very same table layout
+  (the registry's migrated ``idres_records`` and ``idres_values`` with all their indexes);
+* Gongyun's bulk import (``gongyun.idres.bulk.import_records``) of the same N records into
+  another fresh database: every record parsed, validated (values, prefix, template) and
+  encoded, existing identifiers skipped, one transaction;
+* resolution on the imported registry: p50/p99 of the node's read (``Registry.get_raw``, one
+  primary-key look-up) for random identifiers, the query plan of that read (EXPLAIN), and the
+  cost of a keyset page of the prefix listing deep into the registry.
+
+``--count`` sets N (default 1,000,000; ``--count 100000000`` is run by hand, about 20 GB on
+PostgreSQL). Records are generated on the fly, so memory stays flat. Writes
 bench/results/registry.json and prints one summary line last.
 """
 
@@ -11,10 +22,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,128 +38,230 @@ sys.path.insert(0, str(ROOT.parent))
 
 from gongyun.db import Database, upgrade  # noqa: E402
 from gongyun.idres import prefixes as pfx  # noqa: E402
-from gongyun.idres.bulk import import_records  # noqa: E402
-from gongyun.idres.registry import encode_row  # noqa: E402
+from gongyun.idres.bulk import _encode, _stamp, import_records  # noqa: E402
+from gongyun.idres.bulk_write import REC_COLS, VAL_COLS  # noqa: E402
+from gongyun.idres.registry import Registry  # noqa: E402
 from gongyun.idres.syntax import Handle  # noqa: E402
 from gongyun.idres.values import HandleValue, string_value  # noqa: E402
 
 PREFIX = "88.100.2"
 TENANT = "default"
+CHUNK = 20_000
 
 
-def rows(count: int) -> list[tuple[str, list[HandleValue]]]:
-    """The benchmark records."""
-    return [
-        (
-            f"{PREFIX}/LOT-{i:08d}",
-            [
-                string_value(1, "URL", f"https://plant.example/lots/{i}"),
-                string_value(2, "GY_LOT", f"L{i:08d}"),
-            ],
-        )
-        for i in range(count)
-    ]
+def record(i: int) -> tuple[str, list[HandleValue]]:
+    """The i-th benchmark record (a URL and a lot number, as a plant registers them)."""
+    return (
+        f"{PREFIX}/LOT-{i:09d}",
+        [
+            string_value(1, "URL", f"https://plant.example/lots/{i}"),
+            string_value(2, "GY_LOT", f"L{i:09d}"),
+        ],
+    )
 
 
-async def gongyun_import(url: str, data: list[tuple[str, list[HandleValue]]]) -> float:
-    """Seconds for Gongyun's bulk import of ``data`` into a migrated database at ``url``."""
+def records(count: int) -> Iterator[tuple[str, list[HandleValue]]]:
+    """The benchmark records, generated as they are consumed."""
+    return (record(i) for i in range(count))
+
+
+def encoded_chunks(count: int, dialect: str) -> Iterator[tuple[list[Any], list[Any]]]:
+    """The records as table rows, ``CHUNK`` at a time (what the anchor loads)."""
+    stamp = _stamp(dialect)
+    for start in range(0, count, CHUNK):
+        recs: list[Any] = []
+        vals: list[Any] = []
+        for i in range(start, min(count, start + CHUNK)):
+            handle, values = record(i)
+            rec, vrows = _encode(TENANT, Handle(PREFIX, handle.split("/", 1)[1]), values, stamp)
+            recs.append(rec)
+            vals.extend(vrows)
+        yield recs, vals
+
+
+async def prepare(url: str) -> Database:
+    """A migrated registry database with the benchmark prefix active."""
     await upgrade(url)
     db = Database(url)
+    async with db.session() as s:
+        await pfx.submit(s, TENANT, PREFIX, "enterprise", status=pfx.FilingStatus.active)
+    return db
+
+
+async def gongyun_import(url: str, count: int) -> float:
+    """Seconds for Gongyun's bulk import of ``count`` records."""
+    db = await prepare(url)
     try:
-        async with db.session() as s:
-            await pfx.submit(s, TENANT, PREFIX, "enterprise", status=pfx.FilingStatus.active)
         t0 = time.perf_counter()
-        stats = await import_records(db, TENANT, data, batch_size=20_000)
+        stats = await import_records(db, TENANT, records(count), batch_size=CHUNK)
         elapsed = time.perf_counter() - t0
-        assert stats.inserted == len(data), stats
+        assert stats.inserted == count and not stats.failed, stats
         return elapsed
     finally:
         await db.dispose()
 
 
-def encoded(data: list[tuple[str, list[HandleValue]]]) -> list[tuple[Any, ...]]:
-    """The records encoded once (the anchor only measures the driver)."""
-    out = []
-    for handle, values in data:
-        r = encode_row(TENANT, Handle(PREFIX, handle.split("/", 1)[1]), values)
-        out.append((r["handle_norm"], r["tenant_id"], r["handle"], r["values_json"]))
-    return out
-
-
-def sqlite_anchor(path: Path, data: list[tuple[Any, ...]]) -> float:
-    """Seconds for a plain sqlite3 executemany of the same rows into a bare table."""
-    conn = sqlite3.connect(path)
+def sqlite_anchor(path: Path, count: int) -> float:
+    """Seconds of sqlite3 ``executemany`` of the pre-encoded rows (one transaction)."""
+    asyncio.run(prepare(f"sqlite+aiosqlite:///{path}"))
+    conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, tenant TEXT, handle TEXT, v TEXT)")
+    rec_sql = f"INSERT INTO idres_records ({', '.join(REC_COLS)}) VALUES ({', '.join('?' * len(REC_COLS))})"
+    val_sql = f"INSERT INTO idres_values ({', '.join(VAL_COLS)}) VALUES ({', '.join('?' * len(VAL_COLS))})"
+    elapsed = 0.0
+    conn.execute("BEGIN")
+    for recs, vals in encoded_chunks(count, "sqlite"):
+        t0 = time.perf_counter()
+        conn.executemany(rec_sql, recs)
+        conn.executemany(val_sql, vals)
+        elapsed += time.perf_counter() - t0
     t0 = time.perf_counter()
-    for start in range(0, len(data), 20_000):
-        conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", data[start : start + 20_000])
-        conn.commit()
-    elapsed = time.perf_counter() - t0
+    conn.execute("COMMIT")
+    elapsed += time.perf_counter() - t0
     conn.close()
     return elapsed
 
 
-def postgres_anchor(dsn: str, data: list[tuple[Any, ...]]) -> float:
-    """Seconds for a plain psycopg COPY of the same rows into a bare table."""
+def postgres_anchor(url: str, count: int) -> float:
+    """Seconds of psycopg ``COPY`` (``write_row``) of the pre-encoded rows (one transaction)."""
     import psycopg
 
+    asyncio.run(prepare_noop(url))
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    elapsed = 0.0
     with psycopg.connect(dsn) as conn:
-        conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, tenant TEXT, handle TEXT, v TEXT)")
-        conn.commit()
+        for recs, vals in encoded_chunks(count, "postgresql"):
+            t0 = time.perf_counter()
+            for table, cols, rows in (("idres_records", REC_COLS, recs), ("idres_values", VAL_COLS, vals)):
+                with conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as cp:
+                    for row in rows:
+                        cp.write_row(row)
+            elapsed += time.perf_counter() - t0
         t0 = time.perf_counter()
-        for start in range(0, len(data), 20_000):
-            with conn.cursor() as cur, cur.copy("COPY t FROM STDIN") as cp:
-                for row in data[start : start + 20_000]:
-                    cp.write_row(row)
-            conn.commit()
-        return time.perf_counter() - t0
+        conn.commit()
+        elapsed += time.perf_counter() - t0
+    return elapsed
+
+
+async def prepare_noop(url: str) -> None:
+    """Migrate and file the prefix, closing the pool."""
+    db = await prepare(url)
+    await db.dispose()
+
+
+async def resolution(url: str, count: int, probes: int) -> dict[str, Any]:
+    """Latency of the node's read of random identifiers, its query plan, a deep keyset page."""
+    db = Database(url)
+    try:
+        reg = Registry(db)
+        rng = random.Random(17)
+        norms = [Handle(PREFIX, f"LOT-{rng.randrange(count):09d}").norm for _ in range(probes)]
+        for norm in norms[:200]:  # connections of the pool opened, statement caches warm
+            await reg.get_raw(TENANT, norm)
+        times = []
+        for norm in norms:
+            t0 = time.perf_counter()
+            row = await reg.get_raw(TENANT, norm)
+            times.append(time.perf_counter() - t0)
+            assert row is not None, norm
+        times.sort()
+        plan = await explain(db, norms[0])
+        after = Handle(PREFIX, f"LOT-{count * 9 // 10:09d}").norm
+        t0 = time.perf_counter()
+        page = await reg.handles_after(TENANT, PREFIX, after, 1000)
+        page_ms = (time.perf_counter() - t0) * 1000
+        assert len(page) == min(1000, count - count * 9 // 10 - 1), len(page)
+        return {
+            "probes": probes,
+            "p50_ms": statistics.median(times) * 1000,
+            "p99_ms": times[int(len(times) * 0.99) - 1] * 1000,
+            "max_ms": times[-1] * 1000,
+            "plan": plan,
+            "keyset_page_1000_at_90pct_ms": page_ms,
+        }
+    finally:
+        await db.dispose()
+
+
+async def explain(db: Database, norm: str) -> str:
+    """The backend's plan of the node's primary-key read (must be an index look-up)."""
+    from sqlalchemy import text
+
+    read = "SELECT handle, values_json FROM idres_records WHERE handle_norm = :n AND tenant_id = :t"
+    async with db.session() as s:
+        if db.dialect == "postgresql":
+            q = "EXPLAIN " + read
+            rows = (await s.execute(text(q), {"n": norm, "t": TENANT})).all()
+            plan = " / ".join(r[0].strip() for r in rows)
+            assert "Index Scan" in plan, plan
+        else:
+            q = "EXPLAIN QUERY PLAN " + read
+            rows = (await s.execute(text(q), {"n": norm, "t": TENANT})).all()
+            plan = " / ".join(str(r[-1]) for r in rows)
+            assert "USING INDEX" in plan, plan
+    return plan
+
+
+def run_backend(
+    name: str, url: str, anchor_url: str, anchor_path: Path | None, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Anchor, import and resolution on one backend."""
+    count = args.count
+    if name == "sqlite":
+        assert anchor_path is not None
+        anchor = sqlite_anchor(anchor_path, count)
+        anchor_path.unlink()
+    else:
+        anchor = postgres_anchor(anchor_url, count)
+    print(f"{name}: raw driver {count / anchor:,.0f} rows/s", file=sys.stderr)
+    ours = asyncio.run(gongyun_import(url, count))
+    print(f"{name}: import {count / ours:,.0f} rows/s", file=sys.stderr)
+    res = asyncio.run(resolution(url, count, args.probes))
+    print(f"{name}: resolution p99 {res['p99_ms']:.2f} ms", file=sys.stderr)
+    return {
+        "seconds": ours,
+        "rows_per_s": count / ours,
+        "anchor_seconds": anchor,
+        "anchor_rows_per_s": count / anchor,
+        "ratio": anchor / ours,
+        "resolution": res,
+    }
 
 
 def main() -> None:
     """Run the benchmark."""
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--count", type=int, default=1_000_000)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--count", type=int, default=1_000_000, help="identifiers (default 1,000,000)")
     ap.add_argument("--backends", default="sqlite,postgres")
+    ap.add_argument("--probes", type=int, default=20_000, help="random resolutions timed")
     args = ap.parse_args()
-    data = rows(args.count)
-    enc = encoded(data)
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="gy-bench-registry-") as tmp:
         if "sqlite" in args.backends:
-            ours = asyncio.run(gongyun_import(f"sqlite+aiosqlite:///{tmp}/registry.db", data))
-            anchor = sqlite_anchor(Path(tmp) / "anchor.db", enc)
-            results["sqlite"] = {
-                "seconds": ours,
-                "rows_per_s": args.count / ours,
-                "anchor_rows_per_s": args.count / anchor,
-            }
+            url = f"sqlite+aiosqlite:///{tmp}/registry.db"
+            results["sqlite"] = run_backend("sqlite", url, "", Path(tmp) / "anchor.db", args)
         if "postgres" in args.backends:
             from tests.services import port_open, scratch_postgres_database
 
             if port_open("127.0.0.1", 5432):
-                with scratch_postgres_database() as url:
-                    ours = asyncio.run(gongyun_import(url, data))
-                    dsn = url.replace("postgresql+psycopg://", "postgresql://")
-                    anchor = postgres_anchor(dsn, enc)
-                results["postgres"] = {
-                    "seconds": ours,
-                    "rows_per_s": args.count / ours,
-                    "anchor_rows_per_s": args.count / anchor,
-                }
+                with scratch_postgres_database() as anchor_url, scratch_postgres_database() as url:
+                    results["postgres"] = run_backend("postgres", url, anchor_url, None, args)
             else:
                 print("postgres: not running on 127.0.0.1:5432, skipped", file=sys.stderr)
-    (ROOT / "results").mkdir(exist_ok=True)
-    (ROOT / "results" / "registry.json").write_text(
+    out = ROOT / "results"
+    out.mkdir(exist_ok=True)
+    name = "registry.json" if args.count == 1_000_000 else f"registry-{args.count}.json"
+    (out / name).write_text(
         json.dumps({"benchmark": "registry", "identifiers": args.count, "results": results}, indent=2)
     )
     parts = [
-        f"{name} {r['rows_per_s']:,.0f} rows/s ({args.count:,} in {r['seconds']:.1f} s, "
-        f"{r['rows_per_s'] / r['anchor_rows_per_s']:.2f} x raw driver {r['anchor_rows_per_s']:,.0f} rows/s)"
-        for name, r in results.items()
+        f"{b} import {r['rows_per_s']:,.0f} rows/s = {r['ratio']:.2f} x raw "
+        f"{'COPY' if b == 'postgres' else 'executemany'} {r['anchor_rows_per_s']:,.0f} rows/s, "
+        f"resolve p99 {r['resolution']['p99_ms']:.2f} ms"
+        for b, r in results.items()
     ]
-    print("registry: bulk import " + "; ".join(parts))
+    print(f"registry ({args.count:,} identifiers): " + "; ".join(parts))
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-unt
     monkeypatch.setenv("GONGYUN_SECRET_KEY", "k" * 40)
     runner = CliRunner()
 
-    def invoke(*args: str) -> str:
+    def invoke(*args: str, code: int = 0) -> str:
         result = runner.invoke(app, ["--data-dir", str(tmp_path / "var"), "id", *args])
-        assert result.exit_code == 0, result.output
+        assert result.exit_code == code, result.output
         return result.output
 
     return invoke
@@ -55,3 +55,10 @@ def test_cli_flow(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = run("import", str(jsonl))
     assert "inserted 5" in out
     assert "skipped 50" in run("import", str(csv_file))
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "handle,url\n88.100.5/g1,https://x.example/g1\nno-slash,https://x.example/\n88.100.5/g2,a,b,c\n"
+    )
+    out = run("import", str(bad), code=1)
+    assert "bad.csv:3: no-slash" in out and "bad.csv:4: 88.100.5/g2" in out and "nothing imported" in out
+    assert "inserted 1, skipped 0, failed 2" in run("import", str(bad), "--skip-bad")

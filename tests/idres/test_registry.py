@@ -135,15 +135,51 @@ async def test_filing_workflow(registry: Registry) -> None:
 
 
 async def test_bulk_import(registry: Registry) -> None:
-    rows = [(f"88.100.1/imp-{i}", url(i)) for i in range(3000)]
+    rows: list[tuple[str, object]] = [(f"88.100.1/imp-{i}", url(i)) for i in range(3000)]
     rows.append(("bad id", url(0)))
     odd = "tab\there back\\slash\nnew line ✓"
     rows.append(("88.100.1/odd", [{"index": 1, "type": "NOTE", "data": odd}]))
-    stats = await import_records(registry.db, TENANT, rows, batch_size=1000)
-    assert (stats.inserted, stats.failed) == (3001, 1)
+    # all or nothing by default: the bad row (line 3001) refuses the whole import
+    refused = await import_records(registry.db, TENANT, rows, batch_size=1000)
+    assert (refused.inserted, refused.failed, refused.rolled_back) == (0, 1, True)
+    assert refused.errors[0]["line"] == 3001 and refused.errors[0]["code"] == "identifier_malformed"
+    assert (await registry.list_handles(TENANT, "88.100.1"))[0] == 0
+    stats = await import_records(registry.db, TENANT, rows, batch_size=1000, skip_bad=True)
+    assert (stats.inserted, stats.failed, stats.rolled_back) == (3001, 1, False)
     assert (await registry.get(TENANT, "88.100.1/odd")).values[0].value == odd
     again = await import_records(registry.db, TENANT, rows[:1500], batch_size=1000)
     assert (again.inserted, again.skipped) == (0, 1500)
     rec = await registry.get(TENANT, "88.100.1/IMP-2999")
     assert rec.values[0].value == "https://example.org/p/2999"
     assert await registry.reverse_lookup(TENANT, {"URL": "https://example.org/p/42"}) == ["88.100.1/imp-42"]
+    # keyset pages in key order (text order: IMP-2999 < IMP-3 < ODD)
+    assert await registry.handles_after(TENANT, "88.100.1", "88.100.1/IMP-2998", 2) == [
+        "88.100.1/imp-2999",
+        "88.100.1/imp-3",
+    ]
+    assert await registry.handles_after(TENANT, "88.100.1", "88.100.1/IMP-999") == ["88.100.1/odd"]
+
+
+async def test_bulk_import_applies_prefixes_and_templates(registry: Registry) -> None:
+    await registry.save_template(
+        TENANT, {"prefix": "88.100.1", "name": "pump", "items": [{"type": "GY_MODEL", "required": True}]}
+    )
+    pump = [{"index": 1, "type": "GY_TEMPLATE", "data": "pump"}]
+    rows = [
+        ("88.100.1/p1", [*pump, {"index": 2, "type": "GY_MODEL", "data": "X1"}], 2),
+        ("88.100.1/p2", pump, 3),  # GY_MODEL missing
+        ("88.200/other", url(1), 4),  # the other tenant's prefix
+        ("88.100.1/p3", [{"index": 1, "type": "GY_TEMPLATE", "data": "nope"}], 5),
+        ("88.100.1/p4", [{"index": 1, "type": "URL"}], 6),  # no data
+    ]
+    stats = await import_records(registry.db, TENANT, rows, skip_bad=True)
+    assert (stats.inserted, stats.failed) == (1, 4)
+    assert [(e["line"], e["code"]) for e in stats.errors] == [
+        (3, "identifier_template_violation"),
+        (4, "identifier_prefix_not_served"),
+        (5, "identifier_not_found"),
+        (6, "identifier_value_invalid"),
+    ]
+    assert (await registry.get(TENANT, "88.100.1/P1")).values[1].value == "X1"
+    with pytest.raises(HandleNotFound):
+        await registry.get(TENANT, "88.100.1/p2")

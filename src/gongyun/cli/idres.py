@@ -112,28 +112,52 @@ def resolve(
 @id_app.command("import")
 def import_(
     file: Annotated[Path, typer.Argument(help="CSV (handle,url or handle,type,value,...) or JSONL.")],
-    batch_size: Annotated[int, typer.Option(help="Rows per transaction.")] = 10_000,
+    batch_size: Annotated[int, typer.Option(help="Rows per COPY / executemany batch.")] = 20_000,
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad",
+            help="Import the good rows and report the bad ones (default: refuse the whole file).",
+        ),
+    ] = False,
     tenant: TenantOpt = "default",
 ) -> None:
-    """Bulk import identifiers behind a progress bar (existing ones are skipped)."""
+    """Bulk import identifiers behind a progress bar; every row is validated (syntax, values, prefix,
+    template); one bad row refuses the whole file unless --skip-bad; existing ones are skipped."""
     total = count_rows(file)
 
-    async def go() -> None:
+    async def go() -> int:
         db, tenant_id = await _open(tenant)
         try:
             columns = (TextColumn("import"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
             with Progress(*columns, console=console) as progress:
                 task = progress.add_task("import", total=total)
                 stats = await import_records(
-                    db, tenant_id, read_file(file), batch_size, lambda n: progress.advance(task, n)
+                    db,
+                    tenant_id,
+                    read_file(file),
+                    batch_size,
+                    lambda n: progress.advance(task, n),
+                    skip_bad=skip_bad,
                 )
-            console.print(f"inserted {stats.inserted}, skipped {stats.skipped}, failed {stats.failed}")
             for err in stats.errors[:20]:
-                console.print(f"  {err['handle']}: {err['message']}", highlight=False)
+                console.print(
+                    f"  {file.name}:{err['line']}: {err['handle']}: {err['message']}", highlight=False
+                )
+            if stats.failed > 20:
+                console.print(f"  ... {stats.failed - 20} more bad rows")
+            if stats.rolled_back:
+                console.print(
+                    f"refused: {stats.failed} bad rows, nothing imported (use --skip-bad to import the rest)"
+                )
+                return 1
+            console.print(f"inserted {stats.inserted}, skipped {stats.skipped}, failed {stats.failed}")
+            return 0
         finally:
             await db.dispose()
 
-    run(go())
+    if run(go()):
+        raise typer.Exit(1)
 
 
 @template_app.command("add")

@@ -1,54 +1,55 @@
-"""Bulk import of many records: executemany on SQLite, COPY on PostgreSQL.
+"""Bulk import of many records: every record validated, written by COPY or executemany.
 
-Rows that already exist are skipped (an import can be re-run after an interruption);
-templates and prefixes are not consulted, so importing is an operator's job.
+Each record is checked as a single registration would be: identifier syntax, value decoding and
+size limits, the tenant's active prefix, and the metadata template it names in ``GY_TEMPLATE``.
+By default the import is all or nothing: one transaction, and any bad record (reported with its
+line number) rolls it back. With ``skip_bad`` the bad records are reported and the good ones
+imported. Identifiers already registered are skipped either way, so an import can be re-run.
+Storage is in ``gongyun.idres.bulk_write``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
-import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.db import Database
 from gongyun.errors import GongyunError, InvalidInput
-from gongyun.idres.models import IdRecord
-from gongyun.idres.registry import encode_row, value_rows
-from gongyun.idres.syntax import parse
-from gongyun.idres.values import HandleValue, decode_values, string_value
+from gongyun.idres import prefixes as pfx
+from gongyun.idres.bulk_write import RecRow, ValRow, Writer, open_writer
+from gongyun.idres.errors import HandleNotFound
+from gongyun.idres.registry import Registry
+from gongyun.idres.syntax import Handle, fold, parse
+from gongyun.idres.templates import Template, template_ref
+from gongyun.idres.values import (
+    DEFAULT_TTL,
+    MAX_RECORD_BYTES,
+    MAX_VALUES,
+    HandleValue,
+    InvalidValue,
+    RecordTooLarge,
+    decode_values,
+    string_value,
+)
 
-_REC_COLS = [
-    "handle_norm",
-    "tenant_id",
-    "handle",
-    "prefix_norm",
-    "values_json",
-    "public_json",
-    "all_public",
-    "min_ttl",
-    "version",
-    "created_at",
-    "updated_at",
-]
-_VAL_COLS = ["handle_norm", "idx", "tenant_id", "type", "value_key", "public"]
+MAX_ERRORS = 100
 
 
 @dataclass(slots=True)
 class ImportStats:
-    """What an import did."""
+    """What an import did (``rolled_back``: bad records made an all-or-nothing import refuse)."""
 
     inserted: int = 0
     skipped: int = 0
     failed: int = 0
+    rolled_back: bool = False
     errors: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -57,194 +58,271 @@ class ImportStats:
             "inserted": self.inserted,
             "skipped": self.skipped,
             "failed": self.failed,
+            "rolledBack": self.rolled_back,
             "errors": self.errors,
         }
 
 
-async def _existing(s: AsyncSession, norms: list[str]) -> set[str]:
-    found: set[str] = set()
-    for start in range(0, len(norms), 5000):
-        chunk = norms[start : start + 5000]
-        found.update(
-            (await s.execute(select(IdRecord.handle_norm).where(IdRecord.handle_norm.in_(chunk)))).scalars()
-        )
-    return found
+class _Refused(Exception):
+    """Raised inside the import's transaction to roll it back."""
 
 
-async def _copy(s: AsyncSession, table: str, cols: list[str], rows: list[dict[str, Any]]) -> None:
-    conn = await s.connection()
-    raw = await conn.get_raw_connection()
-    pg: Any = raw.driver_connection
-    lines: list[str] = []
-    size = 0
-    cache: dict[Any, str] = {}
-    async with pg.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as cp:
-        for row in rows:
-            line = "\t".join(_copy_text(row[c], cache) for c in cols)
-            lines.append(line)
-            size += len(line)
-            if size > 1_000_000:
-                await cp.write("\n".join(lines) + "\n")
-                lines, size = [], 0
-        if lines:
-            await cp.write("\n".join(lines) + "\n")
+class _Checker:
+    """Prefix and template checks, each looked up once per import."""
+
+    def __init__(
+        self, registry: Registry, tenant_id: str, writer: Writer, settle: Callable[[], Awaitable[None]]
+    ) -> None:
+        self.registry = registry
+        self.settle = settle
+        self.tenant_id = tenant_id
+        self.writer = writer
+        self.prefixes: dict[str, GongyunError | None] = {}
+        self.templates: dict[tuple[str, str, int | None], Template | GongyunError] = {}
+
+    async def check(self, h: Handle, values: list[HandleValue]) -> None:
+        """Raise what a single registration of the record would raise."""
+        s = self.writer.session
+        key = h.prefix_norm
+        if key not in self.prefixes:
+            await self.settle()
+            try:
+                await pfx.require_active(s, self.tenant_id, h.prefix)
+                self.prefixes[key] = None
+            except GongyunError as exc:
+                self.prefixes[key] = exc
+        refused = self.prefixes[key]
+        if refused is not None:
+            raise refused
+        ref = template_ref(values)
+        if ref is None:
+            return
+        tkey = (key, ref[0], ref[1])
+        template = self.templates.get(tkey)
+        if template is None:
+            await self.settle()
+            try:
+                template = await self.registry.get_template(self.tenant_id, h.prefix, *ref, session=s)
+            except HandleNotFound as exc:
+                template = exc
+            self.templates[tkey] = template
+        if isinstance(template, GongyunError):
+            raise template
+        template.check(values)
 
 
-_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+def _stamp(dialect: str) -> str:
+    now = datetime.now(UTC)
+    # PostgreSQL reads ISO 8601 with its zone; SQLite keeps the text SQLAlchemy's DATETIME writes
+    return now.isoformat() if dialect == "postgresql" else now.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _copy_text(value: Any, cache: dict[Any, str]) -> str:
-    """One value in PostgreSQL's COPY text format."""
-    if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
-    if value is None:
-        return "\\N"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, int):
-        return str(value)
-    text = cache.get(value)
-    if text is None:
-        text = cache[value] = value.isoformat() if isinstance(value, datetime) else str(value)
-    return text
+def _encode(tenant_id: str, h: Handle, values: list[HandleValue], stamp: str) -> tuple[RecRow, list[ValRow]]:
+    """The ``idres_records`` row and ``idres_values`` rows of one record (the registry's encoding)."""
+    values = sorted(values, key=lambda v: v.index)
+    full_list = [v.to_json() for v in values]
+    full = orjson.dumps(full_list).decode()
+    if len(full) > MAX_RECORD_BYTES:
+        raise RecordTooLarge(f"the record is {len(full)} bytes, at most {MAX_RECORD_BYTES} allowed")
+    flags = [v.public for v in values]
+    all_public = all(flags)
+    public = (
+        full if all_public else orjson.dumps([j for j, f in zip(full_list, flags, strict=True) if f]).decode()
+    )
+    norm = fold(f"{h.prefix}/{h.suffix}")
+    min_ttl = min((v.ttl for v in values), default=DEFAULT_TTL)
+    rec = (
+        norm,
+        tenant_id,
+        f"{h.prefix}/{h.suffix}",
+        fold(h.prefix),
+        full,
+        public,
+        all_public,
+        min_ttl,
+        1,
+        stamp,
+        stamp,
+    )
+    vals = [
+        (norm, v.index, tenant_id, v.type[:255], (v.value if type(v.value) is str else v.text())[:255], f)
+        for v, f in zip(values, flags, strict=True)
+    ]
+    return rec, vals
 
 
-async def _write(db: Database, rec_rows: list[dict[str, Any]], val_rows: list[dict[str, Any]]) -> None:
-    async with db.session() as s:
-        if db.dialect == "postgresql":
-            await _copy(s, "idres_records", _REC_COLS, rec_rows)
-            await _copy(s, "idres_values", _VAL_COLS, val_rows)
-        else:
-            await _sqlite_many(s, "idres_records", _REC_COLS, rec_rows)
-            await _sqlite_many(s, "idres_values", _VAL_COLS, val_rows)
+def _decoded(raw_values: Any) -> list[HandleValue]:
+    if isinstance(raw_values, GongyunError):
+        raise raw_values
+    if not (isinstance(raw_values, list) and all(isinstance(v, HandleValue) for v in raw_values)):
+        return decode_values(raw_values)
+    if len(raw_values) > MAX_VALUES:
+        raise RecordTooLarge(f"a record holds at most {MAX_VALUES} values, got {len(raw_values)}")
+    if len({v.index for v in raw_values}) != len(raw_values):
+        raise InvalidValue("two values share an index")
+    return raw_values
 
 
-def _sqlite_ts(value: Any) -> Any:
-    # the text form SQLAlchemy's SQLite DATETIME type stores (UTC, no zone)
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    return value
+class _Import:
+    """One import run: validation, batching and the write of the previous batch overlapping."""
+
+    def __init__(self, stats: ImportStats, writer: Writer, progress: Callable[[int], None] | None) -> None:
+        self.stats = stats
+        self.writer = writer
+        self.progress = progress
+        self.pending: dict[str, tuple[RecRow, list[ValRow]]] = {}
+        self.task: asyncio.Task[int] | None = None
+        self.seen = 0
+        self.reported = 0
+
+    async def settle(self) -> None:
+        """Wait for the batch being written (before the session is used for anything else)."""
+        if self.task is not None:
+            task, self.task = self.task, None
+            self.stats.inserted += await task
+
+    async def flush(self, keep: bool) -> None:
+        """Start writing the pending batch (or drop it when ``keep`` is false)."""
+        await self.settle()
+        batch, self.pending = self.pending, {}
+        if batch and keep:
+            size = len(batch)
+            self.task = asyncio.create_task(self.writer.write_new(batch))
+            self.task.add_done_callback(lambda t: self._count(t, size))
+        if self.progress is not None and self.seen > self.reported:
+            self.progress(self.seen - self.reported)
+            self.reported = self.seen
+
+    def _count(self, task: asyncio.Task[int], size: int) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self.stats.skipped += size - task.result()
 
 
-async def _sqlite_many(s: AsyncSession, table: str, cols: list[str], rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    conn = await s.connection()
-    raw = await conn.get_raw_connection()
-    driver: Any = raw.driver_connection
-    # table and column names are this module's constants, never input
-    sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"  # noqa: S608
-    stamps = [i for i, c in enumerate(cols) if isinstance(rows[0][c], datetime)]
-    formatted: dict[Any, Any] = {}
-    params = []
-    for row in rows:
-        values = [row[c] for c in cols]
-        for i in stamps:
-            ts = values[i]
-            text = formatted.get(ts)
-            if text is None:
-                text = formatted[ts] = _sqlite_ts(ts)
-            values[i] = text
-        params.append(values)
-    await driver.executemany(sql, params)
+async def _run(
+    run: _Import,
+    checker: _Checker,
+    rows: Iterable[tuple[str, Any] | tuple[str, Any, int]],
+    tenant_id: str,
+    stamp: str,
+    batch_size: int,
+    skip_bad: bool,
+) -> None:
+    stats = run.stats
+    for n, item in enumerate(rows, 1):
+        run.seen = n
+        handle, raw_values = item[0], item[1]
+        line = item[2] if len(item) > 2 else n
+        try:
+            h = parse(handle)
+            values = _decoded(raw_values)
+            await checker.check(h, values)
+            encoded = _encode(tenant_id, h, values, stamp)
+            norm = encoded[0][0]
+            if norm in run.pending:
+                stats.skipped += 1
+                continue
+        except GongyunError as exc:
+            stats.failed += 1
+            if len(stats.errors) < MAX_ERRORS:
+                err = {"line": line, "handle": str(handle)[:200], "code": exc.code, "message": exc.message}
+                stats.errors.append(err)
+            continue
+        if stats.failed and not skip_bad:
+            continue  # still validating, to report every bad line; nothing more is written
+        run.pending[norm] = encoded
+        if len(run.pending) >= batch_size:
+            await run.flush(keep=True)
+        elif not n % 512:
+            await asyncio.sleep(0)  # lets the batch being written go on streaming to the database
+    await run.flush(keep=skip_bad or not stats.failed)
+    await run.settle()
 
 
 async def import_records(
     db: Database,
     tenant_id: str,
-    rows: Iterable[tuple[str, list[HandleValue] | list[Any]]],
+    rows: Iterable[tuple[str, Any] | tuple[str, Any, int]],
     batch_size: int = 10_000,
     progress: Callable[[int], None] | None = None,
+    *,
+    skip_bad: bool = False,
 ) -> ImportStats:
-    """Import ``(handle, values)`` pairs in batches; existing identifiers are skipped."""
+    """Import ``(handle, values[, line])`` rows; existing identifiers are skipped.
+
+    ``values`` is a list of ``HandleValue`` or of their JSON form (or the ``GongyunError`` a
+    reader raised for a malformed line). Without ``skip_bad`` one bad record rolls back all.
+    """
     stats = ImportStats()
-    pending: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
-    writer: asyncio.Task[None] | None = None
-
-    async def write(batch: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]) -> None:
+    stamp = _stamp(db.dialect)
+    try:
         async with db.session() as s:
-            exists = await _existing(s, list(batch))
-        recs, vals = [], []
-        for norm, (rec, vrows) in batch.items():
-            if norm in exists:
-                stats.skipped += 1
-            else:
-                recs.append(rec)
-                vals.extend(vrows)
-        if recs:
-            await _write(db, recs, vals)
-        stats.inserted += len(recs)
-        if progress is not None:
-            progress(len(batch))
-
-    async def flush() -> None:
-        # encoding the next batch overlaps with writing this one (the driver works in
-        # its own thread or on the socket); batches are still written one after another
-        nonlocal writer, pending
-        if writer is not None:
-            await writer
-            writer = None
-        if pending:
-            writer = asyncio.create_task(write(pending))
-            pending = {}
-
-    for handle, raw_values in rows:
-        try:
-            h = parse(handle)
-            values = (
-                raw_values
-                if all(isinstance(v, HandleValue) for v in raw_values)
-                else decode_values(raw_values)
-            )
-            typed: list[HandleValue] = [v for v in values if isinstance(v, HandleValue)]
-            if h.norm in pending:
-                stats.skipped += 1
-                continue
-            pending[h.norm] = (encode_row(tenant_id, h, typed), value_rows(tenant_id, h.norm, typed))
-        except GongyunError as exc:
-            stats.failed += 1
-            if len(stats.errors) < 100:
-                stats.errors.append({"handle": str(handle)[:200], "code": exc.code, "message": exc.message})
-            if progress is not None:
-                progress(1)
-            continue
-        if len(pending) >= batch_size:
-            await flush()
-    await flush()
-    await flush()
+            writer = await open_writer(s, db.dialect)
+            run = _Import(stats, writer, progress)
+            checker = _Checker(Registry(db), tenant_id, writer, run.settle)
+            try:
+                await _run(run, checker, rows, tenant_id, stamp, batch_size, skip_bad)
+            finally:
+                if run.task is not None and not run.task.done():
+                    run.task.cancel()
+            if stats.failed and not skip_bad:
+                raise _Refused
+    except _Refused:
+        stats.rolled_back = True
+        stats.skipped = stats.inserted = 0
     return stats
 
 
-def read_file(path: Path) -> Iterator[tuple[str, list[Any]]]:
-    """Rows from CSV (``handle,type,value[,type,value...]`` or ``handle,url``) or JSONL."""
+Row = tuple[str, list[Any] | GongyunError, int]
+
+
+def read_file(path: Path) -> Iterator[Row]:
+    """``(handle, values, line)`` from CSV (``handle,url`` or ``handle,type,value[,type,value...]``)
+    or JSONL (``{"handle": ..., "values": [...]}``); a malformed line yields its error as values."""
     if path.suffix.lower() in {".jsonl", ".ndjson"}:
         with path.open("rb") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
+            for n, raw in enumerate(fh, 1):
+                if not raw.strip():
                     continue
                 try:
-                    obj = orjson.loads(line)
+                    obj = orjson.loads(raw)
                 except orjson.JSONDecodeError:
-                    raise InvalidInput(f"{path}:{n}: not JSON") from None
-                if not isinstance(obj, dict) or "handle" not in obj:
-                    raise InvalidInput(f"{path}:{n}: expected an object with 'handle' and 'values'")
-                yield str(obj["handle"]), obj.get("values", [])
+                    yield (
+                        raw[:200].decode("utf-8", "replace").strip(),
+                        InvalidInput("the line is not JSON"),
+                        n,
+                    )
+                    continue
+                if not isinstance(obj, dict) or not isinstance(obj.get("handle"), str):
+                    bad = InvalidInput("expected an object with 'handle' and 'values'")
+                    yield raw[:200].decode("utf-8", "replace").strip(), bad, n
+                    continue
+                yield obj["handle"], obj.get("values", []), n
         return
-    with path.open(newline="", encoding="utf-8") as fh:
-        for n, cells in enumerate(csv.reader(fh), 1):
+    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+        reader = csv.reader(fh)
+        for cells in reader:
+            n = reader.line_num
             if not cells or (n == 1 and cells[0].lower() == "handle"):
                 continue
             handle, rest = cells[0], cells[1:]
             if len(rest) == 1:
-                yield handle, [string_value(1, "URL", rest[0])]
-            elif len(rest) % 2 == 0:
-                yield handle, [string_value(i // 2 + 1, rest[i], rest[i + 1]) for i in range(0, len(rest), 2)]
+                yield handle, [string_value(1, "URL", rest[0])], n
+            elif rest and len(rest) % 2 == 0:
+                yield (
+                    handle,
+                    [string_value(i // 2 + 1, rest[i], rest[i + 1]) for i in range(0, len(rest), 2)],
+                    n,
+                )
             else:
-                raise InvalidInput(f"{path}:{n}: expected handle,url or handle,type,value[,type,value...]")
+                yield handle, InvalidInput("expected handle,url or handle,type,value[,type,value...]"), n
 
 
 def count_rows(path: Path) -> int:
-    """Number of data lines in an import file (for the progress bar)."""
+    """Number of data lines in an import file (for the progress bar; a CSV header is not one)."""
     with path.open("rb") as fh:
-        return sum(1 for line in fh if line.strip())
+        first = fh.readline()
+        header = (
+            path.suffix.lower() not in {".jsonl", ".ndjson"}
+            and first.split(b",")[0].strip().lower() == b"handle"
+        )
+        return sum(1 for line in fh if line.strip()) + (1 if first.strip() and not header else 0)

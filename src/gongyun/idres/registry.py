@@ -329,6 +329,28 @@ class Registry:
             handles = list((await s.execute(q)).scalars())
         return int(total), handles
 
+    async def handles_after(
+        self,
+        tenant_id: str,
+        prefix: str,
+        after: str | None = None,
+        limit: int = 1000,
+        session: AsyncSession | None = None,
+    ) -> list[str]:
+        """One page of identifiers under a prefix, in key order, after the normalised key ``after``.
+
+        Keyset pagination: each page is one range scan of ``ix_idres_records_tenant_prefix``,
+        the same cost on the first page as deep into a registry of 100 million.
+        """
+        q = select(IdRecord.handle).where(
+            IdRecord.tenant_id == tenant_id, IdRecord.prefix_norm == fold(prefix)
+        )
+        if after is not None:
+            q = q.where(IdRecord.handle_norm > after)
+        q = q.order_by(IdRecord.handle_norm).limit(limit)
+        async with self._session(session) as s:
+            return list((await s.execute(q)).scalars())
+
     async def reverse_lookup(
         self,
         tenant_id: str | None,
