@@ -11,6 +11,7 @@ record (plain, as Handle.Net keeps it, or a ``pbkdf2_sha256$`` hash made by
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -26,6 +27,7 @@ from gongyun.idres.syntax import fold, is_under, parse_indexed
 
 _ITERATIONS = 120_000
 _CACHE_S = 60.0
+_REFRESH_S = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +97,19 @@ def basic_credentials(headers: Mapping[str, str]) -> tuple[str, str] | None:
 
 
 class HandleBasicAuth:
-    """Basic authentication with Handle admin names, checked against ``HS_SECKEY`` values."""
+    """Basic authentication with Handle admin names, checked against ``HS_SECKEY`` values.
+
+    A verified credential is remembered for ``_CACHE_S`` seconds. The password hash is checked
+    in a thread (never on the event loop); concurrent requests with the same credential share
+    one check; a remembered credential used in the last ``_REFRESH_S`` seconds of its life is
+    re-checked in the background while it keeps answering, so busy callers never wait on expiry.
+    """
 
     def __init__(self, lookup: SecretLookup) -> None:
         self.lookup = lookup
         self._cache: dict[str, tuple[float, Principal, str]] = {}
+        self._flights: dict[str, asyncio.Future[Principal]] = {}
+        self.checks = 0  # password checks run (for operators and tests)
 
     async def __call__(self, headers: Mapping[str, str]) -> Principal | None:
         """Authenticate from the headers; None when there is no Basic header."""
@@ -111,7 +121,34 @@ class HandleBasicAuth:
         hit = self._cache.get(key)
         now = time.monotonic()
         if hit is not None and hit[0] > now:
+            if hit[0] - now < _REFRESH_S and key not in self._flights:
+                task = asyncio.ensure_future(self._check(key, user, password))
+                task.add_done_callback(_quiet)
             return hit[1]
+        flight = self._flights.get(key)
+        if flight is not None:
+            return await asyncio.shield(flight)
+        return await self._check(key, user, password)
+
+    async def _check(self, key: str, user: str, password: str) -> Principal:
+        fut: asyncio.Future[Principal] = asyncio.get_running_loop().create_future()
+        self._flights[key] = fut
+        try:
+            principal, norm = await self._verify(user, password)
+        except BaseException as exc:
+            self._cache.pop(key, None)
+            fut.set_exception(exc)
+            fut.exception()
+            raise
+        finally:
+            self._flights.pop(key, None)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (time.monotonic() + _CACHE_S, principal, norm)
+        fut.set_result(principal)
+        return principal
+
+    async def _verify(self, user: str, password: str) -> tuple[Principal, str]:
         try:
             admin = parse_indexed(user)
         except MalformedIdentifier:
@@ -120,15 +157,12 @@ class HandleBasicAuth:
             stored = await self.lookup(str(admin.handle), admin.index)
         except GongyunError:
             stored = None
-        if stored is None or not verify_secret(stored, password):
+        self.checks += 1
+        if stored is None or not await asyncio.to_thread(verify_secret, stored, password):
             raise InvalidCredentials(f"authentication failed for {user}")
         h = admin.handle
         scope = h.suffix if h.is_prefix_record else h.prefix
-        principal = Principal(name=str(admin), prefixes=(fold(scope),))
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[key] = (now + _CACHE_S, principal, h.norm)
-        return principal
+        return Principal(name=str(admin), prefixes=(fold(scope),)), h.norm
 
     def forget(self, admin_norm: str | None = None) -> None:
         """Drop cached verifications of one admin record (after it changed), or all of them."""
@@ -137,6 +171,11 @@ class HandleBasicAuth:
             return
         for key in [k for k, v in self._cache.items() if v[2] == admin_norm]:
             del self._cache[key]
+
+
+def _quiet(task: asyncio.Future[Principal]) -> None:
+    if not task.cancelled():
+        task.exception()  # a failed refresh already dropped the entry
 
 
 def static_token_auth(tokens: Mapping[str, Principal]) -> Authenticator:

@@ -296,6 +296,21 @@ class RecursiveRoutes:
         self.resolver.stats.hits += 1
         return body
 
+    def fast_raw(self, url: bytes, _headers: list[tuple[bytes, bytes]], keep: bool) -> bytes | None:
+        """A cached negative answer (404) as a whole HTTP response."""
+        if b"?" in url or not url.startswith(b"/api/handles/"):
+            return None
+        text = unquote_to_bytes(url[13:]) if b"%" in url else url[13:]
+        try:
+            body = self.resolver.cached_now(text.decode("utf-8").translate(_UPPER))
+        except UnicodeDecodeError:
+            return None
+        if body is None or not body.startswith(b'{"responseCode":100'):
+            return None
+        self.resolver.stats.negative_hits += 1
+        conn = b"" if keep else b"connection: close\r\n"
+        return _NOT_FOUND_HEAD + str(len(body)).encode() + b"\r\n" + conn + b"\r\n" + body
+
     async def handles(self, req: Request) -> Response:
         """Resolve one identifier (``index`` and ``type`` filter the answer)."""
         if req.method != "GET":
@@ -345,6 +360,8 @@ class RecursiveRoutes:
         app.mount("/api/resolver/stats", self.stats)
         app.mount("/api/resolver/sites", self.sites)
         app.fast_get = self.fast_get
+        app.fast_raw = self.fast_raw
 
 
+_NOT_FOUND_HEAD = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: "
 _UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")

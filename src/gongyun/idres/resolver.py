@@ -9,6 +9,7 @@ by ``max_ttl``); "not found" answers and unknown prefixes for ``negative_ttl``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -17,9 +18,9 @@ import httpx
 import orjson
 
 from gongyun.errors import GongyunError
-from gongyun.idres.cache import Cache, MemoryCache
+from gongyun.idres.cache import Cache, MemoryCache, RedisCache
 from gongyun.idres.errors import RC_HANDLE_NOT_FOUND, ResolutionFailed
-from gongyun.idres.syntax import fold, parse, prefix_chain
+from gongyun.idres.syntax import Handle, fold, parse, prefix_chain
 from gongyun.idres.values import decode_value, site_urls
 
 log = logging.getLogger(__name__)
@@ -72,15 +73,21 @@ class Resolver:
         negative_ttl: float = 30.0,
         max_ttl: float = 86_400.0,
         timeout: float = 3.0,
+        local_size: int = 200_000,
     ) -> None:
         if not roots:
             raise ValueError("a resolver needs at least one root URL")
         self.roots = [r.rstrip("/") for r in roots]
         self.cache: Cache = cache if cache is not None else MemoryCache()
+        # a shared cache (Redis) gets a worker-local tier in front: hits never leave the process
+        self.local = self.cache if isinstance(self.cache, MemoryCache) else MemoryCache(local_size)
         self.negative_ttl = negative_ttl
         self.max_ttl = max_ttl
         self.stats = Stats()
-        self.client = httpx.AsyncClient(timeout=timeout, trust_env=False)
+        # one pooled client per worker; connections to each site are kept and reused
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=60)
+        self.client = httpx.AsyncClient(timeout=timeout, trust_env=False, limits=limits)
+        self.flights: dict[str, asyncio.Future[Answer]] = {}
 
     async def close(self) -> None:
         """Close the HTTP client and the cache."""
@@ -112,12 +119,12 @@ class Resolver:
         referred = False
         for p in prefix_chain(prefix):
             key = "ref:" + fold(p)
-            ref = await self.cache.get(key)
+            ref = await self._cached(key)
             if ref is None:
                 status, body = await self._fetch(sites, "/api/handles/0.NA/" + quote(p, safe=""))
                 urls, ttl = self._referral(body) if status == 200 else ([], 0.0)
                 ref = orjson.dumps(urls) if urls else _NEG
-                await self.cache.set(key, ref, ttl if urls else self.negative_ttl)
+                await self._remember(key, ref, ttl if urls else self.negative_ttl)
             if ref != _NEG:
                 sites, referred = list(orjson.loads(ref)), True
         return sites if referred else None
@@ -139,11 +146,30 @@ class Resolver:
                 ttl = min(ttl, float(value.ttl))
         return urls, ttl
 
+    async def _cached(self, key: str) -> bytes | None:
+        if self.local is self.cache:
+            return self.local.get_now(key)
+        hit = self.local.get_now(key)
+        if hit is not None:
+            return hit
+        if isinstance(self.cache, RedisCache):
+            value, left = await self.cache.get_ttl(key)
+        else:
+            value, left = await self.cache.get(key), self.negative_ttl
+        if value is not None:
+            await self.local.set(key, value, min(left, self.max_ttl))
+        return value
+
+    async def _remember(self, key: str, body: bytes, ttl: float) -> None:
+        await self.cache.set(key, body, ttl)
+        if self.local is not self.cache:
+            await self.local.set(key, body, ttl)
+
     async def resolve(self, handle: str) -> Answer:
         """Resolve one identifier (raises ``MalformedIdentifier`` for bad syntax)."""
         h = parse(handle)
         key = "rec:" + h.norm
-        cached = await self.cache.get(key)
+        cached = await self._cached(key)
         if cached is not None:
             status = 404 if cached.startswith(b'{"responseCode":100') else 200
             if status == 404:
@@ -151,22 +177,37 @@ class Resolver:
             else:
                 self.stats.hits += 1
             return Answer(status, cached, cached=True)
+        flight = self.flights.get(key)
+        if flight is not None:  # the same identifier is being fetched: share that answer
+            return await asyncio.shield(flight)
+        fut: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self.flights[key] = fut
+        try:
+            answer = await self._resolve_upstream(h, key)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()
+            raise
+        finally:
+            self.flights.pop(key, None)
+        fut.set_result(answer)
+        return answer
+
+    async def _resolve_upstream(self, h: Handle, key: str) -> Answer:
         self.stats.misses += 1
         sites = await self.sites_for(h.prefix)
         if sites is None:
             body = not_found_body(str(h), f"prefix {h.prefix} is not known to any root")
-            await self.cache.set(key, body, self.negative_ttl)
+            await self._remember(key, body, self.negative_ttl)
             return Answer(404, body)
         status, body = await self._fetch(sites, "/api/handles/" + quote(str(h), safe="/"))
         if status == 200:
-            await self.cache.set(key, body, min(_min_ttl(body, self.max_ttl), self.max_ttl))
+            await self._remember(key, body, min(_min_ttl(body, self.max_ttl), self.max_ttl))
             return Answer(200, body)
         body = not_found_body(str(h))
-        await self.cache.set(key, body, self.negative_ttl)
+        await self._remember(key, body, self.negative_ttl)
         return Answer(404, body)
 
     def cached_now(self, handle_norm: str) -> bytes | None:
-        """Synchronous cache peek for the fast path (memory cache only)."""
-        if isinstance(self.cache, MemoryCache):
-            return self.cache.get_now("rec:" + handle_norm)
-        return None
+        """Synchronous peek into the worker's memory tier for the fast path."""
+        return self.local.get_now("rec:" + handle_norm)
