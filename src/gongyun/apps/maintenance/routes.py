@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from gongyun.apps import AppCtx, needs
+from gongyun.apps import AppCtx, RowId, needs
 from gongyun.apps.maintenance import store
 from gongyun.apps.maintenance.errors import ModelNotFound
 from gongyun.apps.maintenance.health import Equipment, rollup
@@ -136,7 +136,7 @@ async def list_models(ctx: Read, kind: Annotated[str | None, Query()] = None) ->
 
 
 @router.post("/models/{model_id}/activate")
-async def activate(model_id: int, ctx: Engineer) -> dict[str, Any]:
+async def activate(model_id: RowId, ctx: Engineer) -> dict[str, Any]:
     """Make a version the active one."""
     m = await store.activate_model(ctx.session, ctx.tenant_id, model_id)
     await ctx.audit("model.activate", str(model_id), kind=m["kind"], version=m["version"])
@@ -281,7 +281,7 @@ async def open_order(body: OrderIn, ctx: Operator) -> dict[str, Any]:
 
 
 @router.post("/work-orders/{order_id}/transition")
-async def move(order_id: int, body: MoveIn, ctx: Operator) -> dict[str, Any]:
+async def move(order_id: RowId, body: MoveIn, ctx: Operator) -> dict[str, Any]:
     """Assign, start, close (with notes and the label found) or cancel a work order."""
     o = await store.move_order(
         ctx.session,

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import delete, select
 
-from gongyun.apps import AppCtx, needs
+from gongyun.apps import AppCtx, RowId, needs
 from gongyun.apps.scheduling import store
 from gongyun.apps.scheduling.errors import InstanceInvalid
 from gongyun.apps.scheduling.settings import Settings
@@ -275,13 +275,13 @@ async def current(ctx: Reader) -> dict[str, Any]:
 
 
 @router.get("/schedules/{version}")
-async def get_schedule(version: int, ctx: Reader) -> dict[str, Any]:
+async def get_schedule(version: RowId, ctx: Reader) -> dict[str, Any]:
     """One version with its operations, critical path, late orders and (for a repair) its changes."""
     return store.view(await store.row(ctx.session, ctx.tenant_id, version))
 
 
 @router.post("/schedules/{version}/accept")
-async def accept(version: int, ctx: Planner) -> dict[str, Any]:
+async def accept(version: RowId, ctx: Planner) -> dict[str, Any]:
     """Publish a proposed version (the published one is superseded); dispatch lists follow it."""
     r = await store.decide(ctx.session, ctx.tenant_id, version, True, ctx.actor)
     await ctx.audit("accept", str(version))
@@ -289,7 +289,7 @@ async def accept(version: int, ctx: Planner) -> dict[str, Any]:
 
 
 @router.post("/schedules/{version}/reject")
-async def reject(version: int, ctx: Planner) -> dict[str, Any]:
+async def reject(version: RowId, ctx: Planner) -> dict[str, Any]:
     """Reject a proposed version."""
     r = await store.decide(ctx.session, ctx.tenant_id, version, False, ctx.actor)
     await ctx.audit("reject", str(version))

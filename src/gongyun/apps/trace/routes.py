@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from gongyun.apps import AppCtx, needs
+from gongyun.apps import AppCtx, RowId, needs
 from gongyun.apps.trace import epcis_store, sharing, store
 from gongyun.apps.trace.domain.ids import Kind, Minted, key_of, mint, parse_template, split_key
 from gongyun.apps.trace.domain.labels import MEDIA, Format, label_uri, qr
@@ -277,7 +277,7 @@ async def list_recalls(ctx: Reader) -> list[dict[str, Any]]:
 
 
 @router.get("/recalls/{rid}")
-async def get_recall(rid: int, ctx: Reader) -> dict[str, Any]:
+async def get_recall(rid: RowId, ctx: Reader) -> dict[str, Any]:
     """One recall campaign with its notices and their acknowledgement."""
     return await store.recall(ctx.session, ctx.tenant_id, rid)
 
@@ -295,7 +295,7 @@ class AckIn(BaseModel):
 
 
 @router.post("/inbox/{notice_id}/ack")
-async def acknowledge(notice_id: int, body: AckIn, ctx: Writer) -> dict[str, Any]:
+async def acknowledge(notice_id: RowId, body: AckIn, ctx: Writer) -> dict[str, Any]:
     """Acknowledge a recall notice."""
     out = await store.acknowledge(ctx.session, ctx.tenant_id, notice_id, ctx.actor, body.apply)
     await ctx.audit("recall.acknowledge", str(notice_id), local_recall=out["local_recall"])
