@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     sparkplug_groups: dict[str, str] = Field(default_factory=dict)
     sparkplug_receiver: SparkplugReceiver = SparkplugReceiver.auto
     sparkplug_host_id: str = Field(default="gongyun", pattern=r"^[^/#+]+$")  # gateways' primary_host
+    # HMAC key the platform signs remote (NCMD) device commands with: the gateways' [commands] secret
+    command_secret: SecretStr | None = Field(default=None, min_length=16)
 
     secret_key: SecretStr | None = None
     admin_password: SecretStr | None = None

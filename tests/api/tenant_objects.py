@@ -31,6 +31,8 @@ NONEXISTENT: dict[str, str] = {
     "incident_id": "0" * 32,
     "request_id": "0" * 32,
     "serial": "1234567890123456789",
+    "group": "NoSuchGroup",
+    "node": "no-such-node",
 }
 
 
@@ -75,6 +77,7 @@ async def make_objects(
         client, "/api/v1/pki/enrol", {"token": token["token"], "csr": make_csr(new_key(), "x").decode()}, {}
     )
     ids["serial"] = enrolled["serial"]
+    ids["group"], ids["node"] = f"G{tag}", "n1"  # the edge node enrolled: the tenant's remote gateway
     rule = await _post(
         client,
         "/api/v1/alarms/rules",

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 from gongyun.api.deps import Ctx, require
-from gongyun.edge.commands import CommandRequest
+from gongyun.edge.commands import CommandRequest, sign_command
+from gongyun.edge.errors import CommandNotConfirmed, CommandRefused
 from gongyun.errors import GongyunError, NotFound
 from gongyun.security.rbac import Perm
 
@@ -89,6 +90,65 @@ async def command(device: str, body: CommandIn, ctx: Command) -> dict[str, Any]:
         raise
     await ctx.audit("device.command", f"{device}/{body.tag}", value=body.value, status=record.status)
     return asdict(record)
+
+
+class RemoteCommandIn(CommandIn):
+    """A write to one tag of a device behind a remote (Sparkplug B) gateway."""
+
+    device: str = Field(min_length=1, max_length=100, pattern=r"^[^/#+]+$")
+
+
+_SPARKPLUG_ID = r"^[^/#+]{1,64}$"
+
+
+@router.post(
+    "/gateways/{group}/{node}/commands", summary="Write a value to a device tag behind a remote gateway"
+)
+async def remote_command(
+    group: Annotated[str, Path(pattern=_SPARKPLUG_ID)],
+    node: Annotated[str, Path(pattern=_SPARKPLUG_ID)],
+    body: RemoteCommandIn,
+    ctx: Command,
+) -> dict[str, Any]:
+    """Send an NCMD (signed with ``command_secret``) through the tenant's receiver; the gateway checks
+    role, tenant, signature, the tag's write permission and limits, writes and reads back."""
+    key, settings = f"{group}/{node}", ctx.platform.settings
+    receiver = next(
+        (
+            r
+            for r, _task in ctx.platform.gateways.receivers
+            if r.tenant == ctx.tenant_id and r.host.group == group
+        ),
+        None,
+    )
+    if receiver is None or all(gw.name != key for gw in ctx.platform.gateways.remote.of(ctx.tenant_id)):
+        raise NotFound(f"no remote gateway {key}")
+    props = {
+        "requested_by": ctx.actor,
+        "role": ctx.role.value,
+        "tenant": settings.sparkplug_groups[group],
+        "reason": body.reason,
+    }
+    if settings.command_secret is not None:
+        secret = settings.command_secret.get_secret_value()
+        props = sign_command(secret, key, body.device, body.tag, body.value, props)
+    target = f"{key}/{body.device}/{body.tag}"
+    try:
+        result = await receiver.command(key, body.device, body.tag, body.value, props)
+    except TimeoutError:
+        result = {
+            "status": "unconfirmed",
+            "code": CommandNotConfirmed.code,
+            "detail": "the gateway did not answer",
+        }
+    if result.get("status") != "confirmed":
+        code = str(result.get("code") or CommandNotConfirmed.code)
+        await ctx.audit("device.command", target, "failure", value=body.value, error=code, remote=True)
+        await ctx.session.commit()
+        error = CommandRefused if code == CommandRefused.code else CommandNotConfirmed
+        raise error(f"{key}: {result.get('detail') or result.get('status')}")
+    await ctx.audit("device.command", target, value=body.value, status="confirmed", remote=True)
+    return result
 
 
 @router.get("/devices/commands", summary="Command history of the tenant's gateways")
