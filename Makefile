@@ -78,7 +78,8 @@ test-trace-enterprises: $(VENV)/.installed-dev
 bench-trace: $(VENV)/.installed-dev
 	$(BIN)/python bench/trace.py $(BENCH_ARGS)
 
-# The trace pages in headless Chromium, both languages (screenshots in the test's tmp directory).
+# `gongyun demo` with the trace app in headless Chromium, both languages (about two minutes;
+# screenshots in the test's tmp directory).
 test-trace-browser: $(VENV)/.installed-dev
 	GONGYUN_TRACE_BROWSER=1 $(BIN)/python -m pytest -q tests/browser/test_trace.py
 

@@ -1,21 +1,28 @@
-"""The trace pages in a real browser, in English and Simplified Chinese: a finished batch traced back
-to its material lots as a graph; a label's product page; a recall of one material lot that shows
-every affected batch. Screenshots land in the test's temporary directory. Seeded through the API
-(not `gongyun demo`), and run by `make test-trace-browser` rather than `make test`."""
+"""``gongyun demo`` with the trace app in a real browser, in English and Simplified Chinese.
+
+The demo's packaging line reports the batch it fills and the film lot loaded; the trace app makes
+each finished batch an identifier linked to the lots it consumed (from the edge, no seeding here).
+A batch label's QR URL, resolved by an enterprise identifier node serving the demo's records,
+opens the product page; a finished batch is traced back to its material lots as a graph; a recall
+of one material lot shows every batch made from it. Screenshots land in the test's temporary
+directory. About two minutes (a batch takes 15 s), so run by `make test-trace-browser` only.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
-from tests.browser.test_apps import _ready, _switch
-from tests.browser.test_areas import ADMIN_PASSWORD, _post, platform
+from tests.browser.test_apps import _switch
 from tests.browser.test_console import Session, _shot, browser_session
+from tests.browser.test_demo import ADMIN_PASSWORD, DemoServer, _login, _until, demo
+from tests.idres.nodeproc import NodeProcess
 
-__all__ = ["browser_session", "platform"]  # the fixtures, imported for use here
+__all__ = ["browser_session", "demo"]  # the fixtures, imported for use here
 
 pytestmark = [
     pytest.mark.browser,
@@ -27,102 +34,107 @@ pytestmark = [
 API = "/api/v1/apps/trace"
 
 
-def _seed(api: Any) -> dict[str, Any]:
-    r = api.patch("/api/v1/apps/trace", json={"enabled": True})
-    assert r.status_code == 200, r.text
-    _post(
-        api,
-        f"{API}/templates",
-        {
-            "name": "lots",
-            "kind": "material_lot",
-            "scheme": "gtin_lot",
-            "gtin": "09506000134352",
-            "pattern": "RESIN-{seq:03d}",
-        },
+def _lots_of(api: Any, batch: dict[str, Any]) -> set[str]:
+    back = api.get(f"{API}/trace/backward/{batch['id']}").json()
+    return {n["key"] for n in back["nodes"] if n["kind"] == "material_lot"}
+
+
+def test_demo_batches_label_trace_and_recall(
+    demo: DemoServer, browser_session: Session, tmp_path: Path
+) -> None:
+    api, page, base = demo.api, browser_session.page, demo.base
+    settings = api.get("/api/v1/apps/trace").json()
+    assert settings["state"] == "enabled", settings  # the demo enabled it with its packaging line
+
+    # wait until the first film lot is used up: a finished batch made from a later lot only
+    def finished() -> dict[str, Any]:
+        batches = api.get(f"{API}/items", params={"kind": "batch"}).json()
+        lots = sorted(i["key"] for i in api.get(f"{API}/items", params={"kind": "material_lot"}).json())
+        made = {b["key"]: _lots_of(api, b) for b in batches}
+        return {"batches": batches, "lots": lots, "made": made}
+
+    state = _until(
+        finished,
+        lambda s: s["lots"] and any(s["lots"][0] not in used and used for used in s["made"].values()),
+        240,
+        "a batch made after the first film lot",
     )
-    _post(
-        api,
-        f"{API}/templates",
-        {"name": "batches", "kind": "batch", "scheme": "own", "pattern": "PK-{seq:04d}"},
+    first_lot = state["lots"][0]
+    affected = sorted(k for k, used in state["made"].items() if first_lot in used)
+    assert affected and len(affected) < len(state["made"])
+    batch = next(b for b in state["batches"] if b["key"] == affected[-1])  # one that may hold two lots
+
+    # the batch's label: its QR URL resolves on an enterprise node serving the demo's records
+    node = NodeProcess(
+        "enterprise",
+        tmp_path,
+        "enode",
+        "--db",
+        f"sqlite+aiosqlite:///{(tmp_path / 'data' / 'gongyun.db').resolve()}",
+        "--prefix",
+        "88.100",
+        "--tenant",
+        "platform",
+        "--platform-auth",
+        "--all-tenants",
+        db=False,
+        env={"GONGYUN_DATA_DIR": str(tmp_path / "data")},
     )
-    _post(
-        api,
-        f"{API}/templates",
-        {
-            "name": "units",
-            "kind": "serial",
-            "scheme": "gtin_serial",
-            "gtin": "04012345000016",
-            "pattern": "BT{seq:05d}",
-        },
-    )
-    lots = _post(api, f"{API}/mint", {"template": "lots", "count": 3})["ids"]
-    batches = _post(api, f"{API}/mint", {"template": "batches", "count": 3, "machine": "packer"})["ids"]
-    units = _post(api, f"{API}/mint", {"template": "units", "count": 12})["ids"]
-    for parents, children in (
-        (lots[:2], batches[:1]),
-        (lots[1:], batches[1:2]),
-        (lots[2:], batches[2:]),
-        (batches[:1], units[:4]),
-        (batches[1:2], units[4:8]),
-        (batches[2:], units[8:]),
-    ):
-        _post(
-            api,
-            f"{API}/links",
-            {
-                "parents": [str(p) for p in parents],
-                "children": [str(c) for c in children],
-                "machine": "packer",
-            },
+    try:
+        node.wait_ready(120)
+        r = api.patch(
+            "/api/v1/apps/trace",
+            json={"settings": {**settings["installation"]["settings"], "resolver_url": node.url}},
         )
-    return {"lots": lots, "batches": batches, "units": units}
+        assert r.status_code == 200, r.text
+        label = api.get(f"{API}/labels/{batch['id']}")
+        assert label.status_code == 200 and label.headers["content-type"].startswith("image/svg")
+        uri = label.headers["x-digital-link"]
+        assert uri == node.url + batch["key"]
+        _login(page, base, "admin", ADMIN_PASSWORD, "/apps/trace/main")
+        opened = page.goto(uri)  # the node answers 307 to the record's URL: the product page
+        assert opened is not None and opened.request.redirected_from is not None, page.url
+        assert opened.request.redirected_from.url == uri
+        assert page.url.startswith(f"{base}/apps/trace/product?key="), page.url
+        page.wait_for_selector("body[data-ready=true]")
+        page.wait_for_selector("[data-testid=product-title]")
+        assert batch["key"] in page.locator("[data-testid=product-title]").inner_text()
+        page.wait_for_selector("[data-testid=product-process]")  # the telemetry of its window
+        assert "packaging-line/fill_weight" in page.locator("[data-testid=product-process]").inner_text()
+        _shot(page, tmp_path, "trace-01-product-en")
+    finally:
+        node.stop()
 
-
-def test_trace_graph_product_page_and_recall(platform: Any, browser_session: Session, tmp_path: Path) -> None:
-    api, page, base = platform.api, browser_session.page, platform.base
-    seeded = _seed(api)
-    unit = api.get(f"{API}/items/{seeded['units'][0]}").json()
-    page.goto(base + f"/login?next=/apps/trace/main%23item={seeded['batches'][0]}%26direction=backward")
-    page.fill("#username", "admin")
-    page.fill("#password", ADMIN_PASSWORD)
-    page.click("#login-form button[type=submit]")
-    page.wait_for_url(base + "/apps/trace/main*")
-    _ready(page)
-    if page.locator("[data-testid=trace-node]").count() == 0:  # the hash may not survive the login redirect
-        page.fill("[data-testid=trace-ref]", str(seeded["batches"][0]))
+    # the finished batch traced back to its material lots, as a graph
+    page.goto(f"{base}/apps/trace/main#item={batch['id']}&direction=backward")
+    page.wait_for_selector("body[data-ready=true]")
+    if page.locator("[data-testid=trace-node]").count() == 0:
+        page.fill("[data-testid=trace-ref]", str(batch["id"]))
         page.click("[data-testid=trace-run]")
     page.wait_for_selector("[data-testid=trace-node][data-kind=material_lot]")
-    assert page.locator("[data-testid=trace-node][data-kind=material_lot]").count() == 2
-    _shot(page, tmp_path, "trace-01-graph-en")
+    drawn = page.locator("[data-testid=trace-node][data-kind=material_lot]").count()
+    assert drawn == len(state["made"][batch["key"]]) >= 1
+    _shot(page, tmp_path, "trace-02-graph-en")
 
-    # the label's URL leads to the product page
-    label = api.get(f"{API}/labels/{unit['id']}")
-    assert label.status_code == 200 and label.headers["x-digital-link"].endswith(unit["key"])
-    page.goto(base + f"/apps/trace/product?key={unit['key']}")
-    _ready(page)
-    page.wait_for_selector("[data-testid=product-title]")
-    assert unit["key"] in page.locator("[data-testid=product-title]").inner_text()
-    _shot(page, tmp_path, "trace-02-product-en")
-
-    # a recall of one material lot from the page shows every affected batch
-    page.goto(base + "/apps/trace/main")
-    _ready(page)
-    page.fill("[data-testid=recall-item]", str(seeded["lots"][1]))
-    page.fill("[data-testid=recall-name]", "resin RESIN-002")
+    # a recall of the first film lot, started from the page, lists every batch made from it
+    page.fill("[data-testid=recall-item]", first_lot)
+    page.fill("[data-testid=recall-name]", "film lot " + first_lot.rsplit("/", 1)[-1])
     page.click("[data-testid=recall-start]")
     page.wait_for_selector("[data-testid=recall-campaign]")
-    page.locator("[data-testid=recall-campaign] summary").click()
-    batches = page.locator("[data-testid=recall-batches] li").all_inner_texts()
-    assert sorted(batches) == ["own:PK-0001", "own:PK-0002"]
+    page.locator("[data-testid=recall-campaign] summary").first.click()
+    listed = sorted(page.locator("[data-testid=recall-batches] li").all_inner_texts())
+    assert listed == affected
     _shot(page, tmp_path, "trace-03-recall-en")
     _switch(page, "zh-CN")
     page.wait_for_selector("[data-testid=recall-campaign]")
     assert "召回活动" in page.locator("#gy-app-root").inner_text()
     _shot(page, tmp_path, "trace-04-recall-zh")
-    page.fill("[data-testid=trace-ref]", str(seeded["batches"][0]))
+    page.fill("[data-testid=trace-ref]", str(batch["id"]))
     page.click("[data-testid=trace-run]")
     page.wait_for_selector("[data-testid=trace-node][data-status=frozen]")
     _shot(page, tmp_path, "trace-05-graph-zh")
+    page.goto(f"{base}/apps/trace/product?key={quote(batch['key'], safe='/')}")
+    page.wait_for_selector("[data-testid=product-status]")
+    assert page.locator("[data-testid=product-status]").inner_text() == "frozen"
+    _shot(page, tmp_path, "trace-06-product-zh")
     assert browser_session.script_errors == []

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from gongyun.alarms import commands
 from gongyun.alarms import repo as alarm_repo
+from gongyun.apps.trace.demo import seed as seed_trace
 from gongyun.assets.seed import Placement, factory_layout, seed
 from gongyun.edge.config import load_config
 from gongyun.edge.runtime import Gateway
@@ -186,6 +187,9 @@ async def start_demo(platform: Platform, *, time_scale: float = 1.0) -> Demo:
     except Conflict:
         log.info("the virtual factory's asset model exists already")
     await load_alarm_rules(platform, tenant_id)
+    for p in layout:  # the packaging line's batches and lots become identifiers (the trace app)
+        if p.profile.name == "packaging.toml":
+            await seed_trace(platform.db, tenant_id, p.device, settings.effective_public_url)
     factory = Factory(fc)
     await factory.start()
     await _link_endpoints(platform, tenant_id, layout, fc)

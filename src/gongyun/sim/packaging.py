@@ -4,7 +4,9 @@ Metrics of ``Filler``: ``Count``, ``Good``, ``Rejects`` (Int64), ``State`` (Stri
 ``FillWeight`` (Double, g), ``Speed`` (Double, packs/min, writable through DCMD), ``Recipe``
 (an instance of the node's Template definition ``Recipe``: ``Product`` String, ``TargetWeight``
 and ``Tolerance`` Double, parameter ``Line``) and ``Weighings`` (a DataSet of the last packs:
-``Pack`` Int64, ``Weight`` Double, ``Good`` Boolean).
+``Pack`` Int64, ``Weight`` Double, ``Good`` Boolean), ``Batch`` and ``MaterialLot`` (Int64: the
+numbers of the batch being filled and of the material lot loaded, numbered on from the minute the
+line started, ``yymmddHHMM`` × 1000, so a restarted line never repeats a number).
 Protocol faults for tests: :meth:`send_garbage` (a payload that is not protobuf),
 :meth:`skip_sequence` (the next DDATA jumps its seq) and :meth:`send_malformed` (a DDATA whose
 DataSet or Template is invalid next to a valid metric).
@@ -37,6 +39,8 @@ METRICS = {
     "Speed": spb.SpbType.Double,
     "Recipe": spb.SpbType.Template,
     "Weighings": spb.SpbType.DataSet,
+    "Batch": spb.SpbType.Int64,
+    "MaterialLot": spb.SpbType.Int64,
 }
 RECIPE = Template(
     [
@@ -71,7 +75,8 @@ class PackagingServer:
     tls: ssl.SSLContext | None = None  # TLS to the broker, with the node's client certificate
 
     def __post_init__(self) -> None:
-        self.model = PackagingLine(seed=self.seed)
+        base = int(time.strftime("%y%m%d%H%M", time.gmtime())) * 1000
+        self.model = PackagingLine(seed=self.seed, batch_base=base + 1, lot_base=base + 1)
         self.edge = EdgeNode(
             self.group, self.node, self.mqtt_host, self.mqtt_port, on_command=self._command, tls=self.tls
         )
@@ -100,6 +105,8 @@ class PackagingServer:
                 tuple(dtype for _, dtype in WEIGHINGS),
                 tuple(self.weighings),
             ),
+            "Batch": m.batch,
+            "MaterialLot": m.material_lot,
         }
 
     async def _command(self, device: str | None, name: str, value: Any, props: dict[str, Any]) -> None:

@@ -190,10 +190,18 @@ class Cnc:
 
 @dataclass
 class PackagingLine:
-    """A filling and packing line: counts, rejects, state; fault: quality drift of the fill weight."""
+    """A filling and packing line: counts, rejects, state; fault: quality drift of the fill weight.
+
+    The packs are filled in batches of ``packs_per_batch`` from material lots of
+    ``packs_per_lot`` packs (a new film roll or resin lot), numbered on from ``batch_base`` and
+    ``lot_base``: :attr:`batch` and :attr:`material_lot` are the numbers of the running ones."""
 
     seed: int = 3
     rate_per_min: float = 120.0
+    packs_per_batch: int = 30
+    packs_per_lot: int = 75
+    batch_base: int = 1
+    lot_base: int = 1
     target_g: float = 500.0
     tolerance_g: float = 7.5
     state: str = "RUNNING"
@@ -208,6 +216,16 @@ class PackagingLine:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+
+    @property
+    def batch(self) -> int:
+        """The number of the batch being filled."""
+        return self.batch_base + self.count // self.packs_per_batch
+
+    @property
+    def material_lot(self) -> int:
+        """The number of the material lot loaded."""
+        return self.lot_base + self.count // self.packs_per_lot
 
     def inject(self, fault: str, rate: float = 0.05, duration: float = 30.0) -> None:
         """``quality_drift`` (fill weight drifts ``rate`` g/s) or ``stoppage``."""

@@ -7,6 +7,7 @@ from pathlib import Path
 from gongyun.apps import AppManifest, AppPage, Localized
 from gongyun.apps.trace import __version__
 from gongyun.apps.trace.cli import app as cli
+from gongyun.apps.trace.edge import capture
 from gongyun.apps.trace.routes import router
 from gongyun.apps.trace.settings import Settings
 
@@ -34,4 +35,5 @@ MANIFEST = AppManifest(
     static_dir=HERE / "static",
     migrations=HERE / "migrations",
     cli=cli,
+    workers=(capture,),
 )

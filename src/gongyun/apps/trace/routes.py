@@ -13,6 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gongyun.apps import AppCtx, RowId, needs
 from gongyun.apps.trace import epcis_store, sharing, store
+from gongyun.apps.trace import lifecycle as lifecycle_data
 from gongyun.apps.trace.domain.ids import Kind, Minted, key_of, mint, parse_template, split_key
 from gongyun.apps.trace.domain.labels import MEDIA, Format, label_uri, qr
 from gongyun.apps.trace.epcis_routes import router as epcis_router
@@ -199,7 +200,8 @@ async def label(
 
 @router.get("/lifecycle/{ref:path}")
 async def lifecycle(ref: str, ctx: Reader) -> dict[str, Any]:
-    """A serial's record: production (what went into it, where, when), shipments, events, recalls."""
+    """A serial's record: production (what went into it, where, when, the process data of those
+    windows and the quality app's inspections of its lots), shipments, events, recalls."""
     root = await _resolve(ctx, ref)
     it = await store.item(ctx.session, ctx.tenant_id, root)
     back = await store.trace(ctx.session, ctx.tenant_id, root, "backward", None, 2_000)
@@ -207,10 +209,14 @@ async def lifecycle(ref: str, ctx: Reader) -> dict[str, Any]:
     keys = sorted({n["key"] for n in back.nodes} | {n["key"] for n in fwd.nodes})
     history = await epcis_store.events_of_keys(ctx.session, ctx.tenant_id, keys, 500)
     made = await store.production(ctx.session, ctx.tenant_id, root)
+    upstream = [root, *(n["id"] for n in back.nodes)]
+    codes = [c for n in [it, *back.nodes] for c in (n["key"], n["lot"], n["serial"])]
     return {
         "item": it,
         "label": label_uri(_settings(ctx).resolver_url, it["key"]),
         "production": made,
+        "process": await lifecycle_data.process_data(ctx.session, ctx.services, ctx.tenant_id, upstream),
+        "inspections": await lifecycle_data.inspections(ctx.session, ctx.tenant_id, codes),
         "components": [n for n in back.nodes if n["id"] != root],
         "shipments": [n for n in fwd.nodes if n["kind"] in {"shipment", "pallet", "package"}],
         "receivers": sorted({n["receiver"] for n in fwd.nodes if n["receiver"]}),

@@ -53,6 +53,11 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def aware(t: datetime) -> datetime:
+    """A stored time as UTC (SQLite gives it back without its offset)."""
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+
+
 def walk_sql(direction: Direction, limited: bool) -> str:
     """The ``WITH RECURSIVE walk`` clause of a trace from ``:root`` (``:depth`` when ``limited``)."""
     a, b = ("parent_id", "child_id") if direction == "forward" else ("child_id", "parent_id")
@@ -518,8 +523,8 @@ async def production(s: AsyncSession, tenant_id: str, item_id: int) -> list[dict
                 "qty": r.qty,
                 "machine": r.machine,
                 "operator": r.operator,
-                "start_at": r.start_at.isoformat() if r.start_at else None,
-                "end_at": r.end_at.isoformat() if r.end_at else None,
+                "start_at": aware(r.start_at).isoformat() if r.start_at else None,
+                "end_at": aware(r.end_at).isoformat() if r.end_at else None,
                 "event_id": r.event_id,
             }
         )
