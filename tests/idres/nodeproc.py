@@ -14,7 +14,7 @@ from tests.services import free_port
 
 
 class NodeProcess:
-    """One ``gongyun idnode`` process."""
+    """One ``gongyun idnode`` process (``db``: its own SQLite file, no database, or this URL)."""
 
     def __init__(
         self,
@@ -22,14 +22,16 @@ class NodeProcess:
         tmp: Path,
         name: str,
         *args: str,
-        db: bool = True,
+        db: bool | str = True,
         port: int | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "gongyun.cli.idres", "--role", role, "--port", str(self.port), *args]
-        if db:
+        if isinstance(db, str):
+            cmd += ["--db", db]
+        elif db:
             cmd += ["--db", f"sqlite+aiosqlite:///{tmp / (name + '.db')}"]
         environ = dict(
             os.environ, GONGYUN_IDNODE_TOKEN="op-token", GONGYUN_IDNODE_SECRET="s3cret", **(env or {})

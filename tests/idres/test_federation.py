@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.services import free_port
+from tests.services import free_port, scratch_postgres_database
 
 from .nodeproc import NodeProcess
 
@@ -20,25 +21,43 @@ def site(node: NodeProcess) -> dict[str, object]:
     return {"address": "127.0.0.1", "port": node.port}
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def databases(request: pytest.FixtureRequest) -> Iterator[dict[str, str | bool]]:
+    """Each node's database: its own SQLite file, or its own scratch PostgreSQL database."""
+    names = ("root_a", "root_b", "secondary", "enterprise")
+    if request.param == "sqlite":
+        yield dict.fromkeys(names, True)
+        return
+    with ExitStack() as stack:
+        yield {name: stack.enter_context(scratch_postgres_database()) for name in names}
+
+
 @pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[dict[str, NodeProcess]]:
+def nodes(tmp_path: Path, databases: dict[str, str | bool]) -> Iterator[dict[str, NodeProcess]]:
     started: dict[str, NodeProcess] = {}
+    db = databases
     try:
         port_a, port_b = free_port(), free_port()
         a, b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
         # two roots mirroring each other
         mirror = ("--mirror-interval", "0.3")
-        started["root_a"] = NodeProcess("root", tmp_path, "root_a", "--mirror-of", b, *mirror, port=port_a)
-        started["root_b"] = NodeProcess("root", tmp_path, "root_b", "--mirror-of", a, *mirror, port=port_b)
-        started["secondary"] = NodeProcess(
-            "secondary", tmp_path, "secondary", "--prefix", "88.100", "--root", a
+        started["root_a"] = NodeProcess(
+            "root", tmp_path, "root_a", "--mirror-of", b, *mirror, port=port_a, db=db["root_a"]
         )
-        started["enterprise"] = NodeProcess("enterprise", tmp_path, "enterprise", "--prefix", "88.100.1")
+        started["root_b"] = NodeProcess(
+            "root", tmp_path, "root_b", "--mirror-of", a, *mirror, port=port_b, db=db["root_b"]
+        )
+        started["secondary"] = NodeProcess(
+            "secondary", tmp_path, "secondary", "--prefix", "88.100", "--root", a, db=db["secondary"]
+        )
+        started["enterprise"] = NodeProcess(
+            "enterprise", tmp_path, "enterprise", "--prefix", "88.100.1", db=db["enterprise"]
+        )
         started["recursive"] = NodeProcess(
             "recursive", tmp_path, "recursive", "--root", a, "--root", b, "--negative-ttl", "30", db=False
         )
         for node in started.values():
-            node.wait_ready()
+            node.wait_ready(120)  # four nodes migrating their databases at once on a loaded machine
         yield started
     finally:
         for node in started.values():

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,14 +13,17 @@ import httpx
 import pytest
 from pyhandle.handleclient import PyHandleClient
 from pyhandle.handleexceptions import HandleAlreadyExistsException, HandleAuthenticationError
+from sqlalchemy import text
 
 from gongyun.db import Database, upgrade
 from gongyun.idres import prefixes as pfx
 from gongyun.idres.auth import hash_secret
 from gongyun.idres.http import HandleService, make_app
 from gongyun.idres.node_routes import NodeRoutes
+from gongyun.idres.pgread import PointReader
 from gongyun.idres.registry import Registry
 from gongyun.idres.values import HandleValue, Permissions, admin_value
+from tests.services import scratch_postgres_database
 
 from .serving import serve_in_thread, serve_lean_in_thread
 
@@ -41,21 +43,59 @@ async def _prepare(url: str) -> None:
     await db.dispose()
 
 
-@pytest.fixture(params=["lean", "uvicorn"])
-def node(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'node.db'}"
-    asyncio.run(_prepare(url))
-    db = Database(url)
+@pytest.fixture(
+    params=[
+        pytest.param(("sqlite", "lean"), id="sqlite-lean"),
+        pytest.param(("sqlite", "uvicorn"), id="sqlite-uvicorn"),
+        pytest.param(("postgres", "lean"), id="postgres-lean", marks=pytest.mark.postgres),
+    ]
+)
+def backend(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """``(database URL, server)``: an SQLite file under both servers, a scratch PostgreSQL database."""
+    kind, server = request.param
+    if kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'node.db'}", server
+    else:
+        with scratch_postgres_database() as url:
+            yield url, server
+
+
+@pytest.fixture
+def node_db(backend: tuple[str, str]) -> str:
+    """The node's database URL."""
+    return backend[0]
+
+
+@pytest.fixture
+def node(backend: tuple[str, str]) -> Iterator[str]:
+    """An enterprise node for 88.100.1 built as ``gongyun idnode`` builds it on that database."""
+    node_db, server = backend
+    asyncio.run(_prepare(node_db))
+    db = Database(node_db)
     registry = Registry(db)
-    service = HandleService(registry, TENANT)
+    # on PostgreSQL the node reads records through its persistent point-read connections
+    reader = PointReader(node_db, TENANT) if db.dialect == "postgresql" else None
+    service = HandleService(registry, TENANT, reader=reader)
     app = make_app(service)
+    if reader is not None:
+        app.on_shutdown.append(reader.close)
     NodeRoutes(registry, TENANT, ["88.100.1"]).install(app, "enterprise")
-    serve = serve_lean_in_thread if request.param == "lean" else serve_in_thread
+    serve = serve_lean_in_thread if server == "lean" else serve_in_thread
     try:
         with serve(app) as base:
             yield base
     finally:
         service.close()
+
+
+async def _audit_rows(url: str) -> list[tuple[str, str, str]]:
+    db = Database(url)
+    try:
+        async with db.session() as s:
+            q = "SELECT actor, action, target FROM audit_events WHERE tenant_id = :t ORDER BY seq"
+            return [(r[0], r[1], r[2]) for r in (await s.execute(text(q), {"t": TENANT})).all()]
+    finally:
+        await db.dispose()
 
 
 def test_pyhandle_lifecycle(node: str) -> None:
@@ -298,7 +338,7 @@ def test_sessions(node: str, tmp_path: Path) -> None:
     assert httpx.put(f"{node}/api/handles/88.100.1/S3", json=value, headers=session).status_code == 201
 
 
-def test_per_handle_admin_and_audit(node: str, tmp_path: Path) -> None:
+def test_per_handle_admin_and_audit(node: str, node_db: str) -> None:
     admin = ("300:88.100.1/admin", "s3cret")
     other = ("300:88.100.1/other", "0ther")
     body = {
@@ -334,11 +374,7 @@ def test_per_handle_admin_and_audit(node: str, tmp_path: Path) -> None:
     assert r.status_code == 200
     assert httpx.delete(f"{node}/api/handles/88.100.1/OWNED", auth=other).status_code == 403
     assert httpx.delete(f"{node}/api/handles/88.100.1/OWNED", auth=admin).status_code == 200
-    conn = sqlite3.connect(tmp_path / "node.db")
-    rows = conn.execute(
-        "SELECT actor, action, target FROM audit_events WHERE tenant_id = ? ORDER BY seq", (TENANT,)
-    ).fetchall()
-    conn.close()
+    rows = asyncio.run(_audit_rows(node_db))
     assert ("handle:300:88.100.1/admin", "identifier.register", "88.100.1/OWNED") in rows
     assert ("handle:300:88.100.1/other", "identifier.update", "88.100.1/OWNED") in rows
     assert ("handle:300:88.100.1/admin", "identifier.delete", "88.100.1/OWNED") in rows
