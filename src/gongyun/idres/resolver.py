@@ -14,13 +14,13 @@ import logging
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-import httpx
 import orjson
 
 from gongyun.errors import GongyunError
 from gongyun.idres.cache import Cache, MemoryCache, RedisCache
 from gongyun.idres.errors import RC_HANDLE_NOT_FOUND, ResolutionFailed
 from gongyun.idres.syntax import Handle, fold, parse, prefix_chain
+from gongyun.idres.upstream import UpstreamClient, UpstreamError
 from gongyun.idres.values import decode_value, site_urls
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,7 @@ class Resolver:
         self.max_ttl = max_ttl
         self.stats = Stats()
         # one pooled client per worker; connections to each site are kept and reused
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=60)
-        self.client = httpx.AsyncClient(timeout=timeout, trust_env=False, limits=limits)
+        self.client = UpstreamClient(timeout=timeout)
         self.flights: dict[str, asyncio.Future[Answer]] = {}
 
     async def close(self) -> None:
@@ -100,17 +99,17 @@ class Resolver:
             try:
                 self.stats.upstream += 1
                 self.stats.by_site[base] = self.stats.by_site.get(base, 0) + 1
-                r = await self.client.get(base + path)
-            except httpx.HTTPError as exc:
+                status, body = await self.client.get(base + path)
+            except UpstreamError as exc:
                 self.stats.upstream_errors += 1
                 last = exc
                 log.warning("site %s failed for %s: %s", base, path, exc)
                 continue
-            if r.status_code >= 500:
+            if status >= 500:
                 self.stats.upstream_errors += 1
-                last = RuntimeError(f"{base} answered {r.status_code}")
+                last = RuntimeError(f"{base} answered {status}")
                 continue
-            return r.status_code, r.content
+            return status, body
         raise ResolutionFailed(f"no site answered {path}: {last}", sites=sites)
 
     async def sites_for(self, prefix: str) -> list[str] | None:
