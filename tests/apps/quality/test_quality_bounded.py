@@ -1,6 +1,7 @@
 """Live charts on long windows read a bounded tail: subgroups by count and by lot read only the
-newest points (cut at an hour boundary found from the 1 h rollups), stay identical to the
-unbounded read's tail, and say exactly what they left out."""
+newest points (cut at an hour boundary found from the 1 h rollups), time windows read from the
+rollups the newest windows; each stays identical to the unbounded read's tail and says exactly
+what it left out."""
 
 from __future__ import annotations
 
@@ -47,10 +48,16 @@ async def test_count_and_lot_charts_read_a_bounded_tail_and_summarise_the_rest(t
         for name, subgroup in (
             ("count", {"by": "count", "size": 5}),
             ("lot", {"by": "lot", "lot_tag": "packer/lot"}),
+            ("minute", {"by": "time", "window_s": 60}),  # 6 values a window, from the 1 min rollups
         ):
             made = await client.post(
                 f"{BASE}/charts",
-                json={"name": name, "kind": "xbar_s", "tag": "packer/fill_weight", "subgroup": subgroup},
+                json={
+                    "name": name,
+                    "kind": "xbar_r" if name == "minute" else "xbar_s",
+                    "tag": "packer/fill_weight",
+                    "subgroup": subgroup,
+                },
                 headers=h,
             )
             assert made.status_code == 201, made.text
@@ -91,6 +98,14 @@ async def test_count_and_lot_charts_read_a_bounded_tail_and_summarise_the_rest(t
         assert lots_tail.keys == lots_full.keys[-len(lots_tail) :]
         assert lot_left.lots == len(lots_full) - len(lots_tail)
         assert np.allclose(lots_tail.means, lots_full.means[-len(lots_tail) :])
+        # time windows from the rollups: the newest max_points // 5 windows, the rest summarised
+        mins_full, mins_times, _ = await read("minute", None)
+        mins_tail, tail_mins, min_left = await read("minute", 400)
+        assert len(mins_tail) == 80 < len(mins_full) and tail_mins == mins_times[-80:]
+        assert np.allclose(mins_tail.means, mins_full.means[-80:])
+        assert min_left is not None and min_left.before == tail_mins[0]
+        before = np.array([t.timestamp() * 1e6 < min_left.before for t in times])
+        assert min_left.points == int(before.sum()) and min_left.mean == pytest.approx(values[before].mean())
         # the API says what the live chart left out (bounded at the live limit, here all fits)
         data = (
             await client.get(

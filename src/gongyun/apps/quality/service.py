@@ -33,7 +33,7 @@ from gongyun.apps.quality.spc.charts import AttributeData, Data, attribute_data
 from gongyun.apps.quality.spc.rules import names
 from gongyun.apps.quality.spc.subgroups import Subgroups
 from gongyun.apps.quality.tables import charts, inspections, limits, violations
-from gongyun.apps.quality.window import LIVE_POINTS, LeftOut, cut_point
+from gongyun.apps.quality.window import LIVE_POINTS, LeftOut, count_points, cut_point
 from gongyun.errors import NotFound
 
 US = 1_000_000
@@ -229,7 +229,8 @@ async def chart_data(
         return (*_group(sg, ts, x, [str(r["lot"]) for r in vals]), None)
     tag = str(chart["tag"])
     if rollups and sg.by == "time" and sg.window_s % 60 == 0 and kind in ROLLUP_KINDS:
-        return (*await _from_rollups(services, tenant, tag, sg.window_s, start, end), None)
+        windows = None if max_points is None else max(1, max_points // 5)
+        return await _from_rollups(services, tenant, tag, sg.window_s, start, end, windows)
     left = None
     if max_points is not None and (sg.by != "time" or (3600 * US) % int(sg.window_s * US) == 0):
         left = await cut_point(services.store, tenant, tag, us(start), us(end), max_points)
@@ -237,11 +238,13 @@ async def chart_data(
     ts, x = await _tag_series(services, tenant, tag, read_from, end)
     lots: list[str] | None = None
     if sg.by == "lot" and sg.lot_tag:
-        lt, lv = await _tag_series(services, tenant, sg.lot_tag, start - timedelta(days=1), end)
+        lt, lv = await _tag_series(services, tenant, sg.lot_tag, read_from - timedelta(days=1), end)
         idx = np.searchsorted(lt, ts, side="right") - 1
-        lots = [f"{lv[i]:g}" if i >= 0 else "?" for i in idx]
         if left is not None:
-            ts, x, lots, left = _drop_first_lot(ts, x, lots, left, lt, lv, us(start))
+            idx, ts, x, left = await _drop_first_lot(
+                services, tenant, sg.lot_tag, idx, ts, x, lt, left, start
+            )
+        lots = [f"{lv[i]:g}" if i >= 0 else "?" for i in idx]
     if left is not None and sg.by == "count":
         skip = (-left.points) % sg.size
         g, times = _group(sg, ts[skip:], x[skip:], None)
@@ -251,35 +254,52 @@ async def chart_data(
     return (*_group(sg, ts, x, lots), left)
 
 
-def _drop_first_lot(
-    ts: np.ndarray, x: np.ndarray, lots: list[str], left: LeftOut, lt: np.ndarray, lv: np.ndarray, start: int
-) -> tuple[np.ndarray, np.ndarray, list[str], LeftOut]:
-    """Leave out the lot that began before the cut (it is incomplete in the read), and count the
-    lots before the cut."""
-    seg = [
-        f"{lv[i]:g}"
-        for i in range(len(lt))
-        if lt[i] < left.before and (i + 1 == len(lt) or lt[i + 1] > start)
-    ]
-    if not lots:
-        return ts, x, lots, replace(left, lots=len(set(seg)))
-    keep = np.array([lot != lots[0] for lot in lots], dtype=bool)
-    kept = [lot for lot, k in zip(lots, keep, strict=True) if k]
-    return ts[keep], x[keep], kept, replace(left, lots=len(set(seg) | {lots[0]}))
+async def _drop_first_lot(
+    services: AppServices,
+    tenant: str,
+    lot_tag: str,
+    idx: np.ndarray,
+    ts: np.ndarray,
+    x: np.ndarray,
+    lt: np.ndarray,
+    left: LeftOut,
+    start: datetime,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, LeftOut]:
+    """Leave out the lot that began before the cut (it is incomplete in the read); count the lots
+    begun before the cut: lot values recorded in [start, cut), and the one in force at start."""
+    a = us(start)
+    begun = await count_points(services.store, tenant, lot_tag, a, left.before)
+    begun += await count_points(services.store, tenant, lot_tag, a - 86_400 * US, a) > 0
+    if idx.size and idx[0] >= 0 and lt[idx[0]] < left.before:
+        keep = idx != idx[0]
+        idx, ts, x = idx[keep], ts[keep], x[keep]
+    return idx, ts, x, replace(left, lots=int(begun))
 
 
 ROLLUP_KINDS = (ChartKind.XBAR_R, ChartKind.EWMA, ChartKind.CUSUM)
 
 
 async def _from_rollups(
-    services: AppServices, tenant: str, tag: str, window_s: float, start: datetime, end: datetime
-) -> tuple[Subgroups, list[int]]:
+    services: AppServices,
+    tenant: str,
+    tag: str,
+    window_s: float,
+    start: datetime,
+    end: datetime,
+    max_windows: int | None = None,
+) -> tuple[Subgroups, list[int], LeftOut | None]:
     width = int(window_s) * US
     a, b = us(start), us(end)
     source: Literal["1m", "1h"] = "1h" if width % (3600 * US) == 0 else "1m"
     res = 3600 * US if source == "1h" else 60 * US
     a0 = a // width * width
     n = max(1, -(-(b - a0) // width))
+    left = None
+    if max_windows is not None and n > max_windows:  # the newest windows; the rest summarised
+        cut = a0 + (n - max_windows) * width
+        [rest] = (await services.store.downsample(tenant, tag, a0, cut, 1, source=source)).buckets
+        left = LeftOut(cut, rest.count, rest.avg, rest.min, rest.max)
+        a0, n = cut, max_windows
     if n > 100_000:
         raise SpcInputInvalid("the window holds more than 100,000 subgroups", reason="window")
     ds = await services.store.downsample(tenant, tag, a0, a0 + n * width, n, source=source)
@@ -296,9 +316,8 @@ async def _from_rollups(
             "choose another window",
             reason="subgroup_size",
         )
-    return Subgroups.from_stats(means, ranges, sizes, [str(s) for s in starts], starts), [
-        int(s) for s in starts
-    ]
+    keys = [str(s) for s in starts]
+    return Subgroups.from_stats(means, ranges, sizes, keys, starts), [int(s) for s in starts], left
 
 
 def _aware(dt: datetime) -> datetime:

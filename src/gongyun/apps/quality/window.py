@@ -65,6 +65,11 @@ async def _raw_summary(store: TimeSeriesStore, tenant: str, tag: str, a: int, b:
     return (await store.downsample(tenant, tag, a, b, 1, source="raw")).buckets
 
 
+async def count_points(store: TimeSeriesStore, tenant: str, tag: str, a: int, b: int) -> int:
+    """How many points the tag has in [a, b) (one aggregate query)."""
+    return sum(x.count for x in await _raw_summary(store, tenant, tag, a, b))
+
+
 async def cut_point(
     store: TimeSeriesStore, tenant: str, tag: str, start: int, end: int, max_points: int
 ) -> LeftOut | None:
@@ -77,7 +82,7 @@ async def cut_point(
     hours = (await store.downsample(tenant, tag, h0, h1, (h1 - h0) // HOUR, source="1h")).buckets
     if sum(b.count for b in hours) <= max_points:
         return None
-    tail = sum(b.count for b in await _raw_summary(store, tenant, tag, h1, end))
+    tail = await count_points(store, tenant, tag, h1, end)
     kept, i = tail, len(hours)
     while i > 0 and kept + hours[i - 1].count <= max_points:
         i -= 1
