@@ -34,7 +34,7 @@ class PumpWatch:
     equipment: str = "pump-station"
     path: str = "Virtual factory/Utilities/Pump station"
     signals: tuple[str, ...] = ("flow", "pressure", "current", "vibration", "bearing_temp")
-    warm_up_s: float = 60.0  # the bearing warms from cold with a 30 s time constant
+    warm_up_s: float = 90.0  # the bearing warms from cold with a 30 s time constant
     baseline_s: float = 90.0
     retry_s: float = 30.0
 

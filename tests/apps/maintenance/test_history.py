@@ -4,6 +4,7 @@ failure; too few failures refused; another tenant sees nothing."""
 
 from __future__ import annotations
 
+import logging
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,9 @@ import httpx
 import numpy as np
 import pytest
 
+from gongyun.apps import WorkerContext
 from gongyun.apps.maintenance.errors import DataInvalid
+from gongyun.apps.maintenance.estimator import estimate_tenant
 from gongyun.apps.maintenance.history import (
     Failure,
     check_runs,
@@ -21,6 +24,7 @@ from gongyun.apps.maintenance.history import (
     resample,
     runs_between,
 )
+from gongyun.apps.maintenance.manifest import MANIFEST
 from tests.apps.helpers import eps, running_with_apps, tenant_with_users
 
 APP = eps(maintenance="gongyun.apps.maintenance.manifest:MANIFEST")
@@ -96,7 +100,7 @@ async def _record_failure(client: httpx.AsyncClient, h: dict[str, str], at: date
 
 
 async def test_rul_from_stored_telemetry_between_failures(tmp_path: Path, db_url: str) -> None:
-    async with running_with_apps(tmp_path, APP, db_url) as (client, _):
+    async with running_with_apps(tmp_path, APP, db_url) as (client, platform):
         a = await tenant_with_users(client, "acme", "tenant-admin")
         b = await tenant_with_users(client, "globex", "tenant-admin")
         ha, hb = a["headers"]["tenant-admin"], b["headers"]["tenant-admin"]
@@ -137,7 +141,8 @@ async def test_rul_from_stored_telemetry_between_failures(tmp_path: Path, db_url
         assert [run["steps"] for run in spec["runs"]] == [100, 119, 139], spec  # 5 s steps after each failure
         assert spec["tags"] == TAGS and model["meta"]["training"]["units"] == 3
 
-        r = await client.post(f"{BASE}/equipment/fan/rul", headers=ha)
+        last = t + timedelta(seconds=current - 1)  # the last stored sample
+        r = await client.post(f"{BASE}/equipment/fan/rul", json={"at": last.isoformat()}, headers=ha)
         assert r.status_code == 200, r.text
         est = r.json()
         truth = 600 - current
@@ -146,6 +151,25 @@ async def test_rul_from_stored_telemetry_between_failures(tmp_path: Path, db_url
         assert abs(est["rul"] - truth) < 120, est
         fan = (await client.get(f"{BASE}/equipment/fan", headers=ha)).json()["equipment"]
         assert fan["rul"] == est["rul"] and fan["health"] is not None
+
+        # the live estimator: tags written, a work order opened under the lead time
+        r = await client.patch(
+            "/api/v1/apps/maintenance", json={"settings": {"rul_lead_time": 1000}}, headers=ha
+        )
+        assert r.status_code == 200, r.text
+        assert platform.apps is not None
+        ctx = WorkerContext(
+            MANIFEST, platform.db, platform.bus, logging.getLogger("test"), platform.apps.services
+        )
+        [live] = await estimate_tenant(ctx, a["id"], last)
+        assert live["equipment"] == "fan" and live["low"] <= live["rul"] <= live["high"], live
+        latest = (
+            await client.get("/api/v1/telemetry/latest", params={"tags": "fan-maintenance/rul"}, headers=ha)
+        ).json()
+        assert latest["fan-maintenance/rul"]["value"] == live["rul"] == est["rul"], latest
+        orders = (await client.get(f"{BASE}/work-orders", params={"state": "open"}, headers=ha)).json()
+        assert [o["reason"] for o in orders if o["equipment"] == "fan"][:1] == ["rul"], orders
+        assert orders[0]["evidence"]["rul"]["rul"] == live["rul"], orders[0]
 
         # the other tenant sees no model, no failure, no estimate
         assert (await client.get(f"{BASE}/models", headers=hb)).json() == []

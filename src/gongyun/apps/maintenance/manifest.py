@@ -6,13 +6,13 @@ from pathlib import Path
 
 from gongyun.apps import AppManifest, AppPage, Localized
 from gongyun.apps.maintenance.cli import app as cli
+from gongyun.apps.maintenance.estimator import estimator
 from gongyun.apps.maintenance.routes import router
 from gongyun.apps.maintenance.settings import Settings
 from gongyun.apps.maintenance.worker import scorer
 
 HERE = Path(__file__).parent
 VERSION = "0.1.0"
-SCRIPT = "maintenance.js"
 SCRIPT = "maintenance.js"
 
 MANIFEST = AppManifest(
@@ -45,7 +45,7 @@ MANIFEST = AppManifest(
         AppPage(slug="orders", title=Localized(en="Work orders", zh_cn="维修工单"), script=SCRIPT),
     ),
     static_dir=HERE / "static",
-    workers=(scorer,),
+    workers=(scorer, estimator),
     migrations=HERE / "migrations",
     cli=cli,
 )

@@ -226,10 +226,17 @@ async def failures(name: str, ctx: Read) -> list[dict[str, Any]]:
     ]
 
 
+class RulAtIn(BaseModel):
+    """The instant to estimate at (default: now)."""
+
+    at: datetime | None = None
+
+
 @router.post("/equipment/{name}/rul")
-async def equipment_rul(name: str, ctx: Read) -> dict[str, Any]:
+async def equipment_rul(name: str, ctx: Read, body: RulAtIn | None = None) -> dict[str, Any]:
     """The equipment's RUL (seconds, 10-90 % interval) from its telemetry since its last failure."""
-    result = await predict_rul_from_telemetry(ctx, name, datetime.now(UTC))
+    at = body.at if body is not None and body.at is not None else datetime.now(UTC)
+    result = await predict_rul_from_telemetry(ctx, name, at)
     await ctx.session.commit()
     return result
 

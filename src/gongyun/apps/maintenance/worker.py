@@ -130,6 +130,8 @@ class Scorer:
             if ts - w.raw_ts >= 1_000_000:  # diagnosis and RUL models work on 1 Hz samples
                 w.raw.append(x)
                 w.raw_ts = ts
+            if w.stream.seen < w.det.window:
+                continue  # a fresh stream's trailing mean is over too few points to be judged yet
             ratio = score / w.det.threshold if w.det.threshold > 0 else 0.0
             w.run = w.run + 1 if ratio > 1 else 0
             w.recent.append((ts, ratio))
