@@ -120,7 +120,7 @@ test-demo-apps: $(VENV)/.installed-dev
 	GONGYUN_DEMO_APPS=1 $(BIN)/python -m pytest tests/browser/test_demo_quality_oee.py tests/browser/test_quality_oee_forms.py $(PYTEST_ARGS)
 
 # The maintenance app on `gongyun demo`'s pump in a real browser: bearing wear to a closed work order,
-# the RUL error printed, screenshots in both languages (about ten minutes; not in `make test`).
+# the RUL error printed, screenshots in both languages (about fifteen minutes; not in `make test`).
 .PHONY: test-demo-maintenance
 test-demo-maintenance: $(VENV)/.installed-dev
 	GONGYUN_DEMO_MAINTENANCE=1 $(BIN)/python -m pytest -s tests/browser/test_demo_maintenance.py $(PYTEST_ARGS)
