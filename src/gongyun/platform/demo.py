@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from gongyun.alarms import commands
 from gongyun.alarms import repo as alarm_repo
+from gongyun.apps import AppStatus
 from gongyun.apps.trace.demo import seed as seed_trace
 from gongyun.assets.seed import Placement, factory_layout, seed
 from gongyun.edge.config import load_config
@@ -187,8 +188,13 @@ async def start_demo(platform: Platform, *, time_scale: float = 1.0) -> Demo:
     except Conflict:
         log.info("the virtual factory's asset model exists already")
     await load_alarm_rules(platform, tenant_id)
+    trace = platform.apps.get("trace") if platform.apps is not None else None
     for p in layout:  # the packaging line's batches and lots become identifiers (the trace app)
-        if p.profile.name == "packaging.toml":
+        if p.profile.name != "packaging.toml":
+            continue
+        if trace is None or trace.manifest is None or trace.status is AppStatus.failed:
+            log.warning("the trace app is not available: the packaging line's lots are not traced")
+        else:
             await seed_trace(platform.db, tenant_id, p.device, settings.effective_public_url)
     factory = Factory(fc)
     await factory.start()

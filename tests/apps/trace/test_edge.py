@@ -17,7 +17,7 @@ API = "/api/v1/apps/trace"
 PACKS, FILM = "04012345000016", "09506000134352"
 
 
-async def _until(probe: Any, timeout_s: float = 20.0) -> Any:
+async def _until(probe: Any, timeout_s: float = 60.0) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         found = await probe()
