@@ -1,6 +1,7 @@
 """Genealogy captured from the edge: a machine's batch and lot tags, stored through ingest, become
 batches linked to the lots they consumed with the machine and the time window; a batch's record
-holds the process data of its window and the quality app's inspections of its lot."""
+holds the process data of its window and the quality app's inspections of its lot (SQLite and
+PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ async def _ok(r: Any, status: int = 200) -> Any:
     return got.json()
 
 
-async def test_batches_and_lots_from_machine_tags(tmp_path: Path) -> None:
-    async with running_with_apps(tmp_path, APPS) as (client, _platform):
+async def test_batches_and_lots_from_machine_tags(tmp_path: Path, db_url: str) -> None:
+    async with running_with_apps(tmp_path, APPS, db_url) as (client, _platform):
         h = (await tenant_with_users(client, "packer", "tenant-admin"))["headers"]["tenant-admin"]
         for app in ("trace", "quality"):
             await _ok(client.patch(f"/api/v1/apps/{app}", json={"enabled": True}, headers=h))
