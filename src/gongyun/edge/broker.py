@@ -15,6 +15,10 @@ as the platform). With one shared login every client that has it *is* the platfo
 for a single machine; production uses Mosquitto or EMQX with per-gateway ACLs (docs/operations.md).
 The gateway still checks each command itself (tenant, role ceiling, signature:
 :mod:`gongyun.edge.commands`).
+
+With an ``mqtts://`` ``mqtt_url`` the broker instead listens with TLS, requires a client
+certificate of the platform's CA and applies the per-device ACL of the generated Mosquitto
+configuration (:mod:`gongyun.edge.broker_tls`): each gateway is then its own identity.
 """
 
 from __future__ import annotations
