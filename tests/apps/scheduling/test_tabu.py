@@ -81,3 +81,13 @@ def test_solver_seeds_cp_sat_with_the_tabu_schedule() -> None:
     assert violations(inst, s) == []
     assert s.stats["tabu"]["iterations"] > 0 and s.value is not None
     assert best <= s.value <= s.stats["tabu"]["value"]
+
+
+def test_a_stalled_search_gives_up() -> None:
+    inst, _ = jobshop_instance("la01")
+    c = compile_instance(inst)
+    m, s = dispatch(c, "spt")
+    ts = JobShopTabu(c, s, seed=1)
+    ts.run(FAR, max_iterations=100_000, give_up=300, floor=0)
+    assert 300 <= ts.iterations < 100_000
+    assert violations(inst, c.to_schedule(m, ts.best_starts())) == []

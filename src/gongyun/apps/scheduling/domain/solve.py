@@ -32,6 +32,7 @@ FINAL = {True: float(os.environ.get("GY_FINAL", "0.1")), False: float(os.environ
 # Share of the time limit for the tabu search on a pure job shop (makespan); CP-SAT, seeded with
 # its best schedule, gets the rest. Chosen on ta15-17 at 15 s (0.3 to 0.9 tried).
 TABU = float(os.environ.get("GY_TABU", "0.6"))
+GIVE_UP = int(os.environ.get("GY_GIVE_UP", "30"))  # tabu iterations per operation without a new best
 
 
 @dataclass
@@ -196,7 +197,8 @@ def solve(
     )
     if tabu:
         ts = JobShopTabu(c, start, seed=opts.seed)
-        ts.run(time.monotonic() + TABU * (deadline - time.monotonic()), floor=floor)
+        # a search that stalls (small shops, where CP-SAT proves the optimum) hands over early
+        ts.run(time.monotonic() + TABU * (deadline - time.monotonic()), floor=floor, give_up=GIVE_UP * c.n)
         t_start = ts.best_starts()
         stats["tabu"] = {"iterations": ts.iterations, "value": ts.best}
         if ts.best < best_value and _meets_deadlines(c, machine, t_start):

@@ -190,14 +190,20 @@ class JobShopTabu:
         if b >= 0:
             self.mp[b] = u
 
-    def run(self, until: float, floor: int = 0, max_stall: int = 0, max_iterations: int = 0) -> None:
-        """Search until the monotonic time ``until``, ``max_iterations`` or the makespan ``floor``."""
+    def run(
+        self, until: float, floor: int = 0, max_stall: int = 0, max_iterations: int = 0, give_up: int = 0
+    ) -> None:
+        """Search until the time ``until``, ``max_iterations``, the makespan ``floor`` or ``give_up``.
+
+        ``give_up`` (0: never) ends the search after that many iterations without a new best.
+        """
         tabu: dict[tuple[int, int], int] = {}
         base_tenure = 8 + self.n // (2 * max(1, self.c.nm))
         stall = 0
         max_stall = max_stall or max(1000, 10 * self.n)
         it = 0
-        while self.best > floor:
+        since_best = 0
+        while self.best > floor and not (give_up and since_best >= give_up):
             if (it % 16 == 0 and time.monotonic() >= until) or it == max_iterations > 0:
                 break
             it += 1
@@ -221,9 +227,10 @@ class JobShopTabu:
             if self.cmax < self.best:
                 self.best = self.cmax
                 self.best_seqs = [list(s) for s in self.seqs]
-                stall = 0
+                stall = since_best = 0
             else:
                 stall += 1
+                since_best += 1
             if stall >= max_stall:
                 self._restart(tabu)
                 stall = 0
