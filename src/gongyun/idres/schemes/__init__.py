@@ -13,12 +13,13 @@ from importlib.metadata import entry_points
 from typing import Protocol
 
 import orjson
+from sqlalchemy import select
 
 from gongyun.db import utcnow
 from gongyun.idres.answers import AnswerCache, note_ttl
 from gongyun.idres.asgi import AsgiApp
+from gongyun.idres.models import IdRecord, IdValue
 from gongyun.idres.registry import Record, Registry
-from gongyun.idres.syntax import parse
 from gongyun.idres.values import decode_values
 
 log = logging.getLogger(__name__)
@@ -47,17 +48,27 @@ def make_lookup(registry: Registry, tenant_id: str | None) -> Lookup:
 
     async def lookup(candidates: list[dict[str, str]]) -> Record | None:
         for criteria in candidates:
-            wanted = {k: v for k, v in criteria.items() if not k.startswith("!")}
+            wanted = {k: v[:255] for k, v in criteria.items() if not k.startswith("!")}
             excluded = {k[1:] for k in criteria if k.startswith("!")}
-            for handle in await registry.reverse_lookup(tenant_id, wanted, limit=50):
-                raw = await registry.get_raw(tenant_id, parse(handle).norm)
-                if raw is None:
-                    continue
-                values = decode_values(orjson.loads(raw[1]))
-                public = [v for v in values if v.public]
-                if not excluded & {v.type for v in public}:
-                    note_ttl(float(raw[3]))
-                    return Record(raw[0], public, 0, utcnow())
+            if not wanted:
+                continue
+            # one query: the records carrying the most selective value (a GTIN is shared the most)
+            vtype, key = min(wanted.items(), key=lambda kv: kv[0] == "GS1_GTIN")
+            q = (
+                select(IdRecord.handle, IdRecord.values_json, IdRecord.min_ttl)
+                .join(IdValue, IdValue.handle_norm == IdRecord.handle_norm)
+                .where(IdValue.type == vtype, IdValue.value_key == key, IdValue.public.is_(True))
+            )
+            if tenant_id is not None:
+                q = q.where(IdValue.tenant_id == tenant_id)
+            async with registry.db.sessions() as s:
+                rows = (await s.execute(q.order_by(IdRecord.handle).limit(50))).all()
+            for handle, values_json, min_ttl in rows:
+                public = [v for v in decode_values(orjson.loads(values_json)) if v.public]
+                texts = {(v.type, v.text()[:255]) for v in public}
+                if all(item in texts for item in wanted.items()) and not excluded & {v.type for v in public}:
+                    note_ttl(float(min_ttl))
+                    return Record(handle, public, 0, utcnow())
         return None
 
     return lookup
