@@ -11,7 +11,7 @@ from gongyun.apps.context import AppCtx, WorkerContext, app_actor, current_app, 
 from gongyun.apps.discovery import GROUP, AppEntry, AppStatus
 from gongyun.apps.host import AppHost
 from gongyun.apps.manifest import AppManifest, AppPage, Localized, check_manifest
-from gongyun.apps.params import RowId
+from gongyun.apps.params import IsoTime, RowId
 from gongyun.apps.services import UNAVAILABLE, AppPoint, AppServices
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "AppPoint",
     "AppServices",
     "AppStatus",
+    "IsoTime",
     "Localized",
     "RowId",
     "WorkerContext",

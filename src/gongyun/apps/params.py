@@ -6,6 +6,10 @@ from typing import Annotated
 
 from fastapi import Path
 
+from gongyun.core.isotime import IsoTime
+
+__all__ = ["ROW_ID_MAX", "IsoTime", "RowId"]
+
 # The apps' tables number their rows with BIGINT (INTEGER on SQLite): a path id outside that range
 # names nothing, and handed to the driver it would overflow (a 500). Declaring the range refuses
 # it with 422 before the route runs, and documents it in the OpenAPI schema.

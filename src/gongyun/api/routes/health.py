@@ -22,7 +22,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
-@router.get("/readyz", summary="Readiness: database and bus reachable")
+@router.get(
+    "/readyz",
+    summary="Readiness: database and bus reachable",
+    responses={503: {"description": "A dependency did not answer its last probe (named in `checks`)"}},
+)
 async def readyz(platform: PlatformDep) -> JSONResponse:
     """Readiness probe (public): the dependencies' states as last probed in the background."""
     health = platform.health

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from gongyun.apps import AppCtx, RowId, needs
+from gongyun.apps import AppCtx, IsoTime, RowId, needs
 from gongyun.apps.maintenance import store
 from gongyun.apps.maintenance.errors import ModelNotFound
 from gongyun.apps.maintenance.health import Equipment, rollup
@@ -42,8 +42,8 @@ class DetectorIn(BaseModel):
 
     equipment: str = Field(min_length=1, max_length=200)
     tags: list[str] = Field(min_length=1, max_length=64)
-    start: datetime
-    end: datetime
+    start: IsoTime
+    end: IsoTime
     window: int = Field(default=30, ge=2, le=3600)
     activate: bool = True
 
@@ -64,7 +64,7 @@ class TelemetryRulIn(BaseModel):
 
     equipment: str = Field(min_length=1, max_length=200)
     tags: list[str] = Field(min_length=1, max_length=64)
-    start: datetime
+    start: IsoTime
     step_s: float = Field(default=10.0, ge=0.1, le=86_400)
     window: int = Field(default=30, ge=2, le=500)
     cap_s: float = Field(default=3600.0, gt=0, le=10_000_000)

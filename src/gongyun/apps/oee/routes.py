@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import delete, insert, select, update
 
-from gongyun.apps import AppCtx, needs
+from gongyun.apps import AppCtx, IsoTime, needs
 from gongyun.apps.oee import service, worker
 from gongyun.apps.oee.domain.calendar import ShiftCalendar
 from gongyun.apps.oee.domain.losses import UNCODED, pareto, reason_tree
@@ -124,8 +124,8 @@ async def put_reasons(
 async def line_oee(
     line: str,
     ctx: Read,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: IsoTime | None = None,
+    end: IsoTime | None = None,
     group: service.Group = "shift",
 ) -> dict[str, Any]:
     """A/P/Q/OEE and the ISO 22400-2 KPIs per machine and period, and the line at its bottleneck."""
@@ -135,7 +135,7 @@ async def line_oee(
 
 @router.get("/site/oee")
 async def site_oee(
-    ctx: Read, start: datetime | None = None, end: datetime | None = None, group: service.Group = "day"
+    ctx: Read, start: IsoTime | None = None, end: IsoTime | None = None, group: service.Group = "day"
 ) -> dict[str, Any]:
     """Every line per period (at its bottleneck) and the site: its lines weighted by planned busy time."""
     a, b = service.window(start, end)
@@ -144,7 +144,7 @@ async def site_oee(
 
 @router.get("/machines/{machine_id}/timeline")
 async def timeline(
-    machine_id: str, ctx: Read, start: datetime | None = None, end: datetime | None = None
+    machine_id: str, ctx: Read, start: IsoTime | None = None, end: IsoTime | None = None
 ) -> dict[str, Any]:
     """The machine's state timeline (gaps in the data shown as unknown)."""
     a, b = service.window(start, end)
@@ -219,8 +219,8 @@ async def code_stop(stop_id: str, body: CodeIn, ctx: Operator) -> dict[str, Any]
 async def loss_pareto(
     ctx: Read,
     by: str = Query("reason", pattern="^(reason|machine|shift|loss)$"),
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: IsoTime | None = None,
+    end: IsoTime | None = None,
     line: str | None = None,
     lang: str = "en",
 ) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import insert, select, update
 
-from gongyun.apps import AppCtx, needs
+from gongyun.apps import AppCtx, IsoTime, needs
 from gongyun.apps.quality import service, worker
 from gongyun.apps.quality.errors import SpcInputInvalid
 from gongyun.apps.quality.service import ChartIn, InspectionIn, SpecLimits
@@ -84,7 +84,7 @@ async def get_chart(chart_id: str, ctx: Read) -> dict[str, Any]:
 
 @router.get("/charts/{chart_id}/data")
 async def chart_data(
-    chart_id: str, ctx: Read, start: datetime | None = None, end: datetime | None = None
+    chart_id: str, ctx: Read, start: IsoTime | None = None, end: IsoTime | None = None
 ) -> dict[str, Any]:
     """The chart over a window (default the last 24 h): points, limits, σ for the zones, violations."""
     a, b = _window(start, end)
@@ -94,8 +94,8 @@ async def chart_data(
 class LimitsIn(BaseModel):
     """Phase I: the baseline window, points to leave out, and why."""
 
-    start: datetime
-    end: datetime
+    start: IsoTime
+    end: IsoTime
     exclude: list[int] = Field(default_factory=list)
     drop_out_of_control: bool = False
     note: str = Field(default="", max_length=500)
@@ -146,8 +146,8 @@ async def limit_versions(chart_id: str, ctx: Read) -> list[dict[str, Any]]:
 async def chart_capability(
     chart_id: str,
     ctx: Read,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: IsoTime | None = None,
+    end: IsoTime | None = None,
     lsl: float | None = None,
     usl: float | None = None,
     target: float | None = None,
@@ -186,13 +186,22 @@ async def record(
     return {"recorded": await _store(ctx, body)}
 
 
-@router.post("/inspections/csv", status_code=201)
+CSV_BODY: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}
+}
+
+
+@router.post("/inspections/csv", status_code=201, openapi_extra=CSV_BODY)
 async def upload(request: Request, ctx: Operator) -> dict[str, int]:
     """Record inspections from a CSV body (text/csv): lot, characteristic, value | defects, sample_size."""
     raw = await request.body()
     if len(raw) > 5_000_000:
         raise SpcInputInvalid("the CSV is larger than 5 MB", reason="csv")
-    return {"recorded": await _store(ctx, service.parse_csv(raw.decode("utf-8-sig")))}
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SpcInputInvalid(f"the CSV is not UTF-8 text (byte {exc.start})", reason="csv") from None
+    return {"recorded": await _store(ctx, service.parse_csv(text))}
 
 
 async def _store(ctx: AppCtx, items: list[InspectionIn]) -> int:

@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StrictFloat, StrictInt, model_validator
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gongyun.apps import AppServices
+from gongyun.apps import AppServices, IsoTime
 from gongyun.apps.quality.errors import SpcInputInvalid
 from gongyun.apps.quality.spc import (
     ALL_RULES,
@@ -44,17 +44,17 @@ class Subgrouping(BaseModel):
     """How measurements form subgroups."""
 
     by: Literal["count", "time", "lot"] = "count"
-    size: int = Field(default=5, ge=1, le=1000)
-    window_s: float = Field(default=60.0, gt=0)
+    size: StrictInt = Field(default=5, ge=1, le=1000)
+    window_s: StrictFloat = Field(default=60.0, gt=0)
     lot_tag: str | None = None
 
 
 class SpecLimits(BaseModel):
     """Specification limits (either may be absent) and the target."""
 
-    lsl: float | None = None
-    usl: float | None = None
-    target: float | None = None
+    lsl: StrictFloat | None = None
+    usl: StrictFloat | None = None
+    target: StrictFloat | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> SpecLimits:
@@ -76,7 +76,7 @@ class ChartIn(BaseModel):
     characteristic: str | None = Field(default=None, max_length=200)
     subgroup: Subgrouping = Subgrouping()
     rules: list[str] = Field(default_factory=lambda: list(ALL_RULES[:8]))
-    params: dict[str, float] = Field(default_factory=dict)
+    params: dict[str, StrictFloat] = Field(default_factory=dict)
     spec: SpecLimits = SpecLimits()
 
     @model_validator(mode="after")
@@ -108,10 +108,10 @@ class InspectionIn(BaseModel):
 
     lot: str = Field(min_length=1, max_length=200)
     characteristic: str = Field(min_length=1, max_length=200)
-    value: float | None = None
-    sample_size: float | None = Field(default=None, gt=0)
-    defects: float | None = Field(default=None, ge=0)
-    recorded_at: datetime | None = None
+    value: StrictFloat | None = None
+    sample_size: StrictFloat | None = Field(default=None, gt=0)
+    defects: StrictFloat | None = Field(default=None, ge=0)
+    recorded_at: IsoTime | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> InspectionIn:

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictFloat, StrictInt
 from sqlalchemy import delete, select
 
-from gongyun.apps import AppCtx, RowId, needs
+from gongyun.apps import AppCtx, IsoTime, RowId, needs
 from gongyun.apps.scheduling import store
 from gongyun.apps.scheduling.errors import InstanceInvalid
 from gongyun.apps.scheduling.settings import Settings
@@ -35,8 +35,10 @@ class MachineIn(BaseModel):
         default=None, max_length=500, description="asset-model equipment path or id"
     )
     watch_tag: str | None = Field(default=None, max_length=300, description="device/tag of a running signal")
-    down_below: float = Field(default=0.5, description="the machine is down while watch_tag reads below this")
-    unavailable: list[tuple[datetime, datetime]] = Field(default_factory=list, max_length=1000)
+    down_below: StrictFloat = Field(
+        default=0.5, description="the machine is down while watch_tag reads below this"
+    )
+    unavailable: list[tuple[IsoTime, IsoTime]] = Field(default_factory=list, max_length=1000)
 
 
 class OperationIn(BaseModel):
@@ -44,7 +46,7 @@ class OperationIn(BaseModel):
 
     id: str = ID
     name: str = Field(default="", max_length=200)
-    durations: dict[str, int] = Field(description="machine id -> minutes", max_length=100)
+    durations: dict[str, StrictInt] = Field(description="machine id -> minutes", max_length=100)
     predecessors: list[str] | None = None
     family: str | None = Field(default=None, max_length=64)
 
@@ -54,11 +56,11 @@ class OrderIn(BaseModel):
 
     id: str = ID
     product: str = Field(default="", max_length=200)
-    quantity: int = Field(default=1, ge=1)
-    release_at: datetime | None = None
-    due_at: datetime | None = None
-    deadline_at: datetime | None = None
-    weight: int = Field(default=1, ge=0, le=1000)
+    quantity: StrictInt = Field(default=1, ge=1)
+    release_at: IsoTime | None = None
+    due_at: IsoTime | None = None
+    deadline_at: IsoTime | None = None
+    weight: StrictInt = Field(default=1, ge=0, le=1000)
     lot: str | None = Field(default=None, max_length=200)
     operations: list[OperationIn] = Field(min_length=1, max_length=500)
 
@@ -68,8 +70,8 @@ class RepairIn(BaseModel):
     operations run late (op id -> new expected end), or neither: fit new and rush orders in."""
 
     machine: str | None = Field(default=None, min_length=1, max_length=64)
-    late: dict[str, datetime] = Field(default_factory=dict, max_length=1000)
-    until: datetime | None = None
+    late: dict[str, IsoTime] = Field(default_factory=dict, max_length=1000)
+    until: IsoTime | None = None
     reason: str = Field(default="", max_length=300)
 
 

@@ -23,13 +23,30 @@ Writer = Annotated[AppCtx, Depends(needs(Perm.identifiers_write))]
 LD = "application/ld+json"
 
 
+class EpcisDocument(JSONResponse):
+    """An EPCIS 2.0 JSON-LD document (so the OpenAPI document names ``application/ld+json``)."""
+
+    media_type = LD
+
+
+# The capture body is read as it comes (JSON-LD or XML, checked as a whole by the EPCIS schema).
+CAPTURE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            LD: {"schema": {"type": "object"}},
+            "application/json": {"schema": {"type": "object"}},
+            "application/xml": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
 def _doc_response(doc: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(
-        doc, media_type=LD, headers={"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
-    )
+    return EpcisDocument(doc, headers={"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"})
 
 
-@router.post("/capture", status_code=202)
+@router.post("/capture", status_code=202, openapi_extra=CAPTURE_BODY)
 async def capture(request: Request, ctx: Writer) -> JSONResponse:
     """Capture an EPCIS 2.0 document (JSON-LD or XML); all of it or, with every problem listed, none."""
     raw = await request.body()
@@ -79,13 +96,13 @@ async def _query(ctx: AppCtx, request: Request, **fixed: str) -> JSONResponse:
     return response
 
 
-@router.get("/events")
+@router.get("/events", response_class=EpcisDocument)
 async def events(request: Request, ctx: Reader) -> JSONResponse:
     """Events matching EPCIS 2.0 query parameters (``eventType``, ``EQ_bizStep``, ``MATCH_epc``, ...)."""
     return await _query(ctx, request)
 
 
-@router.get("/events/{event_id:path}")
+@router.get("/events/{event_id:path}", response_class=EpcisDocument)
 async def one_event(event_id: str, request: Request, ctx: Reader) -> JSONResponse:
     """One event by its eventID."""
     found = await epcis_store.query(ctx.session, ctx.tenant_id, {"eventID": event_id}, 1)
@@ -96,13 +113,13 @@ async def one_event(event_id: str, request: Request, ctx: Reader) -> JSONRespons
     return _doc_response(found[0])
 
 
-@router.get("/eventTypes/{event_type}/events")
+@router.get("/eventTypes/{event_type}/events", response_class=EpcisDocument)
 async def by_type(event_type: str, request: Request, ctx: Reader) -> JSONResponse:
     """Events of one type."""
     return await _query(ctx, request, eventType=event_type)
 
 
-@router.get("/epcs/{epc:path}/events")
+@router.get("/epcs/{epc:path}/events", response_class=EpcisDocument)
 async def by_epc(epc: str, request: Request, ctx: Reader) -> JSONResponse:
     """Events naming one identifier in any role."""
     return (
@@ -112,31 +129,31 @@ async def by_epc(epc: str, request: Request, ctx: Reader) -> JSONResponse:
     )
 
 
-@router.get("/bizSteps/{biz_step}/events")
+@router.get("/bizSteps/{biz_step}/events", response_class=EpcisDocument)
 async def by_biz_step(biz_step: str, request: Request, ctx: Reader) -> JSONResponse:
     """Events of one business step."""
     return await _query(ctx, request, EQ_bizStep=biz_step)
 
 
-@router.get("/dispositions/{disposition}/events")
+@router.get("/dispositions/{disposition}/events", response_class=EpcisDocument)
 async def by_disposition(disposition: str, request: Request, ctx: Reader) -> JSONResponse:
     """Events with one disposition."""
     return await _query(ctx, request, EQ_disposition=disposition)
 
 
-@router.get("/bizLocations/{location:path}/events")
+@router.get("/bizLocations/{location:path}/events", response_class=EpcisDocument)
 async def by_location(location: str, request: Request, ctx: Reader) -> JSONResponse:
     """Events at one business location."""
     return await _query(ctx, request, EQ_bizLocation=location)
 
 
-@router.get("/readPoints/{point:path}/events")
+@router.get("/readPoints/{point:path}/events", response_class=EpcisDocument)
 async def by_read_point(point: str, request: Request, ctx: Reader) -> JSONResponse:
     """Events at one read point."""
     return await _query(ctx, request, EQ_readPoint=point)
 
 
-@router.get("/history/{ref:path}")
+@router.get("/history/{ref:path}", response_class=EpcisDocument)
 async def history(
     ref: str,
     ctx: Reader,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -11,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from gongyun.apps import AppCtx, RowId, needs
+from gongyun.apps import AppCtx, IsoTime, RowId, needs
 from gongyun.apps.trace import epcis_store, sharing, store
 from gongyun.apps.trace import lifecycle as lifecycle_data
 from gongyun.apps.trace.domain.ids import Kind, Minted, key_of, mint, parse_template, split_key
@@ -73,8 +72,8 @@ class LinkIn(BaseModel):
     qty: float | None = None
     machine: str | None = None
     operator: str | None = None
-    start_at: datetime | None = None
-    end_at: datetime | None = None
+    start_at: IsoTime | None = None
+    end_at: IsoTime | None = None
 
 
 class RecallIn(BaseModel):
