@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field, StrictFloat, StrictInt, model_validator
+from pydantic import BaseModel, Field, StrictFloat, StrictInt, ValidationError, model_validator
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -440,6 +440,9 @@ async def freeze_limits(
     return frozen
 
 
+_CSV_NUMBERS = {"value", "sample_size", "defects"}
+
+
 def parse_csv(text: str) -> list[InspectionIn]:
     """Inspections from CSV with a header: lot, characteristic, and value or defects (+ sample_size,
     recorded_at); every bad row is named in one refusal."""
@@ -451,10 +454,23 @@ def parse_csv(text: str) -> list[InspectionIn]:
         )
     out, problems = [], []
     for n, row in enumerate(reader, start=2):
+        clean = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items() if k}
+        given = {k: v for k, v in clean.items() if v not in ("", None)}
+        bad = []
+        for column in _CSV_NUMBERS & given.keys():
+            try:  # CSV cells are text; the model takes numbers only (JSON bodies send numbers)
+                given[column] = float(given[column])
+            except (TypeError, ValueError):
+                bad.append(f"{column} {given[column]!r} is not a number")
+        if bad:
+            problems.append(f"line {n}: " + ", ".join(sorted(bad)))
+            continue
         try:
-            clean = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items() if k}
-            out.append(InspectionIn.model_validate({k: v for k, v in clean.items() if v not in ("", None)}))
-        except (ValueError, SpcInputInvalid) as exc:
+            out.append(InspectionIn.model_validate(given))
+        except ValidationError as exc:
+            fields = ", ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in exc.errors())
+            problems.append(f"line {n}: {fields}")
+        except SpcInputInvalid as exc:
             problems.append(f"line {n}: {str(exc).splitlines()[0]}")
     if problems:
         raise SpcInputInvalid("; ".join(problems[:20]), reason="csv", lines=len(problems))
