@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from importlib.metadata import EntryPoint
@@ -16,6 +18,17 @@ from gongyun.api.app import create_app
 from gongyun.apps import GROUP, AppHost
 from gongyun.platform import Platform, prepare_database, start_platform
 from tests.apphelp import admin_headers, login, make_settings
+
+
+async def until_found(probe: Any, timeout_s: float = 60.0) -> Any:
+    """Await ``probe()`` every 0.2 s until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = await probe()
+        if found:
+            return found
+        await asyncio.sleep(0.2)
+    raise AssertionError("not within the time limit")
 
 
 def eps(**targets: str) -> list[EntryPoint]:

@@ -9,6 +9,7 @@ import httpx
 
 from gongyun.db import Database
 from gongyun.idres.asgi import AsgiApp
+from gongyun.idres.bulk import import_records
 from gongyun.idres.changes import ChangeWatcher
 from gongyun.idres.registry import Registry
 from gongyun.idres.schemes import install_schemes
@@ -69,5 +70,26 @@ async def test_answers_are_kept_and_forgotten(registry: Registry, db: Database) 
             # a 404 is never kept: a record added later answers at once
             assert (await c.get("/oid/1.2.156.77.9")).status_code == 404
             assert not [k for k in cache.answers if b"/oid/1.2.156.77.9" in k]
+    finally:
+        await watcher.stop()
+
+
+async def test_a_bulk_import_makes_every_node_forget_its_answers(registry: Registry, db: Database) -> None:
+    await registry.put(TENANT, "88.100.1/p", _values("https://a.example/1"))
+    app = AsgiApp()
+    cache = install_schemes(app, registry, TENANT)
+    watcher = ChangeWatcher(db.url, cache.changed, poll_s=0.05)
+    await watcher.start()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://id.test") as c:
+            assert (await c.get(f"/01/{GTIN}")).status_code == 307
+            assert cache.answers
+            new = [{"index": 1, "type": "URL", "data": "https://b.example/lot"}]
+            stats = await import_records(registry.db, TENANT, [("88.100.1/lot-1", new)])
+            assert stats.inserted == 1
+            deadline = time.monotonic() + 5
+            while cache.answers:
+                assert time.monotonic() < deadline, "the import's announcement did not reach the cache"
+                await asyncio.sleep(0.05)
     finally:
         await watcher.stop()

@@ -24,6 +24,7 @@ from gongyun.db import Database
 from gongyun.errors import GongyunError, InvalidInput
 from gongyun.idres import prefixes as pfx
 from gongyun.idres.bulk_write import RecRow, ValRow, Writer, open_writer
+from gongyun.idres.changes import announce
 from gongyun.idres.errors import HandleNotFound
 from gongyun.idres.registry import Registry
 from gongyun.idres.syntax import Handle, fold, parse
@@ -266,6 +267,10 @@ async def import_records(
                     run.task.cancel()
             if stats.failed and not skip_bad:
                 raise _Refused
+            if stats.inserted:
+                # new records change derived answers that nodes keep (a GS1 key served by a
+                # fallback record, a recursive node's "not found"): every node forgets its caches
+                await announce(s, ["*"])
     except _Refused:
         stats.rolled_back = True
         stats.skipped = stats.inserted = 0

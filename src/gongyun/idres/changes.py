@@ -11,8 +11,9 @@ announcement exists exactly when its write is committed:
 
 ``ChangeWatcher`` runs in each worker process and calls its listener with each changed
 identifier, or with ``None`` ("forget everything") when it may have missed announcements (a
-lost PostgreSQL connection, a pruned SQLite log). Bulk import only adds new records; nodes
-cache no negative answers of the Handle API, so it announces nothing.
+lost PostgreSQL connection, a pruned SQLite log). Bulk import announces ``*`` (forget
+everything) when it committed new records: it may add thousands, and derived answers (a GS1 key
+that fell back to a product record) may change with any of them.
 """
 
 from __future__ import annotations

@@ -3,8 +3,6 @@ alarm, work order, registry (activate / roll back, survives a restart), tenant i
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,21 +13,11 @@ import numpy as np
 from gongyun.apps import AppHost
 from gongyun.platform import prepare_database, start_platform
 from tests.apphelp import make_settings
-from tests.apps.helpers import eps, running_with_apps, tenant_with_users
+from tests.apps.helpers import eps, running_with_apps, tenant_with_users, until_found
 
 APP = eps(maintenance="gongyun.apps.maintenance.manifest:MANIFEST")
 BASE = "/api/v1/apps/maintenance"
 TAGS = ["pump/flow", "pump/pressure", "pump/vibration"]
-
-
-async def _until(probe: Any, timeout_s: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = await probe()
-        if found:
-            return found
-        await asyncio.sleep(0.2)
-    raise AssertionError("not within the time limit")
 
 
 async def _pump(client: httpx.AsyncClient, h: dict[str, str]) -> None:
@@ -102,7 +90,7 @@ async def _flow(client: httpx.AsyncClient) -> None:
         orders = (await client.get(f"{BASE}/work-orders", headers=ha)).json()
         return orders if orders else None
 
-    orders = await _until(opened)
+    orders = await until_found(opened)
     order = orders[0]
     assert order["reason"] == "anomaly" and order["state"] == "open" and order["equipment"] == "pump"
     assert order["evidence"]["contributors"][0]["tag"] == "pump/pressure", order["evidence"]
@@ -112,14 +100,14 @@ async def _flow(client: httpx.AsyncClient) -> None:
         alarms = (await client.get("/api/v1/alarms", params={"active": True}, headers=ha)).json()
         return [x for x in alarms if x["name"] == "pump health low"]
 
-    await _until(alarmed)
+    await until_found(alarmed)
 
     async def health_low() -> Any:
         params = {"tags": "pump-maintenance/health"}
         latest = (await client.get("/api/v1/telemetry/latest", params=params, headers=ha)).json()
         return latest.get("pump-maintenance/health", {}).get("value", 100) < 40
 
-    await _until(health_low)  # the score is a tag like any other
+    await until_found(health_low)  # the score is a tag like any other
     fleet = (await client.get(f"{BASE}/equipment", headers=ha)).json()
     assert fleet["equipment"][0]["name"] == "pump" and fleet["equipment"][0]["health"] < 40
     groups = {g["path"]: g for g in fleet["groups"]}

@@ -4,8 +4,6 @@ inputs, and a second tenant that sees nothing and whose reason codes do not appl
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,20 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.apps.helpers import eps, running_with_apps, tenant_with_users
+from tests.apps.helpers import eps, running_with_apps, tenant_with_users, until_found
 
 OEE = eps(oee="gongyun.apps.oee.manifest:MANIFEST")
 BASE = "/api/v1/apps/oee"
-
-
-async def _until(probe: Any, timeout_s: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = await probe()
-        if found:
-            return found
-        await asyncio.sleep(0.2)
-    raise AssertionError("not within the time limit")
 
 
 async def _device(client: httpx.AsyncClient, h: dict[str, str], name: str, *tags: str) -> None:
@@ -68,7 +56,7 @@ async def test_a_jam_becomes_an_uncoded_stop_is_coded_and_the_pareto_updates(tmp
             rows = (await client.get(f"{BASE}/stops", params={"uncoded": True}, headers=op)).json()
             return [s for s in rows if s.get("duration_s")]
 
-        [stop] = await _until(uncoded)
+        [stop] = await until_found(uncoded)
         assert stop["duration_s"] == 120 and stop["state"] == "down_unplanned"
         window = {"start": t0.isoformat(), "end": (t0 + timedelta(minutes=10)).isoformat()}
         before = (await client.get(f"{BASE}/pareto", params=window, headers=op)).json()

@@ -4,8 +4,6 @@ CSV inspections, refused inputs, and a second tenant that sees nothing."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,20 +12,10 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.apps.helpers import eps, running_with_apps, tenant_with_users
+from tests.apps.helpers import eps, running_with_apps, tenant_with_users, until_found
 
 QUALITY = eps(quality="gongyun.apps.quality.manifest:MANIFEST")
 BASE = "/api/v1/apps/quality"
-
-
-async def _until(probe: Any, timeout_s: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = await probe()
-        if found:
-            return found
-        await asyncio.sleep(0.2)
-    raise AssertionError("not within the time limit")
 
 
 async def _tag(client: httpx.AsyncClient, h: dict[str, str], device: str, tag: str) -> None:
@@ -90,14 +78,14 @@ async def test_drift_trips_a_rule_raises_an_alarm_and_the_other_tenant_sees_noth
             rows = (await client.get(f"{BASE}/violations", headers=ha)).json()
             return rows
 
-        found = await _until(violation)
+        found = await until_found(violation)
         assert found[0]["chart_id"] == chart and "N1" in found[0]["rules"]
 
         async def alarm() -> Any:
             rows = (await client.get("/api/v1/alarms", params={"active": True}, headers=ha)).json()
             return [x for x in rows if x["name"] == "SPC Fill weight"]
 
-        [raised] = await _until(alarm)
+        [raised] = await until_found(alarm)
         assert raised["state"] == "unack_active"
         acked = await client.post(f"/api/v1/alarms/{raised['rule_id']}/ack", headers=op)
         assert acked.status_code in (200, 202), acked.text

@@ -5,27 +5,15 @@ PostgreSQL)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.apps.helpers import eps, running_with_apps, tenant_with_users
+from tests.apps.helpers import eps, running_with_apps, tenant_with_users, until_found
 
 APPS = eps(trace="gongyun.apps.trace.manifest:MANIFEST", quality="gongyun.apps.quality.manifest:MANIFEST")
 API = "/api/v1/apps/trace"
 PACKS, FILM = "04012345000016", "09506000134352"
-
-
-async def _until(probe: Any, timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = await probe()
-        if found:
-            return found
-        await asyncio.sleep(0.2)
-    raise AssertionError("not within the time limit")
 
 
 async def _ok(r: Any, status: int = 200) -> Any:
@@ -79,7 +67,7 @@ async def test_batches_and_lots_from_machine_tags(tmp_path: Path, db_url: str) -
             got = (await client.get(f"{API}/items?kind=batch", headers=h)).json()
             return got if len(got) >= 3 else []
 
-        made = {b["lot"]: b for b in await _until(batches)}
+        made = {b["lot"]: b for b in await until_found(batches)}
         assert set(made) == {"PK101", "PK102", "PK103"}  # 104 is still running
         assert made["PK102"]["key"] == f"/01/{PACKS}/10/PK102" and made["PK102"]["machine"] == "k1"
 
