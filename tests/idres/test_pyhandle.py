@@ -190,6 +190,15 @@ def test_index_type_public_only_and_listing(node: str) -> None:
     assert listing["totalCount"] == "2" and listing["handles"] == ["88.100.1/admin"]
     count = httpx.get(f"{node}/api/handles?prefix=88.100.1&pageSize=0", auth=auth).json()
     assert count == {"responseCode": 1, "prefix": "88.100.1", "totalCount": "2"}
+    # keyset pages: after= the last handle of the page before (empty: from the start)
+    first = httpx.get(f"{node}/api/handles?prefix=88.100.1&after=&pageSize=1", auth=auth).json()
+    assert first["handles"] == ["88.100.1/admin"] and first["next"] == "88.100.1/admin"
+    second = httpx.get(
+        f"{node}/api/handles?prefix=88.100.1&after={first['next']}&pageSize=1", auth=auth
+    ).json()
+    assert second["handles"] == ["88.100.1/L1"] and second["next"] == "88.100.1/L1"
+    last = httpx.get(f"{node}/api/handles?prefix=88.100.1&after=88.100.1/l1&pageSize=5", auth=auth).json()
+    assert last["handles"] == [] and "next" not in last
     assert httpx.get(f"{node}/api/handles?prefix=88.100.1").status_code == 401
     r = httpx.post(
         f"{node}/api/batch",

@@ -538,10 +538,28 @@ class HandleService:
             raise InvalidInput("page and pageSize must be integers") from None
         if page < 0 or not 0 <= size <= 100_000:
             raise InvalidInput("page must be >= 0 and pageSize 0..100000")
+        after = req.arg("after")
+        if after is not None:  # keyset paging: the same cost on every page, however deep
+            return await self._list_after(req, prefix, after, size)
         total, handles = await self.registry.list_handles(self._tenant(req), prefix, page, max(size, 1))
         body: dict[str, Any] = {"responseCode": RC_SUCCESS, "prefix": prefix, "totalCount": str(total)}
         if size:  # pageSize=0: the count only
             body.update(page=page, pageSize=size, handles=handles)
+        return json_response(200, body)
+
+    async def _list_after(self, req: Request, prefix: str, after: str, size: int) -> Response:
+        """``?prefix=P&after=H``: the page of identifiers that follow ``H`` (empty: the first page),
+        with ``next`` to pass as ``after`` for the following one (absent on the last page). No
+        ``totalCount``: counting a large prefix costs what the keyset page saves."""
+        if not size:
+            raise InvalidInput("pageSize must be 1..100000 with after=")
+        handles = await self.registry.handles_after(
+            self._tenant(req), prefix, fold(after) if after else None, size
+        )
+        body: dict[str, Any] = {"responseCode": RC_SUCCESS, "prefix": prefix, "pageSize": size}
+        body["handles"] = handles
+        if len(handles) == size:
+            body["next"] = handles[-1]
         return json_response(200, body)
 
     async def reverse(self, req: Request) -> Response:
