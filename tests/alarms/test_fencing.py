@@ -81,7 +81,7 @@ async def test_a_deposed_leader_writes_nothing_once_the_next_term_started(two: T
         await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     second = two.svc(1).host
     assert second is not None and second.election is not None
-    await until(lambda: second.local is not None, timeout=10)
+    await until(lambda: second.local is not None, timeout=30)  # retries of the election, under load
     new = second.local
     assert new is not None and await _term(two.url) == second.election.term == 2
     assert new.state(t.id, hot) is State.unack_active  # what the old leader saved before
@@ -103,7 +103,11 @@ async def test_a_deposed_leader_writes_nothing_once_the_next_term_started(two: T
     # an ack applied by the new leader sticks: no late write of the old one overwrites it
     r = await two.clients[0].post(f"/api/v1/alarms/{hot}/ack", params=LONG, headers=t.headers)
     assert r.status_code == 200 and r.json()["state"] == "ack_active", r.text
-    await asyncio.sleep(2.5)  # ticks of both processes
+    deadline = asyncio.get_running_loop().time() + 20
+    while await _saved(two.url, hot) != ("ack_active", 2):  # the new leader's save (a tick or two)
+        assert asyncio.get_running_loop().time() < deadline, await _saved(two.url, hot)
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(2.5)  # more ticks of both processes: nothing overwrites it
     assert await _saved(two.url, hot) == ("ack_active", 2)
     assert two.leaders() == [1] and await _term(two.url) == 2
 
