@@ -1,8 +1,9 @@
 """The quality and OEE apps' console forms in a real browser, in English and 简体中文: inspection
 entry for a lot (measurements, a defect count, a CSV upload) and the OEE setup (a machine's state
-mapping, ideal cycle time and counters; a line's shift calendar with breaks and planned downtime;
-the reason tree). Every refusal is shown inside the form that caused it, with the API's problem
-details; what was saved is read back through the API. Screenshots land in tmp_path."""
+mapping, ideal cycle time and counters, then editing and removing one; a line's shift calendar
+with breaks and planned downtime; the reason tree). Every refusal is shown inside the form that
+caused it, with the API's problem details; what was saved is read back through the API.
+Screenshots land in tmp_path."""
 
 from __future__ import annotations
 
@@ -167,6 +168,26 @@ def _reasons(page: Any) -> None:
     _done(page, f, "Saved")
 
 
+def _edit_machine(page: Any) -> None:
+    f = "#oee-machine"
+    page.click("#oee-machines button[data-edit='Filler F-1']")
+    page.wait_for_function(
+        "() => document.querySelector('#oee-machine input[name=name]').value === 'Filler F-1'"
+    )
+    assert page.input_value(f"{f} textarea[name=codes]").splitlines()[0] == "1 = running"
+    assert "Filler F-1" in page.inner_text("#oee-machine-heading")
+    page.fill(f"{f} input[name=ideal_cycle_s]", "0")
+    page.click(f"{f} button[type=submit]")
+    _refusal(page, f, "ideal_cycle_s")  # checked as an addition is
+    page.fill(f"{f} input[name=ideal_cycle_s]", "2")
+    page.fill(f"{f} input[name=micro_stop_s]", "30")
+    page.click(f"{f} button[type=submit]")
+    _done(page, f, "Filler F-1 saved")
+    row = "#oee-machines tr[data-machine='Filler F-1']"
+    page.wait_for_function("(sel) => document.querySelector(sel).textContent.includes('30')", arg=row)
+    assert page.inner_text("#oee-machine-heading") == "Add a machine"
+
+
 def test_inspection_entry_and_oee_setup_forms_show_refusals_in_both_languages(
     server: Platform, browser_session: Session, tmp_path: Path
 ) -> None:
@@ -188,6 +209,10 @@ def test_inspection_entry_and_oee_setup_forms_show_refusals_in_both_languages(
     _shot(page, tmp_path, "forms-02-oee-setup-en")
     [machine] = api.get("/api/v1/apps/oee/machines").json()
     assert machine["ideal_cycle_s"] == 1.5 and machine["mapping"]["codes"]["1"] == "running"
+    _edit_machine(page)
+    [edited] = api.get("/api/v1/apps/oee/machines").json()
+    assert (edited["id"], edited["ideal_cycle_s"], edited["micro_stop_s"]) == (machine["id"], 2.0, 30.0)
+    assert edited["mapping"] == machine["mapping"] and edited["good_tag"] == "filler/good"
     cal = api.get("/api/v1/apps/oee/calendars/Line A").json()
     assert [(s["name"], s["start"], s["end"]) for s in cal["shifts"]] == [
         ("Early", "06:00", "14:00"),
@@ -215,6 +240,19 @@ def test_inspection_entry_and_oee_setup_forms_show_refusals_in_both_languages(
     page.click("#oee-machine button[type=submit]")
     assert "被拒绝" in _refusal(page, "#oee-machine", "ideal_cycle_s")
     _shot(page, tmp_path, "forms-03-oee-setup-zh")
+    page.fill("#oee-machine input[name=ideal_cycle_s]", "2")
+    page.click("#oee-machine button[type=submit]")
+    _done(page, "#oee-machine", "已添加设备 Filler F-2")
+    remove = page.locator("#oee-machines button[data-remove='Filler F-2']")
+    assert remove.inner_text() == "删除"
+    remove.click()  # asks once more on the same button
+    assert remove.inner_text() == "确认删除"
+    remove.click()
+    _done(page, "#oee-machines-feedback", "已删除设备 Filler F-2")
+    page.wait_for_selector("#oee-machines tr[data-machine='Filler F-2']", state="detached")
+    assert [m["name"] for m in api.get("/api/v1/apps/oee/machines").json()] == ["Filler F-1"]
+    assert "编辑" in page.inner_text("#oee-machines")
+    _shot(page, tmp_path, "forms-05-oee-machine-removed-zh")
     page.goto(base + INSPECT)
     page.wait_for_selector("#qi-entry")
     assert "录入批次检验" in page.inner_text("#gy-app-root")

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from gongyun.apps import AppCtx, IsoTime, needs
 from gongyun.apps.oee import service, worker
@@ -23,7 +23,7 @@ from gongyun.apps.oee.errors import OeeInputInvalid
 from gongyun.apps.oee.service import MachineIn
 from gongyun.apps.oee.storeio import StoreReader
 from gongyun.apps.oee.tables import calendars, machines, reasons, stops
-from gongyun.errors import NotFound
+from gongyun.errors import Conflict, NotFound
 from gongyun.security.rbac import Perm
 
 router = APIRouter()
@@ -51,6 +51,50 @@ async def add_machine(body: MachineIn, ctx: Engineer) -> dict[str, Any]:
     worker.changed()
     await ctx.audit("machine.add", values["id"], name=body.name, line=body.line)
     return service.plain(values)
+
+
+@router.put("/machines/{machine_id}")
+async def edit_machine(machine_id: str, body: MachineIn, ctx: Engineer) -> dict[str, Any]:
+    """Replace a machine's mapping, counters and times (checked as when adding it); its stops stay."""
+    await service.machine_row(ctx.session, ctx.tenant_id, machine_id)
+    clash = await ctx.session.scalar(
+        select(machines.c.id).where(
+            machines.c.tenant_id == ctx.tenant_id, machines.c.name == body.name, machines.c.id != machine_id
+        )
+    )
+    if clash is not None:
+        raise Conflict(f"another machine is already named {body.name!r}")
+    await ctx.session.execute(
+        update(machines)
+        .where(machines.c.id == machine_id, machines.c.tenant_id == ctx.tenant_id)
+        .values(**body.model_dump())
+    )
+    worker.changed()
+    await ctx.audit("machine.edit", machine_id, name=body.name, line=body.line)
+    return service.plain(await service.machine_row(ctx.session, ctx.tenant_id, machine_id))
+
+
+@router.delete("/machines/{machine_id}", status_code=204)
+async def remove_machine(machine_id: str, ctx: Engineer) -> None:
+    """Remove a machine that has no recorded stops (one with stops is refused: its history stays)."""
+    m = await service.machine_row(ctx.session, ctx.tenant_id, machine_id)
+    kept = await ctx.session.scalar(
+        select(func.count())
+        .select_from(stops)
+        .where(stops.c.tenant_id == ctx.tenant_id, stops.c.machine_id == machine_id)
+    )
+    if kept:
+        raise Conflict(
+            f"machine {m['name']!r} has {kept} recorded stops; it is kept so that its history stays "
+            "(edit it instead)",
+            reason="machine_has_stops",
+            stops=int(kept),
+        )
+    await ctx.session.execute(
+        delete(machines).where(machines.c.id == machine_id, machines.c.tenant_id == ctx.tenant_id)
+    )
+    worker.changed()
+    await ctx.audit("machine.remove", machine_id, name=m["name"], line=m["line"])
 
 
 @router.get("/calendars/{line}")

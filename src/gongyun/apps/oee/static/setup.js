@@ -1,5 +1,5 @@
-/* OEE app: setup (/apps/oee/setup). An engineer maps a machine (state from a state tag, a running
- * flag, a speed threshold or counts; good/scrap/total counters; ideal cycle time; micro-stop
+/* OEE app: setup (/apps/oee/setup). An engineer maps, edits or removes a machine (state from a
+ * state tag, a running flag, a speed threshold or counts; good/scrap/total counters; ideal cycle time; micro-stop
  * threshold), edits a line's shift calendar with breaks and planned downtime, and the tenant's
  * reason tree in English and Chinese. A refusal is shown in the form it came from, with the
  * API's problem details. English and 简体中文. */
@@ -29,6 +29,8 @@
       lossNames: { breakdowns: "Breakdowns", setup_adjustments: "Setup and adjustments", minor_stops: "Minor stops",
         reduced_speed: "Reduced speed", process_defects: "Process defects", reduced_yield: "Reduced yield" },
       stateNames: { running: "running", idle: "idle", down_planned: "down (planned)", down_unplanned: "down (unplanned)", setup: "setup" },
+      edit: "Edit", editing: (n) => `Edit machine ${n}`, update: "Save changes", cancel: "Cancel", updated: (n) => `Machine ${n} saved.`,
+      confirmRemove: "Confirm removal", removed: (n) => `Machine ${n} removed.`, actions: "Actions",
     },
     "zh-CN": {
       machines: "设备", machine: "添加设备", name: "名称", line: "产线", mode: "状态来源",
@@ -48,6 +50,8 @@
       lossNames: { breakdowns: "设备故障", setup_adjustments: "换型与调整", minor_stops: "小停机",
         reduced_speed: "速度降低", process_defects: "过程缺陷", reduced_yield: "开机损失" },
       stateNames: { running: "运行", idle: "空闲", down_planned: "计划停机", down_unplanned: "非计划停机", setup: "换型" },
+      edit: "编辑", editing: (n) => `编辑设备 ${n}`, update: "保存修改", cancel: "取消", updated: (n) => `已保存设备 ${n}。`,
+      confirmRemove: "确认删除", removed: (n) => `已删除设备 ${n}。`, actions: "操作",
     },
   };
   const T = TEXT[LANG] || TEXT.en;
@@ -86,7 +90,8 @@
     }
   }
 
-  function machineForm(list) {
+  /* The add form; edit(m) fills it with a machine and turns it into that machine's edit form. */
+  function machineForm(list, heading) {
     const box = el("div", { class: "form-feedback" });
     const f = {
       name: input("name"), line: input("line"), mode: select("mode", Object.keys(T.modes), T.modes), tag: input("tag"),
@@ -110,7 +115,20 @@
       el("div", { class: "fields" }, codesBox, thresholdBox, stoppedBox, field(T.period, f.period)),
       el("div", { class: "fields" }, field(T.good, f.good), field(T.scrap, f.scrap), field(T.total, f.total)),
       el("div", { class: "fields" }, field(T.cycle, f.cycle), field(T.micro, f.micro)),
-      box, el("button", { class: "btn btn-primary", type: "submit" }, T.add));
+      box, el("button", { class: "btn btn-primary", type: "submit" }, T.add),
+      el("button", { class: "btn", type: "button", "data-cancel": "edit", hidden: true }, T.cancel));
+    const submit = form.querySelector("button[type=submit]"), cancel = form.querySelector("button[data-cancel]");
+    let editing = null;
+    const adding = () => {
+      editing = null;
+      form.reset();
+      f.stopped.value = "down_unplanned";
+      shape();
+      heading.textContent = T.machine;
+      submit.textContent = T.add;
+      cancel.hidden = true;
+    };
+    cancel.addEventListener("click", () => { adding(); box.replaceChildren(); });
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
       submitting(form, box, async () => {
@@ -132,12 +150,34 @@
           ideal_cycle_s: f.cycle.value === "" ? null : Number(f.cycle.value),
           micro_stop_s: f.micro.value === "" ? 120 : Number(f.micro.value),
         };
-        const made = await api("POST", `${BASE}/machines`, body);
-        ok(box, T.added(made.name));
+        if (editing) {
+          const saved = await api("PUT", `${BASE}/machines/${encodeURIComponent(editing)}`, body);
+          adding();
+          ok(box, T.updated(saved.name));
+        } else {
+          const made = await api("POST", `${BASE}/machines`, body);
+          ok(box, T.added(made.name));
+        }
         await list();
       });
     });
-    return form;
+    const edit = (m) => {
+      const mp = m.mapping || {};
+      editing = m.id;
+      f.name.value = m.name; f.line.value = m.line; f.mode.value = mp.mode; f.tag.value = mp.tag || "";
+      f.codes.value = Object.entries(mp.codes || {}).map(([c, st]) => `${c} = ${st}`).join("\n");
+      f.threshold.value = mp.threshold ?? ""; f.stopped.value = mp.stopped_state || "down_unplanned";
+      f.period.value = mp.sample_period_s ?? 1;
+      f.good.value = m.good_tag || ""; f.scrap.value = m.scrap_tag || ""; f.total.value = m.total_tag || "";
+      f.cycle.value = m.ideal_cycle_s; f.micro.value = m.micro_stop_s;
+      shape();
+      heading.textContent = T.editing(m.name);
+      submit.textContent = T.update;
+      cancel.hidden = false;
+      box.replaceChildren();
+      form.scrollIntoView({ block: "nearest" });
+    };
+    return { node: form, edit };
   }
 
   function rowsEditor(cls, columns, addLabel) {
@@ -253,18 +293,48 @@
   G.pages["app:oee/setup"] = async function () {
     const root = document.getElementById("gy-app-root");
     const table = el("div", { id: "oee-machines" });
+    const listBox = el("div", { class: "form-feedback", id: "oee-machines-feedback" });
+    const heading = el("h4", { id: "oee-machine-heading" }, T.machine);
+    const machine = machineForm(list, heading);
+    /* Remove asks once more on the same button; a refusal (a machine with stops) shows under the list. */
+    const removeButton = (m) => {
+      const b = el("button", { class: "btn btn-small btn-danger", type: "button", "data-remove": m.name }, T.remove);
+      b.addEventListener("click", async () => {
+        if (!b.dataset.armed) {
+          b.dataset.armed = "1";
+          b.textContent = T.confirmRemove;
+          return;
+        }
+        b.disabled = true;
+        try {
+          await api("DELETE", `${BASE}/machines/${encodeURIComponent(m.id)}`);
+          ok(listBox, T.removed(m.name));
+          await list();
+        } catch (err) {
+          problem(listBox, err);
+          b.disabled = false;
+        }
+      });
+      return b;
+    };
+    const editButton = (m) => {
+      const b = el("button", { class: "btn btn-small", type: "button", "data-edit": m.name }, T.edit);
+      b.addEventListener("click", () => machine.edit(m));
+      return b;
+    };
     async function list() {
       const ms = G.items(await api("GET", `${BASE}/machines`));
       table.replaceChildren(ms.length ? el("table", { class: "table" },
-        el("thead", null, el("tr", null, [T.name, T.line, T.mode, T.tag, T.cycle, T.micro].map((h) => el("th", null, h)))),
+        el("thead", null, el("tr", null, [T.name, T.line, T.mode, T.tag, T.cycle, T.micro, T.actions].map((h) => el("th", null, h)))),
         el("tbody", null, ms.map((m) => el("tr", { "data-machine": m.name },
           el("td", null, m.name), el("td", null, m.line), el("td", null, T.modes[m.mapping.mode] || m.mapping.mode),
-          el("td", null, m.mapping.tag), el("td", null, G.formatNumber(m.ideal_cycle_s)), el("td", null, G.formatNumber(m.micro_stop_s))))))
+          el("td", null, m.mapping.tag), el("td", null, G.formatNumber(m.ideal_cycle_s)), el("td", null, G.formatNumber(m.micro_stop_s)),
+          el("td", null, editButton(m), " ", removeButton(m))))))
         : el("p", { class: "muted" }, T.none));
     }
     const reasons = reasonsForm();
     root.replaceChildren(
-      el("section", { class: "card" }, el("h3", null, T.machines), table, el("h4", null, T.machine), machineForm(list)),
+      el("section", { class: "card" }, el("h3", null, T.machines), table, listBox, heading, machine.node),
       el("section", { class: "card" }, el("h3", null, T.calendar), calendarForm()),
       el("section", { class: "card" }, el("h3", null, T.reasons), reasons.node),
     );
