@@ -229,6 +229,16 @@ def pump_rul() -> PumpRul:
     return _PUMP_RUL[0]
 
 
+def new_second(ts_us: int, last_us: int) -> bool:
+    """Whether a sample at ``ts_us`` starts a new whole second after ``last_us`` (microseconds).
+
+    The live worker keeps one row per second of a faster feed (the demo's gateway polls at 5 Hz with
+    some jitter) this way, so its rows are 1 s apart on average, like the 1 Hz runs the models were
+    trained on; "at least 1 s since the last row" would make them about 1.1 s apart.
+    """
+    return ts_us // 1_000_000 > last_us // 1_000_000
+
+
 def pump_columns(tags: list[str]) -> list[int] | None:
     """Positions of the pump signals among ``tags`` (matched by tag name), or None if any is missing."""
     names = [t.rsplit("/", 1)[-1].lower() for t in tags]

@@ -55,6 +55,9 @@ class Watch:
     raw: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=2 * diagnosis.WINDOW))
     ready: bool = False
     raw_ts: int = 0
+    raw_count: int = 0  # 1 Hz rows appended so far
+    # diagnosis and RUL of the 1 Hz rows up to raw_count: computed once per row, not once per batch
+    cached: tuple[int, tuple[str, float] | None, tuple[float, float, float] | None] | None = None
 
 
 class Scorer:
@@ -127,9 +130,10 @@ class Scorer:
                 continue
             x = np.array([w.latest[n] for n in w.det.names])
             score, contrib = w.stream.update(x)
-            if ts - w.raw_ts >= 1_000_000:  # diagnosis and RUL models work on 1 Hz samples
+            if diagnosis.new_second(ts, w.raw_ts):  # diagnosis and RUL models work on 1 Hz samples
                 w.raw.append(x)
                 w.raw_ts = ts
+                w.raw_count += 1
             if w.stream.seen < w.det.window:
                 continue  # a fresh stream's trailing mean is over too few points to be judged yet
             ratio = score / w.det.threshold if w.det.threshold > 0 else 0.0
@@ -155,13 +159,12 @@ class Scorer:
                 contributors=[{"tag": n, "share": s} for n, s in top],
                 updated_at=datetime.now(UTC),
             )
-            fault = await _diagnose(w) if w.run >= settings.anomaly_persist_points else None
+            fault, rul = await _fault_and_rul(w, w.run >= settings.anomaly_persist_points)
             if fault and fault[0] != "normal":
                 await store.upsert_equipment(
                     app.session, tenant, w.equipment, fault=fault[0], fault_confidence=round(fault[1], 3)
                 )
                 await store.set_likely_fault(app.session, tenant, w.equipment, fault)
-                rul = await _pump_rul(w)
                 if rul is not None:
                     mid, lo, hi = rul
                     at_last = datetime.fromtimestamp(points[-1].ts / 1e6, UTC)
@@ -239,6 +242,24 @@ async def _diagnose(w: Watch) -> tuple[str, float] | None:
     std = np.asarray(w.det.std)[cols]
     clf = await asyncio.to_thread(diagnosis.pump_classifier)
     return clf.predict(diagnosis.stats_features(window, mean, std)[None, :])[0]
+
+
+async def _fault_and_rul(
+    w: Watch, persistent: bool
+) -> tuple[tuple[str, float] | None, tuple[float, float, float] | None]:
+    """Likely fault and RUL of a persistent anomaly, recomputed only when a new 1 Hz row arrived.
+
+    Both depend on the 1 Hz rows alone; at the gateway's 5 Hz, computing them for every batch cost
+    five times the CPU and could make a loaded worker fall behind the live data.
+    """
+    if not persistent:
+        return None, None
+    if w.cached is not None and w.cached[0] == w.raw_count:
+        return w.cached[1], w.cached[2]
+    fault = await _diagnose(w)
+    rul = await _pump_rul(w) if fault and fault[0] != "normal" else None
+    w.cached = (w.raw_count, fault, rul)
+    return fault, rul
 
 
 def _warm_up() -> None:
