@@ -63,6 +63,7 @@ SEMANTIC_RULES: dict[str, tuple[str, str]] = {
     "POST /api/v1/apps/quality/inspections": ("422", "a value or a defect count, defects <= sample"),
     "POST /api/v1/apps/quality/inspections/csv": ("422", "a CSV with the documented header"),
     "POST /api/v1/apps/oee/machines": ("422", "a state mapping that defines every state"),
+    "PUT /api/v1/apps/oee/machines/{machine_id}": ("422", "a state mapping that defines every state"),
     "PUT /api/v1/apps/oee/reasons": ("422", "a reason tree: codes 1-64 characters, parents known"),
     "POST /api/v1/apps/oee/stops/{stop_id}/code": ("422", "a code of this tenant's reason tree"),
     "GET /api/v1/apps/oee/lines/{line}/oee": ("422", "start before end, at most 400 days"),
