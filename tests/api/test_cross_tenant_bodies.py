@@ -65,6 +65,11 @@ def _rule(o: dict[str, str]) -> dict[str, Any]:
     return {"kind": "threshold", "name": _name(), "tag": o["tag"], "limit": 1}
 
 
+def _oee_machine(o: dict[str, str]) -> dict[str, Any]:
+    line, tag = o["equipment_id"], o["tag"]
+    return {"name": _name(), "line": line, "mapping": {}, "ideal_cycle_s": 1, "good_tag": tag}
+
+
 # (method, path) -> a body naming the objects in ``o`` (B's, or missing ones); path ids are A's own
 PROBES: dict[tuple[str, str], Body] = {
     ("POST", "/api/v1/alarms/rules"): _rule,
@@ -101,13 +106,8 @@ PROBES: dict[tuple[str, str], Body] = {
         "start": START,
         "end": END,
     },
-    ("POST", "/api/v1/apps/oee/machines"): lambda o: {
-        "name": _name(),
-        "line": o["equipment_id"],
-        "mapping": {},
-        "ideal_cycle_s": 1,
-        "good_tag": o["tag"],
-    },
+    ("POST", "/api/v1/apps/oee/machines"): _oee_machine,
+    ("PUT", "/api/v1/apps/oee/machines/{machine_id}"): _oee_machine,
     ("POST", "/api/v1/apps/quality/charts"): lambda o: {"name": _name(), "kind": "imr", "tag": o["tag"]},
 }
 

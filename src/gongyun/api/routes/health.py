@@ -25,7 +25,12 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Readiness: database and bus reachable",
-    responses={503: {"description": "A dependency did not answer its last probe (named in `checks`)"}},
+    responses={
+        503: {
+            "description": "A dependency did not answer its last probe (named in `checks`)",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
 )
 async def readyz(platform: PlatformDep) -> JSONResponse:
     """Readiness probe (public): the dependencies' states as last probed in the background."""
