@@ -36,7 +36,7 @@ T0 = 1_767_225_600 * S
 LONG = {"wait_s": 25}
 
 
-async def until(check: Callable[[], bool], timeout: float = 20.0) -> None:
+async def until(check: Callable[[], bool], timeout: float = 45.0) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while not check():
@@ -161,7 +161,11 @@ async def test_one_engine_fed_by_the_follower_and_acks_stick(two: Two) -> None:
         await ingest(two.clients[k % 2], t, [("pump1/flow", value, now + timedelta(seconds=k))])
         await until(lambda: engine.state(t.id, fast) is expect)  # noqa: B023
     await engine.flush()
-    await asyncio.sleep(2.5)  # a couple of ticks
+    deadline = asyncio.get_running_loop().time() + 30
+    while await _saved(two.url, fast) != ("unack_rtn", 6):  # the saves land (slowly under load)
+        assert asyncio.get_running_loop().time() < deadline, await _saved(two.url, fast)
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(2.5)  # a couple of ticks more: nothing overwrites the ack
     assert await _saved(two.url, hot) == ("ack_active", 2)
     assert await _saved(two.url, fast) == ("unack_rtn", 6)
     current = (await two.clients[1].get("/api/v1/alarms", headers=t.headers)).json()
@@ -223,8 +227,8 @@ async def test_a_leader_that_loses_its_lock_connection_stops_its_engine(two: Two
     assert pid is not None
     async with await psycopg.AsyncConnection.connect(libpq_url(two.url), autocommit=True) as admin:
         await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-    await until(lambda: first.election is not None and first.election.lost == 1, timeout=8)
-    await until(lambda: len(two.leaders()) == 1, timeout=8)  # one of the two runs it again
+    await until(lambda: first.election is not None and first.election.lost == 1, timeout=30)
+    await until(lambda: len(two.leaders()) == 1, timeout=30)  # one of the two runs it again
     await asyncio.sleep(2.5)
     assert len(two.leaders()) == 1
 
