@@ -64,6 +64,11 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[d
 
 
 @pytest.mark.slow
+@pytest.mark.skip(
+    reason="written for the batch-committing import; the import is now one transaction and needs "
+    "an active prefix of the tenant: its kill -9 test (nothing committed, the rerun completes) "
+    "is still to be written"
+)
 def test_kill_9_midway_through_id_import_keeps_whole_batches_and_rerun_completes(
     tmp_path: Path, database: tuple[dict[str, str], Counts]
 ) -> None:
