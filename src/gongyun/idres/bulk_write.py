@@ -11,6 +11,7 @@ and retries once.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,20 +38,20 @@ ValRow = tuple[Any, ...]
 _LOOKUP_CHUNK = 5000
 
 
-class Writer:
-    """Writes batches of encoded rows inside one open transaction."""
+class Writer(ABC):
+    """Writes batches of encoded rows inside one open transaction (one subclass per backend)."""
 
     def __init__(self, session: AsyncSession, raw: Any) -> None:
         self.session = session
         self.raw = raw
 
+    @abstractmethod
     async def existing(self, norms: list[str]) -> set[str]:
         """The normalised identifiers of ``norms`` already registered (any tenant)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def write(self, recs: Sequence[RecRow], vals: Sequence[ValRow]) -> None:
         """Insert the rows (none of which exists)."""
-        raise NotImplementedError
 
     async def write_new(self, batch: dict[str, tuple[RecRow, list[ValRow]]]) -> int:
         """Insert the records of ``batch`` not yet registered; returns how many were inserted."""
