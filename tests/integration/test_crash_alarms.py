@@ -1,9 +1,10 @@
 """kill -9 the server right after alarm transitions and an acknowledgement answered 2xx.
 
-A threshold rule sees values cross its limit and fall back, an operator acknowledges each
-raise; the process gets SIGKILL right after the last acknowledgement was answered. A new
-process on the same data must show the alarm acknowledged and a history with every transition
-the API had shown and every acknowledgement, each exactly once.
+Run in the embedded profile and in the server profile (PostgreSQL, NATS JetStream, the alarm
+engine on the elected leader). A threshold rule sees values cross its limit and fall back, an
+operator acknowledges each raise; the process gets SIGKILL right after the last acknowledgement
+was answered. A new process on the same data must show the alarm acknowledged and a history
+with every transition the API had shown and every acknowledgement, each exactly once.
 """
 
 from __future__ import annotations
@@ -49,10 +50,12 @@ def _wait_state(c: httpx.Client, want: str, timeout: float = 20) -> None:
 
 
 @pytest.mark.slow
-def test_kill_9_after_ack_keeps_every_transition_and_ack_once(tmp_path: Path) -> None:
+def test_kill_9_after_ack_keeps_every_transition_and_ack_once(
+    tmp_path: Path, profile: dict[str, str]
+) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start_server(tmp_path / "var", port)
+    proc = start_server(tmp_path / "var", port, **profile)
     try:
         wait_ready(base, proc)
         with _client(base) as c:
@@ -93,10 +96,10 @@ def test_kill_9_after_ack_keeps_every_transition_and_ack_once(tmp_path: Path) ->
             raise_and_ack()
         kill_9(proc)
 
-        proc = start_server(tmp_path / "var", port)
+        proc = start_server(tmp_path / "var", port, **profile)
         wait_ready(base, proc)
         with _client(base) as c:
-            _wait_state(c, "ack_active")
+            _wait_state(c, "ack_active", timeout=60)  # the new process must win the leader lock first
             r = c.get("/api/v1/alarms/history", params={"rule_id": rid, "limit": 1000})
             assert r.status_code == 200, r.text
             events: list[dict[str, Any]] = list(reversed(r.json()))

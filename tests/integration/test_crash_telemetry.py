@@ -30,23 +30,6 @@ START = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 TAG = "pump1/temp"
 
 
-@pytest.fixture(params=["embedded", "server"])
-def profile(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    """Settings of a fresh deployment of the profile (the server one on a scratch database)."""
-    if request.param == "embedded":
-        yield {}
-        return
-    require_service("nats")
-    with scratch_postgres_database() as url:
-        yield {
-            "profile": "server",
-            "database_url": url,
-            "bus_url": NATS_URL,
-            "secret_key": secrets.token_urlsafe(32),
-            "deployment_id": f"crash-{secrets.token_hex(6)}",  # its own namespace on the shared NATS
-        }
-
-
 async def _headers(client: httpx.AsyncClient) -> dict[str, str]:
     r = await client.post("/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})
     assert r.status_code == 200, r.text

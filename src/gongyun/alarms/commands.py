@@ -98,6 +98,8 @@ async def get(session: AsyncSession, tenant_id: str, command_id: str) -> AlarmCo
     return row
 
 
+RING_ALL = frozenset({"reload_rule"})
+"""Actions every process must hear of, not only the engine (they change which tags rules read)."""
 DISPATCH_WAIT_S = 1.0
 """How long :func:`dispatch` waits for an engine running in this process before moving on."""
 
@@ -113,8 +115,12 @@ async def dispatch(
 
     A local engine gets at most ``timeout_s``: when its save queue is busy the command stays
     queued there (it is applied later) and the caller goes on to :func:`wait` and its 202.
+    A rule change rings the bus even when the engine took it here: every process's list of
+    the tags that rules read (``gongyun.alarms.feed.ReferencedTags``) listens to that bell, and
+    the engine's own consumer finds the command applied and skips it.
     """
-    if engine is not None and await _handed_to_local(engine, row.id, timeout_s):
+    handed = engine is not None and await _handed_to_local(engine, row.id, timeout_s)
+    if handed and row.action not in RING_ALL:
         return
     try:
         if bus not in _STREAM_READY:

@@ -156,6 +156,8 @@ class PlatformAppServices:
             rule_id = row.id
             command = await commands.create(session, tenant_id, "reload_rule", rule_id, "app")
             await session.commit()
+        if self._telemetry.tags is not None:  # points of the rule's tags go to the engine from now on
+            await self._telemetry.tags.refresh()
         engine = self._telemetry.host.local if self._telemetry.host is not None else self._telemetry.engine
         try:
             await commands.dispatch(self._platform.bus, command, engine)

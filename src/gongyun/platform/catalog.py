@@ -12,8 +12,9 @@ import contextlib
 import logging
 import uuid
 
-from gongyun.bus import BusError, Message
-from gongyun.errors import ServiceUnavailable
+from gongyun.bus import Message
+from gongyun.bus.base import NoStreamForSubject
+from gongyun.errors import GongyunError, ServiceUnavailable
 from gongyun.platform.container import Platform
 
 log = logging.getLogger("gongyun.platform.catalog")
@@ -32,8 +33,12 @@ async def announce_change(platform: Platform, tenant: str) -> None:
     """After a committed catalogue change: clear this process's caches and tell the others."""
     _invalidate(platform, tenant)
     try:
-        await platform.bus.publish(f"{SUBJECT}.{tenant}", b"")
-    except BusError as exc:  # the change is stored; other processes fall back to their cache TTL
+        try:
+            await platform.bus.publish(f"{SUBJECT}.{tenant}", b"")
+        except NoStreamForSubject:  # the stream was removed while this process ran: make it again
+            await platform.bus.ensure_stream(STREAM, [f"{SUBJECT}.>"], max_age_s=MAX_AGE_S)
+            await platform.bus.publish(f"{SUBJECT}.{tenant}", b"")
+    except GongyunError as exc:  # the change is stored; other processes fall back to their cache TTL
         log.warning("could not announce the catalogue change of tenant %s: %s", tenant, exc)
 
 

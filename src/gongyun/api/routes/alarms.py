@@ -69,7 +69,19 @@ async def _tell_engine(ctx: Ctx, action: str, rule_id: str | None) -> None:
     """Queue a reload for the engine, commit with the change that needs it, and hand it over."""
     row = await commands.create(ctx.session, ctx.tenant_id, action, rule_id, command_user(ctx.actor))
     await ctx.session.commit()
+    if action in commands.RING_ALL:
+        await _referenced_tags_changed(ctx)
     await _hand_over(ctx, row)
+
+
+async def _referenced_tags_changed(ctx: Ctx) -> None:
+    """Read this process's referenced tags again before answering (the others hear the bus)."""
+    try:
+        tags = ctx.platform.running_telemetry().tags
+    except ServiceUnavailable:  # no ingest here: nothing forwards points to the engine
+        return
+    if tags is not None:
+        await tags.refresh()
 
 
 @router.get("", summary="Current alarms")
