@@ -6,8 +6,9 @@ them: supplier lots -> material lots (1-2 each) -> premixes (3 material lots eac
 batch and a sub-assembly serial of the previous batch each, ``--serials-per-batch`` per batch)
 -> pallets (100 serials) -> shipments (10 pallets). Then, on each backend, times backward
 traces of depth 6 from random serials and forward traces of depth 6 from random material lots
-through the trace app (``store.trace``: the walk, the items and the links between them, and the
-walk alone) and through a hand-written recursive query (``UNION ALL`` + ``DISTINCT``, the usual
+through the trace app (``traces.trace_json``: the API's JSON answer of the walk, the items and the links
+between them, and the walk alone) and through a hand-written recursive query (``UNION ALL`` +
+``DISTINCT``, the usual
 textbook form) in the same run; and a recall from one additive lot (about 100 000 serials with
 their pallets and shipments), with progress. DuckDB has no trace tables in Gongyun (its profile
 keeps metadata in SQLite): with ``duckdb`` in ``--backends`` the hand-written query also runs on
@@ -247,10 +248,11 @@ def median_ms(samples: list[float]) -> float:
 
 
 async def app_traces(url: str, roots: list[int], direction: str, depth: int) -> dict[str, Any]:
-    """Times of the app's trace (walk + items + links) and of its walk alone."""
+    """Times of the app's trace (the API's JSON answer: walk, items, links) and of its walk alone."""
+    import orjson
     from sqlalchemy import text
 
-    from gongyun.apps.trace import store
+    from gongyun.apps.trace import store, traces
     from gongyun.db import Database
 
     db = Database(url)
@@ -260,16 +262,18 @@ async def app_traces(url: str, roots: list[int], direction: str, depth: int) -> 
     sql = text(f"{store.walk_sql(direction, True)} SELECT id FROM walk")  # type: ignore[arg-type]
     try:
         async with db.session() as s:
-            await store.trace(s, TENANT, roots[0], direction, depth)  # type: ignore[arg-type]  (warm-up)
+            await traces.trace_json(s, TENANT, roots[0], direction, depth)  # type: ignore[arg-type]  (warm-up)
             for r in roots:
                 t0 = time.perf_counter()
-                res = await store.trace(s, TENANT, r, direction, depth)  # type: ignore[arg-type]
+                res = await traces.trace_json(s, TENANT, r, direction, depth)  # type: ignore[arg-type]
+                answer = res.answer()
                 full.append(time.perf_counter() - t0)
-                sizes.append(len(res.nodes))
+                nodes = orjson.loads(answer)["nodes"]
+                sizes.append(len(nodes))
                 t0 = time.perf_counter()
                 got = list(await s.execute(sql, {"root": r, "tenant": TENANT, "depth": depth}))
                 walk.append(time.perf_counter() - t0)
-                assert {int(x[0]) for x in got} == {n["id"] for n in res.nodes}
+                assert {int(x[0]) for x in got} == {n["id"] for n in nodes}
     finally:
         await db.dispose()
     return {

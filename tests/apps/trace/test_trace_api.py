@@ -144,6 +144,16 @@ async def test_genealogy_trace_and_recall(tmp_path: Path, db_url: str) -> None:
         assert [n["receiver"] for n in campaign["notices"]] == [customer]
         frozen = (await client.get(f"{API}/items?status=frozen", headers=h)).json()
         assert len(frozen) == 9
+        # a trace tells frozen items (the database writes its JSON); a cut trace keeps its links inside
+        fwd = (await client.get(f"{API}/trace/forward/{lots[0]}", headers=h)).json()
+        assert {n["status"] for n in fwd["nodes"]} == {"frozen"} and fwd["count"] == 9
+        assert fwd["nodes"][0]["attrs"] == {} and fwd["nodes"][0]["created_at"].endswith("+00:00")
+        other = (await client.get(f"{API}/trace/forward/{lots[2]}", headers=h)).json()
+        assert {n["status"] for n in other["nodes"]} == {"active"}
+        cut = (await client.get(f"{API}/trace/forward/{lots[0]}?limit=3", headers=h)).json()
+        assert cut["truncated"] and cut["count"] == 3
+        inside = {n["id"] for n in cut["nodes"]}
+        assert cut["edges"] and all({e["parent"], e["child"]} <= inside for e in cut["edges"])
         # the customer acknowledges and recalls what it holds
         inbox = (await client.get(f"{API}/inbox", headers=hc)).json()
         assert len(inbox) == 1 and inbox[0]["acked_at"] is None

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from gongyun.apps import AppCtx, needs
-from gongyun.apps.trace import epcis_store, store
+from gongyun.apps.trace import epcis_store, store, traces
 from gongyun.apps.trace.domain.epcis import document, parse_document, query_document
 from gongyun.apps.trace.domain.epcis_xml import xml_to_document
 from gongyun.apps.trace.domain.ids import key_of
@@ -170,7 +170,7 @@ async def history(
             raise InvalidInput(str(exc), field="item") from None
     keys: set[str] = set()
     for d in ("backward", "forward") if direction == "both" else (direction,):
-        res = await store.trace(ctx.session, ctx.tenant_id, root, d, depth)
+        res = await traces.trace(ctx.session, ctx.tenant_id, root, d, depth)
         keys |= {n["key"] for n in res.nodes}
     found = await epcis_store.events_of_keys(ctx.session, ctx.tenant_id, sorted(keys))
     return _doc_response(document(found))

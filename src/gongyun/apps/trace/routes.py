@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gongyun.apps import AppCtx, IsoTime, RowId, needs
-from gongyun.apps.trace import epcis_store, sharing, store
+from gongyun.apps.trace import epcis_store, sharing, store, traces
 from gongyun.apps.trace import lifecycle as lifecycle_data
 from gongyun.apps.trace.domain.ids import Kind, Minted, key_of, mint, parse_template, split_key
 from gongyun.apps.trace.domain.labels import MEDIA, Format, label_uri, qr
@@ -28,6 +28,27 @@ router = APIRouter()
 Reader = Annotated[AppCtx, Depends(needs(Perm.identifiers_read))]
 Writer = Annotated[AppCtx, Depends(needs(Perm.identifiers_write))]
 MAX_MINT = 100_000
+TRACE_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The items reached (least depth, status) and the links between them",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["root", "direction", "count", "truncated", "nodes", "edges"],
+                    "properties": {
+                        "root": {"type": "integer"},
+                        "direction": {"type": "string", "enum": ["forward", "backward"]},
+                        "count": {"type": "integer"},
+                        "truncated": {"type": "boolean"},
+                        "nodes": {"type": "array", "items": {"type": "object"}},
+                        "edges": {"type": "array", "items": {"type": "object"}},
+                    },
+                }
+            }
+        },
+    }
+}
 
 
 class TemplateIn(BaseModel):
@@ -203,8 +224,8 @@ async def lifecycle(ref: str, ctx: Reader) -> dict[str, Any]:
     windows and the quality app's inspections of its lots), shipments, events, recalls."""
     root = await _resolve(ctx, ref)
     it = await store.item(ctx.session, ctx.tenant_id, root)
-    back = await store.trace(ctx.session, ctx.tenant_id, root, "backward", None, 2_000)
-    fwd = await store.trace(ctx.session, ctx.tenant_id, root, "forward", None, 2_000)
+    back = await traces.trace(ctx.session, ctx.tenant_id, root, "backward", None, 2_000)
+    fwd = await traces.trace(ctx.session, ctx.tenant_id, root, "forward", None, 2_000)
     keys = sorted({n["key"] for n in back.nodes} | {n["key"] for n in fwd.nodes})
     history = await epcis_store.events_of_keys(ctx.session, ctx.tenant_id, keys, 500)
     made = await store.production(ctx.session, ctx.tenant_id, root)
@@ -244,25 +265,18 @@ async def add_links(body: LinkIn, ctx: Writer) -> dict[str, Any]:
     return {"links": count}
 
 
-@router.get("/trace/{direction}/{ref:path}")
+@router.get("/trace/{direction}/{ref:path}", response_class=Response, responses=TRACE_ANSWER)
 async def trace(
     direction: Literal["forward", "backward"],
     ref: str,
     ctx: Reader,
     depth: int | None = Query(None, ge=1, le=100),
     limit: int = Query(10_000, ge=1, le=200_000),
-) -> dict[str, Any]:
+) -> Response:
     """Backward (what went into it) or forward (what was made of it) to ``depth`` links or all."""
     root = await _resolve(ctx, ref)
-    res = await store.trace(ctx.session, ctx.tenant_id, root, direction, depth, limit)
-    return {
-        "root": res.root,
-        "direction": res.direction,
-        "count": len(res.nodes),
-        "truncated": res.truncated,
-        "nodes": res.nodes,
-        "edges": res.edges,
-    }
+    res = await traces.trace_json(ctx.session, ctx.tenant_id, root, direction, depth, limit)
+    return Response(res.answer(), media_type="application/json")
 
 
 @router.post("/recalls", status_code=201)

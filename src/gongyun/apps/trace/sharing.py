@@ -25,7 +25,7 @@ import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gongyun.apps.trace import epcis_store, store
+from gongyun.apps.trace import epcis_store, store, traces
 from gongyun.apps.trace.domain.epcis import document
 from gongyun.apps.trace.errors import TraceItemNotFound, UnknownEnterprise
 from gongyun.apps.trace.registration import prefix_of
@@ -96,7 +96,7 @@ async def create_grant(
             raise InvalidInput(f"item {iid} has no identifier record to share", item=iid)
         handles.append(it["handle"])
         if events:
-            res = await store.trace(s, tenant_id, iid, "backward", None, 5_000)
+            res = await traces.trace(s, tenant_id, iid, "backward", None, 5_000)
             keys = sorted({n["key"] for n in res.nodes})
             doc = document(await epcis_store.events_of_keys(s, tenant_id, keys, 2_000))
             value = HandleValue(20, EPCIS_TYPE, "string", orjson.dumps(doc).decode(), permissions=ADMIN_ONLY)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Integer, Select, case, column, func, insert, literal, select, text, update
+from sqlalchemy import Select, case, func, insert, literal, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -246,70 +246,6 @@ async def _cycle_through(s: AsyncSession, tenant_id: str, origins: list[int]) ->
         if row is not None:
             return int(row[0])
     return None
-
-
-async def trace(
-    s: AsyncSession,
-    tenant_id: str,
-    root: int,
-    direction: Direction,
-    depth: int | None = None,
-    limit: int = 100_000,
-) -> TraceResult:
-    """Everything reachable from ``root`` forward or backward (to ``depth`` links, or all)."""
-    await item(s, tenant_id, root)
-    limited = depth is not None
-    walk = walk_sql(direction, limited)
-    reached = (
-        "SELECT id, MIN(depth) AS depth FROM walk GROUP BY id"
-        if limited
-        else "SELECT id, 0 AS depth FROM walk"
-    )
-    sql = (
-        f"{walk} SELECT {_ITEM_COLS}, r.depth FROM ({reached}) r JOIN trace_items i ON i.id = r.id "  # noqa: S608
-        "WHERE i.tenant_id = :tenant ORDER BY r.depth, i.id LIMIT :limit"
-    )
-    params: dict[str, Any] = {"root": root, "tenant": tenant_id, "limit": limit + 1}
-    if limited:
-        params["depth"] = depth
-    rows = list(await s.execute(text(sql).columns(*items.c, column("depth", Integer)), params))
-    truncated = len(rows) > limit
-    nodes = []
-    for r in rows[:limit]:
-        node = _item_json(r)
-        node["depth"] = int(r.depth)
-        nodes.append(node)
-    ids = [n["id"] for n in nodes]
-    edges: list[dict[str, Any]] = []
-    if len(ids) <= 5_000:
-        idset = set(ids)
-        near = "parent_id" if direction == "forward" else "child_id"
-        edge_sql = (
-            f"{walk_sql(direction, False)} SELECT l.parent_id, l.child_id, l.kind FROM trace_links l "  # noqa: S608
-            f"WHERE l.{near} IN (SELECT id FROM walk)"
-        )
-        for r in await s.execute(text(edge_sql), {"root": root}):
-            if r.parent_id in idset and r.child_id in idset:
-                edges.append({"parent": r.parent_id, "child": r.child_id, "kind": r.kind})
-        if not limited:  # least depths from the links (the id-only walk does not carry them)
-            near_of = {"forward": ("parent", "child"), "backward": ("child", "parent")}[direction]
-            nxt: dict[int, list[int]] = {}
-            for e in edges:
-                nxt.setdefault(e[near_of[0]], []).append(e[near_of[1]])
-            level = {root: 0}
-            frontier = [root]
-            while frontier:
-                following = []
-                for i in frontier:
-                    for j in nxt.get(i, []):
-                        if j not in level:
-                            level[j] = level[i] + 1
-                            following.append(j)
-                frontier = following
-            for n in nodes:
-                n["depth"] = level.get(n["id"], n["depth"])
-            nodes.sort(key=lambda n: (n["depth"], n["id"]))
-    return TraceResult(root, direction, nodes, edges, truncated)
 
 
 async def start_recall(
