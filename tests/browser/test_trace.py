@@ -124,10 +124,14 @@ def test_demo_batches_label_trace_and_recall(
     page.locator("[data-testid=recall-campaign] summary").first.click()
     listed = sorted(page.locator("[data-testid=recall-batches] li").all_inner_texts())
     assert listed == affected
+    # its progress in percent: no other tenant or partner received those batches, so it is complete
+    bar = page.locator("[data-testid=recall-progress]").first
+    assert bar.get_attribute("data-percent") == "100" and "100 %" in bar.inner_text()
     _shot(page, tmp_path, "trace-03-recall-en")
     _switch(page, "zh-CN")
     page.wait_for_selector("[data-testid=recall-campaign]")
     assert "召回活动" in page.locator("#gy-app-root").inner_text()
+    assert "已完成" in page.locator("[data-testid=recall-progress]").first.inner_text()
     _shot(page, tmp_path, "trace-04-recall-zh")
     page.fill("[data-testid=trace-ref]", str(batch["id"]))
     page.click("[data-testid=trace-run]")

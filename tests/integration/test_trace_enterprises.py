@@ -332,7 +332,18 @@ def test_supplier_and_manufacturer(world: dict[str, Any], tmp_path: Path) -> Non
     m_audit = _ok(c.get(f"{maker.url}/api/v1/audit?action=app.trace.remote.read", headers=hm))
     assert len(m_audit) >= 2 and m_audit[0]["target"] == lot["handle"]
 
-    # a recall at the supplier reaches the manufacturer's serials
+    # a recall at the supplier reaches the manufacturer's serials: the supplier's node pushes the
+    # notice to the manufacturer's endpoint with an API key the manufacturer gave it
+    key = _ok(
+        c.post(f"{maker.url}/api/v1/apikeys", headers=hm, json={"name": "supplier-s", "role": "engineer"}),
+        201,
+    )
+    notify = {
+        "name": "maker-m",
+        "notify_url": f"{maker.url}{API}/partners/supplier-s/notices",
+        "notify_key": key["key"],
+    }
+    _ok(c.post(f"{supplier.url}{API}/partners", headers=hs, json=notify), 201)
     recall = _ok(
         c.post(
             f"{supplier.url}{API}/recalls",
@@ -341,8 +352,19 @@ def test_supplier_and_manufacturer(world: dict[str, Any], tmp_path: Path) -> Non
         ),
         201,
     )
-    assert recall["published"] == 1
+    assert recall["published"] == 1 and recall["pushed"] == 1
+    assert [(n["receiver"], n["keys"]) for n in recall["notices"]] == [("maker-m", [lot["key"]])]
+    deadline = time.monotonic() + 30
+    frozen: set[int] = set()
+    while time.monotonic() < deadline and not set(serials) <= frozen:
+        time.sleep(0.3)
+        frozen = {i["id"] for i in _ok(c.get(f"{maker.url}{API}/items?status=frozen", headers=hm))}
+    assert set(serials) <= frozen, "the pushed notice did not freeze the manufacturer's serials"
+    inbox = _ok(c.get(f"{maker.url}{API}/inbox", headers=hm))
+    assert inbox[0]["sender"] == "supplier-s" and inbox[0]["local_recall"] is not None
+    campaign = _ok(c.get(f"{supplier.url}{API}/recalls/{recall['id']}", headers=hs))
+    assert campaign["progress"]["percent"] == 100 and campaign["notices"][0]["delivered_at"]
+    # the manufacturer acknowledges; pulling the partner's records finds nothing more to recall
+    _ok(c.post(f"{maker.url}{API}/inbox/{inbox[0]['id']}/ack", headers=hm, json={"apply": True}))
     synced = _ok(c.post(f"{maker.url}{API}/partners/supplier-s/sync", headers=hm))
-    assert synced["checked"] == 1 and len(synced["recalls"]) == 1
-    frozen = {i["id"] for i in _ok(c.get(f"{maker.url}{API}/items?status=frozen", headers=hm))}
-    assert set(serials) <= frozen
+    assert synced["checked"] == 1 and synced["recalls"] == []

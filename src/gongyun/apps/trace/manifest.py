@@ -8,6 +8,7 @@ from gongyun.apps import AppManifest, AppPage, Localized
 from gongyun.apps.trace import __version__
 from gongyun.apps.trace.cli import app as cli
 from gongyun.apps.trace.edge import capture
+from gongyun.apps.trace.outbox import deliver
 from gongyun.apps.trace.routes import router
 from gongyun.apps.trace.settings import Settings
 
@@ -35,5 +36,5 @@ MANIFEST = AppManifest(
     static_dir=HERE / "static",
     migrations=HERE / "migrations",
     cli=cli,
-    workers=(capture,),
+    workers=(capture, deliver),
 )

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gongyun.apps import AppCtx, IsoTime, RowId, needs
-from gongyun.apps.trace import epcis_store, sharing, store, traces
+from gongyun.apps.trace import epcis_store, outbox, sharing, store, traces
 from gongyun.apps.trace import lifecycle as lifecycle_data
 from gongyun.apps.trace.domain.ids import Kind, Minted, key_of, mint, parse_template, split_key
 from gongyun.apps.trace.domain.labels import MEDIA, Format, label_uri, qr
@@ -283,9 +283,11 @@ async def trace(
 async def start_recall(body: RecallIn, ctx: Writer) -> dict[str, Any]:
     """Freeze everything made from an item and notify the receivers of its shipments."""
     root = await _resolve(ctx, body.item)
-    out = await store.start_recall(ctx.session, ctx.tenant_id, root, body.name, body.reason)
-    out["published"] = await sharing.mark_recalled(ctx.session, ctx.db, ctx.tenant_id, int(out["id"]))
-    await ctx.audit("recall.start", str(out["id"]), item=root, affected=out["affected"])
+    rid = int((await store.start_recall(ctx.session, ctx.tenant_id, root, body.name, body.reason))["id"])
+    published = await sharing.mark_recalled(ctx.session, ctx.db, ctx.tenant_id, rid)
+    pushed = await outbox.queue_partner_notices(ctx.session, ctx.tenant_id, rid)
+    out = {**await store.recall(ctx.session, ctx.tenant_id, rid), "published": published, "pushed": pushed}
+    await ctx.audit("recall.start", str(rid), item=root, affected=out["affected"], pushed=pushed)
     return out
 
 

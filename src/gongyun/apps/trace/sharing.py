@@ -54,7 +54,8 @@ async def partner(s: AsyncSession, tenant_id: str, name: str) -> Any:
 async def save_partner(s: AsyncSession, tenant_id: str, body: dict[str, Any]) -> dict[str, Any]:
     """Create or update a partner."""
     name = str(body["name"])
-    fields = {k: body.get(k) for k in ("prefix", "resolver_url", "grant_handle", "token")}
+    names = ("prefix", "resolver_url", "grant_handle", "token", "notify_url", "notify_key")
+    fields = {k: body.get(k) for k in names}
     found = (
         await s.execute(
             select(partners.c.name).where(partners.c.tenant_id == tenant_id, partners.c.name == name)
@@ -72,7 +73,7 @@ async def save_partner(s: AsyncSession, tenant_id: str, body: dict[str, Any]) ->
                 .where(partners.c.tenant_id == tenant_id, partners.c.name == name)
                 .values(**changed)
             )
-    return {"name": name, **{k: v for k, v in fields.items() if k != "token"}}
+    return {"name": name, **{k: v for k, v in fields.items() if k not in {"token", "notify_key"}}}
 
 
 async def create_grant(

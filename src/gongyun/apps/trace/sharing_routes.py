@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from gongyun.apps import AppCtx, needs
-from gongyun.apps.trace import sharing, store
+from gongyun.apps.trace import outbox, sharing, store
 from gongyun.apps.trace.domain.ids import key_of
 from gongyun.apps.trace.settings import Settings
 from gongyun.apps.trace.tables import items
@@ -29,6 +29,24 @@ class PartnerIn(BaseModel):
     resolver_url: str | None = None
     grant_handle: str | None = None
     token: str | None = Field(default=None, max_length=200)
+    notify_url: str | None = Field(
+        default=None,
+        max_length=300,
+        pattern=r"^https?://\S+$",
+        description="where the partner's node takes our recall notices (POST .../partners/{us}/notices)",
+    )
+    notify_key: str | None = Field(default=None, max_length=200, description="the API key to call it with")
+
+
+class NoticeIn(BaseModel):
+    """A recall notice a partner's node pushes: its notice id, its campaign, the items' keys."""
+
+    notice: int = Field(ge=1, le=2**62)
+    recall: int = Field(ge=1, le=2**62)
+    name: str = Field(default="", max_length=200)
+    reason: str = Field(default="", max_length=1000)
+    keys: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(min_length=1, max_length=100_000)
+    notified_at: str | None = Field(default=None, max_length=40)
 
 
 class GrantIn(BaseModel):
@@ -106,6 +124,18 @@ async def remote(partner: str, ref: str, ctx: Reader) -> dict[str, Any]:
     out = await sharing.remote_read(row, handle)
     await ctx.audit("remote.read", handle, partner=partner, granted=[v["type"] for v in out["granted"]])
     return out
+
+
+@router.post("/partners/{partner}/notices", status_code=201)
+async def take_notice(partner: str, body: NoticeIn, ctx: Writer) -> dict[str, Any]:
+    """A partner's recall notice (pushed by its node): stored once, and what we received from that
+    partner of the notified items is recalled at once."""
+    out, new = await outbox.receive(ctx.session, ctx.tenant_id, partner, body.model_dump())
+    if new:
+        await ctx.audit(
+            "recall.notice.received", str(out["id"]), partner=partner, local_recall=out["local_recall"]
+        )
+    return {**out, "duplicate": not new}
 
 
 @router.post("/partners/{partner}/sync")

@@ -358,7 +358,12 @@ async def recall(s: AsyncSession, tenant_id: str, rid: int) -> dict[str, Any]:
         .where(recall_ranges.c.recall_id == rid)
         .group_by(items.c.kind)
     )
-    sent = await s.execute(select(notices).where(notices.c.recall_id == rid).order_by(notices.c.id))
+    sent = await s.execute(
+        select(notices)
+        .where(notices.c.recall_id == rid, notices.c.sender == tenant_id, notices.c.remote_notice.is_(None))
+        .order_by(notices.c.id)
+    )
+    told = [notice_json(n) for n in sent]
     return {
         "id": rid,
         "name": row.name,
@@ -368,12 +373,36 @@ async def recall(s: AsyncSession, tenant_id: str, rid: int) -> dict[str, Any]:
         "affected": row.affected,
         "created_at": row.created_at.isoformat(),
         "by_kind": {k: int(n) for k, n in by_kind},
-        "notices": [_notice_json(n) for n in sent],
+        "notices": told,
+        "progress": progress_of(told),
         "source": row.source,
     }
 
 
-def _notice_json(n: Any) -> dict[str, Any]:
+def progress_of(told: list[dict[str, Any]]) -> dict[str, Any]:
+    """How far a campaign has got, in percent of its notices done: a tenant's notice when it is
+    acknowledged, a partner's when its node took it (the partner recalls on receipt)."""
+    delivered = sum(1 for n in told if n["push"] and n["delivered_at"])
+    acked = sum(1 for n in told if n["acked_at"])
+    done = sum(1 for n in told if n["acked_at"] or (n["push"] and n["delivered_at"]))
+    if done == len(told):
+        stage = "complete"
+    elif any(n["push"] and not n["delivered_at"] for n in told):
+        stage = "notifying"
+    else:
+        stage = "acknowledging"
+    return {
+        "percent": 100 if not told else 100 * done // len(told),
+        "stage": stage,
+        "notices": len(told),
+        "done": done,
+        "delivered": delivered,
+        "acknowledged": acked,
+    }
+
+
+def notice_json(n: Any) -> dict[str, Any]:
+    """A recall notice row as the API shows it."""
     return {
         "id": n.id,
         "recall": n.recall_id,
@@ -384,6 +413,11 @@ def _notice_json(n: Any) -> dict[str, Any]:
         "acked_at": n.acked_at.isoformat() if n.acked_at else None,
         "acked_by": n.acked_by,
         "local_recall": n.local_recall_id,
+        "push": bool(n.push),
+        "delivered_at": aware(n.delivered_at).isoformat() if n.delivered_at else None,
+        "attempts": n.attempts,
+        "last_error": n.last_error,
+        "remote_notice": n.remote_notice,
     }
 
 
@@ -400,7 +434,7 @@ async def inbox(s: AsyncSession, receiver: str) -> list[dict[str, Any]]:
     rows = await s.execute(
         select(notices).where(notices.c.receiver == receiver).order_by(notices.c.id.desc())
     )
-    return [_notice_json(n) for n in rows]
+    return [notice_json(n) for n in rows]
 
 
 async def acknowledge(
@@ -415,29 +449,30 @@ async def acknowledge(
     local: int | None = row.local_recall_id
     if apply and local is None:
         held = await item_ids(s, receiver, row.keys)
-        roots = sorted(held.values())
-        if roots:
-            # one campaign per notice: from the first held key, then the others added to it
-            first = await start_recall(
-                s,
-                receiver,
-                roots[0],
-                f"recall notice {notice_id} from {row.sender}",
-                source={"notice": notice_id},
-            )
-            local = int(first["id"])
-            for other in roots[1:]:
-                extra = await start_recall(
-                    s, receiver, other, f"recall notice {notice_id} (more)", source={"notice": notice_id}
-                )
-                await s.execute(update(recalls).where(recalls.c.id == extra["id"]).values(status="merged"))
+        local = await recall_held(
+            s, receiver, sorted(held.values()), f"recall notice {notice_id} from {row.sender}", notice_id
+        )
     await s.execute(
         update(notices)
         .where(notices.c.id == notice_id)
         .values(acked_at=row.acked_at or now(), acked_by=row.acked_by or actor, local_recall_id=local)
     )
     out = (await s.execute(select(notices).where(notices.c.id == notice_id))).first()
-    return _notice_json(out)
+    return notice_json(out)
+
+
+async def recall_held(
+    s: AsyncSession, tenant_id: str, roots: list[int], name: str, notice_id: int
+) -> int | None:
+    """Recall what a tenant holds of a notice's items: one campaign (from the first, the others
+    merged into it); its id, or None when the tenant holds none of them."""
+    if not roots:
+        return None
+    first = await start_recall(s, tenant_id, roots[0], name, source={"notice": notice_id})
+    for other in roots[1:]:
+        extra = await start_recall(s, tenant_id, other, f"{name} (more)", source={"notice": notice_id})
+        await s.execute(update(recalls).where(recalls.c.id == extra["id"]).values(status="merged"))
+    return int(first["id"])
 
 
 async def production(s: AsyncSession, tenant_id: str, item_id: int) -> list[dict[str, Any]]:

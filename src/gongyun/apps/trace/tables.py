@@ -133,7 +133,17 @@ notices = Table(
     Column("acked_at", DateTime(timezone=True)),
     Column("acked_by", String(200)),
     Column("local_recall_id", ID),
+    Column("push", Integer, nullable=False, server_default="0"),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("last_error", String(300)),
+    Column("remote_notice", ID),
+    Index("ix_trace_recall_notices_outbox", "push", "delivered_at"),
+    UniqueConstraint("receiver", "sender", "remote_notice", name="uq_trace_recall_notices_remote"),
 )
+"""Recall notices: to a tenant of this deployment (its inbox), to a partner (``push``: an outbox
+row until its endpoint took it) or from a partner (``remote_notice``: the sender's id)."""
 
 partners = Table(
     "trace_partners",
@@ -145,6 +155,8 @@ partners = Table(
     Column("grant_handle", String(255)),
     Column("token", String(200)),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("notify_url", String(300)),
+    Column("notify_key", String(200)),
 )
 
 grants = Table(

@@ -12,7 +12,9 @@
       pending: "waiting", inbox: "Recall notices received", ack: "Acknowledge and recall here", none: "Nothing yet.",
       frozenBatches: "Affected batches", receiver: "Receiver", graph: "Trace graph", truncated: "(truncated)",
       material_lot: "material lot", batch: "batch", serial: "serial", pallet: "pallet", shipment: "shipment",
-      package: "package", order: "order", asset: "asset",
+      package: "package", order: "order", asset: "asset", progress: "Progress", delivered: "delivered",
+      delivering: "delivering, attempt", notifying: "notifying partners", acknowledging: "waiting for acknowledgement",
+      complete: "complete",
     },
     "zh-CN": {
       title: "产品追溯", item: "物品（编号、数字链接、EPC URI）", backward: "反向追溯（由什么构成）",
@@ -22,6 +24,8 @@
       inbox: "收到的召回通知", ack: "确认并在本企业召回", none: "暂无。", frozenBatches: "受影响批次",
       receiver: "接收方", graph: "追溯图", truncated: "（已截断）", material_lot: "原料批次", batch: "生产批次",
       serial: "序列号", pallet: "托盘", shipment: "发货", package: "包装", order: "订单", asset: "资产",
+      progress: "进度", delivered: "已送达", delivering: "投递中，第", notifying: "正在通知合作企业",
+      acknowledging: "等待确认", complete: "已完成",
     },
   };
   const SVGNS = "http://www.w3.org/2000/svg";
@@ -108,6 +112,21 @@
     const recallItem = el("input", { type: "text", size: 40, "aria-label": L.item, placeholder: L.item, "data-testid": "recall-item" });
     const recallName = el("input", { type: "text", size: 24, "aria-label": L.recallName, placeholder: L.recallName, "data-testid": "recall-name" });
 
+    /* A notice's state: acknowledged, delivered to a partner's node, being delivered, or waiting. */
+    function noticeState(n) {
+      if (n.acked_at) return L.acked;
+      if (n.push) return n.delivered_at ? L.delivered : `${L.delivering} ${n.attempts + 1}`;
+      return L.pending;
+    }
+
+    /* A campaign's progress: a bar with its percent and stage. */
+    function progressBar(p) {
+      return el("p", { "data-testid": "recall-progress", "data-percent": String(p.percent) },
+        `${L.progress}: `, el("progress", { max: "100", value: String(p.percent) }),
+        ` ${p.percent} % — ${L[p.stage] || p.stage} (${p.done}/${p.notices})`);
+    }
+
+    let refresh = null;
     async function loadRecalls() {
       const list = await G.api("GET", `${API}/recalls`);
       if (!list.length) { recallsBox.replaceChildren(el("p", { class: "muted" }, L.none)); return; }
@@ -118,14 +137,18 @@
         blocks.push(el("section", { class: "gy-card", "data-testid": "recall-campaign" },
           el("h3", null, `#${r.id} ${r.name}`),
           el("p", null, `${L.affected}: ${r.affected} (${kinds})`),
+          progressBar(r.progress),
           el("p", null, `${L.notices}: `, ...r.notices.map((n) =>
-            el("span", { class: "gy-chip" }, `${L.receiver} ${n.receiver} — ${n.acked_at ? L.acked : L.pending} `))),
+            el("span", { class: "gy-chip" }, `${L.receiver} ${n.receiver} — ${noticeState(n)} `))),
           el("details", null, el("summary", null, L.frozenBatches),
             el("ul", { "data-testid": "recall-batches" }, batches.map((b) => el("li", null, b.key))))));
         break; /* the newest campaign in detail; the others by the list below */
       }
-      blocks.push(el("ul", null, list.slice(1).map((r) => el("li", null, `#${r.id} ${r.name} — ${L.affected} ${r.affected}`))));
+      blocks.push(el("ul", null, list.slice(1).map((r) =>
+        el("li", null, `#${r.id} ${r.name} — ${L.affected} ${r.affected} · ${L.progress} ${r.progress.percent} %`))));
       recallsBox.replaceChildren(...blocks);
+      clearTimeout(refresh); /* follow a campaign until its notices are done */
+      if (list.some((r) => r.progress.stage !== "complete")) refresh = setTimeout(loadRecalls, 5000);
     }
 
     async function loadInbox() {
