@@ -16,7 +16,8 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gongyun.apps.trace.store import FROZEN_SQL, Direction, TraceResult, item, walk_sql
+from gongyun.apps.trace.errors import TraceItemNotFound
+from gongyun.apps.trace.store import FROZEN_SQL, Direction, TraceResult, walk_sql
 
 EDGE_NODES = 5_000
 """Traces of up to this many items carry the links between them (the console draws those)."""
@@ -171,7 +172,6 @@ async def trace_json(
     limit: int = 100_000,
 ) -> TraceJson:
     """Everything reachable from ``root`` forward or backward (to ``depth`` links, or all), as JSON."""
-    await item(s, tenant_id, root)
     limited = depth is not None
     dialect = s.get_bind().dialect.name
     params: dict[str, Any] = {"root": root, "tenant": tenant_id, "limit": limit, "limit1": limit + 1}
@@ -180,6 +180,8 @@ async def trace_json(
     sql = _sql(dialect, direction, limited).replace(_STATUS, await _status_sql(s, tenant_id))
     row = (await s.execute(text(sql), params)).one()
     total = int(row.total)
+    if total == 0:  # the walk always holds its root: no such item in this tenant
+        raise TraceItemNotFound(f"no item {root} in this tenant", item=str(root))
     count = min(total, limit)
     nodes, edges = _bytes(row.nodes), _bytes(row.edges)
     if not limited and count <= EDGE_NODES:
