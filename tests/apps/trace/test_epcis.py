@@ -168,5 +168,10 @@ async def test_epcis_capture_query_and_export(tmp_path: Path) -> None:
             assert r.status_code == 200 and r.headers["content-type"].startswith("application/ld+json")
             exports.append(r.json())
         assert len(exports[0]["epcisBody"]["eventList"]) == 6  # its own, the pallet's
+        # and so do its query answers (EPCISQueryDocument), whole and paged
+        for query in ("", "?perPage=2", "?EQ_bizStep=shipping"):
+            r = await client.get(f"{API}/epcis/events{query}", headers=h)
+            assert r.status_code == 200
+            exports.append(r.json())
         verdicts = run_js("epcis_check.js", {"validate": exports})["validate"]
-        assert verdicts == [{"success": True, "errors": []}] * 3
+        assert verdicts == [{"success": True, "errors": []}] * 6
