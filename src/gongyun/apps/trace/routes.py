@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -312,7 +312,7 @@ async def recall_inbox(ctx: Reader) -> list[dict[str, Any]]:
 class AckIn(BaseModel):
     """Acknowledge a notice; ``apply`` recalls what this tenant holds of the notified identifiers."""
 
-    apply: bool = True
+    apply: StrictBool = True
 
 
 @router.post("/inbox/{notice_id}/ack")

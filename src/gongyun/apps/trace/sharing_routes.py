@@ -13,10 +13,13 @@ from gongyun.apps.trace import outbox, sharing, store
 from gongyun.apps.trace.domain.ids import key_of
 from gongyun.apps.trace.settings import Settings
 from gongyun.apps.trace.tables import items
+from gongyun.core.jsonnum import JSON_INTEGER
 from gongyun.errors import InvalidInput
 from gongyun.security.rbac import Perm
 
 router = APIRouter()
+SAFE_ID = 2**53 - 1
+"""The largest notice or campaign id a partner may send (exact in every JSON reader)."""
 Reader = Annotated[AppCtx, Depends(needs(Perm.identifiers_read))]
 Writer = Annotated[AppCtx, Depends(needs(Perm.identifiers_write))]
 
@@ -41,8 +44,8 @@ class PartnerIn(BaseModel):
 class NoticeIn(BaseModel):
     """A recall notice a partner's node pushes: its notice id, its campaign, the items' keys."""
 
-    notice: int = Field(ge=1, le=2**62)
-    recall: int = Field(ge=1, le=2**62)
+    notice: Annotated[int, Field(ge=1, le=SAFE_ID), JSON_INTEGER]
+    recall: Annotated[int, Field(ge=1, le=SAFE_ID), JSON_INTEGER]
     name: str = Field(default="", max_length=200)
     reason: str = Field(default="", max_length=1000)
     keys: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(min_length=1, max_length=100_000)
