@@ -5,10 +5,10 @@ what it reached as ranges of consecutive item ids (``trace_recall_ranges``; bulk
 are consecutive, so 100 000 serials are a handful of rows), and an item a campaign's range holds
 reads as ``frozen`` (``STATUS``): no item row is rewritten.
 
-Traces are recursive SQL (``WITH RECURSIVE``) over ``trace_links``: forward from a lot to
-everything made from it, backward from a serial to everything it was made of. Without a depth
-limit the walk keeps only item ids (``UNION`` drops repeats, and links never form a cycle, so it
-ends); with one it carries the depth. A new link that would close a cycle is refused inside the
+Traces (``traces.py``) are recursive SQL (``WITH RECURSIVE``, ``walk_sql``) over ``trace_links``:
+forward from a lot to everything made from it, backward from a serial to everything it was made
+of. Without a depth limit the walk keeps only item ids (``UNION`` drops repeats, and links never
+form a cycle, so it ends); with one it carries the depth. A new link that would close a cycle is refused inside the
 same transaction that wrote it.
 """
 
@@ -38,10 +38,6 @@ FROZEN_SQL = (
     "EXISTS (SELECT 1 FROM trace_recalls c WHERE c.tenant_id = i.tenant_id AND "
     "(SELECT f.hi FROM trace_recall_ranges f WHERE f.recall_id = c.id AND f.lo <= i.id "
     "ORDER BY f.lo DESC LIMIT 1) >= i.id)"
-)
-_STATUS_SQL = f"CASE WHEN {FROZEN_SQL} THEN 'frozen' ELSE i.status END AS status"
-_ITEM_COLS = ", ".join(  # the item columns of ``trace_items i``, the status as STATUS says
-    _STATUS_SQL if c.name == "status" else f"i.{c.name}" for c in items.c
 )
 STATUS = case((text(FROZEN_SQL.replace("i.", "trace_items.")), literal("frozen")), else_=items.c.status)
 """An item's status: ``frozen`` once a recall reached it (a recall writes no item row), else its own."""
