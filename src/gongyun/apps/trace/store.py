@@ -8,8 +8,8 @@ reads as ``frozen`` (``STATUS``): no item row is rewritten.
 Traces (``traces.py``) are recursive SQL (``WITH RECURSIVE``, ``walk_sql``) over ``trace_links``:
 forward from a lot to everything made from it, backward from a serial to everything it was made
 of. Without a depth limit the walk keeps only item ids (``UNION`` drops repeats, and links never
-form a cycle, so it ends); with one it carries the depth. A new link that would close a cycle is refused inside the
-same transaction that wrote it.
+form a cycle, so it ends); with one it carries the depth. A new link that would close a cycle is
+refused inside the same transaction that wrote it.
 """
 
 from __future__ import annotations
