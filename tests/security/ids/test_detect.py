@@ -176,3 +176,16 @@ def test_opcua_and_mqtt_behaviours() -> None:
     )
     assert [e.rule_id for e in det.process(rogue)] == ["B-MQTT-ROGUE-CMD"]
     assert det.process(cmd) == []
+
+
+def test_an_opcua_client_seen_only_mid_session_while_learning_may_reconnect() -> None:
+    """A gateway connected before the sensor started shows only MSG chunks while it learns."""
+    det = Detector(learn_s=5)
+    read = OpcUaRecord(0, "C1", "127.0.0.1", 50001, "127.0.0.1", 4840, "MSG", True, service="ReadRequest")
+    assert det.process(read) == []
+    reconnect = [
+        OpcUaRecord(10, "C2", "127.0.0.1", 50002, "127.0.0.1", 4840, kind, True) for kind in ("HEL", "OPN")
+    ]
+    assert [e.rule_id for r in reconnect for e in det.process(r)] == []
+    stranger = OpcUaRecord(11, "C3", "127.0.0.66", 50003, "127.0.0.1", 4840, "HEL", True)
+    assert [e.rule_id for e in det.process(stranger)] == ["B-OPCUA-NEW-CLIENT"]

@@ -362,16 +362,21 @@ class Detector:
             signing = "*" in req or server in req or self.baseline.opcua_servers.get(server, False)
             if unsigned and signing and not self.learning and self._once("B-OPCUA-NONE", rec.uid, self._now):
                 events.append(self._behaviour("B-OPCUA-NONE", rec, {"policy": rec.security_policy}))
-        if rec.from_client and rec.msg_type in ("HEL", "OPN"):
-            if self.learning:
-                self.baseline.opcua_clients.add(client)
-            elif (
+        if rec.from_client and self.learning:
+            # any client message counts: a client connected before the sensor started shows only
+            # MSG chunks while it learns, and its next reconnect (HEL/OPN) is not a new client
+            self.baseline.opcua_clients.add(client)
+        elif (
+            rec.from_client
+            and rec.msg_type in ("HEL", "OPN")
+            and (
                 self.allowlist
                 and client not in self.baseline.opcua_clients
                 and self._once("B-OPCUA-NEW-CLIENT", client, self._now)
-            ):
-                learn = {"kind": "opcua_clients", "key": client}
-                events.append(self._behaviour("B-OPCUA-NEW-CLIENT", rec, {"learn": learn}))
+            )
+        ):
+            learn = {"kind": "opcua_clients", "key": client}
+            events.append(self._behaviour("B-OPCUA-NEW-CLIENT", rec, {"learn": learn}))
 
     def _mqtt(self, rec: Any, events: list[Event]) -> None:
         sp = rec.sparkplug
