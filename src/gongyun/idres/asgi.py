@@ -8,7 +8,7 @@ before anything else is parsed. Errors become Handle-style JSON with a ``respons
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote_to_bytes
@@ -91,6 +91,50 @@ def error_response(exc: BaseException) -> Response:
     return json_response(status, body)
 
 
+_REASONS = {
+    200: b"OK",
+    201: b"Created",
+    300: b"Multiple Choices",
+    301: b"Moved Permanently",
+    307: b"Temporary Redirect",
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    403: b"Forbidden",
+    404: b"Not Found",
+    409: b"Conflict",
+    413: b"Payload Too Large",
+    500: b"Internal Server Error",
+    503: b"Service Unavailable",
+}
+
+
+def http_bytes(resp: Response, keep_alive: bool) -> bytes:
+    """A whole HTTP/1.1 response (for the lean server's fast paths)."""
+    head = [b"HTTP/1.1 ", str(resp.status).encode(), b" ", _REASONS.get(resp.status, b"Unknown"), b"\r\n"]
+    for name, value in resp.headers:
+        if name.lower() != b"content-length":
+            head += [name, b": ", value, b"\r\n"]
+    head += [b"content-length: ", str(len(resp.body)).encode(), b"\r\n"]
+    if not keep_alive:
+        head.append(b"connection: close\r\n")
+    return b"".join(head) + b"\r\n" + resp.body
+
+
+def build_request(
+    method: str, path: bytes, query: bytes, headers: Iterable[tuple[bytes, bytes]], body: bytes = b""
+) -> Request:
+    """A ``Request`` from the raw path (no query), raw query and headers as they arrived."""
+    return Request(
+        method,
+        unquote_to_bytes(path).decode("utf-8", "surrogateescape"),
+        path,
+        parse_qs(query.decode("utf-8", "replace"), keep_blank_values=True) if query else {},
+        {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers},
+        body,
+        raw_query=query,
+    )
+
+
 Handler = Callable[[Request], Awaitable[Response]]
 FastGet = Callable[[bytes], bytes | None]
 FastRaw = Callable[[bytes, list[tuple[bytes, bytes]], bool], bytes | None]
@@ -109,6 +153,19 @@ class AsgiApp:
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
         self.after_write: list[Callable[[], Awaitable[None]]] = []
         """Awaited after every non-GET request, before its response is sent (cache invalidation)."""
+
+    def add_fast_raw(self, hook: FastRaw) -> None:
+        """Add a ``fast_raw`` hook; hooks are tried in the order added until one answers."""
+        first = self.fast_raw
+        if first is None:
+            self.fast_raw = hook
+            return
+
+        def chained(target: bytes, headers: list[tuple[bytes, bytes]], keep: bool) -> bytes | None:
+            answer = first(target, headers, keep)
+            return answer if answer is not None else hook(target, headers, keep)
+
+        self.fast_raw = chained
 
     def mount(self, prefix: str, handler: Handler) -> None:
         """Send requests whose path starts with ``prefix`` to ``handler`` (longest prefix wins)."""
@@ -154,10 +211,6 @@ class AsgiApp:
         await send({"type": "http.response.body", "body": resp.body})
 
     async def _dispatch(self, scope: Scope, receive: Receive, raw_path: bytes) -> Response:
-        path_bytes = raw_path.split(b"?", 1)[0]
-        path = unquote_to_bytes(path_bytes).decode("utf-8", "surrogateescape")
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        query = parse_qs(scope["query_string"].decode("utf-8", "replace"), keep_blank_values=True)
         body = b""
         if scope["method"] in {"PUT", "POST", "PATCH"}:
             chunks: list[bytes] = []
@@ -172,14 +225,20 @@ class AsgiApp:
                 chunks.append(chunk)
                 more = message.get("more_body", False)
             body = b"".join(chunks)
-        req = Request(
-            scope["method"], path, path_bytes, query, headers, body, raw_query=scope["query_string"]
-        )
-        req.principal = await self.authenticate(headers)
+        path_bytes = raw_path.split(b"?", 1)[0]
+        req = build_request(scope["method"], path_bytes, scope["query_string"], scope["headers"], body)
+        req.principal = await self.authenticate(req.headers)
+        handler = self.route(req.path)
+        if handler is not None:
+            return await handler(req)
+        return json_response(404, {"responseCode": 2, "message": f"no such endpoint {req.path[:200]}"})
+
+    def route(self, path: str) -> Handler | None:
+        """The handler of the longest mounted prefix of ``path``."""
         for prefix, handler in self.routes:
             if path.startswith(prefix):
-                return await handler(req)
-        return json_response(404, {"responseCode": 2, "message": f"no such endpoint {path[:200]}"})
+                return handler
+        return None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

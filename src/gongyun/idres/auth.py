@@ -117,7 +117,7 @@ class HandleBasicAuth:
         if creds is None:
             return None
         user, password = creds
-        key = hashlib.sha256(f"{user}\x00{password}".encode()).hexdigest()
+        key = _key(user, password)
         hit = self._cache.get(key)
         now = time.monotonic()
         if hit is not None and hit[0] > now:
@@ -129,6 +129,28 @@ class HandleBasicAuth:
         if flight is not None:
             return await asyncio.shield(flight)
         return await self._check(key, user, password)
+
+    def remembered(self, authorization: str) -> Principal | None:
+        """The remembered principal of an ``Authorization`` header value, without waiting.
+
+        None when it is not a Basic credential verified and still remembered; as on every use, a
+        credential in the last ``_REFRESH_S`` seconds of its life is re-checked in the background.
+        """
+        try:
+            creds = basic_credentials({"authorization": authorization})
+        except InvalidCredentials:
+            return None
+        if creds is None:
+            return None
+        user, password = creds
+        key = _key(user, password)
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is None or hit[0] <= now:
+            return None
+        if hit[0] - now < _REFRESH_S and key not in self._flights:
+            asyncio.ensure_future(self._check(key, user, password)).add_done_callback(_quiet)
+        return hit[1]
 
     async def _check(self, key: str, user: str, password: str) -> Principal:
         fut: asyncio.Future[Principal] = asyncio.get_running_loop().create_future()
@@ -171,6 +193,10 @@ class HandleBasicAuth:
             return
         for key in [k for k, v in self._cache.items() if v[2] == admin_norm]:
             del self._cache[key]
+
+
+def _key(user: str, password: str) -> str:
+    return hashlib.sha256(f"{user}\x00{password}".encode()).hexdigest()
 
 
 def _quiet(task: asyncio.Future[Principal]) -> None:

@@ -12,7 +12,6 @@ the shared cache, and every committed write deletes the changed identifiers' key
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import uuid
 from collections import OrderedDict
@@ -24,7 +23,7 @@ import orjson
 from sqlalchemy import select
 
 from gongyun.errors import AuthError, GongyunError, InvalidInput, MalformedIdentifier, PermissionDenied
-from gongyun.idres.asgi import AsgiApp, Request, Response, json_response
+from gongyun.idres.asgi import AsgiApp, Request, Response, error_response, http_bytes, json_response
 from gongyun.idres.auth import Authenticator, HandleBasicAuth, Principal
 from gongyun.idres.errors import (
     RC_HANDLE_NOT_FOUND,
@@ -34,23 +33,20 @@ from gongyun.idres.errors import (
     RC_VALUES_NOT_FOUND,
     HandleExists,
 )
+from gongyun.idres.localread import SqliteReader
 from gongyun.idres.models import IdPrefix
 from gongyun.idres.pgread import PointReader
 from gongyun.idres.registry import MAX_BATCH, RawRecord, Registry
 from gongyun.idres.rescache import SharedRecords
 from gongyun.idres.sessions import Sessions
-from gongyun.idres.syntax import fold, parse, parse_indexed, prefix_chain
+from gongyun.idres.syntax import Handle, fold, parse, parse_indexed, prefix_chain
 from gongyun.idres.values import HandleValue, admin_value, decode_values, encode_values
 
 API = "/api/handles"
 _API_SLASH = API.encode() + b"/"
-_POINT_READ = (
-    "SELECT handle, values_json, public_json, min_ttl, tenant_id FROM idres_records "
-    "WHERE handle_norm = ? AND tenant_id = ?"
-)
-_POINT_READ_ANY = (
-    "SELECT handle, values_json, public_json, min_ttl, tenant_id FROM idres_records WHERE handle_norm = ?"
-)
+_CREDENTIALS = (b"authorization", b"x-api-key")
+_OK_JSON = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+_IDENTITIES: dict[str, str] = {}  # admin name -> its record's normalised identifier ("" if none)
 # HS_ADMIN permission bits (Handle.Net AdminRecord; the JSON string writes bit 11 first)
 DELETE_HANDLE, MODIFY_VALUE, REMOVE_VALUE, ADD_VALUE = 1, 4, 5, 6
 
@@ -101,6 +97,38 @@ class RecordCache:
         self.expires.clear()
 
 
+def _identity_norm(p: Principal | None) -> str | None:
+    """The record of a Handle identity (``300:88.100.1/admin`` -> ``88.100.1/ADMIN``), or None."""
+    if p is None or p.operator or p.tenant_id is not None:
+        return None
+    norm = _IDENTITIES.get(p.name)
+    if norm is None:
+        try:
+            norm = parse_indexed(p.name).handle.norm
+        except MalformedIdentifier:
+            norm = ""
+        if len(_IDENTITIES) >= 10_000:
+            _IDENTITIES.clear()
+        _IDENTITIES[p.name] = norm
+    return norm or None
+
+
+def _not_found(h: Handle, homed: bool) -> Response:
+    """The 404 of an identifier this node does not hold (a prefix homed here, or not)."""
+    if not homed:
+        return json_response(
+            404,
+            {
+                "responseCode": RC_SERVER_NOT_RESP,
+                "handle": str(h),
+                "message": f"prefix {h.prefix} is not homed at this server",
+            },
+        )
+    return json_response(
+        404, {"responseCode": RC_HANDLE_NOT_FOUND, "handle": str(h), "message": "Handle Not Found"}
+    )
+
+
 def _render(handle: str, values_json: str) -> bytes:
     return b'{"responseCode":1,"handle":' + orjson.dumps(handle) + b',"values":' + values_json.encode() + b"}"
 
@@ -136,11 +164,9 @@ class HandleService:
         self.authenticators: list[Authenticator] = [self.basic, *(authenticators or [])]
         self.sessions = Sessions(self._secret)
         self._grant_names: set[str] = set()
+        self._grant_memo: dict[str, tuple[str, str, dict[str, Any] | None]] = {}
         registry.listeners.append(self._changed)
-        self._sqlite: sqlite3.Connection | None = None
-        self._sqlite_path: str | None = None
-        if registry.db.dialect == "sqlite" and registry.db.engine.url.database not in (None, "", ":memory:"):
-            self._sqlite_path = registry.db.engine.url.database
+        self.local = SqliteReader.of(registry.db, tenant_id)
 
     def _changed(self, norm: str) -> None:
         self.generation += 1
@@ -188,26 +214,11 @@ class HandleService:
         app.mount("/hrls/handles", self.reverse)
         app.mount("/api/batch", self.batch)
         app.fast_get = self.fast_get
-
-    def _reader(self) -> sqlite3.Connection | None:
-        if self._sqlite is None and self._sqlite_path is not None:
-            conn = sqlite3.connect(f"file:{self._sqlite_path}?mode=ro", uri=True, check_same_thread=False)
-            conn.execute("PRAGMA mmap_size=2147483648")
-            conn.execute("PRAGMA cache_size=-131072")
-            self._sqlite = conn
-        return self._sqlite
-
-    def _fetch_sync(self, conn: sqlite3.Connection, norm: str) -> RawRecord | None:
-        if self.tenant_id is None:
-            row = conn.execute(_POINT_READ_ANY, (norm,)).fetchone()
-        else:
-            row = conn.execute(_POINT_READ, (norm, self.tenant_id)).fetchone()
-        return None if row is None else (row[0], row[1], row[2], row[3], row[4])
+        app.add_fast_raw(self.fast_raw)
 
     async def _fetch(self, norm: str) -> RawRecord | None:
-        conn = self._reader()
-        if conn is not None:
-            return self._fetch_sync(conn, norm)
+        if self.local is not None:
+            return self.local.record(norm)
         if self.shared is None:
             if self.reader is not None:
                 return await self.reader.get(norm)
@@ -235,22 +246,63 @@ class HandleService:
         body = self.cache.get(fold(text))
         if body is not None:
             return body
-        conn = self._reader()
-        if conn is None:
+        if self.local is None:
             return None
         try:
             h = parse(text)
         except GongyunError:
             return None
-        row = self._fetch_sync(conn, h.norm)
+        row = self.local.record(h.norm)
         if row is None:
             return None
         body = _render(row[0], row[2])
         self.cache.put(h.norm, body, float(row[3]))
         return body
 
+    def fast_raw(self, target: bytes, headers: list[tuple[bytes, bytes]], keep: bool) -> bytes | None:
+        """The lean server's whole answer to a ``GET /api/handles/<handle>`` without query that
+        ``fast_get`` did not give: a malformed identifier's 400 (no database touched); on a SQLite
+        file a 404 and, for a remembered Basic credential without a read grant, the record as that
+        caller sees it. None leaves the request to the app (e.g. credentials not remembered yet).
+        A lone ``Authorization: Basic`` header is Handle Basic authentication's: the node's other
+        authenticators take Bearer tokens, ``X-API-Key`` and ``Handle`` sessions.
+        """
+        if not target.startswith(_API_SLASH) or len(target) == len(_API_SLASH) or b"?" in target:
+            return None
+        principal = None
+        for name, value in headers:
+            if name in _CREDENTIALS:
+                if name != b"authorization" or principal is not None:
+                    return None
+                principal = self.basic.remembered(value.decode("latin-1"))
+                if principal is None:
+                    return None
+        handle = unquote_to_bytes(target[len(_API_SLASH) :]).decode("utf-8", "surrogateescape")
+        try:
+            h = parse(handle)
+        except GongyunError as exc:
+            return http_bytes(error_response(exc), keep)
+        if self.local is None:
+            return None
+        row = self.local.record(h.norm)
+        if row is None:
+            homed = self.local.homed([fold(p) for p in prefix_chain(h.prefix)])
+            return http_bytes(_not_found(h, homed), keep)
+        if principal is None:
+            body = _render(row[0], row[2])
+            self.cache.put(h.norm, body, float(row[3]))
+        else:
+            norm = _identity_norm(principal)
+            if norm is not None and self._grant_in(principal, self.local.record(norm)) is not None:
+                return None  # a read grant's reads are audited: the app answers them
+            body = _render(row[0], row[1] if self._admin_of(principal, h.prefix, row[4]) else row[2])
+        conn = b"" if keep else b"connection: close\r\n"
+        return _OK_JSON + str(len(body)).encode() + b"\r\n" + conn + b"\r\n" + body
+
     def _can_admin(self, req: Request, prefix: str, owner: str) -> bool:
-        p = req.principal
+        return self._admin_of(req.principal, prefix, owner)
+
+    def _admin_of(self, p: Principal | None, prefix: str, owner: str) -> bool:
         if p is None or not p.covers(prefix):
             return False
         # on a node serving every tenant, only the owner's callers (or the operator) see private values
@@ -296,18 +348,7 @@ class HandleService:
         generation = self.generation
         row = await self._fetch(h.norm)
         if row is None:
-            if not await self._homed(h.prefix):
-                return json_response(
-                    404,
-                    {
-                        "responseCode": RC_SERVER_NOT_RESP,
-                        "handle": str(h),
-                        "message": f"prefix {h.prefix} is not homed at this server",
-                    },
-                )
-            return json_response(
-                404, {"responseCode": RC_HANDLE_NOT_FOUND, "handle": str(h), "message": "Handle Not Found"}
-            )
+            return _not_found(h, await self._homed(h.prefix))
         stored, values_json, public_json, min_ttl, owner = row
         grant = await self._grant_of(req.principal)
         if grant is not None:
@@ -348,6 +389,8 @@ class HandleService:
     async def _homed(self, prefix: str) -> bool:
         """True when a filing on this database covers ``prefix`` (for the node's tenant, if one)."""
         chain = [fold(p) for p in prefix_chain(prefix)]
+        if self.local is not None:
+            return self.local.homed(chain)
         q = select(IdPrefix.prefix_norm).where(IdPrefix.prefix_norm.in_(chain))
         if self.tenant_id is not None:
             q = q.where(IdPrefix.tenant_id == self.tenant_id)
@@ -394,26 +437,34 @@ class HandleService:
 
     async def _grant_of(self, p: Principal | None) -> dict[str, Any] | None:
         """The read grant a Handle identity carries (a ``GY_GRANT`` value), read fresh each time."""
-        if p is None or p.operator or p.tenant_id is not None:
+        norm = _identity_norm(p)
+        if p is None or norm is None:
             return None
-        try:
-            me = parse_indexed(p.name)
-        except MalformedIdentifier:
-            return None
-        row = await self._fetch(me.handle.norm)
+        return self._grant_in(p, await self._fetch(norm))
+
+    def _grant_in(self, p: Principal, row: RawRecord | None) -> dict[str, Any] | None:
+        """The grant of the identity's record as just read (decoded once per stored version)."""
         if row is None:
             return None
+        memo = self._grant_memo.get(p.name)
+        if memo is not None and memo[0] == row[1] and memo[1] == row[4]:
+            return memo[2]
+        grant: dict[str, Any] | None = None
         for v in decode_values(orjson.loads(row[1])):
             if v.type == "GY_GRANT" and isinstance(v.value, str):
                 try:
-                    grant = orjson.loads(v.value)
+                    found = orjson.loads(v.value)
                 except orjson.JSONDecodeError:
-                    return {"revoked": True, "handles": [], "types": []}
-                if isinstance(grant, dict):
+                    grant = {"revoked": True, "handles": [], "types": []}
+                    break
+                if isinstance(found, dict):
                     self._grant_names.add(p.name)
-                    grant["_owner"] = row[4]
-                    return grant
-        return None
+                    grant = {**found, "_owner": row[4]}
+                    break
+        if len(self._grant_memo) >= 10_000:
+            self._grant_memo.clear()
+        self._grant_memo[p.name] = (row[1], row[4], grant)
+        return grant
 
     async def _no_grant(self, req: Request) -> None:
         if await self._grant_of(req.principal) is not None:
@@ -629,9 +680,8 @@ class HandleService:
 
     def close(self) -> None:
         """Close the direct SQLite reader."""
-        if self._sqlite is not None:
-            self._sqlite.close()
-            self._sqlite = None
+        if self.local is not None:
+            self.local.close()
 
 
 def _type_matches(wanted: str, actual: str) -> bool:

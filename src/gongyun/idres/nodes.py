@@ -191,7 +191,7 @@ def build_app(config: NodeConfig) -> AsgiApp:
     routes.install(app, config.role.value)
     from gongyun.idres.schemes import install_schemes
 
-    answers = install_schemes(app, registry, served_tenant)
+    answers = install_schemes(app, registry, served_tenant, service.local)
     watcher.listeners.append(answers.changed)
     if shared is not None:  # writes of the node's own routes (filings, allocations) reach Redis too
         app.after_write.append(lambda: service.flush(routes.tenant_id))

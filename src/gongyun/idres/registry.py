@@ -48,6 +48,7 @@ class Record:
     values: list[HandleValue]
     version: int
     updated_at: datetime
+    public_json: str | None = None  # the public values as stored (Handle JSON), when read for resolution
 
     def to_json(self, public_only: bool = False) -> dict[str, Any]:
         """Handle.Net REST JSON (without ``responseCode``)."""

@@ -141,7 +141,10 @@ def parse(identifier: str) -> Handle:
         raise MalformedIdentifier("an identifier must be text", reason="not_text")
     if not identifier:
         raise _bad(identifier, "empty", "the identifier is empty")
-    found = _BAD_CHARS.search(identifier)
+    if len(identifier) > MAX_HANDLE_BYTES:  # more characters than bytes allowed: refused unread
+        raise _bad(identifier, "too_long", f"the identifier is longer than {MAX_HANDLE_BYTES} bytes of UTF-8")
+    # printable ASCII has none of the characters refused below (the search costs far more)
+    found = None if identifier.isascii() and identifier.isprintable() else _BAD_CHARS.search(identifier)
     if found is not None:
         i, ch = found.start(), found.group()
         if _bad_char(ch):

@@ -394,6 +394,44 @@ def decode_values(raw: Any) -> list[HandleValue]:
     return values
 
 
+@functools.lru_cache(maxsize=64)
+def _stored_permissions(bits: str) -> Permissions:
+    return Permissions.from_bits(bits)
+
+
+@functools.lru_cache(maxsize=4096)
+def _stored_time(text: str) -> datetime:
+    ts = datetime.fromisoformat(text)
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def load_stored(raw: list[dict[str, Any]]) -> list[HandleValue]:
+    """A value list as the registry stored it (``encode_values`` of checked values), without
+    checking it again: a resolution reads stored records far more often than anyone writes them.
+    Anything not in the stored form is decoded (and checked) by ``decode_values``."""
+    try:
+        out = []
+        for item in raw:
+            data = item["data"]
+            perms = item.get("permissions")
+            refs = item.get("references")
+            out.append(
+                HandleValue(
+                    item["index"],
+                    item["type"],
+                    data["format"],
+                    data["value"],
+                    item["ttl"],
+                    _stored_time(item["timestamp"]),
+                    PUBLIC if perms is None else _stored_permissions(perms),
+                    tuple((r["handle"], r["index"]) for r in refs) if refs else (),
+                )
+            )
+        return out
+    except (KeyError, TypeError, ValueError, InvalidValue):
+        return decode_values(raw)
+
+
 def encode_values(values: list[HandleValue], public_only: bool = False) -> list[dict[str, Any]]:
     """JSON form of a value list, optionally keeping only publicly readable values."""
     return [v.to_json() for v in sorted(values, key=lambda v: v.index) if v.public or not public_only]

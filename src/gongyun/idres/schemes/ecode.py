@@ -19,10 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gongyun.errors import MalformedIdentifier
-from gongyun.idres.asgi import AsgiApp, Request, Response, json_response
+from gongyun.idres.asgi import AsgiApp, Request, Response
 from gongyun.idres.errors import HandleNotFound
-from gongyun.idres.schemes import Lookup
-from gongyun.idres.values import encode_values
+from gongyun.idres.registry import Record
+from gongyun.idres.schemes import Lookup, Plan, Planner, planned, record_response
 
 _STRUCTURE = {
     0: (4, 20, "digits"),
@@ -73,32 +73,32 @@ def parse(text: str) -> Ecode:
     return Ecode(version, nsi, md)
 
 
+def plan(req: Request) -> Plan:
+    """``GET /ecode/{code}``: one lookup of the record carrying the ``ECODE`` value."""
+    code = str(parse(req.path[len("/ecode/") :]))
+
+    def answer(found: list[Record | None]) -> Response:
+        rec = found[0]
+        if rec is None:
+            raise HandleNotFound(f"no record carries Ecode {code}")
+        return record_response({"responseCode": 1, "ecode": code}, rec)
+
+    return Plan([[{"ECODE": code}]], answer)
+
+
 @dataclass(frozen=True)
 class EcodeAdapter:
     """Mounts ``GET /ecode/{code}``."""
 
     name: str = "ecode"
 
+    def planners(self) -> dict[str, Planner]:
+        """The endpoint's planner by mount prefix."""
+        return {"/ecode/": plan}
+
     def install(self, app: AsgiApp, lookup: Lookup) -> None:
         """Mount the endpoint."""
-        find = lookup
-
-        async def handler(req: Request) -> Response:
-            code = parse(req.path[len("/ecode/") :])
-            rec = await find([{"ECODE": str(code)}])
-            if rec is None:
-                raise HandleNotFound(f"no record carries Ecode {code}")
-            return json_response(
-                200,
-                {
-                    "responseCode": 1,
-                    "ecode": str(code),
-                    "handle": rec.handle,
-                    "values": encode_values(rec.values),
-                },
-            )
-
-        app.mount("/ecode/", handler)
+        app.mount("/ecode/", planned(plan, lookup))
 
 
 ADAPTER = EcodeAdapter()

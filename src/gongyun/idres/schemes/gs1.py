@@ -23,10 +23,11 @@ from gongyun.errors import InvalidInput, MalformedIdentifier
 from gongyun.idres.asgi import AsgiApp, Request, Response, json_response
 from gongyun.idres.errors import HandleNotFound
 from gongyun.idres.registry import Record
-from gongyun.idres.schemes import Lookup, gs1_compress
+from gongyun.idres.schemes import Lookup, Plan, Planner, gs1_compress, planned
 
 VOCAB = "https://gs1.org/voc/"
 DEFAULT = "gs1:defaultLink"
+_LINK_TYPE = re.compile(r"[A-Za-z0-9:_./-]{1,200}")
 _CSET82 = re.compile(r"[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}")
 
 
@@ -321,60 +322,70 @@ def _linkset_response(status: int, anchor: str, links: list[dict[str, str]]) -> 
 _NO_ENDPOINT = {"responseCode": 2, "message": "no such endpoint"}
 
 
+def _unique(found: list[Record | None]) -> list[Record]:
+    records: list[Record] = []
+    for rec in found:
+        if rec is not None and all(r.handle != rec.handle for r in records):
+            records.append(rec)
+    return records
+
+
+def plan_resolve(req: Request) -> Plan:
+    """A Digital Link: one lookup per fallback level (serial, lot, key), then the answer."""
+    raw = req.raw_path.decode("utf-8", "surrogateescape")
+    query = [(k, v) for k, vals in req.query.items() for v in vals]
+    key = parse_path(raw, query)
+
+    def answer(found: list[Record | None]) -> Response:
+        records = _unique(found)
+        if not records:
+            raise HandleNotFound(f"no record for GS1 key {key.path}", handle=key.path)
+        chain = [links_of(r) for r in records]
+        host = req.headers.get("host", "localhost")
+        anchor = f"http://{host}{key.path}"
+        link_type = req.arg("linkType")
+        wants_set = "application/linkset+json" in req.headers.get("accept", "")
+        if link_type in {"linkset", "all"} or (wants_set and not link_type):
+            return _linkset_response(200, anchor, inherited_links(chain))
+        if link_type and not _LINK_TYPE.fullmatch(link_type):
+            raise InvalidInput("linkType is malformed")
+        fit = pick_links(chain, link_type)
+        if not fit:
+            raise HandleNotFound(f"no {link_type or 'default'} link for {key.path}", handle=records[0].handle)
+        if len(fit) > 1:
+            return _linkset_response(300, anchor, fit)
+        return Response(
+            307,
+            b"",
+            [
+                (b"location", fit[0]["href"].encode()),
+                (b"link", f'<{anchor}?linkType=linkset>; rel="linkset"'.encode()),
+            ],
+        )
+
+    return Plan([[crit] for crit in key.criteria()], answer)
+
+
+def plan_compressed(req: Request) -> Plan | Response:
+    """A fully compressed Digital Link (``/{base64url}``); anything else at ``/`` is no endpoint."""
+    segment = req.raw_path.decode("utf-8", "surrogateescape").strip("/")
+    if req.method != "GET" or "/" in segment or not gs1_compress.looks_compressed(segment):
+        return json_response(404, {**_NO_ENDPOINT, "message": f"no such endpoint {req.path[:200]}"})
+    return plan_resolve(req)
+
+
 @dataclass(frozen=True)
 class GS1Adapter:
     """Mounts the Digital Link paths of every served primary key, compressed links and the description."""
 
     name: str = "gs1"
 
+    def planners(self) -> dict[str, Planner]:
+        """The resolving endpoints' planners by mount prefix."""
+        return {**{f"/{ai}/": plan_resolve for ai in PRIMARY_KEYS}, "/": plan_compressed}
+
     def install(self, app: AsgiApp, lookup: Lookup) -> None:
         """Mount the endpoints."""
-
-        async def chain_of(key: DigitalLink) -> list[Record]:
-            records: list[Record] = []
-            for crit in key.criteria():
-                rec = await lookup([crit])
-                if rec is not None and all(r.handle != rec.handle for r in records):
-                    records.append(rec)
-            return records
-
-        async def resolve(req: Request) -> Response:
-            raw = req.raw_path.decode("utf-8", "surrogateescape")
-            query = [(k, v) for k, vals in req.query.items() for v in vals]
-            key = parse_path(raw, query)
-            records = await chain_of(key)
-            if not records:
-                raise HandleNotFound(f"no record for GS1 key {key.path}", handle=key.path)
-            chain = [links_of(r) for r in records]
-            host = req.headers.get("host", "localhost")
-            anchor = f"http://{host}{key.path}"
-            link_type = req.arg("linkType")
-            wants_set = "application/linkset+json" in req.headers.get("accept", "")
-            if link_type in {"linkset", "all"} or (wants_set and not link_type):
-                return _linkset_response(200, anchor, inherited_links(chain))
-            if link_type and not re.fullmatch(r"[A-Za-z0-9:_./-]{1,200}", link_type):
-                raise InvalidInput("linkType is malformed")
-            fit = pick_links(chain, link_type)
-            if not fit:
-                raise HandleNotFound(
-                    f"no {link_type or 'default'} link for {key.path}", handle=records[0].handle
-                )
-            if len(fit) > 1:
-                return _linkset_response(300, anchor, fit)
-            return Response(
-                307,
-                b"",
-                [
-                    (b"location", fit[0]["href"].encode()),
-                    (b"link", f'<{anchor}?linkType=linkset>; rel="linkset"'.encode()),
-                ],
-            )
-
-        async def compressed(req: Request) -> Response:
-            segment = req.raw_path.decode("utf-8", "surrogateescape").strip("/")
-            if req.method != "GET" or "/" in segment or not gs1_compress.looks_compressed(segment):
-                return json_response(404, {**_NO_ENDPOINT, "message": f"no such endpoint {req.path[:200]}"})
-            return await resolve(req)
 
         async def description(req: Request) -> Response:
             host = req.headers.get("host", "localhost")
@@ -400,9 +411,8 @@ class GS1Adapter:
                 },
             )
 
-        for ai in PRIMARY_KEYS:
-            app.mount(f"/{ai}/", resolve)
-        app.mount("/", compressed)
+        for prefix, planner in self.planners().items():
+            app.mount(prefix, planned(planner, lookup))
         app.mount("/.well-known/gs1resolver", description)
 
 

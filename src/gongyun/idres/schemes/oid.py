@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gongyun.errors import MalformedIdentifier
-from gongyun.idres.asgi import AsgiApp, Request, Response, json_response
+from gongyun.idres.asgi import AsgiApp, Request, Response
 from gongyun.idres.errors import HandleNotFound
-from gongyun.idres.schemes import Lookup
-from gongyun.idres.values import encode_values
+from gongyun.idres.registry import Record
+from gongyun.idres.schemes import Lookup, Plan, Planner, planned, record_response
 
 MAX_ARCS = 128
 CHINA_ARC = "1.2.156"
@@ -45,27 +45,32 @@ def is_chinese(oid: str) -> bool:
     return oid == CHINA_ARC or oid.startswith(CHINA_ARC + ".")
 
 
+def plan(req: Request) -> Plan:
+    """``GET /oid/{oid}``: one lookup of the record carrying the ``OID`` value."""
+    oid = parse(req.path[len("/oid/") :])
+
+    def answer(found: list[Record | None]) -> Response:
+        rec = found[0]
+        if rec is None:
+            raise HandleNotFound(f"no record carries OID {oid}")
+        return record_response({"responseCode": 1, "oid": oid}, rec)
+
+    return Plan([[{"OID": oid}]], answer)
+
+
 @dataclass(frozen=True)
 class OidAdapter:
     """Mounts ``GET /oid/{oid}``."""
 
     name: str = "oid"
 
+    def planners(self) -> dict[str, Planner]:
+        """The endpoint's planner by mount prefix."""
+        return {"/oid/": plan}
+
     def install(self, app: AsgiApp, lookup: Lookup) -> None:
         """Mount the endpoint."""
-        find = lookup
-
-        async def handler(req: Request) -> Response:
-            oid = parse(req.path[len("/oid/") :])
-            rec = await find([{"OID": oid}])
-            if rec is None:
-                raise HandleNotFound(f"no record carries OID {oid}")
-            return json_response(
-                200,
-                {"responseCode": 1, "oid": oid, "handle": rec.handle, "values": encode_values(rec.values)},
-            )
-
-        app.mount("/oid/", handler)
+        app.mount("/oid/", planned(plan, lookup))
 
 
 ADAPTER = OidAdapter()
