@@ -78,6 +78,23 @@ def _urls_seen(nodes: list[NodeProcess], handle: str, rounds: int = 12) -> set[s
     return seen
 
 
+def _locations_seen(nodes: list[NodeProcess], gtin: str, rounds: int = 6) -> set[str]:
+    """The redirect targets of a GS1 Digital Link answered over fresh connections."""
+    seen: set[str] = set()
+    for _ in range(rounds):
+        for node in nodes:
+            conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=5)
+            try:
+                conn.request("GET", f"/01/{gtin}")
+                r = conn.getresponse()
+                r.read()
+                assert r.status == 307, r.status
+                seen.add(r.getheader("location") or "")
+            finally:
+                conn.close()
+    return seen
+
+
 def _until_all_see(nodes: list[NodeProcess], handle: str, wanted: str, limit: float = 5.0) -> float:
     """Seconds until every fresh answer of every node shows ``wanted`` (fails after ``limit``)."""
     t0 = time.monotonic()
@@ -115,6 +132,18 @@ async def test_writes_reach_every_worker(url: str, nodes: list[NodeProcess]) -> 
         assert r.status_code in {200, 201}, r.text
         took = _until_all_see(nodes, handle, "https://a.example/v3")
         assert took < 3.0, f"took {took:.2f} s"
+
+        # a GS1 Digital Link's kept redirect too
+        gtin = "09506000134352"
+        values = [string_value(1, "URL", "https://a.example/g1"), string_value(2, "GS1_GTIN", gtin)]
+        await registry.put("default", f"{PREFIX}/G-1", values)
+        assert _locations_seen(nodes, gtin) == {"https://a.example/g1"}
+        values[0] = string_value(1, "URL", "https://a.example/g2")
+        await registry.put("default", f"{PREFIX}/G-1", values, overwrite=True)
+        t0 = time.monotonic()
+        while _locations_seen(nodes, gtin) != {"https://a.example/g2"}:
+            assert time.monotonic() - t0 < 3.0, "a worker still redirects to the old link"
+            time.sleep(0.05)
 
         # a deletion too
         await registry.delete("default", handle)

@@ -165,6 +165,9 @@ class HandleService:
         self.sessions = Sessions(self._secret)
         self._grant_names: set[str] = set()
         self._grant_memo: dict[str, tuple[str, str, dict[str, Any] | None]] = {}
+        # Handle identities known to carry no read grant -> their record, forgotten when it changes
+        # (as remembered credentials are: at once here, within a second elsewhere by the feed)
+        self._plain: dict[str, str] = {}
         registry.listeners.append(self._changed)
         self.local = SqliteReader.of(registry.db, tenant_id)
 
@@ -172,6 +175,7 @@ class HandleService:
         self.generation += 1
         self.cache.invalidate(norm)
         self.basic.forget(norm)
+        self._forget_identity(norm)
         if self.shared is not None:
             self._pending.add(norm)
 
@@ -181,9 +185,15 @@ class HandleService:
         if norm is None:
             self.cache.clear()
             self.basic.forget()
+            self._plain.clear()
         else:
             self.cache.invalidate(norm)
             self.basic.forget(norm)
+            self._forget_identity(norm)
+
+    def _forget_identity(self, norm: str) -> None:
+        if norm in self._plain.values():
+            self._plain = {k: v for k, v in self._plain.items() if v != norm}
 
     async def flush(self, tenant_id: str | None, norms: Iterable[str] = ()) -> None:
         """Delete the shared keys of ``norms`` and of what other writes changed (committed now).
@@ -293,8 +303,12 @@ class HandleService:
             self.cache.put(h.norm, body, float(row[3]))
         else:
             norm = _identity_norm(principal)
-            if norm is not None and self._grant_in(principal, self.local.record(norm)) is not None:
-                return None  # a read grant's reads are audited: the app answers them
+            if norm is not None and principal.name not in self._plain:
+                if self._grant_in(principal, self.local.record(norm)) is not None:
+                    return None  # a read grant's reads are audited: the app answers them
+                if len(self._plain) >= 10_000:
+                    self._plain.clear()
+                self._plain[principal.name] = norm
             body = _render(row[0], row[1] if self._admin_of(principal, h.prefix, row[4]) else row[2])
         conn = b"" if keep else b"connection: close\r\n"
         return _OK_JSON + str(len(body)).encode() + b"\r\n" + conn + b"\r\n" + body
