@@ -63,6 +63,19 @@ def test_authorization_skips_fast_path(base: tuple[str, int]) -> None:
     assert b"no such endpoint" in bodies[0]
 
 
+def test_oversized_target_is_refused_cheaply(base: tuple[str, int]) -> None:
+    from gongyun.idres.server import MAX_TARGET
+
+    long = b"/echo/" + b"A" * MAX_TARGET
+    payload = b"GET " + long + b" HTTP/1.1\r\nHost: x\r\n\r\nGET /fast HTTP/1.1\r\nHost: x\r\n\r\n"
+    bodies = exchange(base, payload, 2)  # answered 414, and the connection goes on
+    assert b'"code":"uri_too_long"' in bodies[0]
+    assert bodies[1] == b'{"fast":true}'
+    with socket.create_connection(base, timeout=5) as s:
+        s.sendall(b"GET " + long + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(1024).startswith(b"HTTP/1.1 414 URI Too Long\r\n")
+
+
 def test_bad_request(base: tuple[str, int]) -> None:
     with socket.create_connection(base, timeout=5) as s:
         s.sendall(b"GARBAGE\r\n\r\n")

@@ -168,6 +168,7 @@ class HandleService:
         # Handle identities known to carry no read grant -> their record, forgotten when it changes
         # (as remembered credentials are: at once here, within a second elsewhere by the feed)
         self._plain: dict[str, str] = {}
+        self._homed_kept: dict[str, tuple[float, bool]] = {}
         registry.listeners.append(self._changed)
         self.local = SqliteReader.of(registry.db, tenant_id)
 
@@ -270,10 +271,10 @@ class HandleService:
         return body
 
     def fast_raw(self, target: bytes, headers: list[tuple[bytes, bytes]], keep: bool) -> bytes | None:
-        """The lean server's whole answer to a ``GET /api/handles/<handle>`` without query that
-        ``fast_get`` did not give: a malformed identifier's 400 (no database touched); on a SQLite
-        file a 404 and, for a remembered Basic credential without a read grant, the record as that
-        caller sees it. None leaves the request to the app (e.g. credentials not remembered yet).
+        """The lean server's whole answer to a ``GET /api/handles/<handle>`` without query: what
+        ``fast_get`` answers, a malformed identifier's 400 (no database touched) and, on a SQLite
+        file, a 404 and the record as a caller with a remembered Basic credential and no read
+        grant sees it. None leaves the request to the app (e.g. credentials not remembered yet).
         A lone ``Authorization: Basic`` header is Handle Basic authentication's: the node's other
         authenticators take Bearer tokens, ``X-API-Key`` and ``Handle`` sessions.
         """
@@ -287,7 +288,13 @@ class HandleService:
                 principal = self.basic.remembered(value.decode("latin-1"))
                 if principal is None:
                     return None
-        handle = unquote_to_bytes(target[len(_API_SLASH) :]).decode("utf-8", "surrogateescape")
+        conn = b"" if keep else b"connection: close\r\n"
+        tail = target[len(_API_SLASH) :]
+        handle = (unquote_to_bytes(tail) if b"%" in tail else tail).decode("utf-8", "surrogateescape")
+        if principal is None:
+            body = self.cache.get(fold(handle))
+            if body is not None:
+                return _OK_JSON + str(len(body)).encode() + b"\r\n" + conn + b"\r\n" + body
         try:
             h = parse(handle)
         except GongyunError as exc:
@@ -296,8 +303,7 @@ class HandleService:
             return None
         row = self.local.record(h.norm)
         if row is None:
-            homed = self.local.homed([fold(p) for p in prefix_chain(h.prefix)])
-            return http_bytes(_not_found(h, homed), keep)
+            return http_bytes(_not_found(h, self._homed_now(h.prefix)), keep)
         if principal is None:
             body = _render(row[0], row[2])
             self.cache.put(h.norm, body, float(row[3]))
@@ -310,8 +316,20 @@ class HandleService:
                     self._plain.clear()
                 self._plain[principal.name] = norm
             body = _render(row[0], row[1] if self._admin_of(principal, h.prefix, row[4]) else row[2])
-        conn = b"" if keep else b"connection: close\r\n"
         return _OK_JSON + str(len(body)).encode() + b"\r\n" + conn + b"\r\n" + body
+
+    def _homed_now(self, prefix: str) -> bool:
+        """``_homed`` on the SQLite file, each prefix's answer kept for a second (floods of unknowns)."""
+        assert self.local is not None
+        now = time.monotonic()
+        kept = self._homed_kept.get(prefix)
+        if kept is not None and kept[0] > now:
+            return kept[1]
+        homed = self.local.homed([fold(p) for p in prefix_chain(prefix)])
+        if len(self._homed_kept) >= 10_000:
+            self._homed_kept.clear()
+        self._homed_kept[prefix] = (now + 1.0, homed)
+        return homed
 
     def _can_admin(self, req: Request, prefix: str, owner: str) -> bool:
         return self._admin_of(req.principal, prefix, owner)

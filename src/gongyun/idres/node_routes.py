@@ -296,8 +296,8 @@ class RecursiveRoutes:
         self.resolver.stats.hits += 1
         return body
 
-    def fast_raw(self, url: bytes, _headers: list[tuple[bytes, bytes]], keep: bool) -> bytes | None:
-        """A cached negative answer (404) as a whole HTTP response."""
+    def fast_raw(self, url: bytes, headers: list[tuple[bytes, bytes]], keep: bool) -> bytes | None:
+        """A cached answer (200, or 404 for a cached 'not found') as a whole HTTP response."""
         if b"?" in url or not url.startswith(b"/api/handles/"):
             return None
         text = unquote_to_bytes(url[13:]) if b"%" in url else url[13:]
@@ -305,11 +305,16 @@ class RecursiveRoutes:
             body = self.resolver.cached_now(text.decode("utf-8").translate(_UPPER))
         except UnicodeDecodeError:
             return None
-        if body is None or not body.startswith(b'{"responseCode":100'):
+        if body is None:
             return None
-        self.resolver.stats.negative_hits += 1
         conn = b"" if keep else b"connection: close\r\n"
-        return _NOT_FOUND_HEAD + str(len(body)).encode() + b"\r\n" + conn + b"\r\n" + body
+        if body.startswith(b'{"responseCode":100'):
+            self.resolver.stats.negative_hits += 1
+            return _NOT_FOUND_HEAD + str(len(body)).encode() + b"\r\n" + conn + b"\r\n" + body
+        if any(n in _CREDENTIALS for n, _ in headers):  # as fast_get: positive answers go anonymous
+            return None
+        self.resolver.stats.hits += 1
+        return _OK_HEAD + str(len(body)).encode() + b"\r\n" + conn + b"\r\n" + body
 
     async def handles(self, req: Request) -> Response:
         """Resolve one identifier (``index`` and ``type`` filter the answer)."""
@@ -364,4 +369,6 @@ class RecursiveRoutes:
 
 
 _NOT_FOUND_HEAD = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: "
+_OK_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+_CREDENTIALS = (b"authorization", b"x-api-key")
 _UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")

@@ -1,9 +1,11 @@
 """A lean HTTP/1.1 server for identifier nodes: httptools on uvloop, serving any ASGI app.
 
 Why not just uvicorn: a resolution is one dictionary lookup, so per-request server
-overhead decides throughput. This server answers a plain ``GET`` (no query, no
-credentials) from the app's ``fast_get`` hook with one ``transport.write``; every other
-request goes through the ASGI app as usual. Requests on one connection are answered in
+overhead decides throughput. This server answers a ``GET`` from the app's ``fast_raw`` hook
+(a whole HTTP response, or None) or, for an app without one, a plain ``GET`` (no query, no
+credentials) from its ``fast_get`` hook, with one ``transport.write``; every other request
+goes through the ASGI app as usual. A request target over ``MAX_TARGET`` bytes is answered 414
+before anything looks at it. Requests on one connection are answered in
 order (a request arriving while an ASGI call is running waits for it). Several worker
 processes share the port with ``SO_REUSEPORT``.
 """
@@ -32,6 +34,15 @@ _OK_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length
 _BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 _TOO_LARGE = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 IDLE_TIMEOUT = 75.0
+MAX_TARGET = 8192  # bytes of request target: an identifier is at most 1,024 bytes (3,072 encoded)
+_URI_TOO_LONG_BODY = (
+    b'{"responseCode":2,"message":"the request target is longer than 8192 bytes","code":"uri_too_long"}'
+)
+_URI_TOO_LONG = (
+    b"HTTP/1.1 414 URI Too Long\r\ncontent-type: application/json\r\ncontent-length: "
+    + str(len(_URI_TOO_LONG_BODY)).encode()
+    + b"\r\n"
+)
 _CREDENTIALS = (b"authorization", b"x-api-key")
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _Req = tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes, bool]
@@ -108,8 +119,9 @@ class HttpProtocol(asyncio.Protocol):
         self.body_size = 0
 
     def on_url(self, url: bytes) -> None:
-        """Part of the request target."""
-        self.url += url
+        """Part of the request target (past ``MAX_TARGET`` the rest is not kept: it is refused)."""
+        if len(self.url) <= MAX_TARGET:
+            self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """One header."""
@@ -139,19 +151,27 @@ class HttpProtocol(asyncio.Protocol):
 
     def _try_fast(self, req: _Req) -> bool:
         method, url, headers, _, keep = req
-        if method != b"GET" or self.transport is None:
+        if self.transport is None:
             return False
-        fast = self.app.fast_get
-        if fast is not None and b"?" not in url and all(n not in _CREDENTIALS for n, _ in headers):
-            body = fast(url)
-            if body is not None:
-                conn = b"" if keep else b"\r\nconnection: close"
-                self.transport.write(_OK_HEAD + str(len(body)).encode() + conn + b"\r\n\r\n" + body)
-                if not keep:
-                    self.transport.close()
-                return True
+        if len(url) > MAX_TARGET:  # refused before anything looks at it
+            conn = b"" if keep else b"connection: close\r\n"
+            self.transport.write(_URI_TOO_LONG + conn + b"\r\n" + _URI_TOO_LONG_BODY)
+            if not keep:
+                self.transport.close()
+            return True
+        if method != b"GET":
+            return False
         raw = self.app.fast_raw
-        answer = raw(url, headers, keep) if raw is not None else None
+        answer: bytes | None = None
+        if raw is not None:  # the app's whole-answer hook (it covers what fast_get would)
+            answer = raw(url, headers, keep)
+        else:
+            fast = self.app.fast_get
+            if fast is not None and b"?" not in url and all(n not in _CREDENTIALS for n, _ in headers):
+                body = fast(url)
+                if body is not None:
+                    conn = b"" if keep else b"\r\nconnection: close"
+                    answer = _OK_HEAD + str(len(body)).encode() + conn + b"\r\n\r\n" + body
         if answer is None:
             return False
         self.transport.write(answer)
