@@ -3,6 +3,9 @@
 An adapter parses and validates its own syntax, turns a key into reverse-lookup
 criteria (most specific first) and mounts its HTTP endpoints on a node. Built-in and
 third-party adapters alike register under the ``gongyun.idschemes`` entry-point group.
+An adapter that also offers ``planners()`` (the built-ins do) has its endpoints answered
+on a SQLite node by the lean server's hook without the ASGI app: the planner parses the
+request into lookups, the lookups run as point reads, the plan's answer is kept.
 """
 
 from __future__ import annotations
