@@ -14,6 +14,7 @@ from gongyun.idres import prefixes as pfx
 from gongyun.idres.errors import HandleNotFound, PrefixNotServed
 from gongyun.idres.objects import ObjectRegistrar
 from gongyun.idres.registry import Record, Registry
+from gongyun.security.classify.keyring import Keyring
 
 BASE = "http://gongyun.test"
 
@@ -23,7 +24,8 @@ def _values(rec: Record) -> dict[str, tuple[object, bool]]:
 
 
 async def test_records_follow_renames_classification_moves_and_deletes(db: Database) -> None:
-    ids, reg = ObjectRegistrar(db, "88.100", BASE), Registry(db)
+    ring = Keyring([b"\x07" * 32])
+    ids, reg = ObjectRegistrar(db, "88.100", BASE, ring), Registry(db, keyring=ring)
     async with db.session() as s:
         ent = await crud.create_node(s, "t1", NodeIn(level=Level.enterprise, name="Acme"), minter=ids)
         site = await crud.create_node(
@@ -49,8 +51,10 @@ async def test_records_follow_renames_classification_moves_and_deletes(db: Datab
         )
         await crud.update_tag(s, "t1", tag.id, TagPatch(classification="important"), minter=ids)
         await crud.update_device(s, "t1", dev.id, DevicePatch(equipment_id=None), minter=ids)
-    company = _values(await reg.get("t1", ent.identifier))
+    company = _values(await reg.get("t1", ent.identifier, reveal=True))
     assert company["GY_NAME"] == ("Acme Group", False) and company["GY_CLASSIFICATION"][0] == "core"
+    stored = {v.type: v for v in (await reg.get("t1", ent.identifier)).values}
+    assert stored["GY_NAME"].sealed and not stored["GY_KIND"].sealed  # a core object's name is sealed
     assert not _values(await reg.get("t1", tag.identifier))["GY_KIND"][1]  # now private
     assert "GY_PARENT" not in _values(await reg.get("t1", dev.identifier))  # unbound
 

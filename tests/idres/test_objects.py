@@ -113,7 +113,12 @@ async def test_object_identifiers_resolve_with_pyhandle(tmp_path: Path, db_url: 
             ("88.100.1", "enterprise", "active")
         ]
 
-        env = {"GONGYUN_SECRET_KEY": SECRET, "GONGYUN_DATABASE_URL": db_url}
+        # the platform's data directory too: its master key opens the core device's sealed name
+        env = {
+            "GONGYUN_SECRET_KEY": SECRET,
+            "GONGYUN_DATABASE_URL": db_url,
+            "GONGYUN_DATA_DIR": str(tmp_path / "var"),
+        }
         args = (
             "--db",
             db_url,

@@ -22,6 +22,7 @@ from gongyun.idres.registry import Registry
 from gongyun.idres.rescache import resolution_cache_namespace
 from gongyun.idres.values import HandleValue, decode_values, string_value
 from gongyun.platform import prepare_database
+from gongyun.security.classify.keyring import shared_keyring
 
 id_app = typer.Typer(
     help="Identifiers: register, resolve, bulk import, templates and prefixes.", no_args_is_help=True
@@ -76,7 +77,8 @@ def register(
         db, tenant_id = await _open(tenant)
         try:
             values = _values(url or [], value or [], json_file)
-            rec, created = await Registry(db).put(tenant_id, handle, values, overwrite=overwrite)
+            registry = Registry(db, keyring=shared_keyring(settings()))
+            rec, created = await registry.put(tenant_id, handle, values, overwrite=overwrite)
             console.print(f"{'created' if created else 'updated'} {rec.handle} ({len(rec.values)} values)")
         finally:
             await db.dispose()
@@ -90,7 +92,7 @@ def resolve(
     node: Annotated[str | None, typer.Option("--node", help="Resolve over HTTP at this node URL.")] = None,
     tenant: TenantOpt = "default",
 ) -> None:
-    """Print an identifier's record (from the local registry, or from a node)."""
+    """Print an identifier's record (from the local registry, or from a node); core values opened."""
     if node:
         r = httpx.get(f"{node.rstrip('/')}/api/handles/{handle}", timeout=10, trust_env=False)
         console.print_json(r.text)
@@ -101,7 +103,7 @@ def resolve(
     async def go() -> None:
         db, tenant_id = await _open(tenant)
         try:
-            rec = await Registry(db).get(tenant_id, handle)
+            rec = await Registry(db, keyring=shared_keyring(settings())).get(tenant_id, handle, reveal=True)
             console.print_json(json.dumps({"responseCode": 1, **rec.to_json()}))
         finally:
             await db.dispose()

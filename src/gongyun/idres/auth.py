@@ -41,6 +41,7 @@ class Principal:
     can_write: bool = True
     operator: bool = False
     tenant_id: str | None = None
+    clearance: int = 3  # the highest data level it reads in clear (a platform user: by role)
 
     def covers(self, prefix: str) -> bool:
         """True when the caller administers ``prefix`` (or an ancestor of it)."""

@@ -30,6 +30,7 @@ from gongyun.idres.registry import Registry
 from gongyun.idres.syntax import Handle, fold, parse
 from gongyun.idres.templates import Template, template_ref
 from gongyun.idres.values import (
+    CORE,
     DEFAULT_TTL,
     MAX_RECORD_BYTES,
     MAX_VALUES,
@@ -156,12 +157,24 @@ def _decoded(raw_values: Any) -> list[HandleValue]:
     if isinstance(raw_values, GongyunError):
         raise raw_values
     if not (isinstance(raw_values, list) and all(isinstance(v, HandleValue) for v in raw_values)):
-        return decode_values(raw_values)
+        return _not_core(decode_values(raw_values))
     if len(raw_values) > MAX_VALUES:
         raise RecordTooLarge(f"a record holds at most {MAX_VALUES} values, got {len(raw_values)}")
     if len({v.index for v in raw_values}) != len(raw_values):
         raise InvalidValue("two values share an index")
-    return raw_values
+    return _not_core(raw_values)
+
+
+def _not_core(values: list[HandleValue]) -> list[HandleValue]:
+    """Refuse core values: the bulk path writes rows directly and does not seal them."""
+    for v in values:
+        if v.level >= CORE:
+            raise InvalidValue(
+                "core (level-3) values are registered through the records API, which seals them",
+                index=v.index,
+                field="classification",
+            )
+    return values
 
 
 class _Import:

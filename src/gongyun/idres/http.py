@@ -38,9 +38,18 @@ from gongyun.idres.models import IdPrefix
 from gongyun.idres.pgread import PointReader
 from gongyun.idres.registry import MAX_BATCH, RawRecord, Registry
 from gongyun.idres.rescache import SharedRecords
+from gongyun.idres.sealing import mask_values, open_values
 from gongyun.idres.sessions import Sessions
 from gongyun.idres.syntax import Handle, fold, parse, parse_indexed, prefix_chain
-from gongyun.idres.values import HandleValue, admin_value, decode_values, encode_values
+from gongyun.idres.values import (
+    CORE,
+    HandleValue,
+    admin_value,
+    decode_stored,
+    decode_values,
+    encode_values,
+    has_sealed,
+)
 
 API = "/api/handles"
 _API_SLASH = API.encode() + b"/"
@@ -212,7 +221,7 @@ class HandleService:
         row = await self._fetch(parse(handle).norm)
         if row is None:
             return None
-        for v in decode_values(orjson.loads(row[1])):
+        for v in decode_stored(orjson.loads(row[1])):
             if v.index == index and v.type == "HS_SECKEY" and isinstance(v.value, str):
                 return v.value
         return None
@@ -315,7 +324,10 @@ class HandleService:
                 if len(self._plain) >= 10_000:
                     self._plain.clear()
                 self._plain[principal.name] = norm
-            body = _render(row[0], row[1] if self._admin_of(principal, h.prefix, row[4]) else row[2])
+            admin = self._admin_of(principal, h.prefix, row[4])
+            if admin and has_sealed(row[1]):
+                return None  # core values are opened or masked by the app for this caller
+            body = _render(row[0], row[1] if admin else row[2])
         return _OK_JSON + str(len(body)).encode() + b"\r\n" + conn + b"\r\n" + body
 
     def _homed_now(self, prefix: str) -> bool:
@@ -387,12 +399,12 @@ class HandleService:
             return await self._granted_get(req, h.norm, row, grant)
         admin = self._can_admin(req, h.prefix, owner) and not req.flag("publicOnly")
         indexes, types = req.query.get("index"), req.query.get("type")
-        if not indexes and not types:
+        if not indexes and not types and not (admin and has_sealed(values_json)):
             body = _render(stored, values_json if admin else public_json)
             if not req.query and req.principal is None and generation == self.generation:
                 self.cache.put(h.norm, body, float(min_ttl))
             return Response(200, body)
-        values = decode_values(orjson.loads(values_json))
+        values = decode_stored(orjson.loads(values_json))
         wanted_idx = {int(i) for i in indexes or [] if i.isdigit()}
         wanted_types = set(types or [])
         picked = [
@@ -407,9 +419,21 @@ class HandleService:
         ]
         if not picked:
             return json_response(200, {"responseCode": RC_VALUES_NOT_FOUND, "handle": stored})
+        picked = await self._shown(req, owner, h.norm, picked)
         return json_response(
             200, {"responseCode": RC_SUCCESS, "handle": stored, "values": encode_values(picked)}
         )
+
+    async def _shown(
+        self, req: Request, owner: str, norm: str, values: list[HandleValue]
+    ) -> list[HandleValue]:
+        """Core values opened for a caller cleared for core data, masked for any other."""
+        if not any(v.sealed for v in values):
+            return values
+        if req.principal is None or req.principal.clearance < CORE:
+            return mask_values(values)
+        async with self.registry.db.sessions() as s:
+            return await open_values(self.registry.keyring, s, owner, norm, values)
 
     def _values_from_body(self, req: Request) -> list[HandleValue]:
         body = req.json()
@@ -447,7 +471,7 @@ class HandleService:
             return self._require_admin(req, prefix), row is not None
         admins = [
             v.value
-            for v in decode_values(orjson.loads(row[1]))
+            for v in decode_stored(orjson.loads(row[1]))
             if v.type == "HS_ADMIN" and isinstance(v.value, dict)
         ]
         if not admins:
@@ -482,7 +506,7 @@ class HandleService:
         if memo is not None and memo[0] == row[1] and memo[1] == row[4]:
             return memo[2]
         grant: dict[str, Any] | None = None
-        for v in decode_values(orjson.loads(row[1])):
+        for v in decode_stored(orjson.loads(row[1])):
             if v.type == "GY_GRANT" and isinstance(v.value, str):
                 try:
                     found = orjson.loads(v.value)
@@ -515,7 +539,10 @@ class HandleService:
             and norm in {fold(str(h)) for h in grant.get("handles", [])}
         )
         types = {str(t) for t in grant.get("types", [])} if active else set()
-        values = [v for v in decode_values(orjson.loads(values_json)) if v.public or v.type in types]
+        values = [v for v in decode_stored(orjson.loads(values_json)) if v.public or v.type in types]
+        if any(v.sealed for v in values):  # the owner granted these types, core ones included
+            async with self.registry.db.sessions() as s:
+                values = await open_values(self.registry.keyring, s, owner, norm, values)
         assert req.principal is not None
         await self._audit(
             req,

@@ -158,12 +158,16 @@ def build_app(config: NodeConfig) -> AsgiApp:
     db = Database(config.db_url)
     registry = Registry(db)
     if config.platform_auth:
-        # the node shares the platform's database: Gongyun users and API keys of its tenant
+        # the node shares the platform's database: Gongyun users and API keys of its tenant, and
+        # the platform's master key to open core values for callers cleared for them
         from gongyun.config import load_settings
         from gongyun.idres.platform_auth import platform_authenticator
+        from gongyun.security.classify.keyring import configured_keyring
 
+        settings = load_settings()
+        registry.keyring = configured_keyring(settings)  # None: core values answer config_invalid
         served_tenant = None if config.all_tenants else config.tenant
-        app.authenticators.append(platform_authenticator(db, load_settings(), served_tenant))
+        app.authenticators.append(platform_authenticator(db, settings, served_tenant))
     shared = None
     if config.cache_url is not None and not config.cache_url.startswith("memory"):
         # a shared cache (Redis) for every process of this node and the platform API

@@ -12,7 +12,8 @@ identifier), 4 ``URL`` (console page), 5 ``GY_API_URL`` (API resource), 6
 ``GY_CLASSIFICATION``, 100 ``HS_ADMIN``. Visibility follows the object's data
 classification: for a ``general`` object the kind and name are public and everything else
 is private; for ``important`` and ``core`` objects every value is private (only the
-administrative ``HS_ADMIN`` value stays public, as on every Handle record).
+administrative ``HS_ADMIN`` value stays public, as on every Handle record). A ``core`` object's
+name and parent are core values: the registry stores them sealed (``gongyun.idres.sealing``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from gongyun.idres.errors import HandleExists, HandleNotFound, PrefixNotServed
 from gongyun.idres.models import IdPrefix
 from gongyun.idres.registry import Registry
 from gongyun.idres.syntax import NA_PREFIX, fold, parent_prefix, prefix_record
-from gongyun.idres.values import ADMIN_ONLY, PUBLIC, HandleValue, admin_value
+from gongyun.idres.values import ADMIN_ONLY, CORE, PUBLIC, HandleValue, admin_value
+from gongyun.security.classify.keyring import Keyring, shared_keyring
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +68,13 @@ def object_values(
 ) -> list[HandleValue]:
     """The typed values of an object's record, public or private by its classification."""
     shown = PUBLIC if classification == "general" else ADMIN_ONLY
+    level = CORE if classification == "core" else 1
     values = [
         HandleValue(1, "GY_KIND", "string", kind, permissions=shown),
-        HandleValue(2, "GY_NAME", "string", name, permissions=shown),
+        HandleValue(2, "GY_NAME", "string", name, permissions=shown, level=level),
     ]
     if parent:
-        values.append(HandleValue(3, "GY_PARENT", "string", parent, permissions=ADMIN_ONLY))
+        values.append(HandleValue(3, "GY_PARENT", "string", parent, permissions=ADMIN_ONLY, level=level))
     values += [
         HandleValue(
             4, "URL", "string", base_url + _CONSOLE[kind].format(id=object_id), permissions=ADMIN_ONLY
@@ -182,8 +185,8 @@ async def tenant_prefix(session: AsyncSession, registry: Registry, tenant_id: st
 class ObjectRegistrar:
     """Registers, updates and deletes object identifiers (implements ``IdentifierMinter``)."""
 
-    def __init__(self, db: Database, id_prefix: str, base_url: str) -> None:
-        self.registry = Registry(db)
+    def __init__(self, db: Database, id_prefix: str, base_url: str, keyring: Keyring | None = None) -> None:
+        self.registry = Registry(db, keyring=keyring)
         self.id_prefix = id_prefix
         self.base_url = base_url.rstrip("/")
 
@@ -218,4 +221,4 @@ class ObjectRegistrar:
 
 def object_registrar(settings: Settings, db: Database) -> ObjectRegistrar:
     """The object identifier registrar for a platform's settings and metadata database."""
-    return ObjectRegistrar(db, settings.id_prefix, settings.effective_public_url)
+    return ObjectRegistrar(db, settings.id_prefix, settings.effective_public_url, shared_keyring(settings))

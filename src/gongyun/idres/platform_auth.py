@@ -18,6 +18,7 @@ from gongyun.db import Database
 from gongyun.errors import AuthError, PermissionDenied
 from gongyun.idres.auth import Authenticator, Principal
 from gongyun.security.auth import API_KEY_PREFIX, authenticate_access_token, authenticate_api_key
+from gongyun.security.classify.levels import CLEARANCE, Level
 from gongyun.security.rbac import Perm, has_permission
 
 
@@ -47,6 +48,7 @@ def platform_authenticator(db: Database, settings: Settings, tenant_id: str | No
             can_write=has_permission(who.role, Perm.identifiers_write),
             operator=has_permission(who.role, Perm.identifiers_admin) and tenant_id is not None,
             tenant_id=who.tenant_id,
+            clearance=int(CLEARANCE.get(who.role, Level.general)),
         )
 
     return check

@@ -24,6 +24,7 @@ from gongyun.idres import prefixes as pfx
 from gongyun.idres.changes import announce
 from gongyun.idres.errors import HandleExists, HandleNotFound, response_code
 from gongyun.idres.models import IdRecord, IdTemplate, IdValue
+from gongyun.idres.sealing import needs_sealing, open_values, seal_values
 from gongyun.idres.syntax import Handle, fold, parse, prefix_chain
 from gongyun.idres.templates import Template, parse_template, template_ref
 from gongyun.idres.values import (
@@ -31,9 +32,11 @@ from gongyun.idres.values import (
     MAX_RECORD_BYTES,
     HandleValue,
     RecordTooLarge,
+    decode_stored,
     decode_values,
     encode_values,
 )
+from gongyun.security.classify.keyring import DataKeyGone, Keyring
 
 MAX_BATCH = 2_000
 _CHUNK = 500
@@ -103,7 +106,7 @@ def encode_row(tenant_id: str, handle: Handle, values: list[HandleValue], versio
 
 
 def value_rows(tenant_id: str, norm: str, values: list[HandleValue]) -> list[dict[str, Any]]:
-    """The reverse-lookup rows of a record."""
+    """The reverse-lookup rows of a record (none for core values: their text is kept nowhere in clear)."""
     return [
         {
             "handle_norm": norm,
@@ -114,6 +117,7 @@ def value_rows(tenant_id: str, norm: str, values: list[HandleValue]) -> list[dic
             "public": v.public,
         }
         for v in values
+        if not v.sealed
     ]
 
 
@@ -125,9 +129,10 @@ def _like(pattern: str) -> str:
 class Registry:
     """Tenant-scoped access to identifier records on one database."""
 
-    def __init__(self, db: Database, enforce_prefixes: bool = True) -> None:
+    def __init__(self, db: Database, enforce_prefixes: bool = True, keyring: Keyring | None = None) -> None:
         self.db = db
         self.enforce_prefixes = enforce_prefixes
+        self.keyring = keyring  # seals and opens core values (None: core values are refused)
         self.listeners: list[Any] = []  # callables(norm) told about every change (cache invalidation)
 
     @asynccontextmanager
@@ -143,14 +148,22 @@ class Registry:
             for norm in norms:
                 listener(norm)
 
-    async def get(self, tenant_id: str, handle: str, session: AsyncSession | None = None) -> Record:
-        """The record of ``handle``; ``HandleNotFound`` if absent or another tenant's."""
+    async def get(
+        self, tenant_id: str, handle: str, session: AsyncSession | None = None, *, reveal: bool = False
+    ) -> Record:
+        """The record of ``handle``; ``HandleNotFound`` if absent or another tenant's.
+
+        Core values come back sealed unless ``reveal`` (then opened: ``DataKeyGone`` once shredded).
+        """
         h = parse(handle)
         async with self._session(session) as s:
             row = await s.get(IdRecord, h.norm)
-        if row is None or row.tenant_id != tenant_id:
-            raise HandleNotFound(f"identifier {handle} not found", handle=handle)
-        return Record(row.handle, decode_values(orjson.loads(row.values_json)), row.version, row.updated_at)
+            if row is None or row.tenant_id != tenant_id:
+                raise HandleNotFound(f"identifier {handle} not found", handle=handle)
+            values = decode_stored(orjson.loads(row.values_json))
+            if reveal:
+                values = await open_values(self.keyring, s, tenant_id, h.norm, values)
+        return Record(row.handle, values, row.version, row.updated_at)
 
     async def get_raw(self, tenant_id: str | None, norm: str) -> RawRecord | None:
         """``(handle, values_json, public_json, min_ttl, tenant)`` for a normalised key, or None.
@@ -278,16 +291,18 @@ class Registry:
                     if row is not None and row.tenant_id != tenant_id:
                         raise HandleExists(f"identifier {h} is registered elsewhere", handle=str(h))
                     if row is None:
-                        s.add(IdRecord(**encode_row(tenant_id, h, values)))
+                        stored = await seal_values(self.keyring, s, tenant_id, norm, values)
+                        s.add(IdRecord(**encode_row(tenant_id, h, stored)))
                         res.status = "created"
                     else:
-                        old = decode_values(orjson.loads(row.values_json))
-                        if idempotent and _same(old, values):
+                        old = decode_stored(orjson.loads(row.values_json))
+                        if idempotent and await self._same(s, tenant_id, norm, old, values):
                             res.status = "unchanged"
                             continue
                         if not overwrite:
                             raise HandleExists(f"identifier {h} already exists", handle=str(h))
-                        fresh = encode_row(tenant_id, h, values, row.version + 1)
+                        stored = await seal_values(self.keyring, s, tenant_id, norm, values)
+                        fresh = encode_row(tenant_id, h, stored, row.version + 1)
                         for key in (
                             "handle",
                             "values_json",
@@ -300,7 +315,7 @@ class Registry:
                         row.updated_at = fresh["updated_at"]
                         await s.execute(delete(IdValue).where(IdValue.handle_norm == norm))
                         res.status = "updated"
-                    s.add_all(IdValue(**r) for r in value_rows(tenant_id, norm, values))
+                    s.add_all(IdValue(**r) for r in value_rows(tenant_id, norm, stored))
                     changed.append(norm)
                 except GongyunError as exc:
                     if raise_errors:
@@ -310,6 +325,17 @@ class Registry:
             await announce(s, changed)
         self._changed(changed)
         return results
+
+    async def _same(
+        self, s: AsyncSession, tenant_id: str, norm: str, old: list[HandleValue], new: list[HandleValue]
+    ) -> bool:
+        """Whether ``new`` says what ``old`` (as stored) says; sealed values are opened to compare."""
+        if needs_sealing(new) and any(v.sealed for v in old):
+            try:
+                old = await open_values(self.keyring, s, tenant_id, norm, old)
+            except DataKeyGone:
+                return False  # the old core values are gone: the new ones are news
+        return _same(old, new)
 
     async def list_handles(
         self,

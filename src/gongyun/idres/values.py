@@ -2,9 +2,11 @@
 
 A value is ``{"index", "type", "data": {"format", "value"}, "ttl", "timestamp"}`` plus
 Gongyun's optional ``permissions`` (four bits ``admin_read admin_write public_read
-public_write``, default ``1110``) and ``references``. ``decode_value`` accepts whatever a
-client sends and either returns a ``HandleValue`` or raises ``InvalidValue`` naming the
-field and the reason; it never raises anything else.
+public_write``, default ``1110``), ``references`` and ``classification`` (``general``,
+``important`` or ``core``; a core value is never publicly readable and is stored sealed, see
+``gongyun.idres.sealing``). ``decode_value`` accepts whatever a client sends and either
+returns a ``HandleValue`` or raises ``InvalidValue`` naming the field and the reason; it never
+raises anything else. ``decode_stored`` reads what the registry stored, sealed values included.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ from gongyun.errors import InvalidInput, MalformedIdentifier, PayloadTooLarge
 from gongyun.idres.syntax import MAX_INDEX, parse
 
 FORMATS = ("string", "base64", "hex", "admin", "vlist", "site", "key")
+SEALED = "sealed"  # a core value as stored: {"key": data key version, "box": base64 nonce || ciphertext}
+MASKED = "masked"  # a core value shown to a caller without clearance (value null)
+LEVELS = {"general": 1, "important": 2, "core": 3}
+LEVEL_NAMES = {n: name for name, n in LEVELS.items()}
+CORE = 3
 RESERVED_TYPES = {
     "HS_ADMIN": "admin",
     "HS_SITE": "site",
@@ -121,11 +128,17 @@ class HandleValue:
     timestamp: datetime = field(default_factory=_this_second)
     permissions: Permissions = PUBLIC
     references: tuple[tuple[str, int], ...] = ()
+    level: int = 1  # data classification: 1 general, 2 important, 3 core (sealed at rest)
 
     @property
     def public(self) -> bool:
         """True when anyone may read this value."""
         return self.permissions.public_read
+
+    @property
+    def sealed(self) -> bool:
+        """True for a core value in its stored, encrypted form."""
+        return self.format == SEALED
 
     def same_content(self, other: HandleValue) -> bool:
         """Equal apart from the timestamp (used for idempotent re-registration)."""
@@ -137,6 +150,7 @@ class HandleValue:
             self.ttl,
             self.permissions,
             self.references,
+            self.level,
         ) == (
             other.index,
             other.type,
@@ -145,6 +159,7 @@ class HandleValue:
             other.ttl,
             other.permissions,
             other.references,
+            other.level,
         )
 
     def text(self) -> str:
@@ -168,6 +183,8 @@ class HandleValue:
             out["permissions"] = self.permissions.bits()
         if self.references:
             out["references"] = [{"handle": h, "index": i} for h, i in self.references]
+        if self.level > 1:
+            out["classification"] = LEVEL_NAMES[self.level]
         return out
 
 
@@ -363,6 +380,13 @@ def decode_value(raw: Any) -> HandleValue:
     perms = PUBLIC if perms_raw is None else Permissions.from_bits(perms_raw)
     if vtype == "HS_SECKEY" and perms.public_read:
         perms = ADMIN_ONLY
+    level = _level(raw.get("classification", 1), index)
+    if level == CORE and perms.public_read:
+        if perms_raw is not None:
+            raise _fail("a core value cannot be publicly readable", index, "permissions")
+        perms = ADMIN_ONLY
+    if level == CORE and (fmt in {"admin", "site", "vlist"} or vtype.startswith("HS_")):
+        raise _fail(f"a {vtype} value cannot be core: the node itself reads it", index, "classification")
     refs_raw = raw.get("references", [])
     if not isinstance(refs_raw, list) or len(refs_raw) > 64:
         raise _fail("references must be a list of at most 64 {handle, index}", index, "references")
@@ -376,7 +400,45 @@ def decode_value(raw: Any) -> HandleValue:
         timestamp=_timestamp(raw.get("timestamp"), index),
         permissions=perms,
         references=refs,
+        level=level,
     )
+
+
+def _level(raw: Any, index: Any) -> int:
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw in LEVEL_NAMES:
+        return raw
+    if isinstance(raw, str) and raw in LEVELS:
+        return LEVELS[raw]
+    raise _fail("classification must be general, important or core", index, "classification")
+
+
+def decode_stored(raw: list[Any]) -> list[HandleValue]:
+    """The values of a stored record (as the registry wrote them), sealed core values included."""
+    out = []
+    for item in raw:
+        data = item.get("data") if isinstance(item, dict) else None
+        if isinstance(data, dict) and data.get("format") == SEALED:
+            out.append(
+                HandleValue(
+                    index=item["index"],
+                    type=item["type"],
+                    format=SEALED,
+                    value={"key": int(data["value"]["key"]), "box": str(data["value"]["box"])},
+                    ttl=item.get("ttl", DEFAULT_TTL),
+                    timestamp=_timestamp(item.get("timestamp"), item["index"]),
+                    permissions=Permissions.from_bits(item.get("permissions", "1100")),
+                    references=tuple((r["handle"], r["index"]) for r in item.get("references", [])),
+                    level=CORE,
+                )
+            )
+        else:
+            out.append(decode_value(item))
+    return out
+
+
+def has_sealed(values_json: str) -> bool:
+    """Whether a stored value list may hold sealed values (cheap test before decoding it)."""
+    return '"format":"sealed"' in values_json
 
 
 def decode_values(raw: Any) -> list[HandleValue]:
@@ -408,11 +470,14 @@ def _stored_time(text: str) -> datetime:
 def load_stored(raw: list[dict[str, Any]]) -> list[HandleValue]:
     """A value list as the registry stored it (``encode_values`` of checked values), without
     checking it again: a resolution reads stored records far more often than anyone writes them.
-    Anything not in the stored form is decoded (and checked) by ``decode_values``."""
+    Anything not in the plain stored form (classified, sealed or malformed values) is decoded and
+    checked by ``decode_stored``."""
     try:
         out = []
         for item in raw:
             data = item["data"]
+            if "classification" in item or data["format"] == SEALED:
+                return decode_stored(raw)  # classified values: their level and sealing checked
             perms = item.get("permissions")
             refs = item.get("references")
             out.append(
@@ -429,7 +494,7 @@ def load_stored(raw: list[dict[str, Any]]) -> list[HandleValue]:
             )
         return out
     except (KeyError, TypeError, ValueError, InvalidValue):
-        return decode_values(raw)
+        return decode_stored(raw)
 
 
 def encode_values(values: list[HandleValue], public_only: bool = False) -> list[dict[str, Any]]:

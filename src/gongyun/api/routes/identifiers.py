@@ -17,8 +17,10 @@ from gongyun.idres import prefixes as pfx
 from gongyun.idres.errors import HandleNotFound
 from gongyun.idres.prefixes import FilingStatus, PrefixKind
 from gongyun.idres.registry import MAX_BATCH, Record, Registry
+from gongyun.idres.sealing import reveal
 from gongyun.idres.syntax import parse
-from gongyun.idres.values import decode_values
+from gongyun.idres.values import decode_stored, decode_values, encode_values, has_sealed
+from gongyun.security.classify.keyring import shared_keyring
 from gongyun.security.rbac import Perm
 
 router = APIRouter(prefix="/api/v1/identifiers", tags=["identifiers"])
@@ -76,7 +78,7 @@ class TransitionIn(BaseModel):
 
 
 def _registry(ctx: Ctx) -> Registry:
-    return Registry(ctx.platform.db)
+    return Registry(ctx.platform.db, keyring=shared_keyring(ctx.platform.settings))
 
 
 @router.get("/records", summary="List identifiers under a prefix")
@@ -109,22 +111,37 @@ async def get_record(handle: HandleParam, ctx: Read) -> Any:
     With ``redis_url`` set, answers come from the shared resolution cache (see docs/operations.md).
     """
     shared = ctx.platform.records
-    if shared is None:
-        return _record_json(await _registry(ctx).get(ctx.tenant_id, handle, ctx.session))
+    registry = _registry(ctx)
     h = parse(handle)
+    if shared is None:
+        return _record_json(
+            await _reveal(ctx, registry, h.norm, await registry.get(ctx.tenant_id, handle, ctx.session))
+        )
 
     async def load() -> tuple[bytes, float] | None:
         try:
-            rec = await _registry(ctx).get(ctx.tenant_id, handle, ctx.session)
+            rec = await registry.get(ctx.tenant_id, handle, ctx.session)
         except HandleNotFound:
             return None
         ttl = min((float(v.ttl) for v in rec.values), default=shared.max_ttl)
-        return orjson.dumps(_record_json(rec)), ttl
+        return orjson.dumps(_record_json(rec)), ttl  # core values stay sealed in the shared cache
 
     body = await shared.get("api", ctx.tenant_id, h.norm, load)
     if body is None:
         raise HandleNotFound(f"identifier {handle} not found", handle=handle)
+    if has_sealed(body.decode()):
+        cached = orjson.loads(body)
+        values = await reveal(
+            registry.keyring, ctx.session, ctx.tenant_id, h.norm, decode_stored(cached["values"]), ctx.role
+        )
+        return cached | {"values": encode_values(values)}
     return Response(body, media_type="application/json")
+
+
+async def _reveal(ctx: Ctx, registry: Registry, norm: str, rec: Record) -> Record:
+    """The record with its core values opened for a role cleared for core data, masked otherwise."""
+    rec.values = await reveal(registry.keyring, ctx.session, ctx.tenant_id, norm, rec.values, ctx.role)
+    return rec
 
 
 @router.put("/records/{handle:path}", summary="Register or replace an identifier")

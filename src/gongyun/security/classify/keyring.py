@@ -220,9 +220,7 @@ class Keyring:
     ) -> tuple[int, bytes]:
         """Encrypt ``data`` for (tenant, level, ref): (key version, nonce || ciphertext)."""
         version, key = await self.newest(session, tenant_id, level)
-        nonce = secrets.token_bytes(12)
-        aad = f"{tenant_id}|{level}|{ref}".encode()
-        return version, nonce + AESGCM(key).encrypt(nonce, data, aad)
+        return version, seal_with(key, tenant_id, level, ref, data)
 
     async def open(
         self, session: AsyncSession, tenant_id: str, level: int, ref: str, version: int, sealed: bytes
@@ -244,6 +242,12 @@ class Keyring:
         return int(getattr(result, "rowcount", 0) or 0)
 
 
+def seal_with(key: bytes, tenant_id: str, level: int, ref: str, data: bytes) -> bytes:
+    """Encrypt ``data`` under a data key already loaded (``Keyring.newest``): nonce || ciphertext."""
+    nonce = secrets.token_bytes(12)
+    return nonce + AESGCM(key).encrypt(nonce, data, f"{tenant_id}|{level}|{ref}".encode())
+
+
 def shared_keyring(settings: Settings) -> Keyring:
     """The process's keyring for these master keys (one cache, so a shred is seen by every user)."""
     keys = tuple(master_keys(settings))
@@ -251,6 +255,20 @@ def shared_keyring(settings: Settings) -> Keyring:
     if ring is None:
         ring = _SHARED[keys] = Keyring(list(keys))
     return ring
+
+
+def configured_keyring(settings: Settings) -> Keyring | None:
+    """The shared keyring if master keys are configured or already on disk, else None.
+
+    For a process that serves the platform's data but must not make a master key of its own (an
+    identifier node on the platform's database): a new key there would seal nothing it could open.
+    """
+    found = (
+        settings.data_master_key is not None
+        or settings.data_master_key_file is not None
+        or (settings.data_dir / MASTER_FILE).exists()
+    )
+    return shared_keyring(settings) if found else None
 
 
 def level_of(value: str) -> Level:
