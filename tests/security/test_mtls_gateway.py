@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from gongyun.cli.main import _add_room_commands, app
 from gongyun.core.types import Sample, TagRef
 from gongyun.edge.config import load_config
+from gongyun.edge.drivers.sparkplug import SparkplugDriver
 from gongyun.edge.receiver import UplinkReceiver
 from gongyun.edge.runtime import Gateway
 from gongyun.security.pki.ca import PLATFORM_IDENTITY, CertificateAuthority, make_csr, new_key
@@ -113,3 +114,53 @@ async def test_gateway_and_simulator_publish_with_their_certificates(
 def _issued(ca: CertificateAuthority, key: object) -> tuple[bytes, bytes]:
     plat = ca.issue_platform(make_csr(key, PLATFORM_IDENTITY))  # type: ignore[arg-type]
     return plat.cert_pem, plat.chain_pem
+
+
+@pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="no mosquitto binary")
+async def test_sparkplug_device_driver_reads_through_mutual_tls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway's Sparkplug device (``[[devices]]`` with ca_file/cert_file/key_file) over mutual TLS."""
+    _add_room_commands()
+    monkeypatch.setenv("GONGYUN_DATA_DIR", str(tmp_path / "var"))
+    _enrol("PackLine1", tmp_path / "pack")
+    ca = CertificateAuthority(tmp_path / "var" / "pki")
+    pkey = new_key()
+    pcert, pkeyf = _creds(tmp_path, "platform", *_issued(ca, pkey), pkey)
+    root = tmp_path / "var" / "pki" / "root.crt"
+    port = _free_port()
+    conf = write_config(ca, tmp_path / "broker", port, run_as=getpass.getuser())
+    device = (
+        f'[[devices]]\nname = "pack1"\nprofile = "{PROFILES / "packaging.toml"}"\n'
+        f'broker = "127.0.0.1:{port}"\ngroup = "{GROUP}"\nnode = "PackLine1"\nsparkplug_device = "Filler"\n'
+        f'host_id = "host-mtls"\nreconnect_delay = 0.2\nca_file = "{root}"\n'
+    )
+    edge = tmp_path / "edge.toml"
+    edge.write_text(device + f'cert_file = "{pcert.name}"\nkey_file = "{pkeyf.name}"\n')  # relative paths
+    config, profiles = load_config(edge)
+    assert config.devices[0].cert_file == pcert  # resolved beside edge.toml
+    bare = tmp_path / "bare.toml"
+    bare.write_text(device.replace('"pack1"', '"pack2"'))  # the broker's CA, but no client certificate
+    bare_config, bare_profiles = load_config(bare)
+    got: list[Sample] = []
+    refused: list[Sample] = []
+    with _broker(conf, port):
+        driver = SparkplugDriver(config.devices[0], profiles["pack1"], got.extend)
+        driver.host.rebirth_holdoff = 0.0
+        without = SparkplugDriver(bare_config.devices[0], bare_profiles["pack2"], refused.extend)
+        tasks = [asyncio.create_task(driver.run()), asyncio.create_task(without.run())]
+        pack = PackagingServer(mqtt_port=port, group=GROUP, interval=0.1, tls=_tls(tmp_path / "pack"))
+        try:
+            await asyncio.wait_for(driver.host.connected.wait(), 10)
+            await pack.start()
+            await wait_for(lambda: {s.tag.tag for s in got} >= {"count", "state"}, timeout=20)
+            await wait_for(lambda: without.status.last_error is not None, timeout=10)
+            assert not without.host.connected.is_set() and not refused
+        finally:
+            await pack.stop()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    assert all(s.tag.device == "pack1" for s in got)

@@ -131,6 +131,11 @@ class DeviceConfig(Strict):
     node: str | None = None
     sparkplug_device: str | None = None
     host_id: str | None = None
+    # TLS to the broker (mqtt / sparkplug): the CA bundle its certificate chains to, and the
+    # gateway's client certificate and key where the broker requires one (mutual TLS)
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
 
     @model_validator(mode="after")
     def _security(self) -> DeviceConfig:
@@ -146,6 +151,10 @@ class DeviceConfig(Strict):
                 "security Basic256Sha256 needs server_ca (the platform CA's certificates) or "
                 "server_certificate to check the server, or trust_on_first_use = true"
             )
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        if self.cert_file is not None and self.ca_file is None:
+            raise ValueError("a client certificate (cert_file) needs ca_file: it is sent only over TLS")
         return self
 
 
@@ -179,7 +188,16 @@ def load_config(path: str | Path) -> tuple[EdgeConfig, dict[str, Profile]]:
     profiles: dict[str, Profile] = {}
     for raw in config.devices:
         updates: dict[str, Path] = {}
-        for key in ("profile", "certificate", "private_key", "server_certificate", "server_ca"):
+        for key in (
+            "profile",
+            "certificate",
+            "private_key",
+            "server_certificate",
+            "server_ca",
+            "ca_file",
+            "cert_file",
+            "key_file",
+        ):
             value = getattr(raw, key)
             if value is not None and not value.is_absolute():
                 updates[key] = base / value

@@ -228,7 +228,9 @@ class SparkplugHost:
                             self._error(str(message.topic), "internal", repr(exc))
                         self._follow_queue(len(client.messages))
             except aiomqtt.MqttError as exc:
-                log.warning("sparkplug host: MQTT error %s; reconnecting", exc)
+                # counted and reported like any error: a broker that refuses the connection (no or a
+                # revoked client certificate, a TLS failure) shows on the device's status
+                self._error(f"{self.broker[0]}:{self.broker[1]}", "connect", str(exc))
             finally:
                 self.connected.clear()
                 self.client = self.reading = None

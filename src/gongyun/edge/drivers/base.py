@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from typing import Any, ClassVar
 from gongyun.core.types import Quality, Sample, TagRef
 from gongyun.edge.config import DeviceConfig
 from gongyun.edge.profiles import Profile, Tag
+from gongyun.sparkplug.tls import client_context
 
 log = logging.getLogger(__name__)
 Emit = Callable[[list[Sample]], None]
@@ -111,6 +113,13 @@ class Backoff:
     def reset(self) -> None:
         """Back to the initial delay."""
         self.current = self.initial
+
+
+def broker_tls(config: DeviceConfig) -> ssl.SSLContext | None:
+    """The TLS context for an MQTT or Sparkplug device's broker (None: plain TCP, no ``ca_file``)."""
+    if config.ca_file is None:
+        return None
+    return client_context(config.ca_file, config.cert_file, config.key_file)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from paho.mqtt.client import topic_matches_sub
 
 from gongyun import __version__
 from gongyun.core.types import Quality
-from gongyun.edge.drivers.base import Driver, DriverManifest, Value
+from gongyun.edge.drivers.base import Driver, DriverManifest, Value, broker_tls
 from gongyun.edge.errors import DecodeError, DeviceError
 from gongyun.edge.profiles import Tag
 
@@ -72,6 +72,7 @@ class MqttJsonDriver(Driver):
         super().__init__(*args, **kwargs)
         host, _, port = self.config.broker.rpartition(":")
         self.broker = (host or "127.0.0.1", int(port or 1883))
+        self.tls = broker_tls(self.config)
         self.client: aiomqtt.Client | None = None
         self.last: dict[str, Value] = {}
 
@@ -114,7 +115,7 @@ class MqttJsonDriver(Driver):
         topics = sorted({t.topic for t in self.profile.tags if t.topic})
         while True:
             try:
-                async with aiomqtt.Client(*self.broker, clean_session=True) as client:
+                async with aiomqtt.Client(*self.broker, clean_session=True, tls_context=self.tls) as client:
                     self.client = client
                     for topic in topics:
                         await client.subscribe(topic, qos=1)

@@ -7,7 +7,7 @@ from typing import Any
 
 from gongyun import __version__
 from gongyun.core.types import Quality
-from gongyun.edge.drivers.base import Driver, DriverManifest, Value
+from gongyun.edge.drivers.base import Driver, DriverManifest, Value, broker_tls
 from gongyun.edge.errors import DeviceError
 from gongyun.edge.profiles import Tag
 from gongyun.sparkplug.decode import Metrics, quality_of, sample_value
@@ -41,6 +41,7 @@ class SparkplugDriver(Driver):
             on_data=self._on_data,
             on_state=self._on_state,
             on_error=self._on_error,
+            tls=broker_tls(self.config),
         )
 
     def _on_data(self, key: str, device: str | None, metrics: Metrics, kind: str) -> None:
