@@ -9,7 +9,7 @@ HOST   ?=
 PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint lint-imports typecheck check clean bench-resolve bench-registry bench-edge bench-ingest bench-query soak bench-schedule
+.PHONY: run test lint lint-imports typecheck check clean bench-resolve bench-registry bench-edge bench-ingest bench-query bench-idseal soak bench-schedule
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,7 +52,7 @@ typecheck: $(VENV)/.installed-dev
 check: lint typecheck test
 
 # Explicit rules: make applies no pattern rule to a .PHONY target.
-BENCHES := resolve registry edge ingest query
+BENCHES := resolve registry edge ingest query idseal
 $(addprefix bench-,$(BENCHES)): bench-%: $(VENV)/.installed-dev
 	$(BIN)/python bench/$*.py $(BENCH_ARGS)
 

@@ -38,11 +38,12 @@ from gongyun.idres.models import IdPrefix
 from gongyun.idres.pgread import PointReader
 from gongyun.idres.registry import MAX_BATCH, RawRecord, Registry
 from gongyun.idres.rescache import SharedRecords
-from gongyun.idres.sealing import mask_values, open_values
+from gongyun.idres.sealing import mask_values, open_cached, open_values
 from gongyun.idres.sessions import Sessions
 from gongyun.idres.syntax import Handle, fold, parse, parse_indexed, prefix_chain
 from gongyun.idres.values import (
     CORE,
+    SEALED,
     HandleValue,
     admin_value,
     decode_stored,
@@ -399,7 +400,14 @@ class HandleService:
             return await self._granted_get(req, h.norm, row, grant)
         admin = self._can_admin(req, h.prefix, owner) and not req.flag("publicOnly")
         indexes, types = req.query.get("index"), req.query.get("type")
-        if not indexes and not types and not (admin and has_sealed(values_json)):
+        if not indexes and not types:
+            if admin and has_sealed(values_json):  # only the sealed values are decoded and opened
+                items = orjson.loads(values_json)
+                sealed = [i for i, item in enumerate(items) if item.get("data", {}).get("format") == SEALED]
+                shown = await self._shown(req, owner, h.norm, decode_stored([items[i] for i in sealed]))
+                for i, value in zip(sealed, shown, strict=True):
+                    items[i] = value.to_json()
+                return Response(200, _render(stored, orjson.dumps(items).decode()))
             body = _render(stored, values_json if admin else public_json)
             if not req.query and req.principal is None and generation == self.generation:
                 self.cache.put(h.norm, body, float(min_ttl))
@@ -432,6 +440,9 @@ class HandleService:
             return values
         if req.principal is None or req.principal.clearance < CORE:
             return mask_values(values)
+        opened = open_cached(self.registry.keyring, owner, norm, values)
+        if opened is not None:  # the tenant's key is in memory: no session, no database read
+            return opened
         async with self.registry.db.sessions() as s:
             return await open_values(self.registry.keyring, s, owner, norm, values)
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.errors import ConfigError
 from gongyun.idres.values import CORE, MASKED, SEALED, HandleValue, Permissions
-from gongyun.security.classify.keyring import DataKeyGone, Keyring, seal_with
+from gongyun.security.classify.keyring import DataKeyGone, Keyring, open_with, seal_with
 from gongyun.security.classify.levels import Level, cleared
 from gongyun.security.rbac import Role
 
@@ -90,6 +90,29 @@ async def open_values(
                 + exc.message,
                 index=v.index,
             ) from None
+        data = orjson.loads(raw)
+        out.append(dataclasses.replace(v, format=data["format"], value=data["value"]))
+    return out
+
+
+def open_cached(
+    keyring: Keyring | None, tenant_id: str, norm: str, values: list[HandleValue]
+) -> list[HandleValue] | None:
+    """The values opened with data keys already in memory, or None when one must be read first."""
+    if keyring is None:
+        return None
+    out = []
+    for v in values:
+        if not v.sealed:
+            out.append(v)
+            continue
+        key = keyring.cached(tenant_id, Level.core, int(v.value["key"]))
+        if key is None:
+            return None
+        try:
+            raw = open_with(key, tenant_id, Level.core, _ref(norm, v), base64.b64decode(v.value["box"]))
+        except DataKeyGone:
+            return None  # let the full path say why
         data = orjson.loads(raw)
         out.append(dataclasses.replace(v, format=data["format"], value=data["value"]))
     return out

@@ -149,6 +149,11 @@ class Keyring:
         for n in [n for n in self._newest if n[0] == tenant_id]:
             del self._newest[n]
 
+    def cached(self, tenant_id: str, level: int, version: int) -> bytes | None:
+        """A data key already unwrapped and still fresh (no database read), else None."""
+        hit = self._keys.get((tenant_id, level, version))
+        return hit[1] if hit is not None and time.monotonic() - hit[0] < KEY_TTL_S else None
+
     async def _load(self, session: AsyncSession, tenant_id: str, level: int, version: int) -> bytes:
         cached = self._keys.get((tenant_id, level, version))
         # an unwrapped key is kept briefly: a shred in another process takes effect here within KEY_TTL_S
@@ -226,11 +231,7 @@ class Keyring:
         self, session: AsyncSession, tenant_id: str, level: int, ref: str, version: int, sealed: bytes
     ) -> bytes:
         """Decrypt a sealed value (``DataKeyGone`` after shredding)."""
-        key = await self._load(session, tenant_id, level, version)
-        try:
-            return AESGCM(key).decrypt(sealed[:12], sealed[12:], f"{tenant_id}|{level}|{ref}".encode())
-        except InvalidTag:
-            raise DataKeyGone("the sealed value does not open (moved or damaged)") from None
+        return open_with(await self._load(session, tenant_id, level, version), tenant_id, level, ref, sealed)
 
     async def shred(self, session: AsyncSession, tenant_id: str, level: int | None = None) -> int:
         """Delete a tenant's data keys (one level or all): what they sealed is unreadable for good."""
@@ -246,6 +247,14 @@ def seal_with(key: bytes, tenant_id: str, level: int, ref: str, data: bytes) -> 
     """Encrypt ``data`` under a data key already loaded (``Keyring.newest``): nonce || ciphertext."""
     nonce = secrets.token_bytes(12)
     return nonce + AESGCM(key).encrypt(nonce, data, f"{tenant_id}|{level}|{ref}".encode())
+
+
+def open_with(key: bytes, tenant_id: str, level: int, ref: str, sealed: bytes) -> bytes:
+    """Decrypt what ``seal_with`` made (``DataKeyGone`` when it does not open here)."""
+    try:
+        return AESGCM(key).decrypt(sealed[:12], sealed[12:], f"{tenant_id}|{level}|{ref}".encode())
+    except InvalidTag:
+        raise DataKeyGone("the sealed value does not open (moved or damaged)") from None
 
 
 def shared_keyring(settings: Settings) -> Keyring:
