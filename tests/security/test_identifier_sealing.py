@@ -250,6 +250,8 @@ async def test_api_and_cli_mask_reveal_and_refuse_after_shredding(tmp_path: Path
         gone = await client.get(f"/api/v1/identifiers/records/{handle}", headers=admin)
         assert gone.status_code == 404 and gone.json()["code"] == "data_key_shredded", gone.text
         assert CORE_TEXT not in gone.text and "shredded" in gone.json()["detail"]
+        report = await client.get("/api/v1/classification/report", headers=admin)
+        assert report.json()["sealed_identifier_records"] == 1, report.text
         listed = await client.get("/api/v1/identifiers/records", params={"prefix": PREFIX}, headers=admin)
         assert listed.status_code == 200 and handle in listed.json()["handles"]
     refused = _cli(data, "id", "resolve", handle)

@@ -436,9 +436,12 @@ def decode_stored(raw: list[Any]) -> list[HandleValue]:
     return out
 
 
+SEALED_MARK = '"format":"sealed"'  # in the stored JSON of every record holding a sealed value
+
+
 def has_sealed(values_json: str) -> bool:
     """Whether a stored value list may hold sealed values (cheap test before decoding it)."""
-    return '"format":"sealed"' in values_json
+    return SEALED_MARK in values_json
 
 
 def decode_values(raw: Any) -> list[HandleValue]:

@@ -14,6 +14,8 @@ from gongyun.api.deps import Ctx, require
 from gongyun.api.params import IsoTime
 from gongyun.assets.levels import tag_levels
 from gongyun.errors import NotFound, PermissionDenied
+from gongyun.idres.models import IdRecord
+from gongyun.idres.values import SEALED_MARK
 from gongyun.security.classify.exports import ExportRequest, check_download, decide, initial_status, watermark
 from gongyun.security.classify.keyring import SealedPoint, shared_keyring
 from gongyun.security.classify.levels import CLEARANCE, RETENTION_DAYS, Level, cleared
@@ -203,11 +205,18 @@ async def shred(ctx: Annotated[Ctx, Depends(require(Perm.security_write))], body
 
 @router.get("/report", summary="Classification report of the tenant")
 async def report(ctx: Annotated[Ctx, Depends(require(Perm.security_read))]) -> dict[str, Any]:
-    """Tags per level, sealed points, who may read each level, retention, recent exports."""
+    """Tags per level, sealed points and identifier records, who may read each level, retention, exports."""
     levels = await tag_levels(ctx.session, ctx.tenant_id)
     sealed = (
         await ctx.session.execute(
             select(func.count()).select_from(SealedPoint).where(SealedPoint.tenant_id == ctx.tenant_id)
+        )
+    ).scalar_one()
+    sealed_records = (
+        await ctx.session.execute(
+            select(func.count())
+            .select_from(IdRecord)
+            .where(IdRecord.tenant_id == ctx.tenant_id, IdRecord.values_json.contains(SEALED_MARK))
         )
     ).scalar_one()
     exports = await ctx.session.execute(
@@ -224,5 +233,6 @@ async def report(ctx: Annotated[Ctx, Depends(require(Perm.security_read))]) -> d
             for lv in Level
         },
         "sealed_points": sealed,
+        "sealed_identifier_records": sealed_records,  # records holding core values (sealed)
         "recent_exports": [_out(r).model_dump() for r in exports.scalars()],
     }
