@@ -194,6 +194,23 @@ async def bench_store(kind: str, store: SqlStore, args: argparse.Namespace) -> d
     }
 
 
+def save(args: argparse.Namespace, size: int, results: list[dict[str, Any]]) -> None:
+    """Write bench/results/oee.json."""
+    out = Path(__file__).with_name("results")
+    out.mkdir(exist_ok=True)
+    out.joinpath("oee.json").write_text(
+        json.dumps(
+            {
+                "args": vars(args),
+                "state_points": size,
+                "results": results,
+                "at": datetime.now(UTC).isoformat(),
+            },
+            indent=2,
+        )
+    )
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--machines", type=int, default=100)
@@ -217,19 +234,7 @@ async def main() -> None:
             f"{r['mismatches']} mismatches",
             flush=True,
         )
-    out = Path(__file__).with_name("results")
-    out.mkdir(exist_ok=True)
-    out.joinpath("oee.json").write_text(
-        json.dumps(
-            {
-                "args": vars(args),
-                "state_points": size,
-                "results": results,
-                "at": datetime.now(UTC).isoformat(),
-            },
-            indent=2,
-        )
-    )
+        save(args, size, results)  # after each store, so a long run keeps what it has measured
     parts = [
         f"{r['store']} app {r['app_s']:.2f} s vs SQL {r['sql_s']:.2f} s (x{r['ratio_sql_over_app']:.2f}, "
         f"{r['mismatches']} mismatches)"
