@@ -115,3 +115,95 @@ async def test_count_and_lot_charts_read_a_bounded_tail_and_summarise_the_rest(t
             )
         ).json()
         assert data["left_out"] is None and len(data["primary"]["points"]) == len(full)
+
+
+async def test_inspection_charts_read_a_bounded_tail_and_summarise_the_rest(tmp_path: Path) -> None:
+    async with running_with_apps(tmp_path, QUALITY) as (client, platform):
+        a = await tenant_with_users(client, "acme", "tenant-admin")
+        h = a["headers"]["tenant-admin"]
+        await client.patch("/api/v1/apps/quality", json={"enabled": True}, headers=h)
+        t0 = datetime(2026, 3, 2, 8, 0, 7, tzinfo=UTC)
+        values = np.random.default_rng(3).normal(10, 0.1, 403)
+        at = [t0 + timedelta(seconds=30 * i) for i in range(values.size)]  # a lot every 7 rows
+        body = [
+            {"lot": f"L{i // 7}", "characteristic": "bore", "value": float(v), "recorded_at": t.isoformat()}
+            for i, (v, t) in enumerate(zip(values, at, strict=True))
+        ] + [
+            {
+                "lot": f"L{i // 3}",
+                "characteristic": "seal",
+                "sample_size": 50.0,
+                "defects": float(i % 4),
+                "recorded_at": t.isoformat(),
+            }
+            for i, t in enumerate(at)
+        ]
+        r = await client.post(f"{BASE}/inspections", json=body, headers=h)
+        assert r.status_code == 201, r.text
+        ids = {}
+        for name, kind, char, subgroup in (
+            ("count", "xbar_r", "bore", {"by": "count", "size": 5}),
+            ("lot", "xbar_s", "bore", {"by": "lot"}),
+            ("time", "xbar_r", "bore", {"by": "time", "window_s": 300}),
+            ("p", "p", "seal", {"by": "lot"}),
+        ):
+            made = await client.post(
+                f"{BASE}/charts",
+                json={"name": name, "kind": kind, "source": "inspection", "characteristic": char,
+                      "subgroup": subgroup},
+                headers=h,
+            )  # fmt: skip
+            assert made.status_code == 201, made.text
+            ids[name] = made.json()["id"]
+        start, end = t0 - timedelta(minutes=1), at[-1] + timedelta(seconds=1)
+        assert platform.apps is not None
+        services = platform.apps.services
+
+        async def read(name: str, bound: int | None) -> tuple[Any, list[int], Any]:
+            async with platform.db.session() as session:
+                chart = await service.chart_row(session, a["id"], ids[name])
+                return await service.chart_data(
+                    session, services, a["id"], chart, start, end, max_points=bound
+                )
+
+        def before(cut: int) -> np.ndarray:
+            return np.array([t.timestamp() * 1e6 < cut for t in at])
+
+        assert (await read("count", 1000))[2] is None  # everything fits
+        full, full_times, _ = await read("count", None)
+        tail, tail_times, left = await read("count", 100)
+        assert left is not None and left.before == int(at[-100].timestamp() * 1e6)
+        old = before(left.before)
+        assert left.points == int(old.sum()) == values.size - 100
+        assert left.mean == pytest.approx(values[old].mean())
+        assert (left.min, left.max) == (pytest.approx(values[old].min()), pytest.approx(values[old].max()))
+        assert left.subgroups == len(full) - len(tail)
+        assert tail.keys == full.keys[-len(tail) :] and tail_times == full_times[-len(tail) :]
+        assert np.allclose(tail.means, full.means[-len(tail) :])
+        # by lot: the lot running at the cut is left out whole
+        lots_full, _, _ = await read("lot", None)
+        lots_tail, _, lot_left = await read("lot", 100)
+        assert lot_left is not None and lot_left.lots == len(lots_full) - len(lots_tail)
+        assert lots_tail.keys == lots_full.keys[-len(lots_tail) :]
+        assert np.allclose(lots_tail.stdevs, lots_full.stdevs[-len(lots_tail) :])
+        # by time: the cut moves to the next window boundary, no window is read in part
+        win_full, win_times, _ = await read("time", None)
+        win_tail, win_tail_times, win_left = await read("time", 100)
+        assert win_left is not None and win_left.before % 300_000_000 == 0
+        assert win_left.points == int(before(win_left.before).sum()) and len(win_tail) < len(win_full)
+        assert win_tail_times == win_times[-len(win_tail) :]
+        assert np.allclose(win_tail.ranges, win_full.ranges[-len(win_tail) :])
+        # attribute chart: lots of three samples, a lot begun before the cut left out whole
+        p_full, _, _ = await read("p", None)
+        p_tail, _, p_left = await read("p", 100)
+        assert p_left is not None and p_left.lots == len(p_full.counts) - len(p_tail.counts) == 101
+        assert list(p_tail.counts) == list(p_full.counts[-len(p_tail.counts) :])
+        # the API summarises what the live chart left out (the live bound is 20,000: all fits)
+        data = (
+            await client.get(
+                f"{BASE}/charts/{ids['count']}/data",
+                params={"start": start.isoformat(), "end": end.isoformat()},
+                headers=h,
+            )
+        ).json()
+        assert data["left_out"] is None and len(data["primary"]["points"]) == len(full)

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.apps import AppServices, IsoTime
 from gongyun.apps.quality.errors import SpcInputInvalid
+from gongyun.apps.quality.inspection_window import aware, read_inspections
 from gongyun.apps.quality.spc import (
     ALL_RULES,
     ChartKind,
@@ -32,8 +33,8 @@ from gongyun.apps.quality.spc import (
 from gongyun.apps.quality.spc.charts import AttributeData, Data, attribute_data
 from gongyun.apps.quality.spc.rules import names
 from gongyun.apps.quality.spc.subgroups import Subgroups
-from gongyun.apps.quality.tables import charts, inspections, limits, violations
-from gongyun.apps.quality.window import LIVE_POINTS, LeftOut, count_points, cut_point
+from gongyun.apps.quality.tables import charts, limits, violations
+from gongyun.apps.quality.window import LIVE_POINTS, LeftOut, count_points, cut_point, last_before
 from gongyun.errors import NotFound
 
 US = 1_000_000
@@ -194,57 +195,38 @@ async def chart_data(
     raw points; with ``max_points`` only the newest that many (see ``window``)."""
     kind = ChartKind(chart["kind"])
     sg = Subgrouping.model_validate(chart["subgroup"])
+    lots: list[str] | None = None
     if chart["source"] == "inspection":
-        rows = (
-            (
-                await session.execute(
-                    select(inspections)
-                    .where(
-                        inspections.c.tenant_id == tenant,
-                        inspections.c.characteristic == chart["characteristic"],
-                        inspections.c.recorded_at >= start,
-                        inspections.c.recorded_at < end,
-                    )
-                    .order_by(inspections.c.recorded_at, inspections.c.id)
-                )
-            )
-            .mappings()
-            .all()
+        rows, left = await read_inspections(
+            session,
+            tenant,
+            str(chart["characteristic"]),
+            start,
+            end,
+            attribute=kind.attribute,
+            by=sg.by,
+            window_us=int(sg.window_s * US),
+            max_rows=max_points,
         )
         if kind.attribute:
             per_lot: dict[str, list[float]] = {}
             when: dict[str, int] = {}
             for r in rows:
-                if r["defects"] is None:
-                    continue
                 acc = per_lot.setdefault(r["lot"], [0.0, 0.0])
                 acc[0] += float(r["defects"])
                 acc[1] += float(r["sample_size"] or 1.0)
-                when.setdefault(r["lot"], us(_aware(r["recorded_at"])))
+                when.setdefault(r["lot"], us(aware(r["recorded_at"])))
             data = attribute_data([v[0] for v in per_lot.values()], [v[1] for v in per_lot.values()])
-            return AttributeData(data.counts, data.sizes, list(per_lot)), list(when.values()), None
-        vals = [r for r in rows if r["value"] is not None]
-        ts = np.array([us(_aware(r["recorded_at"])) for r in vals], dtype=np.int64)
-        x = np.array([float(r["value"]) for r in vals])
-        return (*_group(sg, ts, x, [str(r["lot"]) for r in vals]), None)
-    tag = str(chart["tag"])
-    if rollups and sg.by == "time" and sg.window_s % 60 == 0 and kind in ROLLUP_KINDS:
-        windows = None if max_points is None else max(1, max_points // 5)
-        return await _from_rollups(services, tenant, tag, sg.window_s, start, end, windows)
-    left = None
-    if max_points is not None and (sg.by != "time" or (3600 * US) % int(sg.window_s * US) == 0):
-        left = await cut_point(services.store, tenant, tag, us(start), us(end), max_points)
-    read_from = _EPOCH + timedelta(microseconds=left.before) if left else start
-    ts, x = await _tag_series(services, tenant, tag, read_from, end)
-    lots: list[str] | None = None
-    if sg.by == "lot" and sg.lot_tag:
-        lt, lv = await _tag_series(services, tenant, sg.lot_tag, read_from - timedelta(days=1), end)
-        idx = np.searchsorted(lt, ts, side="right") - 1
-        if left is not None:
-            idx, ts, x, left = await _drop_first_lot(
-                services, tenant, sg.lot_tag, idx, ts, x, lt, left, start
-            )
-        lots = [f"{lv[i]:g}" if i >= 0 else "?" for i in idx]
+            return AttributeData(data.counts, data.sizes, list(per_lot)), list(when.values()), left
+        ts = np.array([us(aware(r["recorded_at"])) for r in rows], dtype=np.int64)
+        x = np.array([float(r["value"]) for r in rows])
+        lots = [str(r["lot"]) for r in rows]
+    else:
+        tag = str(chart["tag"])
+        if rollups and sg.by == "time" and sg.window_s % 60 == 0 and kind in ROLLUP_KINDS:
+            windows = None if max_points is None else max(1, max_points // 5)
+            return await _from_rollups(services, tenant, tag, sg.window_s, start, end, windows)
+        ts, x, lots, left = await _tag_data(services, tenant, tag, sg, start, end, max_points)
     if left is not None and sg.by == "count":
         skip = (-left.points) % sg.size
         g, times = _group(sg, ts[skip:], x[skip:], None)
@@ -252,6 +234,36 @@ async def chart_data(
         keys = [str(first + i) for i in range(len(g))]
         return replace(g, keys=keys), times, replace(left, subgroups=first)
     return (*_group(sg, ts, x, lots), left)
+
+
+async def _tag_data(
+    services: AppServices,
+    tenant: str,
+    tag: str,
+    sg: Subgrouping,
+    start: datetime,
+    end: datetime,
+    max_points: int | None,
+) -> tuple[np.ndarray, np.ndarray, list[str] | None, LeftOut | None]:
+    """A tag's raw points (at most the newest ``max_points``), each one's lot, what was left out."""
+    left = None
+    if max_points is not None and (sg.by != "time" or (3600 * US) % int(sg.window_s * US) == 0):
+        left = await cut_point(services.store, tenant, tag, us(start), us(end), max_points)
+    read_from = _EPOCH + timedelta(microseconds=left.before) if left else start
+    ts, x = await _tag_series(services, tenant, tag, read_from, end)
+    if not (sg.by == "lot" and sg.lot_tag):
+        return ts, x, None, left
+    lt, lv = await _tag_series(services, tenant, sg.lot_tag, read_from, end)
+    prior = await last_before(services.store, tenant, sg.lot_tag, us(read_from))
+    if prior is not None:  # the lot in force when the read begins (it began before)
+        lt = np.concatenate([np.array([us(read_from) - 1], np.int64), lt])
+        lv = np.concatenate([np.array([prior]), lv])
+    idx = np.searchsorted(lt, ts, side="right") - 1
+    if left is not None:
+        idx, ts, x, left = await _drop_first_lot(services, tenant, sg.lot_tag, idx, ts, x, lt, left, start)
+    codes, inverse = np.unique(idx, return_inverse=True)
+    names = np.array([f"{lv[i]:g}" if i >= 0 else "?" for i in codes], dtype=object)
+    return ts, x, list(names[inverse]) if codes.size else [], left
 
 
 async def _drop_first_lot(
@@ -269,7 +281,7 @@ async def _drop_first_lot(
     begun before the cut: lot values recorded in [start, cut), and the one in force at start."""
     a = us(start)
     begun = await count_points(services.store, tenant, lot_tag, a, left.before)
-    begun += await count_points(services.store, tenant, lot_tag, a - 86_400 * US, a) > 0
+    begun += await last_before(services.store, tenant, lot_tag, a) is not None
     if idx.size and idx[0] >= 0 and lt[idx[0]] < left.before:
         keep = idx != idx[0]
         idx, ts, x = idx[keep], ts[keep], x[keep]
@@ -320,10 +332,6 @@ async def _from_rollups(
     return Subgroups.from_stats(means, ranges, sizes, keys, starts), [int(s) for s in starts], left
 
 
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 def _group(
     sg: Subgrouping, ts: np.ndarray, x: np.ndarray, lots: list[str] | None
 ) -> tuple[Subgroups, list[int]]:
@@ -332,10 +340,11 @@ def _group(
         return g, [int(s) for s in (g.starts if g.starts is not None else [])]
     if sg.by == "lot":
         g = by_lot(lots or [], x)
-        first: dict[str, int] = {}
-        for lot, t in zip(lots or [], ts, strict=True):
-            first.setdefault(lot, int(t))
-        return g, [first[k] for k in g.keys]
+        if not len(g):
+            return g, []
+        names, at = np.unique(np.asarray(lots, dtype=object).astype(str), return_index=True)
+        first = dict(zip(names.tolist(), ts[at].tolist(), strict=True))
+        return g, [int(first[k]) for k in g.keys]
     g = by_count(x, sg.size)
     return g, [int(ts[(i + 1) * sg.size - 1]) for i in range(len(g))]
 

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, DateTime, Float, Integer, MetaData, String, Table, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
 
 metadata = MetaData()
 
@@ -53,6 +64,7 @@ inspections = Table(
     Column("defects", Float),
     Column("operator", String(200), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index("ix_quality_inspections_char_time", "tenant_id", "characteristic", "recorded_at"),
 )
 
 violations = Table(

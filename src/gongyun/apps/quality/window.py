@@ -17,6 +17,7 @@ from typing import Any
 from gongyun.telemetry.store.base import Bucket, TimeSeriesStore
 
 HOUR = 3_600_000_000
+DAY = 24 * HOUR
 LIVE_POINTS = 20_000  # raw points a live chart reads at most (4,000 subgroups of 5)
 
 
@@ -66,8 +67,24 @@ async def _raw_summary(store: TimeSeriesStore, tenant: str, tag: str, a: int, b:
 
 
 async def count_points(store: TimeSeriesStore, tenant: str, tag: str, a: int, b: int) -> int:
-    """How many points the tag has in [a, b) (one aggregate query)."""
-    return sum(x.count for x in await _raw_summary(store, tenant, tag, a, b))
+    """How many points the tag has in [a, b): whole hours from the 1 h rollups, the edges raw."""
+    h0, h1 = -(-a // HOUR) * HOUR, b // HOUR * HOUR
+    if h1 <= h0:
+        return sum(x.count for x in await _raw_summary(store, tenant, tag, a, b))
+    hours = (await store.downsample(tenant, tag, h0, h1, 1, source="1h")).buckets
+    edges = await _raw_summary(store, tenant, tag, a, h0) + await _raw_summary(store, tenant, tag, h1, b)
+    return sum(x.count for x in hours + edges)
+
+
+async def last_before(store: TimeSeriesStore, tenant: str, tag: str, t: int) -> float | None:
+    """The tag's last value before ``t``: from the raw day before, else from the 1 h rollups of the
+    year before that (one aggregate row each, never the points)."""
+    day = await _raw_summary(store, tenant, tag, t - DAY, t)
+    if day and day[0].count:
+        return day[0].last
+    h = (t - DAY) // HOUR * HOUR
+    [year] = (await store.downsample(tenant, tag, h - 365 * DAY, h, 1, source="1h")).buckets
+    return year.last if year.count else None
 
 
 async def cut_point(

@@ -131,13 +131,18 @@ def by_lot(lots: Sequence[str], values: Sequence[float] | np.ndarray) -> Subgrou
     arr = _checked(values)
     if len(lots) != arr.size:
         raise SpcInputInvalid("lot identifiers and values differ in length", reason="shape")
-    keys: dict[str, int] = {}
-    groups = np.fromiter(
-        (keys.setdefault(str(lot), len(keys)) for lot in lots), dtype=np.int64, count=arr.size
+    if arr.size == 0:
+        return Subgroups(np.empty((0, 0)), np.zeros(0, np.int64), [])
+    names, first, inverse = np.unique(
+        np.asarray(lots, dtype=object).astype(str), return_index=True, return_inverse=True
     )
+    appear = np.argsort(first, kind="stable")  # lots in the order they first appear
+    rank = np.empty(appear.size, np.int64)
+    rank[appear] = np.arange(appear.size)
+    groups = rank[inverse.ravel()]
     order = np.argsort(groups, kind="stable")
     mat, sizes = _pack(groups, order, arr)
-    return Subgroups(mat, sizes, list(keys))
+    return Subgroups(mat, sizes, [str(k) for k in names[appear]])
 
 
 def from_rows(rows: Sequence[Sequence[float]], keys: Sequence[str] | None = None) -> Subgroups:
