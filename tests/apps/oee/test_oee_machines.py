@@ -1,6 +1,6 @@
-"""Editing and removing an OEE machine through the API, on SQLite and PostgreSQL: an edit is checked
-like an addition, both are scoped to the tenant and audited, and a machine with recorded stops is
-kept (its removal refused) so that its history stays."""
+"""Editing, removing and retiring an OEE machine through the API, on SQLite and PostgreSQL: an edit
+is checked like an addition, all are scoped to the tenant and audited, and a machine with recorded
+stops is kept (its removal refused) and retired instead, so that its history stays."""
 
 from __future__ import annotations
 
@@ -86,7 +86,32 @@ async def test_edit_and_remove_a_machine(tmp_path: Path, db_url: str) -> None:
         assert r.json()["stops"] == 1
         assert [m["id"] for m in (await client.get(f"{BASE}/machines", headers=ha)).json()] == [cid]
 
+        # ... and retired instead: out of service, its stops and its OEE before retirement kept
+        retire = f"{BASE}/machines/{cid}/retire"
+        assert (await client.post(retire, headers=op)).status_code == 403
+        assert (await client.post(retire, headers=hb)).status_code == 404
+        r = await client.post(retire, headers=ha)
+        assert r.status_code == 200 and r.json()["retired_at"] is not None, r.text
+        r = await client.post(retire, headers=ha)
+        assert r.status_code == 409 and r.json()["reason"] == "machine_retired", r.text
+        r = await client.put(f"{BASE}/machines/{cid}", json=_machine("capper"), headers=ha)
+        assert r.status_code == 409 and r.json()["reason"] == "machine_retired", r.text
+        assert (await client.get(f"{BASE}/machines", headers=ha)).json() == []
+        kept = (await client.get(f"{BASE}/machines", params={"retired": True}, headers=ha)).json()
+        assert [m["id"] for m in kept] == [cid]
+        stops = (await client.get(f"{BASE}/stops", params={"machine_id": cid}, headers=ha)).json()
+        assert len(stops) == 1 and stops[0]["duration_s"] == 10
+        pareto = (await client.get(f"{BASE}/pareto", params={"by": "machine"}, headers=ha)).json()
+        assert [x["key"] for x in pareto["items"]] == ["capper"]
+        window = {"start": (t0 - timedelta(minutes=1)).isoformat(), "end": datetime.now(UTC).isoformat()}
+        before = (await client.get(f"{BASE}/lines/L1/oee", params=window, headers=ha)).json()
+        assert list(before["machines"]) == ["capper"] and before["periods"][0]["bottleneck"] == "capper"
+        later = datetime.now(UTC) + timedelta(seconds=1)
+        after = {"start": later.isoformat(), "end": (later + timedelta(hours=1)).isoformat()}
+        assert (await client.get(f"{BASE}/lines/L1/oee", params=after, headers=ha)).status_code == 404
+
         events = (await client.get("/api/v1/audit?limit=200", headers=ha)).json()
         done = [(e["action"], e["target"]) for e in events if e["action"].startswith("app.oee.machine.")]
         assert ("app.oee.machine.edit", mid) in done and ("app.oee.machine.remove", mid) in done
         assert sum(1 for x in done if x[0] == "app.oee.machine.edit") == 1
+        assert ("app.oee.machine.retire", cid) in done

@@ -33,9 +33,10 @@ Operator = Annotated[AppCtx, Depends(needs(Perm.alarms_ack))]
 
 
 @router.get("/machines")
-async def list_machines(ctx: Read, line: str | None = None) -> list[dict[str, Any]]:
-    """The tenant's machines (of one line)."""
-    return [service.plain(m) for m in await service.machine_rows(ctx.session, ctx.tenant_id, line)]
+async def list_machines(ctx: Read, line: str | None = None, retired: bool = False) -> list[dict[str, Any]]:
+    """The tenant's machines in service (of one line); with ``retired`` the retired ones too."""
+    rows = await service.machine_rows(ctx.session, ctx.tenant_id, line, retired=retired)
+    return [service.plain(m) for m in rows]
 
 
 @router.post("/machines", status_code=201)
@@ -56,7 +57,9 @@ async def add_machine(body: MachineIn, ctx: Engineer) -> dict[str, Any]:
 @router.put("/machines/{machine_id}")
 async def edit_machine(machine_id: str, body: MachineIn, ctx: Engineer) -> dict[str, Any]:
     """Replace a machine's mapping, counters and times (checked as when adding it); its stops stay."""
-    await service.machine_row(ctx.session, ctx.tenant_id, machine_id)
+    m = await service.machine_row(ctx.session, ctx.tenant_id, machine_id)
+    if m["retired_at"] is not None:
+        raise Conflict(f"machine {m['name']!r} is retired; it is kept as it was", reason="machine_retired")
     clash = await ctx.session.scalar(
         select(machines.c.id).where(
             machines.c.tenant_id == ctx.tenant_id, machines.c.name == body.name, machines.c.id != machine_id
@@ -86,7 +89,7 @@ async def remove_machine(machine_id: str, ctx: Engineer) -> None:
     if kept:
         raise Conflict(
             f"machine {m['name']!r} has {kept} recorded stops; it is kept so that its history stays "
-            "(edit it instead)",
+            "(retire it instead: POST .../retire)",
             reason="machine_has_stops",
             stops=int(kept),
         )
@@ -95,6 +98,29 @@ async def remove_machine(machine_id: str, ctx: Engineer) -> None:
     )
     worker.changed()
     await ctx.audit("machine.remove", machine_id, name=m["name"], line=m["line"])
+
+
+@router.post("/machines/{machine_id}/retire")
+async def retire_machine(machine_id: str, ctx: Engineer) -> dict[str, Any]:
+    """Retire a machine: it leaves the live views, stop detection and the OEE of shifts begun after
+    now, and keeps its stops, their reasons and its OEE before (a retired machine stays retired)."""
+    m = await service.machine_row(ctx.session, ctx.tenant_id, machine_id)
+    if m["retired_at"] is not None:
+        raise Conflict(f"machine {m['name']!r} is already retired", reason="machine_retired")
+    now = datetime.now(UTC)
+    await ctx.session.execute(
+        update(machines)
+        .where(machines.c.id == machine_id, machines.c.tenant_id == ctx.tenant_id)
+        .values(retired_at=now)
+    )
+    await ctx.session.execute(  # a stop still open ends with the machine's service
+        update(stops)
+        .where(stops.c.tenant_id == ctx.tenant_id, stops.c.machine_id == machine_id, stops.c.end.is_(None))
+        .values(end=now)
+    )
+    worker.changed()
+    await ctx.audit("machine.retire", machine_id, name=m["name"], line=m["line"])
+    return service.plain(await service.machine_row(ctx.session, ctx.tenant_id, machine_id))
 
 
 @router.get("/calendars/{line}")
@@ -270,7 +296,7 @@ async def loss_pareto(
 ) -> dict[str, Any]:
     """Stop time by reason (uncoded ones as ``uncoded``), machine, shift or six-big-loss category."""
     a, b = service.window(start, end, default=timedelta(days=7))
-    ms = {m["id"]: m for m in await service.machine_rows(ctx.session, ctx.tenant_id, line)}
+    ms = {m["id"]: m for m in await service.machine_rows(ctx.session, ctx.tenant_id, line, retired=True)}
     tree = {r["code"]: r for r in await get_reasons(ctx)}
     rows = (
         await ctx.session.execute(

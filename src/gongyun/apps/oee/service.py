@@ -84,12 +84,37 @@ def plain(row: Any) -> dict[str, Any]:
     }
 
 
-async def machine_rows(session: AsyncSession, tenant: str, line: str | None = None) -> list[dict[str, Any]]:
-    """The tenant's machines (of one line)."""
+async def machine_rows(
+    session: AsyncSession,
+    tenant: str,
+    line: str | None = None,
+    *,
+    retired: bool = False,
+    active_after: int | None = None,
+) -> list[dict[str, Any]]:
+    """The tenant's machines (of one line): those in service, with ``retired`` also the retired
+    ones, with ``active_after`` (µs) also those retired after that time."""
     q = select(machines).where(machines.c.tenant_id == tenant)
     if line is not None:
         q = q.where(machines.c.line == line)
+    if active_after is not None:
+        q = q.where(machines.c.retired_at.is_(None) | (machines.c.retired_at > at(active_after)))
+    elif not retired:
+        q = q.where(machines.c.retired_at.is_(None))
     return [dict(r) for r in (await session.execute(q.order_by(machines.c.name))).mappings()]
+
+
+def at(ts: int) -> datetime:
+    """µs since the epoch as an aware datetime."""
+    return _EPOCH + timedelta(microseconds=int(ts))
+
+
+def retired_us(m: Mapping[str, Any]) -> int | None:
+    """When the machine was retired (µs), None while in service."""
+    r = m.get("retired_at")
+    if r is None:
+        return None
+    return us(r if r.tzinfo else r.replace(tzinfo=UTC))
 
 
 async def machine_row(session: AsyncSession, tenant: str, machine_id: str) -> dict[str, Any]:
@@ -167,7 +192,7 @@ async def line_oee(
     grouping: Grouping,
 ) -> dict[str, Any]:
     """Every machine of a line per period, and the line (its bottleneck) per period."""
-    rows = await machine_rows(session, tenant, line)
+    rows = await machine_rows(session, tenant, line, active_after=start)
     if not rows:
         raise NotFound(f"no line {line!r}")
     cal = await calendar_for(session, tenant, line)
@@ -175,6 +200,9 @@ async def line_oee(
     per: dict[str, list[PeriodResult]] = {}
     for m in rows:
         insts = cal.instances(start, end, machine=m["name"])
+        gone = retired_us(m)
+        if gone is not None:  # a retired machine counts in the shifts begun before its retirement
+            insts = [i for i in insts if i.start < gone]
         edges = [x for i in insts for w in i.busy_windows() for x in w]
         timeline, good, scrap = await machine_data(store, tenant, m, start, end, edges, stats)
         per[m["name"]] = machine_periods(_spec(m), timeline, good, scrap, insts, grouping)
@@ -193,7 +221,7 @@ async def site_oee(
     session: AsyncSession, store: TimeSeriesStore, tenant: str, start: int, end: int, grouping: Grouping
 ) -> dict[str, Any]:
     """Every line of the tenant (at its bottleneck) and the site: lines weighted by planned busy time."""
-    names = sorted({str(m["line"]) for m in await machine_rows(session, tenant)})
+    names = sorted({str(m["line"]) for m in await machine_rows(session, tenant, active_after=start)})
     lines = {n: await line_oee(session, store, tenant, n, start, end, grouping) for n in names}
     keys = sorted({p["key"] for r in lines.values() for p in r["periods"]})
     periods = []

@@ -20,6 +20,7 @@ machines = Table(
     Column("ideal_cycle_s", Float, nullable=False),
     Column("micro_stop_s", Float, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("retired_at", DateTime(timezone=True)),  # retired: no longer live, its history kept
     UniqueConstraint("tenant_id", "name", name="uq_oee_machines_name"),
 )
 

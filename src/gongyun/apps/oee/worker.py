@@ -48,7 +48,9 @@ class _Machines:
             for t in await self.ctx.tenants():
                 async with self.ctx.acting_in(t) as app:
                     rows = (
-                        await app.session.execute(select(machines).where(machines.c.tenant_id == t))
+                        await app.session.execute(
+                            select(machines).where(machines.c.tenant_id == t, machines.c.retired_at.is_(None))
+                        )
                     ).mappings()
                     by_tag: dict[str, list[dict[str, Any]]] = {}
                     for r in rows:

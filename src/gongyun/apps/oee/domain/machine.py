@@ -171,10 +171,10 @@ class LineResult:
 
 
 def line_periods(specs: Sequence[MachineSpec], results: dict[str, list[PeriodResult]]) -> list[LineResult]:
-    """Per period, the line's KPIs are its bottleneck's: the machine with the longest ideal cycle."""
+    """Per period, the line's KPIs are its bottleneck's: of the machines in that period (a retired
+    machine is in the periods before its retirement), the one with the longest ideal cycle."""
     if not specs:
         raise OeeInputInvalid("a line needs at least one machine", reason="line")
-    bottleneck = max(specs, key=lambda s: (s.ideal_cycle_s, s.name)).name
     keys: list[str] = []
     for rs in results.values():
         for r in rs:
@@ -183,8 +183,10 @@ def line_periods(specs: Sequence[MachineSpec], results: dict[str, list[PeriodRes
     out = []
     for key in keys:
         per = {name: r for name, rs in results.items() for r in rs if r.key == key}
-        if bottleneck not in per:
+        present = [s for s in specs if s.name in per]
+        if not present:
             continue
+        bottleneck = max(present, key=lambda s: (s.ideal_cycle_s, s.name)).name
         b = per[bottleneck]
         out.append(LineResult(key, bottleneck, b.kpi, b.te.pbt, {n: r.kpi for n, r in per.items()}))
     return out
