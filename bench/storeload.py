@@ -2,9 +2,10 @@
 
 ``scratch_stores`` yields an opened DuckDB file store and/or a PostgreSQL store on a scratch
 database (dropped afterwards); ``load_generated`` writes day by day, series by series, points
-generated inside the database from an SQL expression over the point index ``g.i``, marks their
-hours dirty and builds the rollups with the store's own refresh. Used by bench/query.py and
-bench/oee.py.
+generated inside the database from an SQL expression over the point index ``g.i`` (on PostgreSQL
+into an unlogged table per day, keyed, logged and attached as the day's partition afterwards),
+marks their hours dirty and builds the rollups with the store's own refresh. Used by
+bench/query.py, bench/oee.py and bench/spc_live.py.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ MANIFEST = AppManifest(
     router=router,
     pages=(
         AppPage(slug="board", title=Localized(en="OEE board", zh_cn="OEE 看板"), script="board.js"),
+        AppPage(slug="site", title=Localized(en="Site OEE", zh_cn="工厂 OEE"), script="site.js"),
         AppPage(slug="losses", title=Localized(en="Losses", zh_cn="损失分析"), script="losses.js"),
         AppPage(slug="setup", title=Localized(en="Setup", zh_cn="配置"), script="setup.js"),
     ),
