@@ -253,6 +253,22 @@ def test_inspection_entry_and_oee_setup_forms_show_refusals_in_both_languages(
     assert [m["name"] for m in api.get("/api/v1/apps/oee/machines").json()] == ["Filler F-1"]
     assert "编辑" in page.inner_text("#oee-machines")
     _shot(page, tmp_path, "forms-05-oee-machine-removed-zh")
+    page.fill("#oee-machine input[name=name]", "Filler F-3")
+    page.fill("#oee-machine input[name=line]", "Line A")
+    page.select_option("#oee-machine select[name=mode]", "running_flag")
+    page.fill("#oee-machine input[name=tag]", "filler3/run")
+    page.fill("#oee-machine input[name=ideal_cycle_s]", "2")
+    page.click("#oee-machine button[type=submit]")
+    _done(page, "#oee-machine", "已添加设备 Filler F-3")
+    retire = page.locator("#oee-machines button[data-retire='Filler F-3']")
+    assert retire.inner_text() == "停用"
+    retire.click()  # asks once more on the same button
+    assert retire.inner_text() == "确认停用"
+    retire.click()
+    _done(page, "#oee-machines-feedback", "已停用设备 Filler F-3")
+    page.wait_for_selector("#oee-machines tr[data-machine='Filler F-3']", state="detached")
+    kept = api.get("/api/v1/apps/oee/machines", params={"retired": True}).json()
+    assert {m["name"]: m["retired_at"] is not None for m in kept} == {"Filler F-1": False, "Filler F-3": True}
     page.goto(base + INSPECT)
     page.wait_for_selector("#qi-entry")
     assert "录入批次检验" in page.inner_text("#gy-app-root")

@@ -1,4 +1,4 @@
-/* OEE app: setup (/apps/oee/setup). An engineer maps, edits or removes a machine (state from a
+/* OEE app: setup (/apps/oee/setup). An engineer maps, edits, removes or retires a machine (state from a
  * state tag, a running flag, a speed threshold or counts; good/scrap/total counters; ideal cycle time; micro-stop
  * threshold), edits a line's shift calendar with breaks and planned downtime, and the tenant's
  * reason tree in English and Chinese. A refusal is shown in the form it came from, with the
@@ -31,6 +31,7 @@
       stateNames: { running: "running", idle: "idle", down_planned: "down (planned)", down_unplanned: "down (unplanned)", setup: "setup" },
       edit: "Edit", editing: (n) => `Edit machine ${n}`, update: "Save changes", cancel: "Cancel", updated: (n) => `Machine ${n} saved.`,
       confirmRemove: "Confirm removal", removed: (n) => `Machine ${n} removed.`, actions: "Actions",
+      retire: "Retire", confirmRetire: "Confirm retirement", retired: (n) => `Machine ${n} retired: its stops and history are kept.`,
     },
     "zh-CN": {
       machines: "设备", machine: "添加设备", name: "名称", line: "产线", mode: "状态来源",
@@ -52,6 +53,7 @@
       stateNames: { running: "运行", idle: "空闲", down_planned: "计划停机", down_unplanned: "非计划停机", setup: "换型" },
       edit: "编辑", editing: (n) => `编辑设备 ${n}`, update: "保存修改", cancel: "取消", updated: (n) => `已保存设备 ${n}。`,
       confirmRemove: "确认删除", removed: (n) => `已删除设备 ${n}。`, actions: "操作",
+      retire: "停用", confirmRetire: "确认停用", retired: (n) => `已停用设备 ${n}:保留其停机记录和历史。`,
     },
   };
   const T = TEXT[LANG] || TEXT.en;
@@ -297,18 +299,19 @@
     const heading = el("h4", { id: "oee-machine-heading" }, T.machine);
     const machine = machineForm(list, heading);
     /* Remove asks once more on the same button; a refusal (a machine with stops) shows under the list. */
-    const removeButton = (m) => {
-      const b = el("button", { class: "btn btn-small btn-danger", type: "button", "data-remove": m.name }, T.remove);
+    /* Retire (a machine with stops, whose removal is refused, keeps its history) asks once more too. */
+    const armed = (m, attr, label, confirm, method, path, done) => {
+      const b = el("button", { class: "btn btn-small btn-danger", type: "button", [attr]: m.name }, label);
       b.addEventListener("click", async () => {
         if (!b.dataset.armed) {
           b.dataset.armed = "1";
-          b.textContent = T.confirmRemove;
+          b.textContent = confirm;
           return;
         }
         b.disabled = true;
         try {
-          await api("DELETE", `${BASE}/machines/${encodeURIComponent(m.id)}`);
-          ok(listBox, T.removed(m.name));
+          await api(method, `${BASE}/machines/${encodeURIComponent(m.id)}${path}`);
+          ok(listBox, done(m.name));
           await list();
         } catch (err) {
           problem(listBox, err);
@@ -317,6 +320,8 @@
       });
       return b;
     };
+    const removeButton = (m) => armed(m, "data-remove", T.remove, T.confirmRemove, "DELETE", "", T.removed);
+    const retireButton = (m) => armed(m, "data-retire", T.retire, T.confirmRetire, "POST", "/retire", T.retired);
     const editButton = (m) => {
       const b = el("button", { class: "btn btn-small", type: "button", "data-edit": m.name }, T.edit);
       b.addEventListener("click", () => machine.edit(m));
@@ -329,7 +334,7 @@
         el("tbody", null, ms.map((m) => el("tr", { "data-machine": m.name },
           el("td", null, m.name), el("td", null, m.line), el("td", null, T.modes[m.mapping.mode] || m.mapping.mode),
           el("td", null, m.mapping.tag), el("td", null, G.formatNumber(m.ideal_cycle_s)), el("td", null, G.formatNumber(m.micro_stop_s)),
-          el("td", null, editButton(m), " ", removeButton(m))))))
+          el("td", null, editButton(m), " ", removeButton(m), " ", retireButton(m))))))
         : el("p", { class: "muted" }, T.none));
     }
     const reasons = reasonsForm();
