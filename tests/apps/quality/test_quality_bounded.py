@@ -207,3 +207,42 @@ async def test_inspection_charts_read_a_bounded_tail_and_summarise_the_rest(tmp_
             )
         ).json()
         assert data["left_out"] is None and len(data["primary"]["points"]) == len(full)
+
+
+async def test_a_lot_begun_days_before_the_window_names_its_points(tmp_path: Path) -> None:
+    async with running_with_apps(tmp_path, QUALITY) as (client, platform):
+        a = await tenant_with_users(client, "acme", "tenant-admin")
+        h = a["headers"]["tenant-admin"]
+        await client.patch("/api/v1/apps/quality", json={"enabled": True}, headers=h)
+        dev = await client.post("/api/v1/assets/devices", json={"name": "packer"}, headers=h)
+        for tag in ("fill_weight", "lot"):
+            await client.post(
+                f"/api/v1/assets/devices/{dev.json()['id']}/tags", json={"name": tag}, headers=h
+            )
+        t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+        values = np.random.default_rng(5).normal(500, 1, 60)
+        samples = [{"tag": "packer/lot", "value": 77.0, "ts": (t0 - timedelta(days=3)).isoformat()}] + [
+            {
+                "tag": "packer/fill_weight",
+                "value": float(v),
+                "ts": (t0 + timedelta(seconds=STEP_S * i)).isoformat(),
+            }
+            for i, v in enumerate(values)
+        ]
+        r = await client.post("/api/v1/telemetry/ingest", json={"samples": samples}, headers=h)
+        assert r.status_code == 200 and r.json()["accepted"] == len(samples), r.text
+        made = await client.post(
+            f"{BASE}/charts",
+            json={"name": "lot", "kind": "xbar_s", "tag": "packer/fill_weight",
+                  "subgroup": {"by": "lot", "lot_tag": "packer/lot"}},
+            headers=h,
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        assert platform.apps is not None
+        async with platform.db.session() as session:
+            chart = await service.chart_row(session, a["id"], made.json()["id"])
+            data, _, left = await service.chart_data(
+                session, platform.apps.services, a["id"], chart, t0, t0 + timedelta(hours=1), max_points=1000
+            )
+        # the lot tag's only value is three days old: found in the 1 h rollups, not "?"
+        assert left is None and data.keys == ["77"] and int(data.sizes[0]) == values.size
