@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     # Reverse proxies (CIDRs) whose X-Forwarded-For is believed; empty: the TCP peer is the client.
     # NoDecode: GONGYUN_TRUSTED_PROXIES may be "10.0.0.0/8,fd00::/8" as well as a JSON list
     trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(default_factory=list)
+    # Non-public networks (CIDRs) that URLs set by users may reach (a partner's node, its
+    # resolver); empty: the server posts only to global addresses (gongyun.security.egress).
+    outbound_allow: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(default_factory=list)
 
     # Audit transparency log: the Ed25519 key that signs checkpoints, as the signed-note
     # "PRIVATE+KEY+name+id+key" text, or a file holding it (else generated into the data
@@ -165,7 +168,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "outbound_allow", mode="before")
     @classmethod
     def _networks(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -174,7 +177,7 @@ class Settings(BaseSettings):
                 try:
                     value = json.loads(text)
                 except ValueError:
-                    raise ValueError("trusted_proxies: not a JSON list of networks") from None
+                    raise ValueError("not a JSON list of networks") from None
             else:
                 value = [v for v in text.split(",") if v.strip()]
         if not isinstance(value, list):

@@ -22,6 +22,8 @@ from gongyun.apps.manifest import AppManifest
 from gongyun.apps.models import enabled_tenants, installation
 from gongyun.apps.services import UNAVAILABLE, AppServices
 from gongyun.bus import Bus
+from gongyun.config import Settings as PlatformSettings
+from gongyun.config import get_settings
 from gongyun.db import Database
 from gongyun.errors import NotFound, PermissionDenied
 from gongyun.security.audit import record as record_audit
@@ -51,6 +53,12 @@ class AppCtx:
     detail: dict[str, Any] = field(default_factory=dict)
     services: AppServices = UNAVAILABLE
     """Tags, telemetry, alarm rules and leadership (:mod:`gongyun.apps.services`)."""
+    config: PlatformSettings | None = None
+    """The platform's settings (outbound allow-list, master keys); :meth:`platform` reads them."""
+
+    def platform(self) -> PlatformSettings:
+        """The platform's settings (the process's own when none were handed over)."""
+        return self.config if self.config is not None else get_settings()
 
     def can(self, perm: Perm) -> bool:
         """True when the app may use ``perm`` here."""
@@ -131,6 +139,8 @@ class WorkerContext:
     log: logging.Logger
     services: AppServices = UNAVAILABLE
     """Tags, telemetry, alarm rules and leadership (:mod:`gongyun.apps.services`)."""
+    config: PlatformSettings | None = None
+    """The platform's settings, handed to every :class:`AppCtx` it makes."""
 
     @property
     def name(self) -> str:
@@ -159,4 +169,5 @@ class WorkerContext:
                 db=self.db,
                 settings=parse_settings(self.manifest, row.settings),
                 services=self.services,
+                config=self.config,
             )

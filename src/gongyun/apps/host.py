@@ -17,6 +17,7 @@ from gongyun.apps.discovery import AppEntry, AppStatus, discover
 from gongyun.apps.migrations import pending_revisions, upgrade_app
 from gongyun.apps.services import UNAVAILABLE, AppServices
 from gongyun.bus import Bus
+from gongyun.config import Settings as PlatformSettings
 from gongyun.db import Database
 
 log = logging.getLogger("gongyun.apps")
@@ -31,6 +32,8 @@ class AppHost:
         self._tasks: dict[str, list[asyncio.Task[None]]] = {}
         self.services: AppServices = UNAVAILABLE
         """What the platform lends the apps of this process (set before :meth:`start`)."""
+        self.config: PlatformSettings | None = None
+        """The platform's settings, handed to the workers (set before :meth:`start`)."""
 
     @classmethod
     def discover(cls, eps: Iterable[EntryPoint] | None = None) -> AppHost:
@@ -76,7 +79,7 @@ class AppHost:
             if not workers:
                 continue
             logger = logging.getLogger(f"gongyun.apps.{entry.name}")
-            ctx = WorkerContext(entry.manifest, db, bus, logger, self.services)
+            ctx = WorkerContext(entry.manifest, db, bus, logger, self.services, self.config)
             tasks = []
             for worker in entry.manifest.workers:
                 label = getattr(worker, "__name__", "worker")

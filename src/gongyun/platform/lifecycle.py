@@ -159,6 +159,7 @@ async def start_platform(
             await start_ids_centre(platform)  # sensors' events into the security events centre
         await _watch_health(platform)
         platform.apps = apps or AppHost.discover()
+        platform.apps.config = settings
         if platform.telemetry is not None:
             from gongyun.platform.appservices import PlatformAppServices
 

@@ -256,6 +256,7 @@ def _gate(name: str) -> Callable[[Request, Ctx], AsyncIterator[AppCtx]]:
             settings=parse_settings(entry.manifest, row.settings),
             detail={"client": ctx.client},
             services=_host(ctx).services,
+            config=ctx.platform.settings,
         )
         setattr(request.state, REQUEST_STATE_KEY, app_ctx)
         yield app_ctx
