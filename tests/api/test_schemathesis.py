@@ -74,6 +74,7 @@ SEMANTIC_RULES: dict[str, tuple[str, str]] = {
     "POST /api/v1/apps/scheduling/orders": ("422", "operations with an eligible machine, no cycles"),
     "POST /api/v1/apps/trace/templates": ("422", "a template definition is checked as a whole"),
     "POST /api/v1/apps/trace/epcis/capture": ("422", "a document valid against the EPCIS 2.0 schema"),
+    "POST /api/v1/apps/trace/partners": ("422", "notify_url, resolver_url reach public addresses"),
     **{
         f"{op} /api/v1/apps/trace/{path}": ("400", "an EPC URI or a GS1 Digital Link")
         for op, path in (

@@ -44,6 +44,7 @@ class Deployment:
             GONGYUN_BUS_URL="memory://",
             GONGYUN_ID_PREFIX=id_prefix,
             GONGYUN_DEPLOYMENT_ID=f"trace{name}{self.port}",
+            GONGYUN_OUTBOUND_ALLOW="127.0.0.0/8",  # the partners run on this machine
         )
         self.log = (tmp / f"{name}.log").open("wb")
         self.proc = subprocess.Popen(

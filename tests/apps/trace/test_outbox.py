@@ -14,7 +14,6 @@ from gongyun.apps import WorkerContext
 from gongyun.apps.trace import outbox
 from gongyun.apps.trace.manifest import MANIFEST
 from tests.apps.helpers import eps, running_with_apps, tenant_with_users, until_found
-from tests.services import free_port
 
 APPS = eps(trace="gongyun.apps.trace.manifest:MANIFEST")
 API = "/api/v1/apps/trace"
@@ -97,7 +96,12 @@ async def test_pushed_notice_reaches_the_partners_serials(tmp_path: Path, db_url
         # the deployment's worker posts to http://test (not reachable from it) and retries; a pass with
         # a client that reaches the in-process API delivers it
         ctx = WorkerContext(
-            MANIFEST, platform.db, platform.bus, logging.getLogger("test"), platform.apps.services
+            MANIFEST,
+            platform.db,
+            platform.bus,
+            logging.getLogger("test"),
+            platform.apps.services,
+            platform.settings,
         )
 
         async def delivered() -> Any:
@@ -139,10 +143,9 @@ async def test_pushed_notice_reaches_the_partners_serials(tmp_path: Path, db_url
         assert audit and audit[0]["target"] == str(notice["id"])
 
         # an endpoint that does not answer: the notice waits, its error and attempts are kept
-        port = free_port()
         await _ok(
             client.post(
-                f"{API}/partners", json={**partner, "notify_url": f"http://127.0.0.1:{port}/x"}, headers=hs
+                f"{API}/partners", json={**partner, "notify_url": "http://no-such-node.invalid/x"}, headers=hs
             ),
             201,
         )

@@ -13,6 +13,7 @@ that it received from that partner (``attrs.partner``), which freezes its serial
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,8 +23,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.apps import AppCtx, WorkerContext
-from gongyun.apps.trace import sharing, store
+from gongyun.apps.trace import sharing, store, vault
 from gongyun.apps.trace.tables import grants, items, notices, partners, recalls
+from gongyun.security.classify.keyring import Keyring, shared_keyring
+from gongyun.security.egress import Network, OutboundTargetRefused, check_target
 
 POLL_S = 1.0
 TIMEOUT_S = 10.0
@@ -74,10 +77,18 @@ async def queue_partner_notices(s: AsyncSession, tenant_id: str, rid: int) -> in
     return len(pushed)
 
 
-async def waiting(s: AsyncSession, tenant_id: str, now: datetime, limit: int = BATCH) -> list[dict[str, Any]]:
-    """Notices of the tenant due for delivery: each with its endpoint, key and the body to post."""
+async def waiting(
+    s: AsyncSession, ring: Keyring, tenant_id: str, now: datetime, limit: int = BATCH
+) -> list[dict[str, Any]]:
+    """Notices of the tenant due for delivery: each with its endpoint, key (unsealed) and the body."""
     q = (
-        select(notices, partners.c.notify_url, partners.c.notify_key, recalls.c.name, recalls.c.reason)
+        select(
+            notices,
+            partners.c.notify_url,
+            partners.c.notify_key,
+            recalls.c.name,
+            recalls.c.reason,
+        )
         .join(partners, (partners.c.tenant_id == notices.c.sender) & (partners.c.name == notices.c.receiver))
         .join(recalls, recalls.c.id == notices.c.recall_id)
         .where(
@@ -94,7 +105,7 @@ async def waiting(s: AsyncSession, tenant_id: str, now: datetime, limit: int = B
         {
             "id": r.id,
             "url": r.notify_url,
-            "key": r.notify_key or "",
+            "key": await vault.unseal(s, ring, tenant_id, r.receiver, "notify_key", r.notify_key) or "",
             "attempts": r.attempts,
             "body": {
                 "notice": r.id,
@@ -114,8 +125,13 @@ def pause(attempts: int) -> timedelta:
     return timedelta(seconds=min(MAX_PAUSE_S, 2.0 ** max(attempts - 1, 0)))
 
 
-async def post(client: httpx.AsyncClient, note: dict[str, Any]) -> str | None:
-    """Post one notice to its partner's endpoint; None when taken, else what went wrong."""
+async def post(client: httpx.AsyncClient, note: dict[str, Any], allow: Sequence[Network] = ()) -> str | None:
+    """Post one notice to its partner's endpoint (if the outbound policy lets it reach it); None
+    when taken, else what went wrong."""
+    try:
+        await check_target(note["url"], allow, "notify_url")
+    except OutboundTargetRefused as exc:
+        return f"refused: {exc}"[:300]
     try:
         r = await client.post(note["url"], json=note["body"], headers={"X-API-Key": note["key"]})
     except httpx.HTTPError as exc:
@@ -145,9 +161,11 @@ async def deliver_once(ctx: WorkerContext, client: httpx.AsyncClient) -> int:
     delivered = 0
     for tenant in await ctx.tenants():
         async with ctx.acting_in(tenant) as app:
-            due = await waiting(app.session, tenant, store.now())
+            ring = shared_keyring(app.platform())
+            due = await waiting(app.session, ring, tenant, store.now())
+            allow = app.platform().outbound_allow
         for note in due:  # no transaction is held while posting
-            error = await post(client, note)
+            error = await post(client, note, allow)
             async with ctx.acting_in(tenant) as app:
                 await settle(app, note, error)
             delivered += error is None
@@ -157,6 +175,9 @@ async def deliver_once(ctx: WorkerContext, client: httpx.AsyncClient) -> int:
 async def deliver(ctx: WorkerContext) -> None:
     """Push waiting recall notices to partners' endpoints, retrying until each is taken."""
     await ctx.services.wait_leader()
+    for tenant in await ctx.tenants():  # secrets stored in clear before sealing came in
+        async with ctx.acting_in(tenant) as app:
+            await vault.seal_legacy(app.session, shared_keyring(app.platform()), tenant)
     async with httpx.AsyncClient(timeout=TIMEOUT_S, trust_env=False) as client:
         while True:
             try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -25,7 +26,7 @@ import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gongyun.apps.trace import epcis_store, store, traces
+from gongyun.apps.trace import epcis_store, store, traces, vault
 from gongyun.apps.trace.domain.epcis import document
 from gongyun.apps.trace.errors import TraceItemNotFound, UnknownEnterprise
 from gongyun.apps.trace.registration import prefix_of
@@ -36,6 +37,8 @@ from gongyun.idres.auth import hash_secret
 from gongyun.idres.errors import ResolutionFailed
 from gongyun.idres.registry import Registry
 from gongyun.idres.values import ADMIN_ONLY, PUBLIC, HandleValue, admin_value
+from gongyun.security.classify.keyring import Keyring
+from gongyun.security.egress import Network, check_target
 
 EPCIS_TYPE = "GY_EPCIS"
 STATUS_INDEX = 7
@@ -51,11 +54,17 @@ async def partner(s: AsyncSession, tenant_id: str, name: str) -> Any:
     return row
 
 
-async def save_partner(s: AsyncSession, tenant_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Create or update a partner."""
+async def save_partner(
+    s: AsyncSession, ring: Keyring, tenant_id: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Create or update a partner (its secrets sealed; the answer never holds them)."""
     name = str(body["name"])
     names = ("prefix", "resolver_url", "grant_handle", "token", "notify_url", "notify_key")
     fields = {k: body.get(k) for k in names}
+    shown = {k: v for k, v in fields.items() if k not in vault.SECRETS}
+    for k in vault.SECRETS:
+        if fields[k]:
+            fields[k] = await vault.seal(s, ring, tenant_id, name, k, str(fields[k]))
     found = (
         await s.execute(
             select(partners.c.name).where(partners.c.tenant_id == tenant_id, partners.c.name == name)
@@ -73,7 +82,7 @@ async def save_partner(s: AsyncSession, tenant_id: str, body: dict[str, Any]) ->
                 .where(partners.c.tenant_id == tenant_id, partners.c.name == name)
                 .values(**changed)
             )
-    return {"name": name, **{k: v for k, v in fields.items() if k not in {"token", "notify_key"}}}
+    return {"name": name, **shown}
 
 
 async def create_grant(
@@ -215,11 +224,15 @@ async def _site_of(c: httpx.AsyncClient, resolver: str, prefix: str) -> str:
     return str(sites[0])
 
 
-async def remote_read(row: Any, handle: str) -> dict[str, Any]:
-    """A partner's record: public values through the resolver, granted ones from its node."""
+async def remote_read(
+    row: Any, handle: str, allow: Sequence[Network] = (), token: str | None = None
+) -> dict[str, Any]:
+    """A partner's record: public values through the resolver, granted ones from its node (each
+    URL checked against the outbound policy first)."""
     if not row.resolver_url:
         raise InvalidInput(f"partner {row.name} has no resolver_url", partner=row.name)
     resolver = row.resolver_url.rstrip("/")
+    await check_target(resolver, allow, "resolver_url")
     async with httpx.AsyncClient(timeout=10, trust_env=False) as c:
         pub = await c.get(f"{resolver}/api/handles/{quote(handle, safe='/')}")
         if pub.status_code == 404:
@@ -227,10 +240,11 @@ async def remote_read(row: Any, handle: str) -> dict[str, Any]:
         if pub.status_code != 200:
             raise ResolutionFailed(f"resolving {handle} answered {pub.status_code}", handle=handle)
         out: dict[str, Any] = {"handle": handle, "public": pub.json().get("values", []), "granted": []}
-        if row.grant_handle and row.token:
+        if row.grant_handle and token:
             node = await _site_of(c, resolver, handle.split("/", 1)[0])
+            await check_target(node, allow, "node")
             got = await c.get(
-                f"{node}/api/handles/{quote(handle, safe='/')}", auth=(f"300:{row.grant_handle}", row.token)
+                f"{node}/api/handles/{quote(handle, safe='/')}", auth=(f"300:{row.grant_handle}", token)
             )
             if got.status_code == 200:
                 public = {(v["index"], v["type"]) for v in out["public"]}

@@ -9,12 +9,14 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from gongyun.apps import AppCtx, needs
-from gongyun.apps.trace import outbox, sharing, store
+from gongyun.apps.trace import outbox, sharing, store, vault
 from gongyun.apps.trace.domain.ids import key_of
 from gongyun.apps.trace.settings import Settings
 from gongyun.apps.trace.tables import items
 from gongyun.core.jsonnum import JSON_INTEGER
 from gongyun.errors import InvalidInput
+from gongyun.security.classify.keyring import shared_keyring
+from gongyun.security.egress import check_target
 from gongyun.security.rbac import Perm
 
 router = APIRouter()
@@ -68,8 +70,14 @@ def _cfg(ctx: AppCtx) -> Settings:
 
 @router.post("/partners", status_code=201)
 async def save_partner(body: PartnerIn, ctx: Writer) -> dict[str, Any]:
-    """Register or update a partner enterprise."""
-    out = await sharing.save_partner(ctx.session, ctx.tenant_id, body.model_dump())
+    """Register or update a partner enterprise (its URLs must reach public addresses or allowed ones)."""
+    allow = ctx.platform().outbound_allow
+    for field in ("notify_url", "resolver_url"):
+        url = getattr(body, field)
+        if url is not None:
+            await check_target(url, allow, field)
+    ring = shared_keyring(ctx.platform())
+    out = await sharing.save_partner(ctx.session, ring, ctx.tenant_id, body.model_dump())
     await ctx.audit("partner.save", body.name)
     return out
 
@@ -124,7 +132,8 @@ async def remote(partner: str, ref: str, ctx: Reader) -> dict[str, Any]:
     row = await sharing.partner(ctx.session, ctx.tenant_id, partner)
     key = (await store.item(ctx.session, ctx.tenant_id, int(ref)))["key"] if ref.isdigit() else key_of(ref)
     handle = sharing.remote_handle(row, key)
-    out = await sharing.remote_read(row, handle)
+    token = (await vault.secrets_of(ctx.session, shared_keyring(ctx.platform()), ctx.tenant_id, row))["token"]
+    out = await sharing.remote_read(row, handle, ctx.platform().outbound_allow, token)
     await ctx.audit("remote.read", handle, partner=partner, granted=[v["type"] for v in out["granted"]])
     return out
 
@@ -145,6 +154,7 @@ async def take_notice(partner: str, body: NoticeIn, ctx: Writer) -> dict[str, An
 async def sync(partner: str, ctx: Writer) -> dict[str, Any]:
     """Check the partner's records of the items received from it; recall here what it recalled."""
     row = await sharing.partner(ctx.session, ctx.tenant_id, partner)
+    token = (await vault.secrets_of(ctx.session, shared_keyring(ctx.platform()), ctx.tenant_id, row))["token"]
     received = await ctx.session.execute(
         select(items.c.id, items.c.key, items.c.attrs, store.STATUS.label("status")).where(
             items.c.tenant_id == ctx.tenant_id
@@ -157,7 +167,7 @@ async def sync(partner: str, ctx: Writer) -> dict[str, Any]:
             continue
         checked += 1
         handle = sharing.remote_handle(row, it.key)
-        out = await sharing.remote_read(row, handle)
+        out = await sharing.remote_read(row, handle, ctx.platform().outbound_allow, token)
         await ctx.audit("remote.read", handle, partner=partner, granted=[v["type"] for v in out["granted"]])
         if out.get("status") == "recalled" and it.status != "frozen":
             rec = await store.start_recall(

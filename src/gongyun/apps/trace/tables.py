@@ -153,10 +153,10 @@ partners = Table(
     Column("prefix", String(100)),
     Column("resolver_url", String(300)),
     Column("grant_handle", String(255)),
-    Column("token", String(200)),
+    Column("token", String(600)),  # sealed (vault.py)
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("notify_url", String(300)),
-    Column("notify_key", String(200)),
+    Column("notify_key", String(600)),  # sealed (vault.py)
 )
 
 grants = Table(

@@ -1,0 +1,30 @@
+"""trace: room for sealed partner secrets.
+
+A partner's grant ``token`` and ``notify_key`` are stored sealed by the platform's keyring
+(``sealed:<version>:<base64>``, longer than the clear value), so the columns widen; values
+stored in clear are sealed by the app's worker when it starts.
+
+Revision ID: trace_0005
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "trace_0005"
+down_revision = "trace_0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    """Widen the columns."""
+    with op.batch_alter_table("trace_partners") as t:
+        t.alter_column("token", type_=sa.String(600), existing_type=sa.String(200))
+        t.alter_column("notify_key", type_=sa.String(600), existing_type=sa.String(200))
+
+
+def downgrade() -> None:
+    """Narrow them again (sealed values do not fit: clear them first)."""
+    with op.batch_alter_table("trace_partners") as t:
+        t.alter_column("notify_key", type_=sa.String(200), existing_type=sa.String(600))
+        t.alter_column("token", type_=sa.String(200), existing_type=sa.String(600))
