@@ -364,8 +364,26 @@ def test_supplier_and_manufacturer(world: dict[str, Any], tmp_path: Path) -> Non
     inbox = _ok(c.get(f"{maker.url}{API}/inbox", headers=hm))
     assert inbox[0]["sender"] == "supplier-s" and inbox[0]["local_recall"] is not None
     campaign = _ok(c.get(f"{supplier.url}{API}/recalls/{recall['id']}", headers=hs))
-    assert campaign["progress"]["percent"] == 100 and campaign["notices"][0]["delivered_at"]
-    # the manufacturer acknowledges; pulling the partner's records finds nothing more to recall
+    assert campaign["notices"][0]["delivered_at"]
+    assert campaign["progress"]["stage"] in {"acknowledging", "complete"}
+    # the manufacturer acknowledges, and its node tells the supplier's with a key the supplier gave
+    # it; pulling the partner's records finds nothing more to recall
+    back = _ok(
+        c.post(f"{supplier.url}/api/v1/apikeys", headers=hs, json={"name": "maker-m", "role": "engineer"}),
+        201,
+    )
+    again = {
+        "name": "supplier-s",
+        "notify_url": f"{supplier.url}{API}/partners/maker-m/notices",
+        "notify_key": back["key"],
+    }
+    _ok(c.post(f"{maker.url}{API}/partners", headers=hm, json=again), 201)
     _ok(c.post(f"{maker.url}{API}/inbox/{inbox[0]['id']}/ack", headers=hm, json={"apply": True}))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and campaign["progress"]["percent"] < 100:
+        time.sleep(0.3)
+        campaign = _ok(c.get(f"{supplier.url}{API}/recalls/{recall['id']}", headers=hs))
+    assert campaign["progress"]["stage"] == "complete", "the acknowledgement did not reach the supplier"
+    assert campaign["notices"][0]["acked_by"] == "partner:maker-m"
     synced = _ok(c.post(f"{maker.url}{API}/partners/supplier-s/sync", headers=hm))
     assert synced["checked"] == 1 and synced["recalls"] == []

@@ -111,10 +111,10 @@ async def test_pushed_notice_reaches_the_partners_serials(tmp_path: Path, db_url
 
         seen = await until_found(delivered, 20)
         assert seen["progress"] == {
-            "percent": 100,
-            "stage": "complete",
+            "percent": 0,
+            "stage": "acknowledging",
             "notices": 1,
-            "done": 1,
+            "done": 0,
             "delivered": 1,
             "acknowledged": 0,
         }
@@ -141,6 +141,36 @@ async def test_pushed_notice_reaches_the_partners_serials(tmp_path: Path, db_url
         assert (await client.post(f"{API}/partners/supplier-s/notices", json=again)).status_code == 401
         audit = await _ok(client.get("/api/v1/audit?action=app.trace.recall.notice.delivered", headers=hs))
         assert audit and audit[0]["target"] == str(notice["id"])
+
+        # the maker acknowledges; its node sends that back to the supplier's endpoint with the key
+        # the supplier gave it, and the supplier's campaign counts the notice done
+        back = await _ok(
+            client.post("/api/v1/apikeys", json={"name": "acks", "role": "engineer"}, headers=hs), 201
+        )
+        supplier = {
+            "name": "supplier-s",
+            "notify_url": f"http://test{API}/partners/maker-m/notices",
+            "notify_key": back["key"],
+        }
+        await _ok(client.post(f"{API}/partners", json=supplier, headers=hm), 201)
+        await _ok(client.post(f"{API}/inbox/{inbox[0]['id']}/ack", json={"apply": True}, headers=hm))
+
+        async def acked() -> Any:
+            await outbox.deliver_once(ctx, client)
+            seen = await _ok(client.get(f"{API}/recalls/{recall['id']}", headers=hs))
+            return seen if seen["notices"][0]["acked_at"] else None
+
+        seen = await until_found(acked, 20)
+        assert seen["notices"][0]["acked_by"] == "partner:maker-m"
+        assert seen["progress"]["percent"] == 100 and seen["progress"]["stage"] == "complete"
+        assert (await _ok(client.get(f"{API}/inbox", headers=hm)))[0]["ack_sent_at"]
+        # an acknowledgement of a notice the supplier did not send to that partner is refused
+        r = await client.post(
+            f"{API}/partners/maker-m/notices/{notice['id'] + 1000}/ack", headers={"X-API-Key": back["key"]}
+        )
+        assert (r.status_code, r.json()["code"]) == (404, "trace_item_not_found")
+        r = await client.post(f"{API}/partners/nobody/notices/{notice['id']}/ack", headers=hs)
+        assert (r.status_code, r.json()["code"]) == (404, "trace_enterprise_unknown")
 
         # an endpoint that does not answer: the notice waits, its error and attempts are kept
         await _ok(

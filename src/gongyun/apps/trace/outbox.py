@@ -8,6 +8,9 @@ per deployment) posts each waiting notice there until the partner's node answers
 with a growing pause (1 s, 2 s, 4 s ... up to ``MAX_PAUSE_S``). The receiving node takes a notice
 once (the sender's notice id is kept) and recalls at once what it holds of the notified items
 that it received from that partner (``attrs.partner``), which freezes its serials made of them.
+When the receiver acknowledges the notice, its worker sends the acknowledgement back the same way
+(``<the sender's notify_url>/<notice id>/ack``, retried alike) if it named the sender's endpoint
+too, and the sender's campaign counts the notice done.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.apps import AppCtx, WorkerContext
 from gongyun.apps.trace import sharing, store, vault
+from gongyun.apps.trace.errors import TraceItemNotFound
 from gongyun.apps.trace.tables import grants, items, notices, partners, recalls
 from gongyun.security.classify.keyring import Keyring, shared_keyring
 from gongyun.security.egress import Network, OutboundTargetRefused, check_target
@@ -120,6 +124,52 @@ async def waiting(
     ]
 
 
+async def acks_waiting(
+    s: AsyncSession, ring: Keyring, tenant_id: str, now: datetime, limit: int = BATCH
+) -> list[dict[str, Any]]:
+    """Acknowledgements of notices received from partners, due to be sent back to the sender's node
+    (``<its notify_url>/<its notice id>/ack``, with the key it gave us)."""
+    q = (
+        select(notices, partners.c.notify_url, partners.c.notify_key)
+        .join(partners, (partners.c.tenant_id == notices.c.receiver) & (partners.c.name == notices.c.sender))
+        .where(
+            notices.c.receiver == tenant_id,
+            notices.c.remote_notice.is_not(None),
+            notices.c.acked_at.is_not(None),
+            notices.c.ack_sent_at.is_(None),
+            partners.c.notify_url.is_not(None),
+            (notices.c.next_attempt_at.is_(None)) | (notices.c.next_attempt_at <= now),
+        )
+        .order_by(notices.c.id)
+        .limit(limit)
+    )
+    return [
+        {
+            "id": r.id,
+            "ack": True,
+            "url": f"{r.notify_url.rstrip('/')}/{r.remote_notice}/ack",
+            "key": await vault.unseal(s, ring, tenant_id, r.sender, "notify_key", r.notify_key) or "",
+            "attempts": r.attempts,
+            "body": {"acked_at": store.aware(r.acked_at).isoformat()},
+        }
+        for r in await s.execute(q)
+    ]
+
+
+async def take_ack(s: AsyncSession, tenant_id: str, partner: str, notice_id: int) -> dict[str, Any]:
+    """A partner's node acknowledges our notice ``notice_id``: the campaign counts it done."""
+    await sharing.partner(s, tenant_id, partner)
+    mine = (notices.c.id == notice_id) & (notices.c.sender == tenant_id) & (notices.c.receiver == partner)
+    row = (await s.execute(select(notices).where(mine, notices.c.push == 1))).first()
+    if row is None:
+        raise TraceItemNotFound(f"no recall notice {notice_id} was sent to {partner}", notice=notice_id)
+    if row.acked_at is None:
+        await s.execute(
+            update(notices).where(mine).values(acked_at=store.now(), acked_by=f"partner:{partner}")
+        )
+    return store.notice_json((await s.execute(select(notices).where(mine))).one())
+
+
 def pause(attempts: int) -> timedelta:
     """The wait before the next attempt after ``attempts`` failed ones."""
     return timedelta(seconds=min(MAX_PAUSE_S, 2.0 ** max(attempts - 1, 0)))
@@ -142,18 +192,20 @@ async def post(client: httpx.AsyncClient, note: dict[str, Any], allow: Sequence[
 
 
 async def settle(ctx: AppCtx, note: dict[str, Any], error: str | None) -> None:
-    """Record a delivery attempt (delivered, or the error and when to try again) and audit it."""
+    """Record a delivery attempt of a notice or an acknowledgement (taken, or the error and when to
+    try again) and audit it."""
     now = store.now()
     tries = int(note["attempts"]) + 1
-    done = {"delivered_at": now, "last_error": None} if error is None else {"last_error": error}
+    field, what = ("ack_sent_at", "recall.ack") if note.get("ack") else ("delivered_at", "recall.notice")
+    done = {field: now, "last_error": None} if error is None else {"last_error": error}
     nxt = None if error is None else now + pause(tries)
     await ctx.session.execute(
         update(notices).where(notices.c.id == note["id"]).values(attempts=tries, next_attempt_at=nxt, **done)
     )
     if error is None:
-        await ctx.audit("recall.notice.delivered", str(note["id"]), url=note["url"], attempts=tries)
+        await ctx.audit(f"{what}.delivered", str(note["id"]), url=note["url"], attempts=tries)
     elif tries == 1 or tries % 10 == 0:
-        await ctx.audit("recall.notice.failed", str(note["id"]), url=note["url"], attempts=tries, error=error)
+        await ctx.audit(f"{what}.failed", str(note["id"]), url=note["url"], attempts=tries, error=error)
 
 
 async def deliver_once(ctx: WorkerContext, client: httpx.AsyncClient) -> int:
@@ -163,6 +215,7 @@ async def deliver_once(ctx: WorkerContext, client: httpx.AsyncClient) -> int:
         async with ctx.acting_in(tenant) as app:
             ring = shared_keyring(app.platform())
             due = await waiting(app.session, ring, tenant, store.now())
+            due += await acks_waiting(app.session, ring, tenant, store.now())
             allow = app.platform().outbound_allow
         for note in due:  # no transaction is held while posting
             error = await post(client, note, allow)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
@@ -148,6 +148,16 @@ async def take_notice(partner: str, body: NoticeIn, ctx: Writer) -> dict[str, An
             "recall.notice.received", str(out["id"]), partner=partner, local_recall=out["local_recall"]
         )
     return {**out, "duplicate": not new}
+
+
+@router.post("/partners/{partner}/notices/{notice_id}/ack")
+async def take_ack(
+    partner: str, notice_id: Annotated[int, Path(ge=1, le=SAFE_ID)], ctx: Writer
+) -> dict[str, Any]:
+    """The partner's node acknowledges a notice we pushed to it (its campaign counts it done)."""
+    out = await outbox.take_ack(ctx.session, ctx.tenant_id, partner, notice_id)
+    await ctx.audit("recall.notice.acknowledged", str(notice_id), partner=partner)
+    return out
 
 
 @router.post("/partners/{partner}/sync")

@@ -376,11 +376,11 @@ async def recall(s: AsyncSession, tenant_id: str, rid: int) -> dict[str, Any]:
 
 
 def progress_of(told: list[dict[str, Any]]) -> dict[str, Any]:
-    """How far a campaign has got, in percent of its notices done: a tenant's notice when it is
-    acknowledged, a partner's when its node took it (the partner recalls on receipt)."""
+    """How far a campaign has got, in percent of its notices acknowledged (a partner's
+    acknowledgement comes back from its node; delivered alone is counted, not done)."""
     delivered = sum(1 for n in told if n["push"] and n["delivered_at"])
     acked = sum(1 for n in told if n["acked_at"])
-    done = sum(1 for n in told if n["acked_at"] or (n["push"] and n["delivered_at"]))
+    done = acked
     if done == len(told):
         stage = "complete"
     elif any(n["push"] and not n["delivered_at"] for n in told):
@@ -414,6 +414,7 @@ def notice_json(n: Any) -> dict[str, Any]:
         "attempts": n.attempts,
         "last_error": n.last_error,
         "remote_notice": n.remote_notice,
+        "ack_sent_at": aware(n.ack_sent_at).isoformat() if n.ack_sent_at else None,
     }
 
 

@@ -139,11 +139,14 @@ notices = Table(
     Column("next_attempt_at", DateTime(timezone=True)),
     Column("last_error", String(300)),
     Column("remote_notice", ID),
+    Column("ack_sent_at", DateTime(timezone=True)),
     Index("ix_trace_recall_notices_outbox", "push", "delivered_at"),
     UniqueConstraint("receiver", "sender", "remote_notice", name="uq_trace_recall_notices_remote"),
 )
 """Recall notices: to a tenant of this deployment (its inbox), to a partner (``push``: an outbox
-row until its endpoint took it) or from a partner (``remote_notice``: the sender's id)."""
+row until its endpoint took it) or from a partner (``remote_notice``: the sender's id; once
+acknowledged, an outbox row of the acknowledgement until the sender's node took it,
+``ack_sent_at``, retried with ``attempts``, ``next_attempt_at`` and ``last_error``)."""
 
 partners = Table(
     "trace_partners",
