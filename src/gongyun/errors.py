@@ -27,7 +27,8 @@ with every subclass anywhere in ``gongyun`` (``tests/test_errors.py`` checks it)
     │   │   ├── TemplateViolation         422 identifier_template_violation gongyun.idres.templates
     │   │   ├── ProofError                422 audit_proof_invalid           gongyun.security.audit.merkle
     │   │   ├── NoteError                 422 audit_note_invalid            gongyun.security.audit.note
-    │   │   └── RuleInvalid               422 ids_rule_invalid              gongyun.security.ids.rules
+    │   │   ├── RuleInvalid               422 ids_rule_invalid              gongyun.security.ids.rules
+    │   │   └── OutboundTargetRefused     422 outbound_target_refused       gongyun.security.egress
     │   ├── PayloadTooLarge               413 payload_too_large
     │   │   ├── MessageTooLarge           413 bus_payload_too_large         gongyun.bus.base
     │   │   └── RecordTooLarge            413 identifier_record_too_large   gongyun.idres.values

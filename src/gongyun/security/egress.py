@@ -18,16 +18,15 @@ from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from urllib.parse import urlsplit
 
-from gongyun.errors import InvalidInput
+from gongyun.errors import ValidationFailed
 
 Network = IPv4Network | IPv6Network
 
 
-class OutboundTargetRefused(InvalidInput):
+class OutboundTargetRefused(ValidationFailed):
     """A configured URL would make the server reach a private address (or is not http(s))."""
 
     code = "outbound_target_refused"
-    status = 422
     title = "Outbound target refused"
 
 
