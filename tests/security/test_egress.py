@@ -7,7 +7,7 @@ from ipaddress import ip_network
 import pytest
 
 from gongyun.config import load_settings
-from gongyun.security.egress import OutboundTargetRefused, check_target, check_url
+from gongyun.security.egress import OutboundTargetRefused, check_target, check_url, redact
 
 
 @pytest.mark.parametrize(
@@ -45,3 +45,8 @@ async def test_names_are_checked_by_their_addresses_and_the_allow_list_opens_net
 def test_the_setting_takes_a_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GONGYUN_OUTBOUND_ALLOW", "10.0.0.0/8, fd00::/8")
     assert load_settings().outbound_allow == [ip_network("10.0.0.0/8"), ip_network("fd00::/8")]
+
+
+def test_redact_hides_credentials() -> None:
+    assert redact("https://u:secret@example.com:8443/x?y=1") == "https://***@example.com:8443/x?y=1"
+    assert redact("https://example.com/x") == "https://example.com/x"

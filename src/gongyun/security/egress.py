@@ -36,6 +36,17 @@ def _public(addr: IPv4Address | IPv6Address, allow: Sequence[Network]) -> bool:
     return addr.is_global or any(addr in net for net in allow if net.version == addr.version)
 
 
+def redact(url: str) -> str:
+    """``url`` without credentials (``user:pw@``), fit for a log or the audit trail."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<not a URL>"
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
 def check_url(url: str, allow: Sequence[Network] = (), field: str = "url") -> tuple[str, int]:
     """The host and port of an http(s) URL, refused when it names a private address literally."""
     try:

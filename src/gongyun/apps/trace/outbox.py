@@ -30,7 +30,7 @@ from gongyun.apps.trace import sharing, store, vault
 from gongyun.apps.trace.errors import TraceItemNotFound
 from gongyun.apps.trace.tables import grants, items, notices, partners, recalls
 from gongyun.security.classify.keyring import Keyring, shared_keyring
-from gongyun.security.egress import Network, OutboundTargetRefused, check_target
+from gongyun.security.egress import Network, OutboundTargetRefused, check_target, redact
 
 POLL_S = 1.0
 TIMEOUT_S = 10.0
@@ -203,9 +203,11 @@ async def settle(ctx: AppCtx, note: dict[str, Any], error: str | None) -> None:
         update(notices).where(notices.c.id == note["id"]).values(attempts=tries, next_attempt_at=nxt, **done)
     )
     if error is None:
-        await ctx.audit(f"{what}.delivered", str(note["id"]), url=note["url"], attempts=tries)
+        await ctx.audit(f"{what}.delivered", str(note["id"]), url=redact(note["url"]), attempts=tries)
     elif tries == 1 or tries % 10 == 0:
-        await ctx.audit(f"{what}.failed", str(note["id"]), url=note["url"], attempts=tries, error=error)
+        await ctx.audit(
+            f"{what}.failed", str(note["id"]), url=redact(note["url"]), attempts=tries, error=error
+        )
 
 
 async def deliver_once(ctx: WorkerContext, client: httpx.AsyncClient) -> int:
