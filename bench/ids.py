@@ -282,10 +282,15 @@ def main() -> None:
         "live": live,
     }
     (args.out / "result.json").write_text(json.dumps(summary, indent=1))
-    ratio = "n/a" if theirs is None else f"{ours / theirs:.2f}x"
+    if theirs is None:
+        versus = "tshark not run (not installed), no ratio"
+    else:
+        versus = (
+            f"tshark {theirs:,.0f} pkt/s, ratio {ours / theirs:.2f}x "
+            f"({'faster' if ours > theirs else 'slower'} than tshark)"
+        )
     print(
-        f"bench-ids: {packets} packets, decoder {ours:,.0f} pkt/s, tshark {theirs or 0:,.0f} pkt/s, "
-        f"ratio {ratio} ({'faster' if theirs and ours > theirs else 'slower'} than tshark), "
+        f"bench-ids: {packets} packets, decoder {ours:,.0f} pkt/s, {versus}, "
         f"live sensor {live_best:,} pkt/s without drops"
     )
 
