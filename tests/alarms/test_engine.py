@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from gongyun.db import Database, upgrade
 from gongyun.errors import Conflict, NotFound, ValidationFailed
 from gongyun.telemetry.store import Point
 from tests.alarms.servers import smtp_server, webhook_server
+
+LOOPBACK = (ip_network("127.0.0.0/8"),)  # the webhook sinks listen there (outbound_allow)
 
 S = 1_000_000
 T0 = 1_767_225_600 * S  # 2026-01-01
@@ -147,7 +150,8 @@ async def test_webhook_and_email_notifications() -> None:
                 url=f"http://127.0.0.1:{hook.server_port}/hook",
                 headers={"X-Token": "abc"},
                 min_priority=Priority.medium,
-            )
+            ),
+            LOOPBACK,
         )
         mail = EmailNotifier(
             EmailConfig(
@@ -178,10 +182,12 @@ async def test_failed_notification_does_not_break_the_engine() -> None:
     with webhook_server(status=500) as hook:
         eng = AlarmEngine(None)
         eng.put_rule("t1", "r1", ThresholdRule(name="hot", tag="p/t", limit=1))
-        eng.set_notifiers("t1", [WebhookNotifier(WebhookConfig(url=f"http://127.0.0.1:{hook.server_port}/"))])
+        eng.set_notifiers(
+            "t1", [WebhookNotifier(WebhookConfig(url=f"http://127.0.0.1:{hook.server_port}/"), LOOPBACK)]
+        )
         await eng.on_points("t1", [Point("p/t", T0, 2.0)])
         await eng.stop()
-        assert len(hook.posts) == 1 and eng.notified == 0
+        assert len(hook.posts) == 1 and eng.notified == 0 and eng.notify_failed == 1
         assert eng.state("t1", "r1") is State.unack_active
 
 

@@ -44,6 +44,7 @@ SEMANTIC_RULES: dict[str, tuple[str, str]] = {
     "PATCH /api/v1/users/{user_id}": ("400,422", "password policy; one's own needs the current one"),
     "POST /api/v1/alarms/rules": ("422", "an expression that compiles, a deadband below the rate"),
     "PUT /api/v1/alarms/rules/{rule_id}": ("422", "an expression that compiles, a deadband below the rate"),
+    "POST /api/v1/alarms/notifiers": ("422", "a webhook URL that reaches a public address (outbound_allow)"),
     "POST /api/v1/identifiers/templates": ("422", "a template definition is checked as a whole"),
     "GET /api/v1/telemetry/raw": ("400", "end after start"),
     "GET /api/v1/telemetry/downsample": ("400", "end after start"),

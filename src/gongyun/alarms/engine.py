@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -27,13 +27,14 @@ from gongyun.alarms.live import (
     sort_views,
 )
 from gongyun.alarms.models import AlarmNotifierRow, AlarmRuleRow
-from gongyun.alarms.notify import AlarmNotice, Notifier, dispatch, make_notifier
+from gongyun.alarms.notify import AlarmNotice, Notifier, dispatch_counted, make_notifier
 from gongyun.alarms.rules import Condition, Debouncer
 from gongyun.alarms.saver import SAVE_ATTEMPT_S, SAVE_GIVE_UP_S, SAVE_RETRY_S, AlarmSaver, Deposed, _Job
 from gongyun.alarms.states import AlarmStateMachine, State, Transition
 from gongyun.core.tasks import cancel_and_wait
 from gongyun.db import Database
 from gongyun.errors import GongyunError, NotFound
+from gongyun.security.egress import Network
 from gongyun.telemetry.store.base import Point
 
 __all__ = [
@@ -62,9 +63,16 @@ _log = logging.getLogger("gongyun.alarms.engine")
 class AlarmEngine(CommandApplier):
     """Holds every enabled rule of every tenant in memory; the database keeps what survives restarts."""
 
-    def __init__(self, db: Database | None = None, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        db: Database | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        outbound_allow: Sequence[Network] = (),
+    ) -> None:
         self.db = db
         self.clock = clock
+        self.outbound_allow = tuple(outbound_allow)  # non-public networks webhooks may reach
         self._alarms: dict[tuple[str, str], LiveAlarm] = {}
         self._by_tag: dict[tuple[str, str], list[LiveAlarm]] = {}
         self._notifiers: dict[str, list[Notifier]] = {}
@@ -79,6 +87,7 @@ class AlarmEngine(CommandApplier):
         self._saver: asyncio.Task[None] | None = None
         self._closed = False
         self.notified = 0
+        self.notify_failed = 0  # deliveries that failed (refused targets included)
         self.skipped = 0
         self.term: int | None = None  # the leader term every save is fenced with (None: not elected)
         self.on_deposed: Callable[[str], None] | None = None
@@ -153,7 +162,7 @@ class AlarmEngine(CommandApplier):
         by_tenant: dict[str, list[Notifier]] = {}
         for t in targets:
             try:
-                notifier = make_notifier(repo.parse_target(orjson.loads(t.config_json)))
+                notifier = make_notifier(repo.parse_target(orjson.loads(t.config_json)), self.outbound_allow)
             except (ValueError, GongyunError) as exc:
                 problem = _problem(exc)
                 self._mark_broken(t.tenant_id, t.id, "notifier", t.name, AlarmTargetInvalid.code, problem)
@@ -303,8 +312,10 @@ class AlarmEngine(CommandApplier):
                 task.add_done_callback(self._tasks.discard)
 
     async def _notify(self, targets: list[Notifier], notice: AlarmNotice) -> None:
-        sent = await dispatch(targets, notice)
+        sent, failed = await dispatch_counted(targets, notice)
         self.notified += sent
+        self.notify_failed += failed
+        metrics.NOTIFY_FAILED.inc(failed)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, interval_s: float = 1.0) -> None:

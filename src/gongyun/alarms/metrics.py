@@ -1,4 +1,4 @@
-"""Prometheus metrics of the alarm engine: leadership, term, evaluations, saves, discards."""
+"""Prometheus metrics of the alarm engine: leadership, term, evaluations, saves, failures."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ EVALUATED = Counter("gongyun_alarms_evaluated_total", "Samples evaluated against
 SAVED = Counter("gongyun_alarms_saved_total", "Alarm transitions saved")
 DISCARDED = Counter(
     "gongyun_alarms_discarded_total", "Alarm transitions dropped unsaved (stepping down, stopping, refused)"
+)
+
+NOTIFY_FAILED = Counter(
+    "gongyun_alarms_notifications_failed_total",
+    "Alarm notifications not delivered (errors, and webhook targets the outbound policy refuses)",
 )
 
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import smtplib
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Literal, Protocol
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat
 
 from gongyun.alarms.states import Priority
 from gongyun.core.jsonnum import JsonInt
+from gongyun.security.egress import Network, check_target
 
 _log = logging.getLogger("gongyun.alarms.notify")
 
@@ -98,9 +100,10 @@ class EmailConfig(BaseModel):
 
 @dataclass
 class WebhookNotifier:
-    """POSTs the notice as JSON."""
+    """POSTs the notice as JSON (only to a public address or one in ``allow``)."""
 
     config: WebhookConfig
+    allow: Sequence[Network] = ()
     min_priority: Priority = field(init=False)
     causes: frozenset[str] = field(init=False)
 
@@ -109,7 +112,8 @@ class WebhookNotifier:
         self.causes = frozenset(self.config.causes)
 
     async def send(self, notice: AlarmNotice) -> None:
-        """POST and insist on a 2xx answer."""
+        """POST and insist on a 2xx answer; refused first if the URL now leads to a private address."""
+        await check_target(self.config.url, self.allow, "config.url")
         async with httpx.AsyncClient(timeout=self.config.timeout_s) as client:
             resp = await client.post(self.config.url, json=notice.to_dict(), headers=self.config.headers)
             resp.raise_for_status()
@@ -147,10 +151,10 @@ class EmailNotifier:
         await asyncio.to_thread(self._send_sync, notice)
 
 
-def make_notifier(config: WebhookConfig | EmailConfig) -> Notifier:
-    """A notifier for a stored target configuration."""
+def make_notifier(config: WebhookConfig | EmailConfig, allow: Sequence[Network] = ()) -> Notifier:
+    """A notifier for a stored target configuration (webhooks may reach the ``allow`` networks)."""
     if isinstance(config, WebhookConfig):
-        return WebhookNotifier(config)
+        return WebhookNotifier(config, allow)
     return EmailNotifier(config)
 
 
@@ -161,7 +165,13 @@ def wants(notifier: Notifier, notice: AlarmNotice) -> bool:
 
 async def dispatch(notifiers: list[Notifier], notice: AlarmNotice) -> int:
     """Send to every interested notifier; failures are logged, not raised. Return successes."""
-    ok = 0
+    ok, _ = await dispatch_counted(notifiers, notice)
+    return ok
+
+
+async def dispatch_counted(notifiers: list[Notifier], notice: AlarmNotice) -> tuple[int, int]:
+    """Send to every interested notifier; return (delivered, failed), failures logged, not raised."""
+    ok = failed = 0
     for n in notifiers:
         if not wants(n, notice):
             continue
@@ -169,5 +179,6 @@ async def dispatch(notifiers: list[Notifier], notice: AlarmNotice) -> int:
             await n.send(notice)
             ok += 1
         except Exception as exc:
+            failed += 1
             _log.warning("alarm notification via %s failed: %s", type(n).__name__, exc)
-    return ok
+    return ok, failed

@@ -119,7 +119,7 @@ class TelemetryService:
         keyring = shared_keyring(settings)
         sealing = SealingStore(store, db, keyring, _core_tags(db))
         ingestor = Ingestor(sealing, catalog, IngestConfig())
-        engine = AlarmEngine(db)
+        engine = AlarmEngine(db, outbound_allow=settings.outbound_allow)
         svc = cls(store, catalog, ingestor, engine, RollupWorker(store), IngestConsumer(ingestor), db)
         shared = subscribe_bus and shared_bus(bus)
         elect = shared and db.dialect == "postgresql"

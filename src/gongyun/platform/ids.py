@@ -36,7 +36,8 @@ async def _notifiers(platform: Platform, tenant_id: str) -> list[Notifier]:
     out: list[Notifier] = []
     for row in rows:
         try:
-            out.append(make_notifier(alarm_repo.parse_target(orjson.loads(row.config_json))))
+            config = alarm_repo.parse_target(orjson.loads(row.config_json))
+            out.append(make_notifier(config, platform.settings.outbound_allow))
         except Exception as exc:  # a broken target must not stop the others
             log.warning("notification target %s unusable: %s", row.name, exc)
     return out

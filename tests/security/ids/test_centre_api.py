@@ -6,15 +6,25 @@ import asyncio
 import json
 import re
 import uuid
+from collections.abc import AsyncIterator
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from gongyun.platform import Platform
 from gongyun.security.ids.capture import read_capture
 from gongyun.security.ids.sensor import Sensor, SensorConfig
-from tests.apphelp import admin_headers
+from tests.apphelp import admin_headers, running_app
+
+
+@pytest.fixture
+async def app_client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Platform]]:
+    """The app with loopback allowed as an outbound target (the SOC webhook sink listens there)."""
+    async with running_app(tmp_path, outbound_allow=[ip_network("127.0.0.0/8")]) as pair:
+        yield pair
 
 
 async def _tenant(client: httpx.AsyncClient, root: dict[str, str], name: str) -> tuple[str, dict[str, str]]:

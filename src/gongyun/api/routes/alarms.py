@@ -27,6 +27,7 @@ from gongyun.api.params import IsoTime
 from gongyun.api.responses import EventStream
 from gongyun.errors import ServiceUnavailable
 from gongyun.platform.live import latest_store, live_hub
+from gongyun.security.egress import check_target
 from gongyun.security.rbac import Perm
 
 _log = logging.getLogger("gongyun.api.alarms")
@@ -154,7 +155,9 @@ async def list_targets(ctx: Read) -> list[dict[str, Any]]:
 
 @router.post("/notifiers", status_code=201, summary="Add a notification target")
 async def create_target(body: TargetIn, ctx: Write) -> dict[str, Any]:
-    """Add a webhook (``kind: webhook``) or SMTP (``kind: email``) target."""
+    """Add a webhook (``kind: webhook``, its URL public or in ``outbound_allow``) or SMTP target."""
+    if isinstance(body.config, WebhookConfig):
+        await check_target(body.config.url, ctx.platform.settings.outbound_allow, "config.url")
     row = await repo.create_notifier(ctx.session, ctx.tenant_id, body.name, body.config)
     await ctx.audit("alarm_notifier.create", row.id, name=row.name, kind=row.kind)
     await _reload_targets(ctx)
