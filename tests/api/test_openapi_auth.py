@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from ipaddress import ip_network
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from gongyun.api.public import PUBLIC_PREFIXES, is_public
 from gongyun.platform import Platform
 from tests.api.tenant_objects import NONEXISTENT, make_objects
-from tests.apphelp import admin_headers, login, running_app
+from tests.apphelp import admin_headers, login
 
 METHODS = ("get", "post", "put", "patch", "delete")
 BUILT_IN_APPS = ("maintenance", "quality", "oee", "scheduling", "trace")
 PARAM = re.compile(r"\{([^}]+)\}")
-
-
-@pytest.fixture
-async def app_client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Platform]]:
-    """The app with loopback allowed as an outbound target (the webhook target of tenant_objects.py)."""
-    async with running_app(tmp_path, outbound_allow=[ip_network("127.0.0.0/8")]) as pair:
-        yield pair
 
 
 def _operations(schema: dict[str, Any]) -> list[tuple[str, str]]:
