@@ -119,13 +119,9 @@ class HandleBasicAuth:
             return None
         user, password = creds
         key = _key(user, password)
-        hit = self._cache.get(key)
-        now = time.monotonic()
-        if hit is not None and hit[0] > now:
-            if hit[0] - now < _REFRESH_S and key not in self._flights:
-                task = asyncio.ensure_future(self._check(key, user, password))
-                task.add_done_callback(_quiet)
-            return hit[1]
+        principal = self._fresh(key, user, password)
+        if principal is not None:
+            return principal
         flight = self._flights.get(key)
         if flight is not None:
             return await asyncio.shield(flight)
@@ -144,7 +140,10 @@ class HandleBasicAuth:
         if creds is None:
             return None
         user, password = creds
-        key = _key(user, password)
+        return self._fresh(_key(user, password), user, password)
+
+    def _fresh(self, key: str, user: str, password: str) -> Principal | None:
+        """The remembered principal while it lives (re-checked in the background near its end)."""
         hit = self._cache.get(key)
         now = time.monotonic()
         if hit is None or hit[0] <= now:
