@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import insert, select, update
+from sqlalchemy import Select, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -81,6 +81,18 @@ async def queue_partner_notices(s: AsyncSession, tenant_id: str, rid: int) -> in
     return len(pushed)
 
 
+def _due(q: Select[Any], now: datetime, limit: int) -> Select[Any]:
+    """Rows of ``q`` whose partner has an endpoint and whose next attempt is due, oldest first."""
+    return (
+        q.where(
+            partners.c.notify_url.is_not(None),
+            (notices.c.next_attempt_at.is_(None)) | (notices.c.next_attempt_at <= now),
+        )
+        .order_by(notices.c.id)
+        .limit(limit)
+    )
+
+
 async def waiting(
     s: AsyncSession, ring: Keyring, tenant_id: str, now: datetime, limit: int = BATCH
 ) -> list[dict[str, Any]]:
@@ -99,12 +111,9 @@ async def waiting(
             notices.c.sender == tenant_id,
             notices.c.push == 1,
             notices.c.delivered_at.is_(None),
-            partners.c.notify_url.is_not(None),
-            (notices.c.next_attempt_at.is_(None)) | (notices.c.next_attempt_at <= now),
         )
-        .order_by(notices.c.id)
-        .limit(limit)
     )
+    q = _due(q, now, limit)
     return [
         {
             "id": r.id,
@@ -137,12 +146,9 @@ async def acks_waiting(
             notices.c.remote_notice.is_not(None),
             notices.c.acked_at.is_not(None),
             notices.c.ack_sent_at.is_(None),
-            partners.c.notify_url.is_not(None),
-            (notices.c.next_attempt_at.is_(None)) | (notices.c.next_attempt_at <= now),
         )
-        .order_by(notices.c.id)
-        .limit(limit)
     )
+    q = _due(q, now, limit)
     return [
         {
             "id": r.id,
