@@ -3,6 +3,10 @@
 A stop opens at the first sample of a mapped machine that is not running and closes at the next
 running sample; it is kept in ``oee_stops`` with the state it started in and, once an operator
 codes it, its reason. The OEE figures themselves are computed from the store on request.
+
+Every change of a machine's state is also written as a tag, ``oee-<machine id>/state`` (the
+``MachineState`` code: 1 running, 2 idle, 3 planned down, 4 unplanned down, 5 setup), so other apps
+(the scheduler repairs its plan when a machine goes down), alarm rules and trends can follow it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ def changed() -> None:
 
 
 REFRESH_S = 1.0
+STATE_TAG = "state"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -62,12 +67,21 @@ class _Machines:
         return self.by_tenant.get(tenant, {})
 
 
+def state_device(machine_id: str) -> str:
+    """The device that carries an OEE machine's state tag."""
+    return f"oee-{machine_id}"
+
+
 class StopTracker:
-    """What the worker remembers of each machine: its open stop and its counter's last value."""
+    """What the worker remembers of each machine: its open stop, its counter's last value and the
+    state it last published."""
 
     def __init__(self) -> None:
         self.open: dict[str, str | None] = {}
         self.last_value: dict[str, float] = {}
+        self.state: dict[str, int] = {}
+        self.published: list[tuple[str, datetime, float]] = []
+        """State changes not yet written (``device/tag``, time, code); the worker drains it."""
 
     async def feed(self, session: Any, tenant: str, m: dict[str, Any], points: list[Point]) -> int:
         """Open and close stops for these samples of one machine; returns how many changed."""
@@ -90,8 +104,12 @@ class StopTracker:
         else:
             states = mapping.classify(vals)
         changed = 0
+        ref = f"{state_device(mid)}/{STATE_TAG}"
         for p, st in zip(points, states, strict=True):
             when = _EPOCH + timedelta(microseconds=p.ts)
+            if int(st) != MachineState.unknown and self.state.get(mid) != int(st):
+                self.state[mid] = int(st)
+                self.published.append((ref, when, float(int(st))))
             running = int(st) == MachineState.running
             if not running and self.open[mid] is None and int(st) != MachineState.unknown:
                 sid = new_id()
@@ -119,6 +137,7 @@ async def detect_stops(ctx: WorkerContext) -> None:
     await ctx.services.wait_leader()
     known = _Machines(ctx)
     tracker = StopTracker()
+    made: set[tuple[str, str]] = set()  # (tenant, device/tag) state tags known to exist
     async for tenant, points in ctx.services.listen():
         try:
             by_tag = await known.get(tenant)
@@ -131,3 +150,26 @@ async def detect_stops(ctx: WorkerContext) -> None:
                         await tracker.feed(app.session, tenant, m, [p for p in mine if p.tag == tag])
         except Exception:
             ctx.log.exception("oee: tracking stops of tenant %s failed", tenant)
+        out, tracker.published = tracker.published, []
+        if out:
+            try:
+                await _publish_states(ctx, tenant, out, made)
+            except Exception:
+                ctx.log.exception("oee: publishing machine states of tenant %s failed", tenant)
+
+
+async def _publish_states(
+    ctx: WorkerContext, tenant: str, out: list[tuple[str, datetime, float]], made: set[tuple[str, str]]
+) -> None:
+    for ref in {r for r, _, _ in out}:
+        if (tenant, ref) not in made:
+            device = ref.split("/", 1)[0]
+            await ctx.services.ensure_device(tenant, device)
+            await ctx.services.ensure_tag(
+                tenant,
+                device,
+                STATE_TAG,
+                description="OEE machine state: 1 running, 2 idle, 3 planned down, 4 unplanned down, 5 setup",
+            )
+            made.add((tenant, ref))
+    await ctx.services.write(tenant, out)

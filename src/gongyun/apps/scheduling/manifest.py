@@ -8,7 +8,7 @@ from gongyun.apps import AppManifest, AppPage, Localized
 from gongyun.apps.scheduling.cli import app as cli
 from gongyun.apps.scheduling.routes import router
 from gongyun.apps.scheduling.settings import Settings
-from gongyun.apps.scheduling.worker import watch_machines
+from gongyun.apps.scheduling.worker import watch_late, watch_machines
 
 HERE = Path(__file__).parent
 
@@ -21,7 +21,7 @@ MANIFEST = AppManifest(
         en="Job shop and flexible job shop scheduling with OR-Tools CP-SAT, live rescheduling, Gantt.",
         zh_cn="基于 OR-Tools CP-SAT 的作业车间与柔性作业车间排产、实时重排与甘特图。",
     ),
-    permissions=["apps:read", "apps:write", "assets:read", "telemetry:read"],
+    permissions=["apps:read", "apps:write", "assets:read", "telemetry:read", "alarms:ack"],
     reads=("assets", "telemetry"),
     writes=("production orders", "schedules", "dispatch lists"),
     classification="important",
@@ -32,7 +32,7 @@ MANIFEST = AppManifest(
         AppPage(slug="dispatch", title=Localized(en="Dispatch list", zh_cn="派工单"), script="dispatch.js"),
     ),
     static_dir=HERE / "static",
-    workers=(watch_machines,),
+    workers=(watch_machines, watch_late),
     migrations=HERE / "migrations",
     cli=cli,
 )

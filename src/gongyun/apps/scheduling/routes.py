@@ -7,14 +7,14 @@ solving, accepting or rejecting a proposal, asking for a repair) needs ``apps:wr
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field, StrictFloat, StrictInt
 from sqlalchemy import delete, select
 
 from gongyun.apps import AppCtx, IsoTime, RowId, needs
-from gongyun.apps.scheduling import store
+from gongyun.apps.scheduling import progress, store
 from gongyun.apps.scheduling.errors import InstanceInvalid
 from gongyun.apps.scheduling.settings import Settings
 from gongyun.apps.scheduling.tables import machines, orders, routings, schedules
@@ -24,6 +24,7 @@ from gongyun.security.rbac import Perm
 router = APIRouter()
 Reader = Annotated[AppCtx, Depends(needs(Perm.apps_read))]
 Planner = Annotated[AppCtx, Depends(needs(Perm.apps_write))]
+Operator = Annotated[AppCtx, Depends(needs(Perm.alarms_ack))]  # shop-floor actions, as in the OEE app
 ID = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
 
 
@@ -37,6 +38,13 @@ class MachineIn(BaseModel):
     watch_tag: str | None = Field(default=None, max_length=300, description="device/tag of a running signal")
     down_below: StrictFloat = Field(
         default=0.5, description="the machine is down while watch_tag reads below this"
+    )
+    oee_machine: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=32,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="an OEE machine id: down while the OEE app says planned or unplanned down",
     )
     unavailable: list[tuple[IsoTime, IsoTime]] = Field(default_factory=list, max_length=1000)
 
@@ -63,6 +71,13 @@ class OrderIn(BaseModel):
     weight: StrictInt = Field(default=1, ge=0, le=1000)
     lot: str | None = Field(default=None, max_length=200)
     operations: list[OperationIn] = Field(min_length=1, max_length=500)
+
+
+class ReportIn(BaseModel):
+    """An operator's report on one operation: started, finished, or running late (with its expected end)."""
+
+    event: Literal["start", "finish", "late"]
+    expected_end: IsoTime | None = None
 
 
 class RepairIn(BaseModel):
@@ -100,6 +115,7 @@ async def put_machine(machine_id: str, body: MachineIn, ctx: Planner) -> dict[st
         "equipment": body.equipment,
         "watch_tag": body.watch_tag,
         "down_below": body.down_below,
+        "oee_machine": body.oee_machine,
         "unavailable": [[a.isoformat(), b.isoformat()] for a, b in body.unavailable],
     }
     await ctx.session.execute(
@@ -304,4 +320,40 @@ async def dispatch(machine_id: str, ctx: Reader) -> dict[str, Any]:
     r = await store.published(ctx.session, ctx.tenant_id)
     if r is None:
         raise NotFound("no published schedule")
-    return {"machine": machine_id, "version": r["version"], "operations": store.dispatch_list(r, machine_id)}
+    reported = await progress.reports(ctx.session, ctx.tenant_id)
+    return {
+        "machine": machine_id,
+        "version": r["version"],
+        "operations": store.dispatch_list(r, machine_id, reported=reported),
+    }
+
+
+@router.post("/dispatch/{machine_id}/{op_id}")
+async def report(machine_id: str, op_id: str, body: ReportIn, ctx: Operator) -> dict[str, Any]:
+    """An operator reports an operation started, finished or running late; a late one (past its
+    planned end) gets a repair proposal when the settings allow automatic repairs."""
+    r = await store.published(ctx.session, ctx.tenant_id)
+    if r is None:
+        raise NotFound("no published schedule")
+    planned = progress.planned_ops(store.view(r))
+    row = await progress.report(
+        ctx.session, ctx.tenant_id, planned, machine_id, op_id, body.event, ctx.actor, body.expected_end
+    )
+    await ctx.audit(f"operation.{body.event}", op_id, machine=machine_id)
+    out: dict[str, Any] = {
+        "op": op_id,
+        "machine": machine_id,
+        **progress.state_of(planned[op_id], row, datetime.now(UTC)),
+        "repair_version": None,
+    }
+    settings = _settings(ctx)
+    end = body.expected_end
+    if body.event == "late" and end is not None and end > planned[op_id].end and settings.auto_repair:
+        late = {op_id: end}
+        await progress.mark_late(ctx.session, ctx.tenant_id, late, planned)
+        version = await store.run_repair(
+            ctx.session, ctx.tenant_id, settings, None, reason=f"{op_id} running late", late=late
+        )
+        await ctx.audit("repair", str(version), late=op_id)
+        out["repair_version"] = version
+    return out

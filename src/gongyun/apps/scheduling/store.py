@@ -29,6 +29,7 @@ from gongyun.apps.scheduling.domain.parsers import instance_from_json
 from gongyun.apps.scheduling.domain.repair import Disruption, repair
 from gongyun.apps.scheduling.domain.search import Progress
 from gongyun.apps.scheduling.domain.solve import SolveOptions, solve
+from gongyun.apps.scheduling.progress import planned_ops, reports, state_of
 from gongyun.apps.scheduling.settings import Settings
 from gongyun.apps.scheduling.tables import machines, orders, routings, schedules
 from gongyun.errors import Conflict, NotFound
@@ -311,7 +312,8 @@ async def run_repair(
     late: dict[str, datetime] | None = None,
 ) -> int:
     """Propose a repair of the published schedule: ``machine`` went down (until ``until``), operations
-    run late (``late``: op id -> new expected end), or (neither) new and rush orders are fitted in."""
+    run late (``late``: op id -> new expected end), or (neither) new and rush orders are fitted in.
+    Operations reported started (and late ones) stay put, whatever the plan said."""
     base = await published(session, tenant_id)
     if base is None:
         raise Conflict("no published schedule to repair")
@@ -321,7 +323,12 @@ async def run_repair(
     if machine is not None and machine not in inst.machine_index:
         raise NotFound(f"no machine {machine!r}")
     _, old = _schedule(base)
-    event = Disruption(now=now, late={op: minutes(t, epoch) or 0 for op, t in (late or {}).items()})
+    event = Disruption(
+        now=now,
+        late={op: minutes(t, epoch) or 0 for op, t in (late or {}).items()},
+        started={op for op, r in (await reports(session, tenant_id)).items() if r["started_at"]}
+        | set(late or ()),
+    )
     if machine is not None:
         end = minutes(until, epoch) if until else now + settings.repair_minutes
         event.down[machine] = max(now + 1, end or 0)
@@ -375,17 +382,22 @@ async def decide(
     return await row(session, tenant_id, version)
 
 
-def dispatch_list(r: dict[str, Any], machine: str, now: datetime | None = None) -> list[dict[str, Any]]:
-    """The published schedule's operations on ``machine`` in order, with their state at ``now``."""
+def dispatch_list(
+    r: dict[str, Any],
+    machine: str,
+    now: datetime | None = None,
+    reported: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The published schedule's operations on ``machine`` in order, with their state at ``now``
+    (as reported by operators where they did, as planned elsewhere)."""
     v = view(r)
-    epoch = datetime.fromisoformat(v["epoch"])
-    t = minutes(now or datetime.now(UTC), epoch) or 0
+    when = now or datetime.now(UTC)
+    planned = planned_ops(v)
     orders_by_id = {o["id"]: o for o in v["orders"]}
     out = []
     for op in v["operations"]:
         if op["machine"] != machine:
             continue
-        state = "done" if op["end"] <= t else "running" if op["start"] <= t else "queued"
         o = orders_by_id.get(op["order"], {})
         out.append(
             {
@@ -395,7 +407,7 @@ def dispatch_list(r: dict[str, Any], machine: str, now: datetime | None = None) 
                 "lot": o.get("lot"),
                 "start_at": op["start_at"],
                 "end_at": op["end_at"],
-                "state": state,
+                **state_of(planned[op["op"]], (reported or {}).get(op["op"]), when),
             }
         )
     return out

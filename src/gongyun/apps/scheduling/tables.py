@@ -21,6 +21,7 @@ machines = Table(
     Column("down_below", Float, nullable=False, server_default="0.5"),
     Column("unavailable", JSON),  # [[start iso, end iso], ...]
     Column("down_since", DateTime(timezone=True)),
+    Column("oee_machine", String(32)),  # an OEE machine id: down while its state is planned/unplanned down
 )
 
 orders = Table(
@@ -73,4 +74,18 @@ schedules = Table(
     Column("decided_by", String(200)),
     Column("decided_at", DateTime(timezone=True)),
     UniqueConstraint("tenant_id", "version", name="uq_scheduling_schedules_version"),
+)
+
+progress = Table(
+    "scheduling_progress",
+    metadata,
+    Column("tenant_id", String(32), primary_key=True),
+    Column("op_id", String(200), primary_key=True),
+    Column("machine", String(64), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("expected_end", DateTime(timezone=True)),  # the operator's, or the worker's when it ran late
+    Column("late_reported_at", DateTime(timezone=True)),  # last time a repair was proposed for it
+    Column("reported_by", String(200), nullable=False, server_default=""),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

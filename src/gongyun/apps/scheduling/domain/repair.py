@@ -37,6 +37,7 @@ class Disruption:
     now: int
     down: dict[str, int] = field(default_factory=dict)  # machine id -> expected end of the repair
     late: dict[str, int] = field(default_factory=dict)  # running operation id -> new expected end
+    started: set[str] = field(default_factory=set)  # reported started, though planned at or after now
 
 
 @dataclass
@@ -97,7 +98,7 @@ def situation(
     new_ops = dict(ops)
     running_end: dict[str, int] = {}
     for a in old.assignments:
-        if a.op not in ops or a.start >= event.now:
+        if a.op not in ops or (a.start >= event.now and a.op not in event.started):
             continue
         frozen[a.op] = (a.machine, a.start)
         end = a.end
