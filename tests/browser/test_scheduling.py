@@ -100,6 +100,13 @@ def test_solve_publish_stop_repair_accept(
     _switch(page, "en")
     page.wait_for_selector("[data-testid=dispatch-list] table")
     assert "Dispatch list" in page.locator("#gy-app-root h1").inner_text()
+    # the operator reports the first operation started: the list shows it running, as reported
+    starts = page.locator("[data-testid=dispatch-start]").count()
+    page.locator("[data-testid=dispatch-start]").first.click()
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=dispatch-list]').innerText.includes('(reported)')"
+    )
+    assert page.locator("[data-testid=dispatch-start]").count() == starts - 1
     _shot(page, tmp_path, "scheduling-05-dispatch-en")
     assert browser_session.script_errors == []
 
