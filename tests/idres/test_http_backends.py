@@ -31,6 +31,18 @@ async def test_handle_api_on_backend(registry: Registry) -> None:
         assert (await c.get("/hrls/handles", params={"URL": "*b.example/2"}, headers=OP)).json() == [
             "88.100.1/b1"
         ]
+        # keyset pages of a reverse lookup: {"handles", "next"} with after= (empty: the first page)
+        for i in range(2, 5):
+            more = {"values": [{"index": 1, "type": "URL", "data": "https://b.example/2"}]}
+            assert (await c.put(f"/api/handles/88.100.1/b{i}", json=more, headers=OP)).status_code == 201
+        query = {"URL": "https://b.example/2", "after": "", "limit": "3"}
+        page = (await c.get("/hrls/handles", params=query, headers=OP)).json()
+        assert (
+            page["handles"] == ["88.100.1/b1", "88.100.1/b2", "88.100.1/b3"] and page["next"] == "88.100.1/b3"
+        )
+        page = (await c.get("/hrls/handles", params={**query, "after": page["next"]}, headers=OP)).json()
+        assert page["handles"] == ["88.100.1/b4"] and "next" not in page
+        assert (await c.get("/hrls/handles", params=query)).status_code == 401
         assert (await c.delete("/api/handles/88.100.1/b1", headers=OP)).status_code == 200
         r = await c.get("/api/handles/88.100.1/b1")
         assert (r.status_code, r.json()["responseCode"]) == (404, 100)

@@ -8,6 +8,7 @@ from gongyun.idres import prefixes as pfx
 from gongyun.idres.bulk import import_records
 from gongyun.idres.errors import FilingTransition, HandleExists, HandleNotFound, PrefixNotServed
 from gongyun.idres.registry import MAX_BATCH, Registry
+from gongyun.idres.syntax import fold
 from gongyun.idres.templates import TemplateViolation
 from gongyun.idres.values import decode_values, string_value
 
@@ -81,6 +82,34 @@ async def test_list_and_reverse_lookup(registry: Registry) -> None:
     ]
     assert await registry.reverse_lookup(TENANT, {"URL": "*", "GY_KIND": "pump"}, prefixes=["88.999"]) == []
     assert await registry.reverse_lookup(TENANT, {"URL": "100%"}) == []
+
+
+async def test_reverse_lookup_pages_by_key_through_every_match(registry: Registry) -> None:
+    def values(i: int, kind: str) -> list[dict[str, object]]:
+        return [
+            {"index": 1, "type": "URL", "data": f"https://example.org/p/{i}"},
+            {"index": 2, "type": "GY_KIND", "data": kind},
+        ]
+
+    items = [(f"88.100.1/p{i:03d}", values(i, "pump" if i % 3 else "valve")) for i in range(120)]
+    assert {r.status for r in await registry.register_batch(TENANT, items)} == {"created"}
+    pumps = [h for h, v in items if v[-1]["data"] == "pump"]
+    seen: list[str] = []
+    after: str | None = None
+    while True:  # exact value, a second criterion, pages of 7
+        page = await registry.reverse_page(TENANT, {"GY_KIND": "pump", "URL": "*"}, after=after, limit=7)
+        seen += [h for h, _ in page]
+        if len(page) < 7:
+            break
+        after = page[-1][1]
+    assert seen == pumps and len(seen) == 80
+    # a wildcard first criterion pages the same way; prefixes and tenants limit the matches
+    deep = await registry.reverse_page(TENANT, {"URL": "*example.org*"}, after=fold("88.100.1/p115"), limit=3)
+    assert [h for h, _ in deep] == ["88.100.1/p116", "88.100.1/p117", "88.100.1/p118"]
+    assert len(await registry.reverse_page(TENANT, {"GY_KIND": "valve"}, prefixes=["88.100.1"])) == 40
+    assert await registry.reverse_page(TENANT, {"GY_KIND": "pump"}, prefixes=["88.200"]) == []
+    assert await registry.reverse_page(TENANT, {"GY_KIND": "pump"}, prefixes=[]) == []
+    assert await registry.reverse_page(OTHER, {"GY_KIND": "pump"}) == []
 
 
 async def test_templates_versioned_and_enforced(registry: Registry) -> None:

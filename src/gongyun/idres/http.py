@@ -684,16 +684,32 @@ class HandleService:
         return json_response(200, body)
 
     async def reverse(self, req: Request) -> Response:
-        """``GET /hrls/handles?TYPE=pattern``: matching identifiers in the caller's prefixes."""
+        """``GET /hrls/handles?TYPE=pattern``: matching identifiers in the caller's prefixes (a list;
+        with ``after=`` (empty: the first page) a keyset page ``{"handles", "next"}`` instead)."""
         if req.principal is None:
             raise AuthError("reverse lookup needs authentication")
         await self._no_grant(req)
-        criteria = {k: v[0] for k, v in req.query.items() if k not in {"limit", "prefix"} and v}
+        criteria = {k: v[0] for k, v in req.query.items() if k not in {"limit", "prefix", "after"} and v}
         limit = int(req.arg("limit", "1000") or 1000) if (req.arg("limit") or "1").isdigit() else 1000
         prefixes = list(req.principal.prefixes) if req.principal.prefixes is not None else None
         if req.arg("prefix"):
             wanted = fold(req.arg("prefix") or "")
             prefixes = [wanted] if req.principal.covers(wanted) else []
+        after = req.arg("after")
+        if after is not None:  # keyset paging: {"handles", "next"}, the same cost on every page
+            size = min(max(limit, 1), 10_000)
+            page = await self.registry.reverse_page(
+                self._tenant(req),
+                criteria,
+                prefixes=prefixes,
+                include_private=True,
+                after=fold(after) if after else None,
+                limit=size,
+            )
+            body: dict[str, Any] = {"handles": [h for h, _ in page], "limit": size}
+            if len(page) == size:
+                body["next"] = page[-1][0]  # folded when passed back, as with /api/handles
+            return json_response(200, body)
         handles = await self.registry.reverse_lookup(
             self._tenant(req), criteria, prefixes=prefixes, include_private=True, limit=min(limit, 10_000)
         )

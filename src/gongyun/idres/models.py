@@ -62,7 +62,7 @@ class IdValue(Base):
     value_key: Mapped[str] = mapped_column(String(255))
     public: Mapped[bool] = mapped_column(Boolean, default=True)
 
-    __table_args__ = (Index("ix_idres_values_lookup", "tenant_id", "type", "value_key"),)
+    __table_args__ = (Index("ix_idres_values_lookup", "tenant_id", "type", "value_key", "handle_norm"),)
 
 
 class IdTemplate(Base):

@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from gongyun.db import Database, utcnow
 from gongyun.errors import GongyunError, InvalidInput
@@ -389,32 +390,81 @@ class Registry:
         session: AsyncSession | None = None,
     ) -> list[str]:
         """Identifiers whose values match every ``type -> pattern`` (``*`` wildcards; every tenant's
-        when ``tenant_id`` is None, for a node serving them all)."""
+        when ``tenant_id`` is None, for a node serving them all): the first page, in key order."""
+        page = await self.reverse_page(
+            tenant_id,
+            criteria,
+            prefixes=prefixes,
+            include_private=include_private,
+            limit=limit,
+            session=session,
+        )
+        return [h for h, _ in page]
+
+    async def reverse_page(
+        self,
+        tenant_id: str | None,
+        criteria: dict[str, str],
+        *,
+        prefixes: list[str] | None = None,
+        include_private: bool = False,
+        after: str | None = None,
+        limit: int = 1000,
+        session: AsyncSession | None = None,
+    ) -> list[tuple[str, str]]:
+        """One page of ``(identifier, normalised key)`` matching every ``type -> pattern``, in key
+        order after the normalised key ``after``.
+
+        Keyset pagination: the first criterion drives the page (an exact value reads one range of
+        ``ix_idres_values_lookup``, which ends with the key, so a page costs the same however many
+        identifiers match and however deep it is); the others are checked per candidate.
+        """
         if not criteria:
             raise InvalidInput("reverse lookup needs at least one TYPE=value criterion")
-        async with self._session(session) as s:
-            found: set[str] | None = None
-            for vtype, pattern in criteria.items():
-                q = select(IdValue.handle_norm).where(IdValue.type == vtype)
-                if tenant_id is not None:
-                    q = q.where(IdValue.tenant_id == tenant_id)
-                if "*" in pattern:
-                    q = q.where(IdValue.value_key.like(_like(pattern[:255]), escape="\\"))
-                else:
-                    q = q.where(IdValue.value_key == pattern[:255])
-                if not include_private:
-                    q = q.where(IdValue.public.is_(True))
-                hits = set((await s.execute(q.limit(100_000))).scalars())
-                found = hits if found is None else found & hits
-            if not found:
+
+        def match(v: Any, vtype: str, pattern: str) -> Any:
+            cond = [v.type == vtype]
+            if tenant_id is not None:
+                cond.append(v.tenant_id == tenant_id)
+            if "*" in pattern:
+                cond.append(v.value_key.like(_like(pattern[:255]), escape="\\"))
+            else:
+                cond.append(v.value_key == pattern[:255])
+            if not include_private:
+                cond.append(v.public.is_(True))
+            return and_(*cond)
+
+        (first_type, first_pattern), *rest = sorted(criteria.items(), key=lambda kv: "*" in kv[1])
+        lead = aliased(IdValue)
+        q = (
+            select(IdRecord.handle, lead.handle_norm)
+            .join(IdRecord, IdRecord.handle_norm == lead.handle_norm)
+            .where(match(lead, first_type, first_pattern))
+        )
+        if tenant_id is not None:
+            q = q.where(IdRecord.tenant_id == tenant_id)
+        if after is not None:
+            q = q.where(lead.handle_norm > after)
+        for vtype, pattern in rest:
+            other = aliased(IdValue)
+            q = q.where(exists().where(other.handle_norm == lead.handle_norm, match(other, vtype, pattern)))
+        if prefixes is not None:
+            allowed = [fold(p) for p in prefixes]
+            if not allowed:
                 return []
-            q2 = select(IdRecord.handle, IdRecord.prefix_norm).where(
-                IdRecord.handle_norm.in_(sorted(found)[:limit])
+            q = q.where(
+                or_(
+                    *(
+                        or_(
+                            IdRecord.prefix_norm == a, IdRecord.prefix_norm.like(_like(a) + ".%", escape="\\")
+                        )
+                        for a in allowed
+                    )
+                )
             )
-            rows = (await s.execute(q2)).all()
-        allowed = [fold(p) for p in prefixes] if prefixes is not None else None
-        out = [h for h, p in rows if allowed is None or any(p == a or p.startswith(a + ".") for a in allowed)]
-        return sorted(out)[:limit]
+        q = q.group_by(lead.handle_norm, IdRecord.handle).order_by(lead.handle_norm).limit(limit)
+        async with self._session(session) as s:
+            return [(h, n) for h, n in (await s.execute(q)).all()]
 
     async def save_template(self, tenant_id: str, raw: Any, session: AsyncSession | None = None) -> Template:
         """Store a template definition as the next version of its name under its prefix."""
