@@ -117,40 +117,18 @@ def test_demo_cnc_stoppage_proposes_a_repair_accepted_in_the_console(
     """``gongyun demo``: orders for the virtual factory's machines are scheduled; stopping the CNC
     (an injected fault) proposes a repair; the planner accepts it in the console; the Gantt redraws."""
     page, base, api = browser_session.page, demo.base, demo.api
-    r = api.patch(
-        "/api/v1/apps/scheduling",
-        json={
-            "enabled": True,
-            "settings": {"time_limit_s": 2, "repair_time_limit_s": 2, "repair_minutes": 30},
-        },
-    )
+    # the demo seeded the app: enabled, the factory's machines (the CNC watched by its spindle
+    # speed) and four orders routed mill -> test -> pack
+    assert api.get("/api/v1/apps/scheduling").json()["state"] == "enabled"
+    machines = {m["id"]: m for m in api.get(f"{API}/machines").json()}
+    assert set(machines) == {"CNC", "PUMP", "PACK"}
+    assert machines["CNC"]["watch_tag"] == "cnc-cell/spindle_speed"
+    assert machines["CNC"]["equipment"] == "Machining/CNC cell/CNC mill M-1"
+    orders = api.get(f"{API}/orders").json()
+    assert [o["id"] for o in orders] == ["PO0", "PO1", "PO2", "PO3"]
+    assert all(len(o["operations"]) == 3 for o in orders)
+    r = api.patch("/api/v1/apps/scheduling", json={"settings": {"time_limit_s": 2, "repair_time_limit_s": 2}})
     assert r.status_code == 200, r.text
-    machines = {
-        "CNC": {
-            "name": "CNC mill M-1",
-            "equipment": "Machining/CNC cell/CNC mill M-1",
-            "watch_tag": "cnc-cell/spindle_speed",
-            "down_below": 100,
-        },
-        "PUMP": {"name": "Pump test stand"},
-        "PACK": {"name": "Packaging line"},
-    }
-    for mid, body in machines.items():
-        assert api.put(f"{API}/machines/{mid}", json=body).status_code == 200
-    now = datetime.now(UTC)
-    for k in range(4):
-        body = {
-            "id": f"PO{k}",
-            "product": "pump housing",
-            "lot": f"L-{k}",
-            "due_at": (now + timedelta(minutes=40 + 10 * k)).isoformat(),
-            "operations": [
-                {"id": "mill", "durations": {"CNC": 12 + 2 * k}},
-                {"id": "test", "durations": {"PUMP": 6}},
-                {"id": "pack", "durations": {"PACK": 4}},
-            ],
-        }
-        assert api.post(f"{API}/orders", json=body).status_code == 201
     # the CNC runs (its spindle turns) before it is scheduled
     _until(
         lambda: api.get("/api/v1/telemetry/latest").json(),

@@ -158,6 +158,26 @@ async def _link_endpoints(
                 )
 
 
+async def _seed_scheduling(platform: Platform, tenant_id: str, layout: list[Placement]) -> None:
+    """The scheduling app's machines and orders for the virtual factory (once)."""
+    app = platform.apps.get("scheduling") if platform.apps is not None else None
+    if app is None or app.manifest is None or app.status is AppStatus.failed:
+        log.warning("the scheduling app is not available: no machines or orders are seeded")
+        return
+    from gongyun.apps.scheduling.demo import seed as seed_scheduling
+
+    by = {p.profile.name: p for p in layout}
+    paths = {name: f"{p.area}/{p.line}/{p.equipment}" for name, p in by.items()}
+    cnc = by.get("cnc.toml")
+    if cnc is None or "pump.toml" not in by:
+        return
+    pack = paths.get("packaging.toml", "Packaging line")
+    if await seed_scheduling(
+        platform.db, tenant_id, (cnc.device, paths["cnc.toml"]), paths["pump.toml"], pack
+    ):
+        log.info("seeded the scheduling app's machines and orders")
+
+
 async def start_demo(platform: Platform, *, time_scale: float = 1.0) -> Demo:
     """Start simulators and a gateway, seed the default tenant, register both on the platform."""
     settings = platform.settings
@@ -196,6 +216,7 @@ async def start_demo(platform: Platform, *, time_scale: float = 1.0) -> Demo:
             log.warning("the trace app is not available: the packaging line's lots are not traced")
         else:
             await seed_trace(platform.db, tenant_id, p.device, settings.effective_public_url)
+    await _seed_scheduling(platform, tenant_id, layout)
     factory = Factory(fc)
     await factory.start()
     await _link_endpoints(platform, tenant_id, layout, fc)
