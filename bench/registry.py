@@ -10,7 +10,11 @@ For each backend (SQLite, PostgreSQL) in the same run:
   encoded, existing identifiers skipped, one transaction;
 * resolution on the imported registry: p50/p99 of the node's read (``Registry.get_raw``, one
   primary-key look-up) for random identifiers, the query plan of that read (EXPLAIN), and the
-  cost of a keyset page of the prefix listing deep into the registry.
+  cost of a keyset page of the prefix listing deep into the registry;
+* on PostgreSQL, a node's memory (``gongyun idnode``, one worker, ``--node-cache`` records)
+  sampled every ``--node-seconds`` (until it served five times its cache) while wrk resolves random
+  identifiers of the whole registry: once the distinct identifiers served outnumber the cache,
+  memory must stay level (bounded by the cache, not by the registry).
 
 ``--count`` sets N (default 1,000,000; ``--count 100000000`` is run by hand, about 20 GB on
 PostgreSQL). Records are generated on the fly, so memory stays flat. Writes
@@ -196,6 +200,60 @@ async def resolution(url: str, count: int, probes: int) -> dict[str, Any]:
         await db.dispose()
 
 
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (MB), from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo += children.get(p, [])
+        try:
+            for line in (Path("/proc") / str(p) / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def node_memory(url: str, count: int, cache_size: int, seconds: int) -> dict[str, Any]:
+    """A node's memory while it resolves random identifiers of the whole registry: sampled as the
+    distinct identifiers served grow far past its record cache, it must level off at the cache."""
+    sys.path.insert(0, str(ROOT))
+    import resolve_setup as rs
+
+    port = rs.free_port()
+    with tempfile.TemporaryDirectory(prefix="gy-bench-registry-node-") as tmp:
+        argv = ["--role", "enterprise", "--prefix", PREFIX, "--db", url, "--cache-size", str(cache_size)]
+        proc = rs.node(argv, port, 1, Path(tmp) / "node.log")
+        try:
+            base = f"http://127.0.0.1:{port}"
+            rs.wait_http(base + "/health")
+            rng = random.Random(23)
+            paths = [
+                f"/api/handles/{PREFIX}/LOT-{rng.randrange(count):09d}" for _ in range(min(count, 1_000_000))
+            ]
+            script = rs.paths_script(Path(tmp), "random", paths)
+            idle = tree_rss_mb(proc.pid)
+            samples = []
+            served = 0.0
+            while len(samples) < 8 and (len(samples) < 3 or served < 5 * cache_size):
+                got = rs.run_wrk(base, script, seconds, 32, 1)
+                served += got["rps"] * seconds
+                samples.append(
+                    {"requests": round(served), "rss_mb": round(tree_rss_mb(proc.pid), 1), "rps": got["rps"]}
+                )
+        finally:
+            rs.stop(proc)
+    return {"cache_size": cache_size, "idle_rss_mb": round(idle, 1), "samples": samples}
+
+
 async def explain(db: Database, norm: str) -> str:
     """The backend's plan of the node's primary-key read (must be an index look-up)."""
     from sqlalchemy import text
@@ -231,6 +289,12 @@ def run_backend(
     print(f"{name}: import {count / ours:,.0f} rows/s", file=sys.stderr)
     res = asyncio.run(resolution(url, count, args.probes))
     print(f"{name}: resolution p99 {res['p99_ms']:.2f} ms", file=sys.stderr)
+    if name == "postgres" and args.node_seconds:
+        res["node_memory"] = node_memory(url, count, args.node_cache, args.node_seconds)
+        rss = ", ".join(
+            f"{x['rss_mb']:.0f} MB after {x['requests']:,}" for x in res["node_memory"]["samples"]
+        )
+        print(f"{name}: node memory (cache {args.node_cache:,} records): {rss} requests", file=sys.stderr)
     return {
         "seconds": ours,
         "rows_per_s": count / ours,
@@ -247,6 +311,10 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=1_000_000, help="identifiers (default 1,000,000)")
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--probes", type=int, default=5_000, help="random resolutions timed")
+    ap.add_argument(
+        "--node-cache", type=int, default=20_000, help="record cache of the node whose memory is sampled"
+    )
+    ap.add_argument("--node-seconds", type=int, default=10, help="seconds per memory sample (0: skip)")
     args = ap.parse_args()
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="gy-bench-registry-") as tmp:
