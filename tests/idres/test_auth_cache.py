@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import time
 
 import pytest
@@ -61,3 +62,32 @@ async def test_refresh_ahead_keeps_answering(monkeypatch: pytest.MonkeyPatch) ->
         await asyncio.sleep(0.01)
     assert expires - time.monotonic() > auth._CACHE_S - 5, "the credential was not re-checked ahead"
     assert basic.checks == 2
+
+
+async def test_no_stampede_over_several_expiries() -> None:
+    """Callers of a busy credential never miss it across expiries: one background check each time."""
+    salt = "0123456789abcdef"  # a hash of few rounds: the check must not outlast a short window
+    quick = f"pbkdf2_sha256$2000${salt}${hashlib.pbkdf2_hmac('sha256', b's3cret', salt.encode(), 2000).hex()}"
+
+    async def lookup(handle: str, index: int) -> str | None:
+        return quick
+
+    basic = HandleBasicAuth(lookup, ttl=2.0)
+    header = _headers("s3cret")["authorization"]
+    assert basic.remembered(header) is None  # not verified yet: nothing answers for it
+    assert await basic({"authorization": header}) is not None
+    misses = served = turns_in_flight = 0
+    end = time.monotonic() + 7.0  # three and a half lifetimes
+    while time.monotonic() < end:
+        for _ in range(50):  # fifty requests with this credential in every turn of the loop
+            served += 1
+            if basic.remembered(header) is None:
+                misses += 1
+        assert len(basic._flights) <= 1
+        turns_in_flight += len(basic._flights)
+        await asyncio.sleep(0.005)
+    assert misses == 0, f"{misses} of {served} requests found the credential expired"
+    # one check at first, then one per lifetime less the refresh window (each run once)
+    assert 4 <= basic.checks <= 7, basic.checks
+    assert turns_in_flight >= basic.checks - 1  # the loop kept turning while the hash was checked
+    assert basic.remembered(base64.b64encode(b"300:88.100.1/admin:wrong").decode()) is None

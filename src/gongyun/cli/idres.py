@@ -289,6 +289,10 @@ def idnode(
         int, typer.Option(help="PostgreSQL connections per worker for resolution reads.")
     ] = 4,
     negative_ttl: Annotated[float, typer.Option(help="Seconds to cache 'not found'.")] = 30.0,
+    credential_ttl: Annotated[
+        float,
+        typer.Option(help="Seconds a verified Basic credential is remembered (re-checked ahead of expiry)."),
+    ] = 60.0,
     max_ttl: Annotated[float, typer.Option(help="Upper bound of cached TTLs.")] = 86_400.0,
     admin_token: Annotated[
         str | None, typer.Option(envvar="GONGYUN_IDNODE_TOKEN", help="Bearer token of the node operator.")
@@ -326,6 +330,7 @@ def idnode(
         cache_max_age=cache_max_age,
         read_connections=read_connections,
         negative_ttl=negative_ttl,
+        credential_ttl=credential_ttl,
         max_ttl=max_ttl,
         admin_token=admin_token,
         admin_secret=admin_secret,

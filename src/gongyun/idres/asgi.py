@@ -7,6 +7,7 @@ before anything else is parsed. Errors become Handle-style JSON with a ``respons
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
@@ -137,7 +138,9 @@ def build_request(
 
 Handler = Callable[[Request], Awaitable[Response]]
 FastGet = Callable[[bytes], bytes | None]
-FastRaw = Callable[[bytes, list[tuple[bytes, bytes]], bool], bytes | None]
+# a whole answer, a future of one (None when it resolves: the app answers), or None (the app answers)
+FastAnswer = bytes | asyncio.Future[bytes | None] | None
+FastRaw = Callable[[bytes, list[tuple[bytes, bytes]], bool], FastAnswer]
 
 
 class AsgiApp:
@@ -161,7 +164,7 @@ class AsgiApp:
             self.fast_raw = hook
             return
 
-        def chained(target: bytes, headers: list[tuple[bytes, bytes]], keep: bool) -> bytes | None:
+        def chained(target: bytes, headers: list[tuple[bytes, bytes]], keep: bool) -> FastAnswer:
             answer = first(target, headers, keep)
             return answer if answer is not None else hook(target, headers, keep)
 

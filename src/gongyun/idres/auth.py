@@ -100,16 +100,22 @@ def basic_credentials(headers: Mapping[str, str]) -> tuple[str, str] | None:
 class HandleBasicAuth:
     """Basic authentication with Handle admin names, checked against ``HS_SECKEY`` values.
 
-    A verified credential is remembered for ``_CACHE_S`` seconds. The password hash is checked
-    in a thread (never on the event loop); concurrent requests with the same credential share
-    one check; a remembered credential used in the last ``_REFRESH_S`` seconds of its life is
-    re-checked in the background while it keeps answering, so busy callers never wait on expiry.
+    A verified credential is remembered for ``ttl`` seconds (``_CACHE_S`` by default). The
+    password hash is checked in a thread (never on the event loop); concurrent requests with the
+    same credential share one check; a remembered credential used in the last ``refresh``
+    seconds of its life (a quarter of ``ttl``, at most ``_REFRESH_S``) is re-checked once in the
+    background while it keeps answering (up to ``refresh`` seconds past its expiry if the check
+    is slow), so busy callers never wait on expiry.
     """
 
-    def __init__(self, lookup: SecretLookup) -> None:
+    def __init__(self, lookup: SecretLookup, ttl: float = _CACHE_S) -> None:
         self.lookup = lookup
+        self.ttl = ttl
+        self.refresh = min(_REFRESH_S, ttl / 4)
         self._cache: dict[str, tuple[float, Principal, str]] = {}
         self._flights: dict[str, asyncio.Future[Principal]] = {}
+        self._keys: dict[str, str] = {}  # Authorization header value -> its credential's cache key
+        self._background: set[asyncio.Task[Principal]] = set()  # refreshes under way
         self.checks = 0  # password checks run (for operators and tests)
 
     async def __call__(self, headers: Mapping[str, str]) -> Principal | None:
@@ -131,30 +137,69 @@ class HandleBasicAuth:
         """The remembered principal of an ``Authorization`` header value, without waiting.
 
         None when it is not a Basic credential verified and still remembered; as on every use, a
-        credential in the last ``_REFRESH_S`` seconds of its life is re-checked in the background.
+        credential in the last ``refresh`` seconds of its life is re-checked in the background.
+        The header's key is kept, so a busy caller's header is decoded and hashed once.
         """
-        try:
+        key = self._keys.get(authorization)
+        if key is None:
+            try:
+                creds = basic_credentials({"authorization": authorization})
+            except InvalidCredentials:
+                return None
+            if creds is None:
+                return None
+            key = _key(*creds)
+            if key not in self._cache:
+                return None  # not verified: nothing is kept for it
+            if len(self._keys) >= 10_000:
+                self._keys.clear()
+            self._keys[authorization] = key
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is None or (hit[0] <= now and not self._grace(key, hit[0], now)):
+            return None
+        if hit[0] - now < self.refresh and key not in self._flights:
             creds = basic_credentials({"authorization": authorization})
-        except InvalidCredentials:
-            return None
-        if creds is None:
-            return None
-        user, password = creds
-        return self._fresh(_key(user, password), user, password)
+            if creds is not None:
+                self._refresh(key, *creds)
+        return hit[1]
+
+    def _grace(self, key: str, expires: float, now: float) -> bool:
+        """True while an expired credential's re-check runs, for at most ``refresh`` seconds more
+        (on a loaded machine the hash may outlast the window): its callers keep being answered."""
+        return key in self._flights and now < expires + self.refresh
 
     def _fresh(self, key: str, user: str, password: str) -> Principal | None:
         """The remembered principal while it lives (re-checked in the background near its end)."""
         hit = self._cache.get(key)
         now = time.monotonic()
-        if hit is None or hit[0] <= now:
+        if hit is None or (hit[0] <= now and not self._grace(key, hit[0], now)):
             return None
-        if hit[0] - now < _REFRESH_S and key not in self._flights:
-            asyncio.ensure_future(self._check(key, user, password)).add_done_callback(_quiet)
+        if hit[0] - now < self.refresh and key not in self._flights:
+            self._refresh(key, user, password)
         return hit[1]
+
+    def _refresh(self, key: str, user: str, password: str) -> None:
+        """Re-check a remembered credential in the background (its callers go on meanwhile).
+
+        The flight is registered before this returns: the other requests of the same turn of
+        the event loop see it and start no check of their own.
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Principal] = loop.create_future()
+        self._flights[key] = fut
+        task = loop.create_task(self._run(key, user, password, fut))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_quiet)
 
     async def _check(self, key: str, user: str, password: str) -> Principal:
         fut: asyncio.Future[Principal] = asyncio.get_running_loop().create_future()
         self._flights[key] = fut
+        return await self._run(key, user, password, fut)
+
+    async def _run(self, key: str, user: str, password: str, fut: asyncio.Future[Principal]) -> Principal:
+        """Verify a credential for the flight ``fut`` and remember it (or forget it on failure)."""
         try:
             principal, norm = await self._verify(user, password)
         except BaseException as exc:
@@ -166,7 +211,7 @@ class HandleBasicAuth:
             self._flights.pop(key, None)
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[key] = (time.monotonic() + _CACHE_S, principal, norm)
+        self._cache[key] = (time.monotonic() + self.ttl, principal, norm)
         fut.set_result(principal)
         return principal
 
@@ -190,6 +235,7 @@ class HandleBasicAuth:
         """Drop cached verifications of one admin record (after it changed), or all of them."""
         if admin_norm is None:
             self._cache.clear()
+            self._keys.clear()
             return
         for key in [k for k, v in self._cache.items() if v[2] == admin_norm]:
             del self._cache[key]

@@ -12,18 +12,36 @@ the shared cache, and every committed write deletes the changed identifiers' key
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import orjson
 from sqlalchemy import select
 
-from gongyun.errors import AuthError, GongyunError, InvalidInput, MalformedIdentifier, PermissionDenied
-from gongyun.idres.asgi import AsgiApp, Request, Response, error_response, http_bytes, json_response
+from gongyun.errors import (
+    AuthError,
+    DatabaseUnavailable,
+    GongyunError,
+    InvalidInput,
+    MalformedIdentifier,
+    PermissionDenied,
+)
+from gongyun.idres.asgi import (
+    AsgiApp,
+    FastAnswer,
+    Request,
+    Response,
+    error_response,
+    http_bytes,
+    json_response,
+)
 from gongyun.idres.auth import Authenticator, HandleBasicAuth, Principal
 from gongyun.idres.errors import (
     RC_HANDLE_NOT_FOUND,
@@ -52,10 +70,12 @@ from gongyun.idres.values import (
     has_sealed,
 )
 
+log = logging.getLogger(__name__)
 API = "/api/handles"
 _API_SLASH = API.encode() + b"/"
 _CREDENTIALS = (b"authorization", b"x-api-key")
 _OK_JSON = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+_MISSING_KEPT = 20_000  # kept "not found" answers per worker (a flood of unknowns churns only these)
 _IDENTITIES: dict[str, str] = {}  # admin name -> its record's normalised identifier ("" if none)
 # HS_ADMIN permission bits (Handle.Net AdminRecord; the JSON string writes bit 11 first)
 DELETE_HANDLE, MODIFY_VALUE, REMOVE_VALUE, ADD_VALUE = 1, 4, 5, 6
@@ -160,6 +180,8 @@ class HandleService:
         authenticators: list[Authenticator] | None = None,
         cache_size: int = 200_000,
         cache_max_age: float = 5.0,
+        negative_ttl: float = 30.0,
+        credential_ttl: float = 60.0,
         shared: SharedRecords | None = None,
         reader: PointReader | None = None,
     ) -> None:
@@ -168,9 +190,15 @@ class HandleService:
         self.shared = shared
         self.reader = reader
         self.cache = RecordCache(0 if shared is not None else cache_size, cache_max_age)
+        # "not found" answers (keep-alive responses) by identifier, with their expiry
+        self.missing: dict[str, tuple[float, bytes]] = {}
+        # what an administrator sees: identifier -> (expiry, prefix, owner, body; None when sealed)
+        self.full: dict[str, tuple[float, str, str, bytes | None]] = {}
+        kept = shared is None and cache_size > 0
+        self.negative_ttl = min(negative_ttl, cache_max_age) if kept else 0.0
         self.generation = 0  # bumped by every change: a read that overlapped one is not cached
         self._pending: set[str] = set()
-        self.basic = HandleBasicAuth(self._secret)
+        self.basic = HandleBasicAuth(self._secret, credential_ttl)
         self.authenticators: list[Authenticator] = [self.basic, *(authenticators or [])]
         self.sessions = Sessions(self._secret)
         self._grant_names: set[str] = set()
@@ -185,6 +213,8 @@ class HandleService:
     def _changed(self, norm: str) -> None:
         self.generation += 1
         self.cache.invalidate(norm)
+        self.missing.pop(norm, None)
+        self.full.pop(norm, None)
         self.basic.forget(norm)
         self._forget_identity(norm)
         if self.shared is not None:
@@ -195,10 +225,14 @@ class HandleService:
         self.generation += 1
         if norm is None:
             self.cache.clear()
+            self.missing.clear()
+            self.full.clear()
             self.basic.forget()
             self._plain.clear()
         else:
             self.cache.invalidate(norm)
+            self.missing.pop(norm, None)
+            self.full.pop(norm, None)
             self.basic.forget(norm)
             self._forget_identity(norm)
 
@@ -280,13 +314,14 @@ class HandleService:
         self.cache.put(h.norm, body, float(row[3]))
         return body
 
-    def fast_raw(self, target: bytes, headers: list[tuple[bytes, bytes]], keep: bool) -> bytes | None:
+    def fast_raw(self, target: bytes, headers: list[tuple[bytes, bytes]], keep: bool) -> FastAnswer:
         """The lean server's whole answer to a ``GET /api/handles/<handle>`` without query: what
-        ``fast_get`` answers, a malformed identifier's 400 (no database touched) and, on a SQLite
-        file, a 404 and the record as a caller with a remembered Basic credential and no read
-        grant sees it. None leaves the request to the app (e.g. credentials not remembered yet).
-        A lone ``Authorization: Basic`` header is Handle Basic authentication's: the node's other
-        authenticators take Bearer tokens, ``X-API-Key`` and ``Handle`` sessions.
+        ``fast_get`` answers, a malformed identifier's 400 (no database touched), a kept "not
+        found", and the record or its 404 as an anonymous caller or one with a remembered Basic
+        credential and no read grant sees it — at once on a SQLite file, as a future of a batched
+        read on PostgreSQL. None leaves the request to the app (e.g. credentials not remembered
+        yet). A lone ``Authorization: Basic`` header is Handle Basic authentication's: the node's
+        other authenticators take Bearer tokens, ``X-API-Key`` and ``Handle`` sessions.
         """
         if not target.startswith(_API_SLASH) or len(target) == len(_API_SLASH) or b"?" in target:
             return None
@@ -298,51 +333,138 @@ class HandleService:
                 principal = self.basic.remembered(value.decode("latin-1"))
                 if principal is None:
                     return None
-        conn = b"" if keep else b"connection: close\r\n"
         tail = target[len(_API_SLASH) :]
         handle = (unquote_to_bytes(tail) if b"%" in tail else tail).decode("utf-8", "surrogateescape")
-        if principal is None:
-            body = self.cache.get(fold(handle))
-            if body is not None:
-                return _OK_JSON + str(len(body)).encode() + b"\r\n" + conn + b"\r\n" + body
+        key = fold(handle)
+        body = self.cache.get(key) if principal is None else self._kept_view(key, principal)
+        if body is not None:
+            conn = b"" if keep else b"connection: close\r\n"
+            return _OK_JSON + str(len(body)).encode() + b"\r\n" + conn + b"\r\n" + body
+        if keep:
+            missing = self.missing.get(key)
+            if missing is not None and missing[0] > time.monotonic():
+                return missing[1]
         try:
             h = parse(handle)
         except GongyunError as exc:
             return http_bytes(error_response(exc), keep)
-        if self.local is None:
-            return None
-        row = self.local.record(h.norm)
+        plain = principal is None or principal.name in self._plain
+        if self.local is not None:
+            if not plain:
+                assert principal is not None
+                norm = _identity_norm(principal)
+                if norm is not None:
+                    if self._grant_in(principal, self.local.record(norm)) is not None:
+                        return None  # a read grant's reads are audited: the app answers them
+                    self._remember_plain(principal.name, norm)
+            return self._answer(h, self.local.record(h.norm), principal, keep, self.generation)
+        if self.reader is None or not (plain or _identity_norm(principal) is None):
+            return None  # the app reads the identity's record first
+        generation = self.generation
+        out: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self.reader.want(h.norm).add_done_callback(
+            partial(self._answer_later, out, h, principal, keep, generation)
+        )
+        return out
+
+    def _answer_later(
+        self,
+        out: asyncio.Future[bytes | None],
+        h: Handle,
+        principal: Principal | None,
+        keep: bool,
+        generation: int,
+        read: asyncio.Future[RawRecord | None],
+    ) -> None:
+        """Complete a deferred fast answer from a batched PostgreSQL read."""
+        if out.done():
+            return
+        exc = DatabaseUnavailable("the read was cancelled") if read.cancelled() else read.exception()
+        if exc is not None:
+            out.set_result(http_bytes(error_response(exc), keep))
+            return
+        try:
+            out.set_result(self._answer(h, read.result(), principal, keep, generation))
+        except Exception as err:  # the app answers (and logs) what this could not
+            log.debug("fast answer failed", exc_info=err)
+            out.set_result(None)
+
+    def _answer(
+        self, h: Handle, row: RawRecord | None, principal: Principal | None, keep: bool, generation: int
+    ) -> bytes | None:
+        """The whole response to ``h`` from its stored row (kept when no change overlapped the read)."""
         if row is None:
-            return http_bytes(_not_found(h, self._homed_now(h.prefix)), keep)
+            homed = self._homed_known(h.prefix)
+            if homed is None:
+                return None  # the app asks the database whether the prefix is homed here
+            answer = http_bytes(_not_found(h, homed), keep)
+            if keep and generation == self.generation:
+                self._remember_missing(h.norm, answer)
+            return answer
         if principal is None:
             body = _render(row[0], row[2])
-            self.cache.put(h.norm, body, float(row[3]))
+            if generation == self.generation:
+                self.cache.put(h.norm, body, float(row[3]))
         else:
-            norm = _identity_norm(principal)
-            if norm is not None and principal.name not in self._plain:
-                if self._grant_in(principal, self.local.record(norm)) is not None:
-                    return None  # a read grant's reads are audited: the app answers them
-                if len(self._plain) >= 10_000:
-                    self._plain.clear()
-                self._plain[principal.name] = norm
             admin = self._admin_of(principal, h.prefix, row[4])
+            if generation == self.generation and self.cache.size > 0:
+                full = None if has_sealed(row[1]) else _render(row[0], row[1])
+                self._keep_full(h.norm, h.prefix, row[4], full, float(row[3]))
             if admin and has_sealed(row[1]):
                 return None  # core values are opened or masked by the app for this caller
             body = _render(row[0], row[1] if admin else row[2])
+        conn = b"" if keep else b"connection: close\r\n"
         return _OK_JSON + str(len(body)).encode() + b"\r\n" + conn + b"\r\n" + body
 
-    def _homed_now(self, prefix: str) -> bool:
-        """``_homed`` on the SQLite file, each prefix's answer kept for a second (floods of unknowns)."""
-        assert self.local is not None
-        now = time.monotonic()
+    def _kept_view(self, norm: str, principal: Principal) -> bytes | None:
+        """The kept answer for a caller known to carry no read grant, or None."""
+        if principal.name not in self._plain and _identity_norm(principal) is not None:
+            return None
+        kept = self.full.get(norm)
+        if kept is None or kept[0] < time.monotonic():
+            return None
+        if self._admin_of(principal, kept[1], kept[2]):
+            return kept[3]  # None when sealed: the app opens or masks the core values
+        return self.cache.get(norm)
+
+    def _keep_full(self, norm: str, prefix: str, owner: str, body: bytes | None, ttl: float) -> None:
+        """Keep a record's whole rendering for its administrators (for its TTL, capped)."""
+        full = self.full
+        if len(full) >= self.cache.size:
+            del full[next(iter(full))]
+        full[norm] = (time.monotonic() + min(ttl, self.cache.max_age), prefix, owner, body)
+
+    def _remember_plain(self, name: str, norm: str) -> None:
+        """Remember that a Handle identity carries no read grant (until its record changes)."""
+        if len(self._plain) >= 10_000:
+            self._plain.clear()
+        self._plain[name] = norm
+
+    def _remember_missing(self, norm: str, answer: bytes) -> None:
+        """Keep a 404 for ``negative_ttl`` seconds (oldest dropped first past ``_MISSING_KEPT``)."""
+        if self.negative_ttl <= 0:
+            return
+        missing = self.missing
+        if len(missing) >= _MISSING_KEPT:
+            del missing[next(iter(missing))]
+        missing[norm] = (time.monotonic() + self.negative_ttl, answer)
+
+    def _homed_known(self, prefix: str) -> bool | None:
+        """Whether ``prefix`` is homed here, kept for a second (floods of unknowns); read at once on
+        a SQLite file, None on PostgreSQL when not kept."""
         kept = self._homed_kept.get(prefix)
-        if kept is not None and kept[0] > now:
+        if kept is not None and kept[0] > time.monotonic():
             return kept[1]
+        if self.local is None:
+            return None
         homed = self.local.homed([fold(p) for p in prefix_chain(prefix)])
+        self._keep_homed(prefix, homed)
+        return homed
+
+    def _keep_homed(self, prefix: str, homed: bool) -> None:
         if len(self._homed_kept) >= 10_000:
             self._homed_kept.clear()
-        self._homed_kept[prefix] = (now + 1.0, homed)
-        return homed
+        self._homed_kept[prefix] = (time.monotonic() + 1.0, homed)
 
     def _can_admin(self, req: Request, prefix: str, owner: str) -> bool:
         return self._admin_of(req.principal, prefix, owner)
@@ -393,11 +515,18 @@ class HandleService:
         generation = self.generation
         row = await self._fetch(h.norm)
         if row is None:
-            return _not_found(h, await self._homed(h.prefix))
+            missing = _not_found(h, await self._homed(h.prefix))
+            if not req.query and generation == self.generation:
+                self._remember_missing(h.norm, http_bytes(missing, True))
+            return missing
         stored, values_json, public_json, min_ttl, owner = row
         grant = await self._grant_of(req.principal)
         if grant is not None:
             return await self._granted_get(req, h.norm, row, grant)
+        identity = _identity_norm(req.principal)
+        if identity is not None and generation == self.generation:
+            assert req.principal is not None  # no grant, as read now: the fast path may answer it
+            self._remember_plain(req.principal.name, identity)
         admin = self._can_admin(req, h.prefix, owner) and not req.flag("publicOnly")
         indexes, types = req.query.get("index"), req.query.get("type")
         if not indexes and not types:
@@ -455,14 +584,17 @@ class HandleService:
 
     async def _homed(self, prefix: str) -> bool:
         """True when a filing on this database covers ``prefix`` (for the node's tenant, if one)."""
+        known = self._homed_known(prefix)
+        if known is not None:
+            return known
         chain = [fold(p) for p in prefix_chain(prefix)]
-        if self.local is not None:
-            return self.local.homed(chain)
         q = select(IdPrefix.prefix_norm).where(IdPrefix.prefix_norm.in_(chain))
         if self.tenant_id is not None:
             q = q.where(IdPrefix.tenant_id == self.tenant_id)
         async with self.registry.db.session() as s:
-            return (await s.execute(q.limit(1))).first() is not None
+            homed = (await s.execute(q.limit(1))).first() is not None
+        self._keep_homed(prefix, homed)
+        return homed
 
     async def _authorise(self, req: Request, prefix: str, norm: str, bit: int) -> tuple[Principal, bool]:
         """The caller, if it may write this identifier; and whether the identifier exists.

@@ -72,6 +72,7 @@ class NodeConfig:
     cache_max_age: float = 86_400.0  # the records' own TTLs rule; the change feed invalidates
     read_connections: int = 4  # persistent PostgreSQL connections per worker for point reads
     negative_ttl: float = 30.0
+    credential_ttl: float = 60.0  # seconds a verified Basic credential is remembered (refreshed ahead)
     max_ttl: float = 86_400.0
     admin_token: str | None = None
     admin_secret: str | None = None
@@ -182,6 +183,8 @@ def build_app(config: NodeConfig) -> AsgiApp:
         served_tenant,
         cache_size=config.cache_size,
         cache_max_age=config.cache_max_age,
+        negative_ttl=config.negative_ttl,
+        credential_ttl=config.credential_ttl,
         shared=shared,
         reader=reader,
     )

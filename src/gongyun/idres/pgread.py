@@ -1,9 +1,13 @@
-"""Point reads of records on PostgreSQL: a few persistent connections per worker, no ORM.
+"""Point reads of records on PostgreSQL: a few persistent connections per worker, batched, no ORM.
 
 A node's resolution is one primary-key read. Opening an ORM session per request (pool
-checkout, pre-ping, transaction begin and commit) costs far more than the query; here each
-worker keeps ``size`` autocommit psycopg connections and runs one prepared statement on
-whichever is free. Concurrent reads of the same identifier share one query (single flight).
+checkout, pre-ping, transaction begin and commit) costs far more than the query, and so does
+one round trip through psycopg per identifier when a worker has dozens of requests in flight.
+Here each worker keeps ``size`` autocommit psycopg connections; the identifiers asked for in
+one turn of the event loop are read together, one prepared
+``SELECT ... WHERE handle_norm = ANY(%s)`` per free connection (DataLoader style). Concurrent
+reads of the same identifier share one future (single flight); a failed read answers every
+identifier of its batch with ``DatabaseUnavailable``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,14 @@ from gongyun.errors import DatabaseUnavailable
 from gongyun.idres.registry import RawRecord
 
 log = logging.getLogger(__name__)
-_ROW = "SELECT handle, values_json, public_json, min_ttl, tenant_id FROM idres_records WHERE handle_norm = %s"
+_ROWS = (
+    "SELECT handle_norm, handle, values_json, public_json, min_ttl, tenant_id "
+    "FROM idres_records WHERE handle_norm = ANY(%s)"
+)
+MAX_BATCH = 1_000  # identifiers in one query
+# another connection joins in only for this many waiting identifiers: a few larger batches cost
+# the database and this process less than many small ones, and one batch takes one round trip
+SPLIT = 16
 
 
 class PointReader:
@@ -27,74 +38,131 @@ class PointReader:
     def __init__(self, db_url: str, tenant_id: str | None, size: int = 4) -> None:
         self.conninfo = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
         self.tenant_id = tenant_id
-        self.size = size
-        self.sql = _ROW if tenant_id is None else _ROW + " AND tenant_id = %s"
+        self.size = max(size, 1)
+        # the tenant is checked here, not in SQL: a generic plan of "handle_norm = ANY($1) AND
+        # tenant_id = $2" may AND the primary key with the tenant index (every row of the tenant)
+        self.sql = _ROWS
         self.idle: list[Any] = []
-        self.opened = 0
-        self.freed = asyncio.Condition()
+        self.lanes = 0  # batches being read (each on its own connection)
         self.flights: dict[str, asyncio.Future[RawRecord | None]] = {}
-        self.queries = 0
+        self.waiting: list[str] = []  # asked for, not yet in a batch
+        self.scheduled = False
+        self.queries = 0  # queries run (for operators and tests)
+        self.read = 0  # identifiers read
 
-    async def _acquire(self) -> Any:
-        import psycopg
-
-        async with self.freed:
-            while not self.idle and self.opened >= self.size:
-                await self.freed.wait()
-            if self.idle:
-                return self.idle.pop()
-            self.opened += 1
-        try:
-            return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, prepare_threshold=0)
-        except (psycopg.Error, OSError) as exc:
-            await self._release(None)
-            raise DatabaseUnavailable(f"database not reachable: {type(exc).__name__}") from exc
-
-    async def _release(self, conn: Any) -> None:
-        async with self.freed:
-            if conn is None:
-                self.opened -= 1
-            else:
-                self.idle.append(conn)
-            self.freed.notify()
-
-    async def _query(self, norm: str) -> RawRecord | None:
-        import psycopg
-
-        conn = await self._acquire()
-        params = (norm,) if self.tenant_id is None else (norm, self.tenant_id)
-        try:
-            self.queries += 1
-            cur = await conn.execute(self.sql, params, prepare=True)
-            row = await cur.fetchone()
-        except (psycopg.Error, OSError) as exc:
-            await conn.close()
-            await self._release(None)
-            raise DatabaseUnavailable(f"database read failed: {type(exc).__name__}") from exc
-        await self._release(conn)
-        return None if row is None else (row[0], row[1], row[2], int(row[3]), row[4])
+    def want(self, norm: str) -> asyncio.Future[RawRecord | None]:
+        """A future of one identifier's stored row (None: not found), read with others asked for now."""
+        fut = self.flights.get(norm)
+        if fut is not None:
+            return fut
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self.flights[norm] = fut
+        self.waiting.append(norm)
+        if not self.scheduled and self._room():
+            self.scheduled = True
+            loop.call_soon(self._dispatch)
+        return fut
 
     async def get(self, norm: str) -> RawRecord | None:
         """The stored row of one identifier, or None."""
-        flight = self.flights.get(norm)
-        if flight is not None:
-            return await asyncio.shield(flight)
-        fut: asyncio.Future[RawRecord | None] = asyncio.get_running_loop().create_future()
-        self.flights[norm] = fut
+        return await asyncio.shield(self.want(norm))
+
+    def _dispatch(self) -> None:
+        """Start a batch on each free connection while identifiers wait."""
+        self.scheduled = False
+        while self.waiting and self._room():
+            self.lanes += 1
+            asyncio.get_running_loop().create_task(self._lane(self._take()))
+
+    def _room(self) -> bool:
+        """True when a new batch should start now on another connection."""
+        return self.lanes == 0 or (self.lanes < self.size and len(self.waiting) >= SPLIT)
+
+    def _take(self) -> list[str]:
+        batch, self.waiting = self.waiting[:MAX_BATCH], self.waiting[MAX_BATCH:]
+        return batch
+
+    async def _lane(self, batch: list[str]) -> None:
+        """Read batches on one connection until nothing waits."""
+        conn = None
         try:
-            row = await self._query(norm)
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # retrieved: nobody else may be waiting
-            raise
+            while batch:
+                if conn is None:
+                    conn = await self._connect(batch)
+                    if conn is None:
+                        return
+                if not await self._read(conn, batch):
+                    conn = None
+                    return
+                # a turn of the loop lets the waiters run and ask for more before the next batch
+                await asyncio.sleep(0)
+                batch = self._take() if self.waiting else []
         finally:
-            self.flights.pop(norm, None)
-        fut.set_result(row)
-        return row
+            self.lanes -= 1
+            if conn is not None:
+                self.idle.append(conn)
+            if self.waiting and not self.scheduled and self._room():
+                self.scheduled = True
+                asyncio.get_running_loop().call_soon(self._dispatch)
+
+    async def _connect(self, batch: list[str]) -> Any:
+        import psycopg
+
+        if self.idle:
+            return self.idle.pop()
+        try:
+            return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, prepare_threshold=0)
+        except (psycopg.Error, OSError) as exc:
+            self._fail(batch, DatabaseUnavailable(f"database not reachable: {type(exc).__name__}"))
+            return None
+        except BaseException:
+            self._fail(batch, DatabaseUnavailable("the read was cancelled"))
+            raise
+
+    async def _read(self, conn: Any, batch: list[str]) -> bool:
+        """Answer every identifier of ``batch``; False when the connection failed (and is closed)."""
+        import psycopg
+
+        self.queries += 1
+        self.read += len(batch)
+        try:
+            cur = await conn.execute(self.sql, (batch,), prepare=True)
+            rows = await cur.fetchall()
+        except (psycopg.Error, OSError) as exc:
+            self._fail(batch, DatabaseUnavailable(f"database read failed: {type(exc).__name__}"))
+            await _close(conn)
+            return False
+        except BaseException:
+            self._fail(batch, DatabaseUnavailable("the read was cancelled"))
+            await _close(conn)
+            raise
+        tenant = self.tenant_id
+        found = {r[0]: (r[1], r[2], r[3], int(r[4]), r[5]) for r in rows if tenant is None or r[5] == tenant}
+        flights = self.flights
+        for norm in batch:
+            fut = flights.pop(norm, None)
+            if fut is not None and not fut.done():
+                fut.set_result(found.get(norm))
+        return True
+
+    def _fail(self, batch: list[str], exc: DatabaseUnavailable) -> None:
+        for norm in batch:
+            fut = self.flights.pop(norm, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(exc)
+                fut.exception()  # retrieved: a waiter may have gone
 
     async def close(self) -> None:
-        """Close every connection."""
-        async with self.freed:
-            conns, self.idle = self.idle, []
+        """Close every idle connection."""
+        log.info("point reads: %d identifiers in %d queries", self.read, self.queries)
+        conns, self.idle = self.idle, []
         for conn in conns:
-            await conn.close()
+            await _close(conn)
+
+
+async def _close(conn: Any) -> None:
+    try:
+        await conn.close()
+    except Exception:  # closing a broken connection
+        log.debug("closing a PostgreSQL read connection failed", exc_info=True)

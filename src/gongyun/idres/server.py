@@ -2,12 +2,13 @@
 
 Why not just uvicorn: a resolution is one dictionary lookup, so per-request server
 overhead decides throughput. This server answers a ``GET`` from the app's ``fast_raw`` hook
-(a whole HTTP response, or None) or, for an app without one, a plain ``GET`` (no query, no
-credentials) from its ``fast_get`` hook, with one ``transport.write``; every other request
-goes through the ASGI app as usual. A request target over ``MAX_TARGET`` bytes is answered 414
-before anything looks at it. Requests on one connection are answered in
-order (a request arriving while an ASGI call is running waits for it). Several worker
-processes share the port with ``SO_REUSEPORT``.
+(a whole HTTP response, a future of one while a database read is under way, or None) or,
+for an app without one, a plain ``GET`` (no query, no credentials) from its ``fast_get``
+hook, with one ``transport.write``; every other request goes through the ASGI app as usual.
+A request target over ``MAX_TARGET`` bytes is answered 414 before anything looks at it.
+Requests on one connection are answered in order (a request arriving while an earlier one
+is being answered waits for it). Several worker processes share the port with
+``SO_REUSEPORT``.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import socket
 import subprocess
 from collections import deque
 from collections.abc import MutableMapping
+from functools import partial
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import httptools
 
-from gongyun.idres.asgi import MAX_BODY, AsgiApp
+from gongyun.idres.asgi import MAX_BODY, AsgiApp, FastAnswer
 
 log = logging.getLogger(__name__)
 _OK_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
@@ -145,11 +147,48 @@ class HttpProtocol(asyncio.Protocol):
         if self.busy:
             self.queue.append(req)
             return
-        if not self._try_fast(req):
-            self.busy = True
-            asyncio.get_running_loop().create_task(self._drain(req))
+        self._start(req)
 
-    def _try_fast(self, req: _Req) -> bool:
+    def _start(self, req: _Req) -> None:
+        """Answer ``req`` now, when its answer is ready, or through the ASGI app (then the queue)."""
+        while True:
+            done = self._try_fast(req)
+            if done is True:
+                if not self.queue or self.transport is None:
+                    self.busy = False
+                    return
+                req = self.queue.popleft()
+                continue
+            self.busy = True
+            if done is False:
+                self.loop.create_task(self._drain(req, fast=False))
+            else:
+                done.add_done_callback(partial(self._later, req))
+            return
+
+    def _later(self, req: _Req, answer: asyncio.Future[bytes | None]) -> None:
+        """A deferred fast answer arrived: write it (None: the app answers), then go on."""
+        if self.transport is None:
+            self.busy = False
+            return
+        body = None if answer.cancelled() or answer.exception() is not None else answer.result()
+        if body is None:
+            self.loop.create_task(self._drain(req, fast=False))
+            return
+        self._write(body, req[4])
+        if self.queue and self.transport is not None:
+            self._start(self.queue.popleft())
+        else:
+            self.busy = False
+
+    def _write(self, answer: bytes, keep: bool) -> None:
+        if self.transport is not None:
+            self.transport.write(answer)
+            if not keep:
+                self.transport.close()
+
+    def _try_fast(self, req: _Req) -> bool | asyncio.Future[bytes | None]:
+        """True when answered, False when the ASGI app must answer, or a future of the answer."""
         method, url, headers, _, keep = req
         if self.transport is None:
             return False
@@ -162,7 +201,7 @@ class HttpProtocol(asyncio.Protocol):
         if method != b"GET":
             return False
         raw = self.app.fast_raw
-        answer: bytes | None = None
+        answer: FastAnswer = None
         if raw is not None:  # the app's whole-answer hook (it covers what fast_get would)
             answer = raw(url, headers, keep)
         else:
@@ -174,18 +213,31 @@ class HttpProtocol(asyncio.Protocol):
                     answer = _OK_HEAD + str(len(body)).encode() + conn + b"\r\n\r\n" + body
         if answer is None:
             return False
+        if not isinstance(answer, bytes):  # a future: the answer comes after a read
+            return answer
         self.transport.write(answer)
         if not keep:
             self.transport.close()
         return True
 
-    async def _drain(self, first: _Req) -> None:
+    async def _drain(self, first: _Req, fast: bool = True) -> None:
         req: _Req | None = first
         try:
             while req is not None:
-                if not self._try_fast(req):
+                done = self._try_fast(req) if fast else False
+                fast = True
+                if done is False:
                     await self._asgi(req)
-                req = self.queue.popleft() if self.queue else None
+                elif done is not True:
+                    try:
+                        body = await done
+                    except Exception:
+                        body = None
+                    if body is None:
+                        await self._asgi(req)
+                    else:
+                        self._write(body, req[4])
+                req = self.queue.popleft() if self.queue and self.transport is not None else None
         finally:
             self.busy = False
 
