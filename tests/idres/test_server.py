@@ -109,3 +109,69 @@ def test_idle_connections_are_closed(base: tuple[str, int], monkeypatch: pytest.
         assert s.recv(1024).endswith(b'{"fast":true}')
         time.sleep(0.8)
         assert s.recv(1024) == b""  # closed by the server
+
+
+def test_trickled_requests_are_timed_out(base: tuple[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request whose headers trickle in is answered 408 and closed; others go on meanwhile."""
+    import time
+
+    from gongyun.idres import server
+
+    monkeypatch.setattr(server, "REQUEST_TIMEOUT", 0.5)
+    with socket.create_connection(base, timeout=5) as slow:
+        slow.sendall(b"GET /fast HTTP/1.1\r\nHost: x\r\n")
+        t0 = time.monotonic()
+        answer = b""
+        while time.monotonic() - t0 < 3:
+            assert exchange(base, b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n", 1) == [b'{"fast":true}']
+            try:
+                slow.sendall(b"X-A: b\r\n")  # a header line now and then: never idle, never complete
+                slow.settimeout(0.1)
+                answer = slow.recv(1024)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if answer:
+                break
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert 0.4 < time.monotonic() - t0 < 2.5
+
+
+def test_deferred_fast_answers_keep_their_order(base: tuple[str, int]) -> None:
+    """A fast answer that comes later (a future) is written before the requests queued behind it."""
+    import asyncio
+
+    app = AsgiApp()
+
+    def fast_raw(target: bytes, headers: list[tuple[bytes, bytes]], keep: bool) -> object:
+        body = target[1:]
+        answer = b"HTTP/1.1 200 OK\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        if not target.startswith(b"/later"):
+            return answer if target.startswith(b"/now") else None
+        fut = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.05, fut.set_result, answer)
+        return fut
+
+    async def app_answer(req: Request) -> Response:
+        return Response(200, req.path[1:].encode(), [])
+
+    app.fast_raw = fast_raw  # type: ignore[assignment]
+    app.mount("/", app_answer)
+    with serve_lean_in_thread(app) as url:
+        host, port = url[len("http://") :].split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            s.sendall(
+                b"".join(
+                    f"GET /{p} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+                    for p in ("later1", "now2", "app3", "later4", "now5")
+                )
+            )
+            data = b""
+            while data.count(b"HTTP/1.1 ") < 5 or not data.endswith(b"now5"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    bodies = [part.split(b"\r\n\r\n", 1)[1] for part in data.split(b"HTTP/1.1 ")[1:]]
+    assert bodies == [b"later1", b"now2", b"app3", b"later4", b"now5"]

@@ -5,7 +5,10 @@ overhead decides throughput. This server answers a ``GET`` from the app's ``fast
 (a whole HTTP response, a future of one while a database read is under way, or None) or,
 for an app without one, a plain ``GET`` (no query, no credentials) from its ``fast_get``
 hook, with one ``transport.write``; every other request goes through the ASGI app as usual.
-A request target over ``MAX_TARGET`` bytes is answered 414 before anything looks at it.
+A request target over ``MAX_TARGET`` bytes is answered 414 before anything looks at it; a
+request whose headers are incomplete ``REQUEST_TIMEOUT`` seconds after its first byte (or
+whose body is, ``BODY_TIMEOUT`` seconds after its first byte) is answered 408 and its
+connection closed, so slowloris-style trickles hold a socket for seconds, not for ever.
 Requests on one connection are answered in order (a request arriving while an earlier one
 is being answered waits for it). Several worker processes share the port with
 ``SO_REUSEPORT``.
@@ -35,7 +38,10 @@ log = logging.getLogger(__name__)
 _OK_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
 _BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 _TOO_LARGE = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 IDLE_TIMEOUT = 75.0
+REQUEST_TIMEOUT = 10.0  # seconds from a request's first byte to its last header (slowloris trickles)
+BODY_TIMEOUT = 60.0  # seconds from a body's first byte to its last
 MAX_TARGET = 8192  # bytes of request target: an identifier is at most 1,024 bytes (3,072 encoded)
 _URI_TOO_LONG_BODY = (
     b'{"responseCode":2,"message":"the request target is longer than 8192 bytes","code":"uri_too_long"}'
@@ -67,6 +73,7 @@ class HttpProtocol(asyncio.Protocol):
         self.body_size = 0
         self.idle: asyncio.TimerHandle | None = None
         self.last_seen = 0.0
+        self.deadline = 0.0  # when the request being received must be complete (0: none)
         self.loop = asyncio.get_running_loop()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -78,18 +85,27 @@ class HttpProtocol(asyncio.Protocol):
 
     def _arm(self, delay: float | None = None) -> None:
         self.last_seen = self.loop.time()
-        self.idle = self.loop.call_later(IDLE_TIMEOUT if delay is None else delay, self._expire)
+        if delay is None:
+            delay = min(IDLE_TIMEOUT, REQUEST_TIMEOUT)
+        self.idle = self.loop.call_later(delay, self._expire)
 
     def _expire(self) -> None:
-        # one timer per connection, re-armed lazily: data_received only stamps the time
+        # one timer per connection, re-armed lazily: data_received and the parser only stamp times
         if self.transport is None:
             return
-        quiet = self.loop.time() - self.last_seen
+        now = self.loop.time()
+        if self.deadline and now >= self.deadline:
+            self._refuse(_TIMEOUT)  # a request still incomplete: a trickle holds nothing longer
+            return
+        quiet = now - self.last_seen
         if quiet >= IDLE_TIMEOUT and not self.busy:
             self.transport.close()
             return
+        delay = IDLE_TIMEOUT - quiet
+        if self.deadline:
+            delay = min(delay, self.deadline - now)
         last = self.last_seen
-        self._arm(max(IDLE_TIMEOUT - quiet, 0.05))
+        self._arm(max(min(delay, REQUEST_TIMEOUT), 0.01))
         self.last_seen = last
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -114,7 +130,8 @@ class HttpProtocol(asyncio.Protocol):
             self._refuse(_BAD_REQUEST)
 
     def on_message_begin(self) -> None:
-        """A new request starts."""
+        """A new request starts: its headers must be complete within ``REQUEST_TIMEOUT``."""
+        self.deadline = self.last_seen + REQUEST_TIMEOUT
         self.url = b""
         self.headers = []
         self.body = []
@@ -130,7 +147,10 @@ class HttpProtocol(asyncio.Protocol):
         self.headers.append((name.lower(), value))
 
     def on_body(self, body: bytes) -> None:
-        """Part of the body (a body over ``MAX_BODY`` closes the connection with 413)."""
+        """Part of the body (a body over ``MAX_BODY`` closes the connection with 413; one still
+        incomplete ``BODY_TIMEOUT`` after its first byte, with 408)."""
+        if not self.body_size:
+            self.deadline = self.last_seen + BODY_TIMEOUT
         self.body_size += len(body)
         if self.body_size > MAX_BODY:
             self._refuse(_TOO_LARGE)
@@ -139,6 +159,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         """A full request: answer it now (fast path) or queue it for the ASGI app."""
+        self.deadline = 0.0
         if self.transport is None:
             return
         method = self.parser.get_method()
