@@ -5,9 +5,10 @@ checkout, pre-ping, transaction begin and commit) costs far more than the query,
 one round trip through psycopg per identifier when a worker has dozens of requests in flight.
 Here each worker keeps ``size`` autocommit psycopg connections; the identifiers asked for in
 one turn of the event loop are read together, one prepared
-``SELECT ... WHERE handle_norm = ANY(%s)`` per free connection (DataLoader style). Concurrent
-reads of the same identifier share one future (single flight); a failed read answers every
-identifier of its batch with ``DatabaseUnavailable``.
+``SELECT ... WHERE handle_norm = ANY(%s)`` per batch (DataLoader style): a connection that
+finishes a batch takes everything that waits, and another joins in only when ``SPLIT`` or more
+wait. Concurrent reads of the same identifier share one future (single flight); a failed read
+answers every identifier of its batch with ``DatabaseUnavailable``.
 """
 
 from __future__ import annotations
@@ -92,7 +93,12 @@ class PointReader:
                     conn = await self._connect(batch)
                     if conn is None:
                         return
-                if not await self._read(conn, batch):
+                try:
+                    ok = await self._read(conn, batch)
+                except BaseException:
+                    conn = None  # closed by _read
+                    raise
+                if not ok:
                     conn = None
                     return
                 # a turn of the loop lets the waiters run and ask for more before the next batch
