@@ -141,6 +141,8 @@ FastGet = Callable[[bytes], bytes | None]
 # a whole answer, a future of one (None when it resolves: the app answers), or None (the app answers)
 FastAnswer = bytes | asyncio.Future[bytes | None] | None
 FastRaw = Callable[[bytes, list[tuple[bytes, bytes]], bool], FastAnswer]
+Reply = Callable[[bytes], None]
+DeferredRaw = Callable[[bytes, list[tuple[bytes, bytes]], bool, Reply], bool]
 
 
 class AsgiApp:
@@ -152,6 +154,9 @@ class AsgiApp:
         self.fast_get: FastGet | None = None
         self.fast_raw: FastRaw | None = None
         """The lean server's hook for other GETs: a whole HTTP response from target, headers, keep-alive."""
+        self.deferred_raw: DeferredRaw | None = None
+        """Tried after ``fast_raw``: True when the hook takes the GET and will call ``reply`` with
+        the whole HTTP response later (exactly once); False leaves it to the app."""
         self.on_startup: list[Callable[[], Awaitable[None]]] = []
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
         self.after_write: list[Callable[[], Awaitable[None]]] = []

@@ -75,6 +75,7 @@ class HttpProtocol(asyncio.Protocol):
         self.last_seen = 0.0
         self.deadline = 0.0  # when the request being received must be complete (0: none)
         self.loop = asyncio.get_running_loop()
+        self.out: list[bytes] | None = None  # answers to the requests of one read, written together
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Remember the transport."""
@@ -117,17 +118,22 @@ class HttpProtocol(asyncio.Protocol):
 
     def _refuse(self, response: bytes) -> None:
         if self.transport is not None:
-            self.transport.write(response)
+            out, self.out = self.out, None
+            self.transport.write(b"".join(out) + response if out else response)
             self.transport.close()
             self.transport = None
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser; a malformed request closes the connection with 400."""
         self.last_seen = self.loop.time()
+        self.out = []
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             self._refuse(_BAD_REQUEST)
+        out, self.out = self.out, None
+        if out and self.transport is not None:  # pipelined requests: one write for their answers
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def on_message_begin(self) -> None:
         """A new request starts: its headers must be complete within ``REQUEST_TIMEOUT``."""
@@ -183,16 +189,20 @@ class HttpProtocol(asyncio.Protocol):
             self.busy = True
             if done is False:
                 self.loop.create_task(self._drain(req, fast=False))
-            else:
+            elif done is not None:
                 done.add_done_callback(partial(self._later, req))
-            return
+            return  # None: the app's deferred_raw hook took it and calls _deliver
 
     def _later(self, req: _Req, answer: asyncio.Future[bytes | None]) -> None:
-        """A deferred fast answer arrived: write it (None: the app answers), then go on."""
+        """A deferred fast answer arrived as a future."""
+        body = None if answer.cancelled() or answer.exception() is not None else answer.result()
+        self._deliver(req, body)
+
+    def _deliver(self, req: _Req, body: bytes | None) -> None:
+        """A deferred answer: write it (None: the ASGI app answers), then go on with the queue."""
         if self.transport is None:
             self.busy = False
             return
-        body = None if answer.cancelled() or answer.exception() is not None else answer.result()
         if body is None:
             self.loop.create_task(self._drain(req, fast=False))
             return
@@ -203,21 +213,30 @@ class HttpProtocol(asyncio.Protocol):
             self.busy = False
 
     def _write(self, answer: bytes, keep: bool) -> None:
-        if self.transport is not None:
-            self.transport.write(answer)
-            if not keep:
-                self.transport.close()
+        """Write an answer (held back while the rest of a read is parsed); close unless ``keep``."""
+        if self.transport is None:
+            return
+        out = self.out
+        if out is not None and keep:
+            out.append(answer)
+            return
+        if out:
+            out.append(answer)
+            answer = b"".join(out)
+            out.clear()
+        self.transport.write(answer)
+        if not keep:
+            self.transport.close()
 
-    def _try_fast(self, req: _Req) -> bool | asyncio.Future[bytes | None]:
-        """True when answered, False when the ASGI app must answer, or a future of the answer."""
+    def _try_fast(self, req: _Req) -> bool | asyncio.Future[bytes | None] | None:
+        """True when answered, False when the ASGI app must answer, a future of the answer, or
+        None when the app's ``deferred_raw`` hook took it (it answers through ``_deliver``)."""
         method, url, headers, _, keep = req
         if self.transport is None:
-            return False
+            return True  # nobody to answer
         if len(url) > MAX_TARGET:  # refused before anything looks at it
             conn = b"" if keep else b"connection: close\r\n"
-            self.transport.write(_URI_TOO_LONG + conn + b"\r\n" + _URI_TOO_LONG_BODY)
-            if not keep:
-                self.transport.close()
+            self._write(_URI_TOO_LONG + conn + b"\r\n" + _URI_TOO_LONG_BODY, keep)
             return True
         if method != b"GET":
             return False
@@ -233,20 +252,26 @@ class HttpProtocol(asyncio.Protocol):
                     conn = b"" if keep else b"\r\nconnection: close"
                     answer = _OK_HEAD + str(len(body)).encode() + conn + b"\r\n\r\n" + body
         if answer is None:
+            deferred = self.app.deferred_raw
+            if deferred is not None and deferred(url, headers, keep, partial(self._deliver, req)):
+                return None
             return False
         if not isinstance(answer, bytes):  # a future: the answer comes after a read
             return answer
-        self.transport.write(answer)
-        if not keep:
-            self.transport.close()
+        self._write(answer, keep)
         return True
 
     async def _drain(self, first: _Req, fast: bool = True) -> None:
+        """Answer ``first`` (through the app unless ``fast``), then what queued behind it."""
         req: _Req | None = first
+        handed = False  # the last request went to the deferred_raw hook: busy until it answers
         try:
             while req is not None:
                 done = self._try_fast(req) if fast else False
                 fast = True
+                if done is None:
+                    handed = True
+                    return
                 if done is False:
                     await self._asgi(req)
                 elif done is not True:
@@ -260,7 +285,8 @@ class HttpProtocol(asyncio.Protocol):
                         self._write(body, req[4])
                 req = self.queue.popleft() if self.queue and self.transport is not None else None
         finally:
-            self.busy = False
+            if not handed:
+                self.busy = False
 
     async def _asgi(self, req: _Req) -> None:
         method, url, headers, body, keep = req
