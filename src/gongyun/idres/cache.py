@@ -59,6 +59,10 @@ class MemoryCache:
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         """Store a value for ``ttl`` seconds."""
+        self.set_now(key, value, ttl)
+
+    def set_now(self, key: str, value: bytes, ttl: float) -> None:
+        """Synchronous ``set``."""
         if ttl <= 0 or self.size <= 0:
             return
         self.values[key] = value
@@ -129,6 +133,25 @@ class RedisCache:
             return
         try:
             await self.client.delete(*(self.ns + k for k in keys))
+        except Exception as exc:
+            raise ServiceUnavailable(f"redis cache error: {type(exc).__name__}") from exc
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """Live values of several keys in one command (``MGET``)."""
+        try:
+            values = await self.client.mget([self.ns + k for k in keys])
+        except Exception as exc:
+            raise ServiceUnavailable(f"redis cache error: {type(exc).__name__}") from exc
+        return [v if isinstance(v, bytes) else None for v in values]
+
+    async def set_many(self, items: list[tuple[str, bytes, float]]) -> None:
+        """Store several values, each for its ``ttl`` seconds, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for key, value, ttl in items:
+            if ttl > 0:
+                pipe.set(self.ns + key, value, px=max(1, int(ttl * 1000)))
+        try:
+            await pipe.execute()
         except Exception as exc:
             raise ServiceUnavailable(f"redis cache error: {type(exc).__name__}") from exc
 

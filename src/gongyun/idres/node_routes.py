@@ -3,19 +3,20 @@ mirror export (root) and the recursive resolver's endpoints."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import orjson
 
-from gongyun.errors import AuthError, InvalidInput, PermissionDenied
+from gongyun.errors import AuthError, GongyunError, InvalidInput, PermissionDenied
 from gongyun.idres import prefixes as pfx
-from gongyun.idres.asgi import AsgiApp, Request, Response, json_response
+from gongyun.idres.asgi import AsgiApp, Reply, Request, Response, error_response, http_bytes, json_response
 from gongyun.idres.auth import Principal
 from gongyun.idres.errors import RC_HANDLE_NOT_FOUND, RC_SUCCESS, HandleNotFound
 from gongyun.idres.registry import Registry
-from gongyun.idres.resolver import Resolver
+from gongyun.idres.resolver import Answer, Resolver
 from gongyun.idres.syntax import NA_PREFIX, fold, is_under, parent_prefix, parse, prefix_record
 from gongyun.idres.values import (
     ADMIN_ONLY,
@@ -316,6 +317,22 @@ class RecursiveRoutes:
         self.resolver.stats.hits += 1
         return _OK_HEAD + str(len(body)).encode() + b"\r\n" + conn + b"\r\n" + body
 
+    def miss_raw(self, url: bytes, headers: list[tuple[bytes, bytes]], keep: bool, reply: Reply) -> bool:
+        """A plain GET of an identifier not in this worker's tier: answered (through ``reply``) from
+        Redis or upstream without the app; False leaves the request to it (queries, credentials,
+        malformed identifiers)."""
+        if b"?" in url or not url.startswith(b"/api/handles/"):
+            return False
+        if any(n in _CREDENTIALS for n, _ in headers):
+            return False
+        text = unquote_to_bytes(url[13:]) if b"%" in url else url[13:]
+        try:
+            h = parse(text.decode("utf-8"))
+        except (UnicodeDecodeError, GongyunError):
+            return False
+        self.resolver.lookup(h).add_done_callback(lambda f: reply(_http_answer(f, keep)))
+        return True
+
     async def handles(self, req: Request) -> Response:
         """Resolve one identifier (``index`` and ``type`` filter the answer)."""
         if req.method != "GET":
@@ -366,6 +383,18 @@ class RecursiveRoutes:
         app.mount("/api/resolver/sites", self.sites)
         app.fast_get = self.fast_get
         app.fast_raw = self.fast_raw
+        app.deferred_raw = self.miss_raw
+
+
+def _http_answer(fut: asyncio.Future[Answer], keep: bool) -> bytes:
+    """The whole HTTP response of a resolution (an error as the app would render it)."""
+    exc = fut.exception()
+    if exc is not None:
+        return http_bytes(error_response(exc), keep)
+    answer = fut.result()
+    conn = b"" if keep else b"connection: close\r\n"
+    head = _OK_HEAD if answer.status == 200 else _NOT_FOUND_HEAD
+    return head + str(len(answer.body)).encode() + b"\r\n" + conn + b"\r\n" + answer.body
 
 
 _NOT_FOUND_HEAD = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: "
