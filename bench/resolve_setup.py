@@ -130,6 +130,26 @@ def drop_postgres(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
+def drop_redis_keys(deployment_id: str) -> None:
+    """Delete the resolution cache keys one deployment left in the benchmark's Redis."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS)
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"gy:{deployment_id}:idres:*", count=10_000):
+            batch.append(key)
+            if len(batch) >= 10_000:
+                client.delete(*batch)
+                batch.clear()
+        if batch:
+            client.delete(*batch)
+    except redis.RedisError:
+        pass
+    finally:
+        client.close()
+
+
 def refer(db_path: Path, port: int) -> None:
     """Make the SQLite node its own root: ``0.NA/88.100.1`` refers to it (for recursive nodes)."""
 
@@ -222,10 +242,13 @@ def wait_http(url: str, timeout: float = 180.0) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def node(args: list[str], port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
+def node(
+    args: list[str], port: int, workers: int, log: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start an identifier node (``gongyun idnode``) with ``workers`` processes."""
     cmd = [sys.executable, "-m", "gongyun.cli.idres", *args, "--port", str(port), "--workers", str(workers)]
     env = dict(os.environ, PYTHONPATH=str(ROOT.parent / "src"), GONGYUN_IDNODE_SECRET=SECRET)
+    env.update(extra_env or {})
     return subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
