@@ -191,3 +191,15 @@ def test_resp_replies_parse_whole_or_wait_for_more() -> None:
     err, _ = parse(b"-ERR wrong\r\n", 0)
     assert isinstance(err, RespError) and "wrong" in str(err)
     assert command(b"SET", b"k", b"v") == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n"
+
+
+async def test_concurrent_misses_share_referrals_and_fetches(enterprise: str) -> None:
+    resolver = Resolver([enterprise])
+    try:
+        names = [f"88.100.1/P{i}" for i in range(20)]
+        answers = await asyncio.gather(*(resolver.resolve(n) for n in names * 3))
+        assert all(a.status == 200 for a in answers)
+        # three referrals (88, 88.100, 88.100.1), each asked once, and one fetch per identifier
+        assert resolver.stats.upstream == 3 + 20 and resolver.stats.misses == 20
+    finally:
+        await resolver.close()

@@ -116,6 +116,7 @@ class Resolver:
         # one pipelining client per worker; connections to each site are kept and reused
         self.client = UpstreamClient(timeout=timeout)
         self.flights: dict[str, asyncio.Future[Answer]] = {}
+        self.ref_flights: dict[str, asyncio.Future[bytes]] = {}
 
     async def close(self) -> None:
         """Close the HTTP client and the cache."""
@@ -155,13 +156,31 @@ class Resolver:
             key = "ref:" + fold(p)
             ref = await self._cached(key)
             if ref is None:
-                status, body = await self._fetch(sites, "/api/handles/0.NA/" + quote(p, safe=""))
-                urls, ttl = self._referral(body) if status == 200 else ([], 0.0)
-                ref = orjson.dumps(urls) if urls else _NEG
-                self._remember(key, ref, ttl if urls else self.negative_ttl)
+                ref = await self._refer(key, p, sites)
             if ref != _NEG:
                 sites, referred = list(orjson.loads(ref)), True
         return sites if referred else None
+
+    async def _refer(self, key: str, prefix: str, sites: list[str]) -> bytes:
+        """Ask ``sites`` for ``0.NA/<prefix>`` (concurrent askers share one request) and keep it."""
+        flight = self.ref_flights.get(key)
+        if flight is not None:
+            return await asyncio.shield(flight)
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.ref_flights[key] = fut
+        try:
+            status, body = await self._fetch(sites, "/api/handles/0.NA/" + quote(prefix, safe=""))
+            urls, ttl = self._referral(body) if status == 200 else ([], 0.0)
+            ref = orjson.dumps(urls) if urls else _NEG
+            self._remember(key, ref, ttl if urls else self.negative_ttl)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()
+            raise
+        finally:
+            self.ref_flights.pop(key, None)
+        fut.set_result(ref)
+        return ref
 
     def _sites_now(self, prefix: str) -> list[str] | bool | None:
         """``sites_for`` from this worker's tier alone (False: a referral is not kept here)."""
