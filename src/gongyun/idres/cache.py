@@ -104,20 +104,6 @@ class RedisCache:
             raise ServiceUnavailable(f"redis cache error: {type(exc).__name__}") from exc
         return value if isinstance(value, bytes) else None
 
-    async def get_ttl(self, key: str) -> tuple[bytes | None, float]:
-        """A live value and its remaining seconds, in one round trip."""
-        try:
-            value, pttl = (
-                await self.client.pipeline(transaction=False).get(self.ns + key).pttl(self.ns + key).execute()
-            )
-        except (OSError, ConnectionError) as exc:
-            raise ServiceUnavailable(f"redis cache unavailable: {exc}") from exc
-        except Exception as exc:
-            raise ServiceUnavailable(f"redis cache error: {type(exc).__name__}") from exc
-        if not isinstance(value, bytes):
-            return None, 0.0
-        return value, max(float(pttl), 0.0) / 1000.0
-
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         """Store a value for ``ttl`` seconds."""
         if ttl <= 0:
