@@ -197,8 +197,12 @@ def test_resp_replies_parse_whole_or_wait_for_more() -> None:
     assert command(b"SET", b"k", b"v") == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n"
 
 
-async def test_concurrent_misses_share_referrals_and_fetches(enterprise: str) -> None:
-    resolver = Resolver([enterprise])
+@pytest.mark.parametrize("cache", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def test_concurrent_misses_share_referrals_and_fetches(
+    enterprise: str, cache: str, request: pytest.FixtureRequest
+) -> None:
+    shared = RedisCache(REDIS_URL, request.getfixturevalue("redis_ns")) if cache == "redis" else None
+    resolver = Resolver([enterprise], shared)
     try:
         names = [f"88.100.1/P{i}" for i in range(20)]
         answers = await asyncio.gather(*(resolver.resolve(n) for n in names * 3))

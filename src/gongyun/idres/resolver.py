@@ -166,6 +166,9 @@ class Resolver:
         flight = self.ref_flights.get(key)
         if flight is not None:
             return await asyncio.shield(flight)
+        kept = self.local.get_now(key)  # fetched by another request while this one read Redis
+        if kept is not None:
+            return kept
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self.ref_flights[key] = fut
         try:
