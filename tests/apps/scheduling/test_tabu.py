@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,7 +13,7 @@ from gongyun.apps.scheduling.domain.compiled import compile_instance
 from gongyun.apps.scheduling.domain.dispatch import dispatch
 from gongyun.apps.scheduling.domain.model import Instance, Machine, Operation, Order
 from gongyun.apps.scheduling.domain.solve import SolveOptions, solve
-from gongyun.apps.scheduling.domain.tabu import JobShopTabu, is_pure_job_shop
+from gongyun.apps.scheduling.domain.tabu import JobShopTabu, is_pure_job_shop, parallel_search
 from gongyun.apps.scheduling.domain.validate import violations
 from tests.apps.scheduling.helpers import factory
 
@@ -52,6 +53,48 @@ def test_tabu_schedules_are_valid_and_never_worse(inst: Instance, seed: int) -> 
     assert violations(inst, sched) == []
     assert sched.makespan == ts.best <= start_value
     assert ts.best >= c.trivial_bound()
+    # the current sequences after the last move are acyclic too, with the makespan the search holds
+    assert ts._evaluate(ts.mp, ts.ms)[0] == ts.cmax >= ts.best
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(job_shops(), st.integers(0, 3))
+def test_parallel_searches_give_a_valid_schedule(inst: Instance, seed: int) -> None:
+    c = compile_instance(inst)
+    m, s = dispatch(c, "spt")
+    res = parallel_search(c, s, time.monotonic() + 0.2, workers=2, seed=seed, give_up=500)
+    sched = c.to_schedule(m, res.starts)
+    assert violations(inst, sched) == []
+    assert sched.makespan == res.value <= c.to_schedule(m, s).makespan
+
+
+def test_parallel_searches_reach_the_optimum_of_ft06_and_la01() -> None:
+    for name in ("ft06", "la01"):
+        inst, best = jobshop_instance(name)
+        c = compile_instance(inst)
+        m, s = dispatch(c, "spt")
+        t0 = time.monotonic()
+        res = parallel_search(c, s, t0 + 120, workers=2, floor=best)
+        assert res.value == best, name  # the search stops at the floor as soon as it is reached
+        assert time.monotonic() - t0 < 60 and res.iterations > 0
+        assert violations(inst, c.to_schedule(m, res.starts)) == []
+
+
+def test_the_search_refuses_a_cyclic_start() -> None:
+    machines = [Machine("M0"), Machine("M1")]
+    orders = [Order("J0"), Order("J1")]
+    ops = [
+        Operation("a", "J0", {"M0": 2}),
+        Operation("b", "J0", {"M1": 2}, ("a",)),
+        Operation("c", "J1", {"M1": 2}),
+        Operation("d", "J1", {"M0": 2}, ("c",)),
+    ]
+    inst = Instance("cyclic", machines, orders, ops)
+    inst.check()
+    c = compile_instance(inst)
+    # d before a on M0 and b before c on M1: d < a < b < c < d
+    with pytest.raises(ValueError, match="cycle"):
+        JobShopTabu(c, [1, 0, 1, 0])
 
 
 def test_tabu_improves_ft10_far_beyond_the_dispatching_rule() -> None:

@@ -20,7 +20,7 @@ from gongyun.apps.scheduling.domain.cpsat import (
 from gongyun.apps.scheduling.domain.dispatch import best_dispatch
 from gongyun.apps.scheduling.domain.model import Instance, Objective, Schedule
 from gongyun.apps.scheduling.domain.search import Incumbent, Lns, Progress, ProgressFn
-from gongyun.apps.scheduling.domain.tabu import JobShopTabu, is_pure_job_shop
+from gongyun.apps.scheduling.domain.tabu import is_pure_job_shop, parallel_search
 
 STRATEGIES = ("gongyun", "cpsat", "plain")
 # Share of the time limit for the first full solve and the final one, by kind of shop. With a choice
@@ -29,10 +29,12 @@ STRATEGIES = ("gongyun", "cpsat", "plain")
 # Chosen on instances outside the benchmark (abz, orb, swv, yn, ta31-50, flexible variants of them).
 FIRST = {True: float(os.environ.get("GY_FIRST", "0.4")), False: float(os.environ.get("GY_FIRST_JS", "1.0"))}
 FINAL = {True: float(os.environ.get("GY_FINAL", "0.1")), False: float(os.environ.get("GY_FINAL_JS", "0.0"))}
-# Share of the time limit for the tabu search on a pure job shop (makespan); CP-SAT, seeded with
-# its best schedule, gets the rest. Chosen on ta15-17 at 15 s (0.3 to 0.9 tried).
-TABU = float(os.environ.get("GY_TABU", "0.6"))
-GIVE_UP = int(os.environ.get("GY_GIVE_UP", "30"))  # tabu iterations per operation without a new best
+# Share of the time limit for the tabu search on a pure job shop (makespan), one search per
+# worker; CP-SAT, seeded with its best schedule, gets the rest (and all of it once the searches
+# went GIVE_UP iterations per operation without a new best: on small shops CP-SAT proves the
+# optimum). Chosen on abz, orb, swv, yn and ta31-50 at 60 s.
+TABU = float(os.environ.get("GY_TABU", "0.85"))
+GIVE_UP = int(os.environ.get("GY_GIVE_UP", "2000"))
 
 
 @dataclass
@@ -196,13 +198,26 @@ def solve(
         and not_before == 0
     )
     if tabu:
-        ts = JobShopTabu(c, start, seed=opts.seed)
+        t_tabu = time.monotonic()
         # a search that stalls (small shops, where CP-SAT proves the optimum) hands over early
-        ts.run(time.monotonic() + TABU * (deadline - time.monotonic()), floor=floor, give_up=GIVE_UP * c.n)
-        t_start = ts.best_starts()
-        stats["tabu"] = {"iterations": ts.iterations, "value": ts.best}
-        if ts.best < best_value and _meets_deadlines(c, machine, t_start):
-            start, best_value, warm_ok = t_start, ts.best, True
+        res = parallel_search(
+            c,
+            start,
+            time.monotonic() + TABU * (deadline - time.monotonic()),
+            workers=max(1, opts.workers),
+            seed=opts.seed,
+            floor=floor,
+            give_up=GIVE_UP * c.n,
+            on_improve=lambda v: report(Progress(time.monotonic() - t0, v, floor, "tabu")),
+        )
+        stats["tabu"] = {
+            "iterations": res.iterations,
+            "restarts": res.restarts,
+            "value": res.value,
+            "seconds": round(time.monotonic() - t_tabu, 3),
+        }
+        if res.value < best_value and _meets_deadlines(c, machine, res.starts):
+            start, best_value, warm_ok = res.starts, res.value, True
         report(Progress(time.monotonic() - t0, best_value if warm_ok else None, floor, "tabu"))
     remaining = deadline - time.monotonic()
     share = 1.0 if tabu else FIRST[flexible]

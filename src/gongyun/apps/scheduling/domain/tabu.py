@@ -1,22 +1,34 @@
-"""Tabu search for pure job shops: a fast warm start for CP-SAT.
+"""Tabu search for pure job shops (makespan), compiled with numba; parallel searches share a best.
 
 A pure job shop here has one machine per operation, no setups, no machine downtime and no frozen
 operations (precedence may be any DAG, release dates are heads). The schedule is the machine
-sequences; its semi-active starts are the heads of the disjunctive graph. The neighbourhood is
-N5 (Nowicki and Smutnicki): swap the first two or the last two operations of a block of the
-critical path. Moves are ranked by Taillard's estimate of the new longest path through the two
-operations; the best non-tabu move is made (a tabu one only if its estimate beats the best
-makespan), the reverse swap is tabu for a random tenure, and after a long stall the search goes
-back to the best schedule with a few random moves.
+sequences; its semi-active starts are the heads of the disjunctive graph. The search itself (N7
+moves, Balas-Vazacopoulos estimates, a tabu matrix, aspiration, restarts from the best schedule)
+is in ``tabu_kernels``; this module holds its state between calls of the kernel, and
+``parallel_search`` runs one search per worker in threads (the kernels release the GIL) that
+publish their best schedules to a shared one and restart from it.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
+import numpy as np
+
+from gongyun.apps.scheduling.domain import tabu_kernels as K
 from gongyun.apps.scheduling.domain.compiled import Compiled
+
+# Iterations without a new best before a search restarts from its best schedule, per operation
+# (at least MIN_STALL), and the random swaps that perturb it. Chosen on abz, orb, swv, yn, ta31-50.
+STALL = int(os.environ.get("GY_TS_STALL", "10"))
+MIN_STALL = int(os.environ.get("GY_TS_MIN_STALL", "2000"))
+KICK = int(os.environ.get("GY_TS_KICK", "4"))
+CHUNK_S = 0.05  # seconds per kernel call: how often the time limit is checked and bests are shared
 
 
 def is_pure_job_shop(c: Compiled, frozen: Mapping[int, tuple[int, int]] | None = None) -> bool:
@@ -26,232 +38,197 @@ def is_pure_job_shop(c: Compiled, frozen: Mapping[int, tuple[int, int]] | None =
     )
 
 
+def _csr(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    ptr = np.zeros(len(lists) + 1, np.int64)
+    for i, xs in enumerate(lists):
+        ptr[i + 1] = ptr[i] + len(xs)
+    idx = np.array([x for xs in lists for x in xs], np.int64)
+    return ptr, idx
+
+
 class JobShopTabu:
-    """Tabu search state over the machine sequences of a pure job shop (see the module docstring)."""
+    """One tabu search over the machine sequences of a pure job shop (see the module docstring)."""
 
     def __init__(self, c: Compiled, start: list[int], seed: int = 0) -> None:
         self.c = c
-        self.n = c.n
-        self.dur = [o[0][1] for o in c.opts]
+        n = self.n = c.n
+        self.dur = np.array([o[0][1] for o in c.opts], np.int64)
         self.mach = [o[0][0] for o in c.opts]
+        self.rel = np.array(c.release, np.int64)
+        self.jp_ptr, self.jp_idx = _csr(c.preds)
+        self.js_ptr, self.js_idx = _csr(c.succs)
         self.rng = random.Random(seed)
-        seqs: list[list[int]] = [[] for _ in range(c.nm)]
-        for i in sorted(range(self.n), key=lambda i: (start[i], i)):
-            seqs[self.mach[i]].append(i)
-        self.seqs = seqs
-        self.mp = [-1] * self.n
-        self.ms = [-1] * self.n
-        self._link()
-        self.r = [0] * self.n
-        self.q = [0] * self.n
-        self.cmax = self._evaluate()
-        self.best = self.cmax
-        self.best_seqs = [list(s) for s in seqs]
-        self.iterations = 0
+        self.mp = np.full(n, -1, np.int64)
+        self.ms = np.full(n, -1, np.int64)
+        last = [-1] * c.nm
+        for i in sorted(range(n), key=lambda i: (start[i], i)):
+            m = self.mach[i]
+            if last[m] >= 0:
+                self.mp[i], self.ms[last[m]] = last[m], i
+            last[m] = i
+        self.best_mp, self.best_ms = self.mp.copy(), self.ms.copy()
+        self.tabu = np.zeros((n, n), np.int64)
+        value = self._evaluate(self.mp, self.ms)[0]
+        if value < 0:
+            raise ValueError("the start schedule's machine sequences make a cycle")
+        self.state = np.array([0, value, value, 0, 0, 0, 0], np.int64)
+        jobs = max(1, len(c.inst.orders))
+        low = 10 + jobs // max(1, c.nm)
+        self.params = np.array(
+            [0, 0, max(MIN_STALL, STALL * n), low, max(low, (low * 7) // 5), 0, KICK], np.int64
+        )
 
-    def _link(self) -> None:
-        for seq in self.seqs:
-            prev = -1
-            for i in seq:
-                self.mp[i] = prev
-                if prev >= 0:
-                    self.ms[prev] = i
-                prev = i
-            if prev >= 0:
-                self.ms[prev] = -1
+    def _evaluate(self, mp: np.ndarray, ms: np.ndarray) -> tuple[int, np.ndarray]:
+        n = self.n
+        r, q, order, indeg, stack = (np.empty(n, np.int64) for _ in range(5))
+        v = K.evaluate(
+            n, self.dur, self.rel, self.jp_ptr, self.js_ptr, self.js_idx, mp, ms, r, q, order, indeg, stack
+        )
+        return int(v), r
 
-    def _evaluate(self) -> int:
-        """Heads and tails of the disjunctive graph (Kahn's order); the makespan."""
-        # the hot loop of the search: plain comparisons, not max() calls (about twice as fast)
-        c, n, d, mp, ms = self.c, self.n, self.dur, self.mp, self.ms
-        indeg = [len(c.preds[i]) + (mp[i] >= 0) for i in range(n)]
-        stack = [i for i in range(n) if indeg[i] == 0]
-        order = []
-        r = self.r
-        for i in range(n):
-            r[i] = c.release[i]
-        while stack:
-            i = stack.pop()
-            order.append(i)
-            e = r[i] + d[i]
-            for s in c.succs[i]:
-                if e > r[s]:  # noqa: PLR1730
-                    r[s] = e
-                indeg[s] -= 1
-                if indeg[s] == 0:
-                    stack.append(s)
-            s = ms[i]
-            if s >= 0:
-                if e > r[s]:  # noqa: PLR1730
-                    r[s] = e
-                indeg[s] -= 1
-                if indeg[s] == 0:
-                    stack.append(s)
-        if len(order) != n:  # a cycle: cannot happen for N5 moves; refuse loudly
-            raise RuntimeError("tabu search produced a cyclic sequence")
-        q = self.q
-        cmax = 0
-        for i in reversed(order):
-            t = 0
-            for s in c.succs[i]:
-                v = q[s] + d[s]
-                if v > t:  # noqa: PLR1730
-                    t = v
-            s = ms[i]
-            if s >= 0 and q[s] + d[s] > t:
-                t = q[s] + d[s]
-            q[i] = t
-            if r[i] + d[i] + t > cmax:  # noqa: PLR1730
-                cmax = r[i] + d[i] + t
-        return cmax
+    @property
+    def cmax(self) -> int:
+        """Makespan of the current schedule."""
+        return int(self.state[1])
 
-    def _critical_blocks(self) -> list[list[int]]:
-        """The blocks (maximal same-machine runs) of one critical path, first to last."""
-        c, d, r, q, mp = self.c, self.dur, self.r, self.q, self.mp
-        cmax = self.cmax
-        ends = [i for i in range(self.n) if r[i] + d[i] + q[i] == cmax and r[i] == c.release[i]]
-        cur = self.rng.choice(ends) if ends else 0
-        path = [cur]
-        while True:
-            nxt = -1
-            e = r[cur] + d[cur] + q[cur]
-            s = self.ms[cur]
-            if s >= 0 and r[s] == r[cur] + d[cur] and r[s] + d[s] + q[s] == e:
-                nxt = s
-            else:
-                for s in c.succs[cur]:
-                    if r[s] == r[cur] + d[cur] and r[s] + d[s] + q[s] == e:
-                        nxt = s
-                        break
-            if nxt < 0:
-                break
-            path.append(nxt)
-            cur = nxt
-        blocks: list[list[int]] = []
-        for i in path:
-            if blocks and mp[i] == blocks[-1][-1]:
-                blocks[-1].append(i)
-            else:
-                blocks.append([i])
-        return blocks
+    @property
+    def best(self) -> int:
+        """Makespan of the best schedule found."""
+        return int(self.state[2])
 
-    def _moves(self) -> list[tuple[int, int]]:
-        """N5 moves as (u, v): u directly before v on a machine, to be swapped.
+    @property
+    def iterations(self) -> int:
+        """Iterations made so far."""
+        return int(self.state[0])
 
-        A pair that is also a precedence of the routing (two operations of one order on one
-        machine) is never swapped: that would make the sequence cyclic.
-        """
-        blocks = self._critical_blocks()
-        out: list[tuple[int, int]] = []
-        last = len(blocks) - 1
-        for k, b in enumerate(blocks):
-            if len(b) < 2:
-                continue
-            if k > 0:
-                out.append((b[0], b[1]))
-            if k < last and (len(b) > 2 or k == 0):
-                out.append((b[-2], b[-1]))
-        succs = self.c.succs
-        return [(u, v) for u, v in out if v not in succs[u]]
+    @property
+    def since_best(self) -> int:
+        """Iterations since the last new best."""
+        return int(self.state[3])
 
-    def _estimate(self, u: int, v: int) -> int:
-        """Taillard's estimate of the makespan after swapping u (before) and v on their machine."""
-        c, d, r, q = self.c, self.dur, self.r, self.q
-        a, b = self.mp[u], self.ms[v]
-        rv = c.release[v]
-        for p in c.preds[v]:
-            rv = max(rv, r[p] + d[p])
-        if a >= 0:
-            rv = max(rv, r[a] + d[a])
-        ru = c.release[u]
-        for p in c.preds[u]:
-            ru = max(ru, r[p] + d[p])
-        ru = max(ru, rv + d[v])
-        qu = 0
-        for s in c.succs[u]:
-            qu = max(qu, q[s] + d[s])
-        if b >= 0:
-            qu = max(qu, q[b] + d[b])
-        qv = 0
-        for s in c.succs[v]:
-            qv = max(qv, q[s] + d[s])
-        qv = max(qv, qu + d[u])
-        return max(rv + d[v] + qv, ru + d[u] + qu)
+    def step(self, iterations: int, floor: int = 0) -> int:
+        """Run ``iterations`` iterations (fewer if the makespan reaches ``floor``); those made."""
+        self.params[0] = iterations
+        self.params[1] = floor
+        self.params[5] = self.rng.randrange(1 << 31)
+        return int(
+            K.run_chunk(
+                self.n,
+                self.dur,
+                self.rel,
+                self.jp_ptr,
+                self.jp_idx,
+                self.js_ptr,
+                self.js_idx,
+                self.mp,
+                self.ms,
+                self.best_mp,
+                self.best_ms,
+                self.tabu,
+                self.state,
+                self.params,
+            )
+        )
 
-    def _swap(self, u: int, v: int) -> None:
-        seq = self.seqs[self.mach[u]]
-        k = seq.index(u)
-        seq[k], seq[k + 1] = v, u
-        a, b = self.mp[u], self.ms[v]
-        self.mp[v], self.ms[v] = a, u
-        self.mp[u], self.ms[u] = v, b
-        if a >= 0:
-            self.ms[a] = v
-        if b >= 0:
-            self.mp[b] = u
+    def adopt(self, mp: np.ndarray, ms: np.ndarray, value: int) -> None:
+        """Take a better schedule found elsewhere as the best (the next restart starts from it)."""
+        self.best_mp[:] = mp
+        self.best_ms[:] = ms
+        self.state[2] = value
 
-    def run(
-        self, until: float, floor: int = 0, max_stall: int = 0, max_iterations: int = 0, give_up: int = 0
-    ) -> None:
+    def run(self, until: float, floor: int = 0, max_iterations: int = 0, give_up: int = 0) -> None:
         """Search until the time ``until``, ``max_iterations``, the makespan ``floor`` or ``give_up``.
 
         ``give_up`` (0: never) ends the search after that many iterations without a new best.
         """
-        tabu: dict[tuple[int, int], int] = {}
-        base_tenure = 8 + self.n // (2 * max(1, self.c.nm))
-        stall = 0
-        max_stall = max_stall or max(1000, 10 * self.n)
-        it = 0
-        since_best = 0
-        while self.best > floor and not (give_up and since_best >= give_up):
-            if (it % 16 == 0 and time.monotonic() >= until) or it == max_iterations > 0:
+        chunk = 64
+        end = self.iterations + max_iterations if max_iterations else 0
+        while self.best > floor and not (give_up and self.since_best >= give_up):
+            if time.monotonic() >= until or (end and self.iterations >= end):
                 break
-            it += 1
-            moves = self._moves()
-            if not moves:
+            k = min(chunk, end - self.iterations) if end else chunk
+            if give_up:
+                k = min(k, max(1, give_up - self.since_best))
+            t = time.monotonic()
+            if self.step(k, floor) == 0:
                 break
-            choice: tuple[int, int] | None = None
-            best_est = 1 << 62
-            for u, v in moves:
-                est = self._estimate(u, v)
-                if tabu.get((u, v), 0) > it and est >= self.best:
-                    continue
-                if est < best_est or (est == best_est and self.rng.random() < 0.5):
-                    best_est, choice = est, (u, v)
-            if choice is None:
-                choice = self.rng.choice(moves)
-            u, v = choice
-            self._swap(u, v)
-            tabu[(v, u)] = it + base_tenure + self.rng.randrange(base_tenure)
-            self.cmax = self._evaluate()
-            if self.cmax < self.best:
-                self.best = self.cmax
-                self.best_seqs = [list(s) for s in self.seqs]
-                stall = since_best = 0
-            else:
-                stall += 1
-                since_best += 1
-            if stall >= max_stall:
-                self._restart(tabu)
-                stall = 0
-        self.iterations += it
-
-    def _restart(self, tabu: dict[tuple[int, int], int]) -> None:
-        """Back to the best schedule, perturbed by a few random critical swaps."""
-        self.seqs = [list(s) for s in self.best_seqs]
-        self._link()
-        self.cmax = self._evaluate()
-        tabu.clear()
-        for _ in range(2 + self.rng.randrange(4)):
-            moves = self._moves()
-            if not moves:
-                break
-            self._swap(*self.rng.choice(moves))
-            self.cmax = self._evaluate()
+            chunk = _next_chunk(chunk, time.monotonic() - t)
 
     def best_starts(self) -> list[int]:
         """Semi-active starts of the best schedule found."""
-        self.seqs = [list(s) for s in self.best_seqs]
-        self._link()
-        self.cmax = self._evaluate()
-        return list(self.r)
+        _, r = self._evaluate(self.best_mp, self.best_ms)
+        return [int(x) for x in r]
+
+
+def _next_chunk(chunk: int, took: float) -> int:
+    if took <= 0:
+        return min(1 << 20, chunk * 2)
+    return max(16, min(1 << 20, chunk * 4, int(chunk * CHUNK_S / took)))
+
+
+@dataclass
+class SearchResult:
+    """The best schedule of a parallel search, with counts."""
+
+    value: int
+    starts: list[int]
+    iterations: int
+    restarts: int
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def parallel_search(
+    c: Compiled,
+    start: list[int],
+    until: float,
+    workers: int = 2,
+    seed: int = 0,
+    floor: int = 0,
+    give_up: int = 0,
+    on_improve: Callable[[int], None] | None = None,
+) -> SearchResult:
+    """``workers`` tabu searches in threads sharing their best schedule; see the module docstring.
+
+    The search ends at the time ``until``, at the makespan ``floor``, or after ``give_up``
+    iterations (summed over the searches, 0: never) without a new shared best.
+    """
+    searches = [JobShopTabu(c, start, seed=seed * 7919 + k) for k in range(max(1, workers))]
+    lock = threading.Lock()
+    best = {"value": searches[0].best, "mp": searches[0].best_mp.copy(), "ms": searches[0].best_ms.copy()}
+    since = [0]
+    stop = [False]
+
+    def work(ts: JobShopTabu) -> None:
+        chunk = 64
+        while not stop[0] and time.monotonic() < until and best["value"] > floor:  # type: ignore[operator]
+            t = time.monotonic()
+            done = ts.step(chunk, floor)
+            chunk = _next_chunk(chunk, time.monotonic() - t)
+            with lock:
+                if ts.best < best["value"]:  # type: ignore[operator]
+                    best.update(value=ts.best, mp=ts.best_mp.copy(), ms=ts.best_ms.copy())
+                    since[0] = ts.since_best
+                    if on_improve is not None:
+                        on_improve(ts.best)
+                else:
+                    since[0] += done
+                    if best["value"] < ts.best:  # type: ignore[operator]
+                        ts.adopt(best["mp"], best["ms"], best["value"])  # type: ignore[arg-type]
+                if (give_up and since[0] >= give_up) or done == 0:
+                    stop[0] = True
+
+    threads = [threading.Thread(target=work, args=(ts,), daemon=True) for ts in searches[1:]]
+    for th in threads:
+        th.start()
+    work(searches[0])
+    for th in threads:
+        th.join()
+    final = searches[0]
+    final.adopt(best["mp"], best["ms"], best["value"])  # type: ignore[arg-type]
+    return SearchResult(
+        value=int(best["value"]),  # type: ignore[call-overload]
+        starts=final.best_starts(),
+        iterations=sum(ts.iterations for ts in searches),
+        restarts=sum(int(ts.state[5]) for ts in searches),
+        stats={"cycles_undone": sum(int(ts.state[6]) for ts in searches)},
+    )
