@@ -34,7 +34,7 @@ FINAL = {True: float(os.environ.get("GY_FINAL", "0.1")), False: float(os.environ
 # went GIVE_UP iterations per operation without a new best: on small shops CP-SAT proves the
 # optimum). Chosen on abz, orb, swv, yn and ta31-50 at 60 s.
 TABU = float(os.environ.get("GY_TABU", "0.85"))
-GIVE_UP = int(os.environ.get("GY_GIVE_UP", "2000"))
+GIVE_UP = int(os.environ.get("GY_GIVE_UP", "10000"))
 
 
 @dataclass

@@ -28,6 +28,8 @@ from gongyun.apps.scheduling.domain.compiled import Compiled
 STALL = int(os.environ.get("GY_TS_STALL", "10"))
 MIN_STALL = int(os.environ.get("GY_TS_MIN_STALL", "2000"))
 KICK = int(os.environ.get("GY_TS_KICK", "4"))
+POOL = int(os.environ.get("GY_TS_POOL", "8"))  # elite schedules kept for restarts
+RELINK = float(os.environ.get("GY_TS_RELINK", "0.7"))  # restarts by path relinking (else best + kick)
 CHUNK_S = 0.05  # seconds per kernel call: how often the time limit is checked and bests are shared
 
 
@@ -67,15 +69,16 @@ class JobShopTabu:
                 self.mp[i], self.ms[last[m]] = last[m], i
             last[m] = i
         self.best_mp, self.best_ms = self.mp.copy(), self.ms.copy()
+        self.ep_mp, self.ep_ms = self.mp.copy(), self.ms.copy()
         self.tabu = np.zeros((n, n), np.int64)
         value = self._evaluate(self.mp, self.ms)[0]
         if value < 0:
             raise ValueError("the start schedule's machine sequences make a cycle")
-        self.state = np.array([0, value, value, 0, 0, 0, 0], np.int64)
+        self.state = np.array([0, value, value, 0, 0, 0, 0, value], np.int64)
         jobs = max(1, len(c.inst.orders))
         low = 10 + jobs // max(1, c.nm)
         self.params = np.array(
-            [0, 0, max(MIN_STALL, STALL * n), low, max(low, (low * 7) // 5), 0, KICK], np.int64
+            [0, 0, max(MIN_STALL, STALL * n), low, max(low, (low * 7) // 5), 0, KICK, 0], np.int64
         )
 
     def _evaluate(self, mp: np.ndarray, ms: np.ndarray) -> tuple[int, np.ndarray]:
@@ -124,11 +127,76 @@ class JobShopTabu:
                 self.ms,
                 self.best_mp,
                 self.best_ms,
+                self.ep_mp,
+                self.ep_ms,
                 self.tabu,
                 self.state,
                 self.params,
             )
         )
+
+    @property
+    def restart_due(self) -> bool:
+        """True when the episode stalled and the caller restarts it (``external`` mode)."""
+        return bool(self.params[7]) and self.state[4] >= self.params[2]
+
+    def episode_best(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """The best schedule of the current episode (since the last restart)."""
+        return int(self.state[7]), self.ep_mp.copy(), self.ep_ms.copy()
+
+    def restart(self, mp: np.ndarray, ms: np.ndarray) -> None:
+        """Start a new episode from the schedule ``mp``/``ms`` with an empty tabu list."""
+        value = self._evaluate(mp, ms)[0]
+        if value < 0:
+            raise ValueError("a restart schedule makes a cycle")
+        self.mp[:] = mp
+        self.ms[:] = ms
+        self.ep_mp[:] = mp
+        self.ep_ms[:] = ms
+        self.tabu[:, :] = 0
+        self.state[1] = self.state[7] = value
+        self.state[4] = 0
+        self.state[5] += 1
+        if value < self.state[2]:
+            self.adopt(mp, ms, value)
+
+    def relinked(self, a: Elite, b: Elite, share: float) -> tuple[np.ndarray, np.ndarray]:
+        """A schedule ``share`` of the way from ``a`` to ``b`` (adjacent swaps, no cycles)."""
+        mp, ms = a.mp.copy(), a.ms.copy()
+        steps = int(share * K.distance(self.n, a.mp, a.ms, b.pos))
+        K.relink(
+            self.n,
+            self.dur,
+            self.rel,
+            self.jp_ptr,
+            self.js_ptr,
+            self.js_idx,
+            mp,
+            ms,
+            b.pos,
+            steps,
+            self.rng.randrange(1 << 31),
+        )
+        return mp, ms
+
+    def kicked(self, mp: np.ndarray, ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``mp``/``ms`` perturbed by a few random critical swaps."""
+        mp, ms = mp.copy(), ms.copy()
+        np_seed = self.rng.randrange(1 << 31)
+        K.seed(np_seed)
+        K.kick(
+            self.n,
+            self.dur,
+            self.rel,
+            self.jp_ptr,
+            self.jp_idx,
+            self.js_ptr,
+            self.js_idx,
+            mp,
+            ms,
+            int(self.params[6]),
+        )
+        return mp, ms
 
     def adopt(self, mp: np.ndarray, ms: np.ndarray, value: int) -> None:
         """Take a better schedule found elsewhere as the best (the next restart starts from it)."""
@@ -167,6 +235,38 @@ def _next_chunk(chunk: int, took: float) -> int:
 
 
 @dataclass
+class Elite:
+    """A schedule of the elite pool: its makespan, machine links and positions."""
+
+    value: int
+    mp: np.ndarray
+    ms: np.ndarray
+    pos: np.ndarray
+
+
+class Pool:
+    """The elite schedules: the best ``size`` distinct episode results."""
+
+    def __init__(self, n: int, size: int) -> None:
+        self.n, self.size = n, size
+        self.items: list[Elite] = []
+
+    def offer(self, value: int, mp: np.ndarray, ms: np.ndarray) -> None:
+        """Keep the schedule if it is new and better than the worst (or the pool is not full)."""
+        pos = np.empty(self.n, np.int64)
+        K.positions(self.n, mp, ms, pos)
+        for e in self.items:
+            if e.value == value and K.distance(self.n, mp, ms, e.pos) == 0:
+                return
+        if len(self.items) >= self.size:
+            worst = max(range(len(self.items)), key=lambda k: self.items[k].value)
+            if self.items[worst].value < value:
+                return
+            self.items.pop(worst)
+        self.items.append(Elite(value, mp, ms, pos))
+
+
+@dataclass
 class SearchResult:
     """The best schedule of a parallel search, with counts."""
 
@@ -193,10 +293,27 @@ def parallel_search(
     iterations (summed over the searches, 0: never) without a new shared best.
     """
     searches = [JobShopTabu(c, start, seed=seed * 7919 + k) for k in range(max(1, workers))]
+    for ts in searches:
+        ts.params[7] = 1  # restarts from the elite pool, below
     lock = threading.Lock()
+    pool = Pool(c.n, POOL)
     best = {"value": searches[0].best, "mp": searches[0].best_mp.copy(), "ms": searches[0].best_ms.copy()}
     since = [0]
     stop = [False]
+    relinks = [0]
+
+    def restart(ts: JobShopTabu) -> None:
+        value, mp, ms = ts.episode_best()
+        with lock:
+            pool.offer(value, mp, ms)
+            items = list(pool.items)
+        if len(items) >= 2 and ts.rng.random() < RELINK:
+            a, b = ts.rng.sample(items, 2)
+            mp, ms = ts.relinked(a, b, ts.rng.uniform(0.25, 0.5))
+            relinks[0] += 1
+        else:
+            mp, ms = ts.kicked(ts.best_mp, ts.best_ms)
+        ts.restart(mp, ms)
 
     def work(ts: JobShopTabu) -> None:
         chunk = 64
@@ -214,8 +331,12 @@ def parallel_search(
                     since[0] += done
                     if best["value"] < ts.best:  # type: ignore[operator]
                         ts.adopt(best["mp"], best["ms"], best["value"])  # type: ignore[arg-type]
-                if (give_up and since[0] >= give_up) or done == 0:
+                if give_up and since[0] >= give_up:
                     stop[0] = True
+            if ts.restart_due:
+                restart(ts)
+            elif done == 0:
+                stop[0] = True
 
     threads = [threading.Thread(target=work, args=(ts,), daemon=True) for ts in searches[1:]]
     for th in threads:
@@ -230,5 +351,5 @@ def parallel_search(
         starts=final.best_starts(),
         iterations=sum(ts.iterations for ts in searches),
         restarts=sum(int(ts.state[5]) for ts in searches),
-        stats={"cycles_undone": sum(int(ts.state[6]) for ts in searches)},
+        stats={"cycles_undone": sum(int(ts.state[6]) for ts in searches), "relinks": relinks[0]},
     )

@@ -180,13 +180,15 @@ def _estimate(dur, a, b, r, q, jh, jt, seg, blen):  # type: ignore[no-untyped-de
 
 @_jit
 def run_chunk(  # type: ignore[no-untyped-def]
-    n, dur, rel, jp_ptr, jp_idx, js_ptr, js_idx, mp, ms, best_mp, best_ms, tabu, state, params
+    n, dur, rel, jp_ptr, jp_idx, js_ptr, js_idx, mp, ms, best_mp, best_ms, ep_mp, ep_ms, tabu, state, params
 ):
     """Run the tabu search for ``params[0]`` iterations; ``state`` carries it across calls.
 
-    ``state``: [iteration, current makespan, best makespan, iterations since the best, stall since
-    the last restart, restarts, cycles undone]. ``params``: [iterations, floor, max stall, minimum
-    tenure, maximum tenure, seed, perturbation moves]. Returns the iterations made.
+    ``state``: [iteration, current makespan, best makespan, iterations since the best, iterations
+    since the best of this episode (since the last restart), restarts, cycles undone, best makespan
+    of this episode]. ``params``: [iterations, floor, max stall, minimum tenure, maximum tenure,
+    seed, perturbation swaps, 1 to return when a restart is due instead of restarting from the
+    best]. Returns the iterations made.
     """
     np.random.seed(params[5])
     r = np.empty(n, np.int64)
@@ -215,7 +217,7 @@ def run_chunk(  # type: ignore[no-untyped-def]
     floor = params[1]
     done = 0
     it = state[0]
-    while done < params[0] and state[2] > floor:
+    while done < params[0] and state[2] > floor and not (params[7] and state[4] >= params[2]):
         it += 1
         done += 1
         # critical blocks of one critical path
@@ -355,47 +357,156 @@ def run_chunk(  # type: ignore[no-untyped-def]
             cmax = evaluate(n, dur, rel, jp_ptr, js_ptr, js_idx, mp, ms, r, q, order, indeg, stack)
             state[4] = params[2]  # stuck: restart below
         state[1] = cmax
+        if cmax < state[7]:
+            state[7] = cmax
+            ep_mp[:] = mp
+            ep_ms[:] = ms
+            state[4] = 0
+        else:
+            state[4] += 1
         if cmax < state[2]:
             state[2] = cmax
             best_mp[:] = mp
             best_ms[:] = ms
             state[3] = 0
-            state[4] = 0
         else:
             state[3] += 1
-            state[4] += 1
         if state[4] >= params[2]:
-            # restart: the best schedule, perturbed by random critical moves
+            if params[7]:
+                break  # the caller restarts the search (from its elite schedules)
+            # restart: the best schedule, perturbed by random critical swaps
             state[5] += 1
             state[4] = 0
             mp[:] = best_mp
             ms[:] = best_ms
             tabu[:, :] = 0
+            kick(n, dur, rel, jp_ptr, jp_idx, js_ptr, js_idx, mp, ms, params[6])
             cmax = evaluate(n, dur, rel, jp_ptr, js_ptr, js_idx, mp, ms, r, q, order, indeg, stack)
-            for _ in range(params[6]):
-                plen = critical_path(n, dur, jp_ptr, jp_idx, mp, r, q, cmax, path)
-                # a random adjacent pair of one block: swap it (N1), undone if it makes a cycle
-                cand = 0
-                pick = -1
-                for k in range(plen - 1):
-                    if mp[path[k + 1]] == path[k]:
-                        cand += 1
-                        if np.random.randint(0, cand) == 0:
-                            pick = k
-                if pick < 0:
-                    break
-                seg[0] = path[pick + 1]
-                seg[1] = path[pick]
-                a = mp[path[pick]]
-                b = ms[path[pick + 1]]
-                _relink(mp, ms, a, b, seg, 2)
-                cm = evaluate(n, dur, rel, jp_ptr, js_ptr, js_idx, mp, ms, r, q, order, indeg, stack)
-                if cm < 0:
-                    orig[0] = path[pick]
-                    orig[1] = path[pick + 1]
-                    _relink(mp, ms, a, b, orig, 2)
-                    cm = evaluate(n, dur, rel, jp_ptr, js_ptr, js_idx, mp, ms, r, q, order, indeg, stack)
-                cmax = cm
             state[1] = cmax
+            state[7] = cmax
+            ep_mp[:] = mp
+            ep_ms[:] = ms
     state[0] = it
     return done
+
+
+@_jit
+def kick(n, dur, rel, jp_ptr, jp_idx, js_ptr, js_idx, mp, ms, swaps):  # type: ignore[no-untyped-def]
+    """Swap ``swaps`` random adjacent pairs of critical blocks (none that makes a cycle); the makespan."""
+    r = np.empty(n, np.int64)
+    q = np.empty(n, np.int64)
+    order = np.empty(n, np.int64)
+    indeg = np.empty(n, np.int64)
+    stack = np.empty(n, np.int64)
+    path = np.empty(n, np.int64)
+    seg = np.empty(2, np.int64)
+    cmax = evaluate(n, dur, rel, jp_ptr, js_ptr, js_idx, mp, ms, r, q, order, indeg, stack)
+    for _ in range(swaps):
+        plen = critical_path(n, dur, jp_ptr, jp_idx, mp, r, q, cmax, path)
+        cand = 0
+        pick = -1
+        for k in range(plen - 1):
+            if mp[path[k + 1]] == path[k]:
+                cand += 1
+                if np.random.randint(0, cand) == 0:
+                    pick = k
+        if pick < 0:
+            break
+        u = path[pick]
+        v = path[pick + 1]
+        a = mp[u]
+        b = ms[v]
+        seg[0] = v
+        seg[1] = u
+        _relink(mp, ms, a, b, seg, 2)
+        cm = evaluate(n, dur, rel, jp_ptr, js_ptr, js_idx, mp, ms, r, q, order, indeg, stack)
+        if cm < 0:
+            seg[0] = u
+            seg[1] = v
+            _relink(mp, ms, a, b, seg, 2)
+            cm = evaluate(n, dur, rel, jp_ptr, js_ptr, js_idx, mp, ms, r, q, order, indeg, stack)
+        cmax = cm
+    return cmax
+
+
+@_jit
+def positions(n, mp, ms, pos):  # type: ignore[no-untyped-def]
+    """Each operation's position on its machine, into ``pos``."""
+    for i in range(n):
+        if mp[i] < 0:
+            k = 0
+            x = i
+            while x >= 0:
+                pos[x] = k
+                k += 1
+                x = ms[x]
+
+
+@_jit
+def distance(n, mp, ms, pos_other):  # type: ignore[no-untyped-def]
+    """Pairs of operations on a machine in the other order in another schedule (its positions)."""
+    seq = np.empty(n, np.int64)
+    d = 0
+    for i in range(n):
+        if mp[i] < 0:
+            k = 0
+            x = i
+            while x >= 0:
+                seq[k] = pos_other[x]
+                k += 1
+                x = ms[x]
+            for a in range(k):
+                for b in range(a + 1, k):
+                    if seq[a] > seq[b]:
+                        d += 1
+    return d
+
+
+@_jit
+def relink(n, dur, rel, jp_ptr, js_ptr, js_idx, mp, ms, pos_guide, steps, seed):  # type: ignore[no-untyped-def]
+    """Path relinking: ``steps`` swaps of adjacent pairs the guide orders the other way; the makespan.
+
+    Each swap is of a random such pair whose swap makes no cycle; it stops early when none is left.
+    """
+    np.random.seed(seed)
+    r = np.empty(n, np.int64)
+    q = np.empty(n, np.int64)
+    order = np.empty(n, np.int64)
+    indeg = np.empty(n, np.int64)
+    stack = np.empty(n, np.int64)
+    cand = np.empty(n, np.int64)
+    bad = np.zeros(n, np.bool_)
+    seg = np.empty(2, np.int64)
+    done = 0
+    while done < steps:
+        nc = 0
+        for i in range(n):
+            j = ms[i]
+            if j >= 0 and pos_guide[i] > pos_guide[j] and not bad[i]:
+                cand[nc] = i
+                nc += 1
+        if nc == 0:
+            break
+        u = cand[np.random.randint(0, nc)]
+        v = ms[u]
+        a = mp[u]
+        b = ms[v]
+        seg[0] = v
+        seg[1] = u
+        _relink(mp, ms, a, b, seg, 2)
+        cm = evaluate(n, dur, rel, jp_ptr, js_ptr, js_idx, mp, ms, r, q, order, indeg, stack)
+        if cm < 0:
+            seg[0] = u
+            seg[1] = v
+            _relink(mp, ms, a, b, seg, 2)
+            bad[u] = True
+            continue
+        bad[:] = False
+        done += 1
+    return evaluate(n, dur, rel, jp_ptr, js_ptr, js_idx, mp, ms, r, q, order, indeg, stack)
+
+
+@_jit
+def seed(value):  # type: ignore[no-untyped-def]
+    """Seed the compiled code's random numbers (of the calling thread)."""
+    np.random.seed(value)
