@@ -69,6 +69,9 @@ def test_parallel_searches_give_a_valid_schedule(inst: Instance, seed: int) -> N
 
 
 def test_parallel_searches_reach_the_optimum_of_ft06_and_la01() -> None:
+    inst, _ = jobshop_instance("ft06")
+    c = compile_instance(inst)
+    JobShopTabu(c, dispatch(c, "spt")[1]).run(FAR, max_iterations=10)  # compiled before the clock
     for name in ("ft06", "la01"):
         inst, best = jobshop_instance(name)
         c = compile_instance(inst)
@@ -76,7 +79,7 @@ def test_parallel_searches_reach_the_optimum_of_ft06_and_la01() -> None:
         t0 = time.monotonic()
         res = parallel_search(c, s, t0 + 120, workers=2, floor=best)
         assert res.value == best, name  # the search stops at the floor as soon as it is reached
-        assert time.monotonic() - t0 < 60 and res.iterations > 0
+        assert time.monotonic() - t0 < 30 and res.iterations > 0
         assert violations(inst, c.to_schedule(m, res.starts)) == []
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 from gongyun.apps.scheduling.domain.compiled import Compiled, compile_instance
@@ -20,7 +22,6 @@ from gongyun.apps.scheduling.domain.cpsat import (
 from gongyun.apps.scheduling.domain.dispatch import best_dispatch
 from gongyun.apps.scheduling.domain.model import Instance, Objective, Schedule
 from gongyun.apps.scheduling.domain.search import Incumbent, Lns, Progress, ProgressFn
-from gongyun.apps.scheduling.domain.tabu import is_pure_job_shop, parallel_search
 
 STRATEGIES = ("gongyun", "cpsat", "plain")
 # Share of the time limit for the first full solve and the final one, by kind of shop. With a choice
@@ -124,6 +125,16 @@ def solve(
     """Solve ``inst``; ``frozen`` maps operation ids to the (machine id, start) they must keep."""
     opts = options or SolveOptions()
     cpm = cp_model_module()  # imported before the clock starts: a one-time cost of the process
+    ts_mod: ModuleType | None = None
+    if (
+        opts.strategy == "gongyun"
+        and opts.objective is Objective.makespan
+        and not frozen
+        and not_before == 0
+        and all(len(op.durations) == 1 for op in inst.operations)
+    ):
+        # numba too (its compiled kernels are loaded, or compiled once, inside the time limit)
+        ts_mod = importlib.import_module("gongyun.apps.scheduling.domain.tabu")
     t0 = time.monotonic()
     deadline = t0 + opts.time_limit
     inst.check()
@@ -191,16 +202,11 @@ def solve(
             return "infeasible", m, s, -1
         return "unknown", m, s, -1
 
-    tabu = (
-        opts.strategy == "gongyun"
-        and objective is Objective.makespan
-        and is_pure_job_shop(c, fz)
-        and not_before == 0
-    )
-    if tabu:
+    tabu = ts_mod is not None and ts_mod.is_pure_job_shop(c, fz)
+    if ts_mod is not None and tabu:
         t_tabu = time.monotonic()
         # a search that stalls (small shops, where CP-SAT proves the optimum) hands over early
-        res = parallel_search(
+        res = ts_mod.parallel_search(
             c,
             start,
             time.monotonic() + TABU * (deadline - time.monotonic()),

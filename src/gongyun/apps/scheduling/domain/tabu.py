@@ -31,12 +31,17 @@ KICK = int(os.environ.get("GY_TS_KICK", "4"))
 POOL = int(os.environ.get("GY_TS_POOL", "8"))  # elite schedules kept for restarts
 RELINK = float(os.environ.get("GY_TS_RELINK", "0.7"))  # restarts by path relinking (else best + kick)
 CHUNK_S = 0.05  # seconds per kernel call: how often the time limit is checked and bests are shared
+MAX_OPS = 4000  # the tabu matrix has a cell per pair of operations (64 MB per search at 4000)
 
 
 def is_pure_job_shop(c: Compiled, frozen: Mapping[int, tuple[int, int]] | None = None) -> bool:
     """True when the tabu search applies to ``c``."""
     return (
-        c.n > 0 and not frozen and all(len(o) == 1 for o in c.opts) and not c.has_setups and not any(c.down)
+        0 < c.n <= MAX_OPS
+        and not frozen
+        and all(len(o) == 1 for o in c.opts)
+        and not c.has_setups
+        and not any(c.down)
     )
 
 
@@ -70,7 +75,7 @@ class JobShopTabu:
             last[m] = i
         self.best_mp, self.best_ms = self.mp.copy(), self.ms.copy()
         self.ep_mp, self.ep_ms = self.mp.copy(), self.ms.copy()
-        self.tabu = np.zeros((n, n), np.int64)
+        self.tabu = np.zeros((n, n), np.int32)
         value = self._evaluate(self.mp, self.ms)[0]
         if value < 0:
             raise ValueError("the start schedule's machine sequences make a cycle")
