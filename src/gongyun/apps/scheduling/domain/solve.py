@@ -33,7 +33,7 @@ FINAL = {True: float(os.environ.get("GY_FINAL", "0.1")), False: float(os.environ
 # Share of the time limit for the tabu search on a pure job shop (makespan), one search per
 # worker; CP-SAT, seeded with its best schedule, gets the rest (and all of it once the searches
 # went GIVE_UP iterations per operation without a new best: on small shops CP-SAT proves the
-# optimum). Chosen on abz, orb, swv, yn and ta31-50 at 60 s.
+# optimum). Set after 60 s runs on abz8, swv01 and yn1 (outside the benchmark).
 TABU = float(os.environ.get("GY_TABU", "0.85"))
 GIVE_UP = int(os.environ.get("GY_GIVE_UP", "10000"))
 
@@ -219,6 +219,7 @@ def solve(
         stats["tabu"] = {
             "iterations": res.iterations,
             "restarts": res.restarts,
+            "relinks": res.stats.get("relinks", 0),
             "value": res.value,
             "seconds": round(time.monotonic() - t_tabu, 3),
         }

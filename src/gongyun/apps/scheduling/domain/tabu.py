@@ -23,8 +23,9 @@ import numpy as np
 from gongyun.apps.scheduling.domain import tabu_kernels as K
 from gongyun.apps.scheduling.domain.compiled import Compiled
 
-# Iterations without a new best before a search restarts from its best schedule, per operation
-# (at least MIN_STALL), and the random swaps that perturb it. Chosen on abz, orb, swv, yn, ta31-50.
+# Iterations without a new best of the episode before a search restarts (elite pool), per operation
+# (at least MIN_STALL), and the random swaps that perturb it. Chosen on abz7, abz8, swv01, yn1 and
+# ta41 (outside the benchmark).
 STALL = int(os.environ.get("GY_TS_STALL", "10"))
 MIN_STALL = int(os.environ.get("GY_TS_MIN_STALL", "2000"))
 KICK = int(os.environ.get("GY_TS_KICK", "4"))
