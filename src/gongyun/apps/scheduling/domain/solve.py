@@ -36,6 +36,9 @@ FINAL = {True: float(os.environ.get("GY_FINAL", "0.1")), False: float(os.environ
 # optimum). Set after 60 s runs on abz8, swv01 and yn1 (outside the benchmark).
 TABU = float(os.environ.get("GY_TABU", "0.85"))
 GIVE_UP = int(os.environ.get("GY_GIVE_UP", "10000"))
+# Share of the time limit for the flexible tabu search (fjsp_tabu) on a flexible shop, one search
+# per worker; CP-SAT, seeded with its best schedule, then LNS, get the rest.
+FLEX_TABU = float(os.environ.get("GY_FLEX_TABU", "0.5"))
 
 
 @dataclass
@@ -135,6 +138,18 @@ def solve(
     ):
         # numba too (its compiled kernels are loaded, or compiled once, inside the time limit)
         ts_mod = importlib.import_module("gongyun.apps.scheduling.domain.tabu")
+    fj_mod: ModuleType | None = None
+    if (
+        opts.strategy == "gongyun"
+        and opts.objective is Objective.makespan
+        and not frozen
+        and not_before == 0
+        and FLEX_TABU > 0
+        and any(len(op.durations) > 1 for op in inst.operations)
+    ):
+        # likewise for a flexible shop: its compiled tabu search is loaded (or compiled once) here
+        fj_mod = importlib.import_module("gongyun.apps.scheduling.domain.fjsp_tabu")
+        fj_mod.warm_up()
     t0 = time.monotonic()
     deadline = t0 + opts.time_limit
     inst.check()
@@ -226,12 +241,23 @@ def solve(
         if res.value < best_value and _meets_deadlines(c, machine, res.starts):
             start, best_value, warm_ok = res.starts, res.value, True
         report(Progress(time.monotonic() - t0, best_value if warm_ok else None, floor, "tabu"))
+    flex_tabu = fj_mod is not None and flexible and fj_mod.applies(c, fz, not_before)
+    if fj_mod is not None and flex_tabu:
+        until = time.monotonic() + FLEX_TABU * (deadline - time.monotonic())
+        fm, fs, fv, its = fj_mod.flexible_tabu(
+            c, machine, start, until, opts.workers, seed=opts.seed, floor=floor
+        )
+        stats["flexible_tabu"] = {"iterations": its, "value": fv}
+        if fv < best_value and _meets_deadlines(c, fm, fs):
+            machine, start, best_value, warm_ok = fm, fs, fv, True
+            base = build(c, objective, weights, upper=best_value, frozen=fz, not_before=not_before)
+        report(Progress(time.monotonic() - t0, best_value if warm_ok else None, floor, "tabu"))
     remaining = deadline - time.monotonic()
     share = 1.0 if tabu else FIRST[flexible]
     first = remaining if opts.strategy == "cpsat" else max(min(remaining, 1.0), share * remaining)
     # no hint here: seeded with a dispatching schedule, CP-SAT stays near it (measured); the warm
     # start still bounds the horizon and seeds the LNS
-    st, m2, s2, v2 = full_solve(first, "cp-sat", machine, start, hint=tabu)
+    st, m2, s2, v2 = full_solve(first, "cp-sat", machine, start, hint=tabu or flex_tabu)
     if st == "infeasible":
         return _infeasible(c, base, opts, t0, machine, start)
     if st in ("optimal", "feasible") and (v2 <= best_value or not warm_ok):
