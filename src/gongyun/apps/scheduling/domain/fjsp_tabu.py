@@ -34,7 +34,7 @@ _I = np.int64
 # new best) before a restart from the best schedule
 TENURE = tuple(int(x) for x in os.environ.get("GY_FT_TENURE", "2,40,3,20").split(","))
 STALL = int(os.environ.get("GY_FT_STALL", "8"))
-TIE = os.environ.get("GY_FT_TIE", "1") == "1"  # among equal makespans prefer the shortest path through v
+TIE = os.environ.get("GY_FT_TIE", "0") == "1"  # among equal makespans prefer the shortest path through v
 
 
 def applies(c: Compiled, frozen: Mapping[int, tuple[int, int]] | None = None, not_before: int = 0) -> bool:
