@@ -128,26 +128,16 @@ def solve(
     """Solve ``inst``; ``frozen`` maps operation ids to the (machine id, start) they must keep."""
     opts = options or SolveOptions()
     cpm = cp_model_module()  # imported before the clock starts: a one-time cost of the process
+    # the compiled tabu searches apply to makespan solves from scratch: numba is imported (and
+    # their kernels loaded, or compiled once) here, before the clock starts, and only when needed
+    searchable = (
+        opts.strategy == "gongyun" and opts.objective is Objective.makespan and not frozen and not_before == 0
+    )
     ts_mod: ModuleType | None = None
-    if (
-        opts.strategy == "gongyun"
-        and opts.objective is Objective.makespan
-        and not frozen
-        and not_before == 0
-        and all(len(op.durations) == 1 for op in inst.operations)
-    ):
-        # numba too (its compiled kernels are loaded, or compiled once, inside the time limit)
-        ts_mod = importlib.import_module("gongyun.apps.scheduling.domain.tabu")
     fj_mod: ModuleType | None = None
-    if (
-        opts.strategy == "gongyun"
-        and opts.objective is Objective.makespan
-        and not frozen
-        and not_before == 0
-        and FLEX_TABU > 0
-        and any(len(op.durations) > 1 for op in inst.operations)
-    ):
-        # likewise for a flexible shop: its compiled tabu search is loaded (or compiled once) here
+    if searchable and all(len(op.durations) == 1 for op in inst.operations):
+        ts_mod = importlib.import_module("gongyun.apps.scheduling.domain.tabu")
+    elif searchable and FLEX_TABU > 0:
         fj_mod = importlib.import_module("gongyun.apps.scheduling.domain.fjsp_tabu")
         fj_mod.warm_up()
     t0 = time.monotonic()

@@ -155,6 +155,23 @@ def _relink(mp, ms, a, b, seg, blen):  # type: ignore[no-untyped-def]
 
 
 @_jit
+def _swap(n, dur, rel, jp_ptr, js_ptr, js_idx, mp, ms, r, q, order, indeg, stack, seg, u):  # type: ignore[no-untyped-def]
+    """Swap ``u`` with its machine successor and evaluate; a swap that makes a cycle is undone (-1)."""
+    v = ms[u]
+    a = mp[u]
+    b = ms[v]
+    seg[0] = v
+    seg[1] = u
+    _relink(mp, ms, a, b, seg, 2)
+    cm = evaluate(n, dur, rel, jp_ptr, js_ptr, js_idx, mp, ms, r, q, order, indeg, stack)
+    if cm < 0:
+        seg[0] = u
+        seg[1] = v
+        _relink(mp, ms, a, b, seg, 2)
+    return cm
+
+
+@_jit
 def _estimate(dur, a, b, r, q, jh, jt, seg, blen):  # type: ignore[no-untyped-def]
     """Balas-Vazacopoulos estimate of the longest path through a block reordered as ``seg``.
 
@@ -412,18 +429,8 @@ def kick(n, dur, rel, jp_ptr, jp_idx, js_ptr, js_idx, mp, ms, swaps):  # type: i
                     pick = k
         if pick < 0:
             break
-        u = path[pick]
-        v = path[pick + 1]
-        a = mp[u]
-        b = ms[v]
-        seg[0] = v
-        seg[1] = u
-        _relink(mp, ms, a, b, seg, 2)
-        cm = evaluate(n, dur, rel, jp_ptr, js_ptr, js_idx, mp, ms, r, q, order, indeg, stack)
-        if cm < 0:
-            seg[0] = u
-            seg[1] = v
-            _relink(mp, ms, a, b, seg, 2)
+        cm = _swap(n, dur, rel, jp_ptr, js_ptr, js_idx, mp, ms, r, q, order, indeg, stack, seg, path[pick])
+        if cm < 0:  # undone: the restored sequence is evaluated again (its heads were overwritten)
             cm = evaluate(n, dur, rel, jp_ptr, js_ptr, js_idx, mp, ms, r, q, order, indeg, stack)
         cmax = cm
     return cmax
@@ -488,17 +495,8 @@ def relink(n, dur, rel, jp_ptr, js_ptr, js_idx, mp, ms, pos_guide, steps, seed):
         if nc == 0:
             break
         u = cand[np.random.randint(0, nc)]
-        v = ms[u]
-        a = mp[u]
-        b = ms[v]
-        seg[0] = v
-        seg[1] = u
-        _relink(mp, ms, a, b, seg, 2)
-        cm = evaluate(n, dur, rel, jp_ptr, js_ptr, js_idx, mp, ms, r, q, order, indeg, stack)
+        cm = _swap(n, dur, rel, jp_ptr, js_ptr, js_idx, mp, ms, r, q, order, indeg, stack, seg, u)
         if cm < 0:
-            seg[0] = u
-            seg[1] = v
-            _relink(mp, ms, a, b, seg, 2)
             bad[u] = True
             continue
         bad[:] = False
