@@ -15,6 +15,10 @@ for both; writes everything as JSON.
 
 ``--groups`` and ``--only`` combine (an instance must match both when both are given).
 ``--solvers gongyun`` skips the plain model (quick iterations; the comparison needs both).
+The JSON is rewritten after every instance; ``--resume`` keeps the instances it already holds
+that were solved by the same solver code (a digest of ``gongyun/apps/scheduling/domain``), time
+limit, workers and solvers, and runs only the others, so the long default run can be made in
+parts (each part on a quiet machine) and still ends with one table and one summary line.
 
 The default run is 83 instances x 2 solvers x 60 s, about 2.8 hours.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import hashlib
 import json
 import os
 import platform
@@ -61,6 +66,28 @@ def default_fjsp_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "shared" / "data" / "fjsp"
 
 
+def code_digest() -> str:
+    """A digest of the solver's source (the domain package), to tell runs of other code apart."""
+    h = hashlib.sha256()
+    domain = Path(__file__).resolve().parents[1] / "src" / "gongyun" / "apps" / "scheduling" / "domain"
+    for path in sorted(domain.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def kept_rows(out: Path, args: argparse.Namespace, code: str) -> dict[str, dict[str, Any]]:
+    """Rows of an earlier run in ``out`` that this run may keep (same code and settings)."""
+    if not out.exists():
+        return {}
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    same = (doc.get("time_limit_s"), doc.get("workers")) == (args.time_limit, args.workers)
+    return {
+        r["instance"]: r
+        for r in doc.get("rows", [])
+        if same and r.get("code") == code and r.get("solvers") == args.solvers
+    }
+
+
 def gap(value: int | None, best: int) -> float | None:
     """Percent above the best-known value."""
     return None if value is None else 100.0 * (value - best) / best
@@ -94,6 +121,21 @@ def fmt(x: float | None) -> str:
     return "    -" if x is None else f"{x:+6.2f}%"
 
 
+def write_doc(
+    args: argparse.Namespace, rows: list[dict[str, Any]], t0: float, summary: dict[str, Any] | None = None
+) -> None:
+    """Write the JSON (after every instance, so a stopped run keeps what it measured)."""
+    doc = {
+        "time_limit_s": args.time_limit,
+        "workers": args.workers,
+        "cpus": os.cpu_count(),
+        "wall_s": round(time.monotonic() - t0, 1),
+        "rows": rows,
+        "summary": summary or {},
+    }
+    args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     """Run the benchmark and print the table and the summary line."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -106,7 +148,12 @@ def main() -> None:
     ap.add_argument("--fjsp-dir", type=Path, default=default_fjsp_dir())
     ap.add_argument("--out", type=Path, default=Path("bench-schedule.json"))
     ap.add_argument("--solvers", default=",".join(SOLVERS), help="comma-separated: gongyun, plain")
+    ap.add_argument(
+        "--resume", action="store_true", help="keep the instances --out holds from the same code and settings"
+    )
     args = ap.parse_args()
+    code = code_digest()
+    kept = kept_rows(args.out, args, code) if args.resume else {}
     pats = [p.strip() for p in args.only.split(",") if p.strip()]
     groups = [g.strip() for g in args.groups.split(",") if g.strip()]
     unknown = [g for g in groups if g not in GROUPS]
@@ -126,22 +173,35 @@ def main() -> None:
     print(
         f"bench-schedule: {len(jobs)} instances, {args.time_limit:g} s each per solver, "
         f"{args.workers} workers, "
-        f"{os.cpu_count()} CPUs ({platform.machine()}); shared machine: load {os.getloadavg()[0]:.1f}",
+        f"{os.cpu_count()} CPUs ({platform.machine()}); shared machine: load {os.getloadavg()[0]:.1f}; "
+        f"solver code {code}" + (f", {sum(n in kept for n, _ in jobs)} kept from {args.out}" if kept else ""),
         flush=True,
     )
     print(
         f"{'instance':9} {'size':22} {'best':>6} | {'gongyun':>8} {'gap':>8} | {'plain':>8} {'gap':>8}",
         flush=True,
     )
-    rows = []
+    names = {n for n, _ in jobs}
+    others = [r for n, r in kept.items() if n not in names]  # earlier parts of a run in parts
+    rows: list[dict[str, Any]] = []
     t0 = time.monotonic()
     for name, _ in jobs:
-        if name in mk:
-            inst, _lb, best = mk[name]
+        if name in kept:
+            row = kept[name]
         else:
-            inst, best = jobshop_instance(name)
-        row = run_one(name, inst, best, args)
+            if name in mk:
+                inst, _lb, best = mk[name]
+            else:
+                inst, best = jobshop_instance(name)
+            load = os.getloadavg()[0]
+            row = run_one(name, inst, best, args) | {
+                "code": code,
+                "solvers": args.solvers,
+                "load": round(load, 1),
+            }
+        best = row["best_known"]
         rows.append(row)
+        write_doc(args, others + rows, t0)
         g, p = row["gongyun"], row["plain"]
         flags = (
             "" if g["valid"] and p["valid"] else "  INVALID " + "; ".join(g["violations"] + p["violations"])
@@ -154,7 +214,7 @@ def main() -> None:
     summary: dict[str, dict[str, float | None]] = {}
     parts = []
     for grp in GROUPS:
-        members = [r for r in rows if r["group"] == grp]
+        members = [r for r in others + rows if r["group"] == grp]
         if not members:
             continue
         means: dict[str, float | None] = {}
@@ -166,15 +226,7 @@ def main() -> None:
             f"{grp} gongyun {fmt(means['gongyun']).strip()} "
             f"plain {fmt(means['plain']).strip()} (n={len(members)})"
         )
-    doc = {
-        "time_limit_s": args.time_limit,
-        "workers": args.workers,
-        "cpus": os.cpu_count(),
-        "wall_s": round(time.monotonic() - t0, 1),
-        "rows": rows,
-        "summary": summary,
-    }
-    args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    write_doc(args, others + rows, t0, summary)
     print(f"wrote {args.out}", flush=True)
     print("summary mean gap: " + " | ".join(parts), flush=True)
 
