@@ -175,3 +175,47 @@ def test_deferred_fast_answers_keep_their_order(base: tuple[str, int]) -> None:
                 data += chunk
     bodies = [part.split(b"\r\n\r\n", 1)[1] for part in data.split(b"HTTP/1.1 ")[1:]]
     assert bodies == [b"later1", b"now2", b"app3", b"later4", b"now5"]
+
+
+@pytest.mark.parametrize("when", ["later", "at_once"])
+def test_a_deferred_raw_hook_answers_in_order_whenever_it_replies(when: str) -> None:
+    """The ``deferred_raw`` hook (the recursive node's misses) may reply from a callback later or
+    before it even returns; either way the pipelined requests are answered in order and the
+    connection goes on serving."""
+    import asyncio
+    from collections.abc import Callable
+
+    app = AsgiApp()
+
+    def deferred(
+        target: bytes, headers: list[tuple[bytes, bytes]], keep: bool, reply: Callable[[bytes], None]
+    ) -> bool:
+        if not target.startswith(b"/d"):
+            return False
+        body = target[1:]
+        answer = b"HTTP/1.1 200 OK\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        if when == "at_once":
+            reply(answer)
+        else:
+            asyncio.get_running_loop().call_later(0.02, reply, answer)
+        return True
+
+    async def app_answer(req: Request) -> Response:
+        return Response(200, req.path[1:].encode(), [])
+
+    app.deferred_raw = deferred
+    app.mount("/", app_answer)
+    names = ("d1", "app2", "d3", "d4", "app5")
+    with serve_lean_in_thread(app) as url:
+        host, port = url[len("http://") :].split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            for _ in range(2):  # a second round on the same connection: nothing stays stuck
+                s.sendall(b"".join(f"GET /{p} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for p in names))
+                data = b""
+                while data.count(b"HTTP/1.1 ") < len(names) or not data.endswith(b"app5"):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                bodies = [part.split(b"\r\n\r\n", 1)[1] for part in data.split(b"HTTP/1.1 ")[1:]]
+                assert bodies == [n.encode() for n in names]

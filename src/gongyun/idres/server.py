@@ -186,12 +186,14 @@ class HttpProtocol(asyncio.Protocol):
                     return
                 req = self.queue.popleft()
                 continue
+            if done is None:  # the deferred_raw hook took it: busy until _deliver (maybe done already)
+                return
             self.busy = True
             if done is False:
                 self.loop.create_task(self._drain(req, fast=False))
-            elif done is not None:
+            else:
                 done.add_done_callback(partial(self._later, req))
-            return  # None: the app's deferred_raw hook took it and calls _deliver
+            return
 
     def _later(self, req: _Req, answer: asyncio.Future[bytes | None]) -> None:
         """A deferred fast answer arrived as a future."""
@@ -253,8 +255,11 @@ class HttpProtocol(asyncio.Protocol):
                     answer = _OK_HEAD + str(len(body)).encode() + conn + b"\r\n\r\n" + body
         if answer is None:
             deferred = self.app.deferred_raw
-            if deferred is not None and deferred(url, headers, keep, partial(self._deliver, req)):
-                return None
+            if deferred is not None:
+                was, self.busy = self.busy, True  # before the hook: it may reply before it returns
+                if deferred(url, headers, keep, partial(self._deliver, req)):
+                    return None
+                self.busy = was
             return False
         if not isinstance(answer, bytes):  # a future: the answer comes after a read
             return answer
