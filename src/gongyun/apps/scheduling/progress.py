@@ -136,9 +136,15 @@ async def report(
         row["expected_end"] = expected_end
     if expected_end is not None and event == "start":
         row["expected_end"] = expected_end
-    await session.execute(delete(progress).where(progress.c.tenant_id == tenant_id, progress.c.op_id == op))
-    await session.execute(progress.insert().values(**row))
+    await _put(session, row)
     return row
+
+
+async def _put(session: AsyncSession, row: dict[str, Any]) -> None:
+    """Store an operation's progress row (replacing the one it had)."""
+    where = (progress.c.tenant_id == row["tenant_id"], progress.c.op_id == row["op_id"])
+    await session.execute(delete(progress).where(*where))
+    await session.execute(progress.insert().values(**row))
 
 
 async def mark_late(
@@ -157,7 +163,4 @@ async def mark_late(
             late_reported_at=now,
             updated_at=now,
         )
-        await session.execute(
-            delete(progress).where(progress.c.tenant_id == tenant_id, progress.c.op_id == op)
-        )
-        await session.execute(progress.insert().values(**row))
+        await _put(session, row)
