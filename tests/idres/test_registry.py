@@ -189,6 +189,47 @@ async def test_bulk_import(registry: Registry) -> None:
     assert await registry.handles_after(TENANT, "88.100.1", "88.100.1/IMP-999") == ["88.100.1/odd"]
 
 
+async def test_bulk_import_stores_what_a_registration_stores(registry: Registry) -> None:
+    from sqlalchemy import text
+
+    from gongyun.idres.values import ADMIN_ONLY, HandleValue, admin_value
+
+    values = [  # out of index order, one value readable by admins only, ttls that differ, a JSON value
+        string_value(7, "GY_LOT", "L-1", ttl=600),
+        HandleValue(index=2, type="EMAIL", format="string", value="ops@x.cn", ttl=60, permissions=ADMIN_ONLY),
+        admin_value("88.100.1/admin"),
+        string_value(1, "URL", "https://example.org/p/1"),
+    ]
+    await registry.put(TENANT, "88.100.1/reg", values)
+    stats = await import_records(registry.db, TENANT, [("88.100.1/imp", values)])
+    assert (stats.inserted, stats.failed) == (1, 0)
+    cols = "values_json, public_json, all_public, min_ttl"
+    async with registry.db.session() as s:
+        rows = {}
+        for key in ("REG", "IMP"):
+            rec = (
+                await s.execute(
+                    text(f"SELECT {cols} FROM idres_records WHERE handle_norm = :n"), {"n": f"88.100.1/{key}"}
+                )
+            ).one()
+            vals = (
+                await s.execute(
+                    text(
+                        "SELECT idx, type, value_key, public FROM idres_values"
+                        " WHERE handle_norm = :n ORDER BY idx"
+                    ),
+                    {"n": f"88.100.1/{key}"},
+                )
+            ).all()
+            rows[key] = (tuple(rec), [tuple(v) for v in vals])
+    assert rows["IMP"] == rows["REG"]
+    reg, imp = rows["REG"][0], rows["IMP"][0]
+    assert not imp[2] and imp[3] == 60 and "ops@x.cn" in imp[0] and "ops@x.cn" not in imp[1]
+    assert [v[0] for v in rows["IMP"][1]] == [1, 2, 7, 100]
+    got = await registry.get(TENANT, "88.100.1/imp")
+    assert [v.index for v in got.values] == [1, 2, 7, 100] and reg == imp
+
+
 async def test_bulk_import_applies_prefixes_and_templates(registry: Registry) -> None:
     await registry.save_template(
         TENANT, {"prefix": "88.100.1", "name": "pump", "items": [{"type": "GY_MODEL", "required": True}]}

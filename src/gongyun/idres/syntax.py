@@ -143,19 +143,23 @@ def parse(identifier: str) -> Handle:
         raise _bad(identifier, "empty", "the identifier is empty")
     if len(identifier) > MAX_HANDLE_BYTES:  # more characters than bytes allowed: refused unread
         raise _bad(identifier, "too_long", f"the identifier is longer than {MAX_HANDLE_BYTES} bytes of UTF-8")
-    # printable ASCII has none of the characters refused below (the search costs far more)
-    found = None if identifier.isascii() and identifier.isprintable() else _BAD_CHARS.search(identifier)
-    if found is not None:
-        i, ch = found.start(), found.group()
-        if _bad_char(ch):
+    # printable ASCII has none of the characters refused below (the search costs far more), and
+    # its length in bytes is its length in characters, checked above
+    if not (identifier.isascii() and identifier.isprintable()):
+        found = _BAD_CHARS.search(identifier)
+        if found is not None:
+            i, ch = found.start(), found.group()
+            if _bad_char(ch):
+                raise _bad(
+                    identifier,
+                    "control_character",
+                    f"character U+{ord(ch):04X} at position {i} is not allowed in an identifier",
+                    i,
+                )
+        if len(identifier.encode("utf-8", "surrogatepass")) > MAX_HANDLE_BYTES:
             raise _bad(
-                identifier,
-                "control_character",
-                f"character U+{ord(ch):04X} at position {i} is not allowed in an identifier",
-                i,
+                identifier, "too_long", f"the identifier is longer than {MAX_HANDLE_BYTES} bytes of UTF-8"
             )
-    if len(identifier.encode("utf-8")) > MAX_HANDLE_BYTES:
-        raise _bad(identifier, "too_long", f"the identifier is longer than {MAX_HANDLE_BYTES} bytes of UTF-8")
     prefix, sep, suffix = identifier.partition("/")
     if not sep:
         raise _bad(identifier, "missing_slash", "an identifier is 'prefix/suffix' but has no '/'")

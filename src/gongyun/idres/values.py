@@ -179,7 +179,7 @@ class HandleValue:
             "ttl": self.ttl,
             "timestamp": format_timestamp(self.timestamp),
         }
-        if self.permissions != PUBLIC:
+        if self.permissions is not PUBLIC and self.permissions != PUBLIC:
             out["permissions"] = self.permissions.bits()
         if self.references:
             out["references"] = [{"handle": h, "index": i} for h, i in self.references]
