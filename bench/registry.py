@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +49,16 @@ from gongyun.idres.bulk_write import REC_COLS, VAL_COLS  # noqa: E402
 from gongyun.idres.pgread import PointReader  # noqa: E402
 from gongyun.idres.registry import Registry  # noqa: E402
 from gongyun.idres.syntax import Handle  # noqa: E402
-from gongyun.idres.values import HandleValue, string_value  # noqa: E402
+from gongyun.idres.values import HandleValue  # noqa: E402
 
 PREFIX = "88.100.2"
 TENANT = "default"
 CHUNK = 20_000
+
+
+# one registration time for every value (a real import stamps them as they are read)
+TIMESTAMP = datetime.now(UTC).replace(microsecond=0)
+_TS = TIMESTAMP.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def record(i: int) -> tuple[str, list[HandleValue]]:
@@ -60,23 +66,41 @@ def record(i: int) -> tuple[str, list[HandleValue]]:
     return (
         f"{PREFIX}/LOT-{i:09d}",
         [
-            string_value(1, "URL", f"https://plant.example/lots/{i}"),
-            string_value(2, "GY_LOT", f"L{i:09d}"),
+            HandleValue(1, "URL", "string", f"https://plant.example/lots/{i}", timestamp=TIMESTAMP),
+            HandleValue(2, "GY_LOT", "string", f"L{i:09d}", timestamp=TIMESTAMP),
         ],
     )
+
+
+def anchor_rows(i: int, stamp: str) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+    """The table rows of ``record(i)``, written out directly (the 100-million-record anchor would
+    otherwise spend half an hour in the product's encoder); ``encoded_chunks`` checks them."""
+    norm = f"{PREFIX}/LOT-{i:09d}"
+    url, lot = f"https://plant.example/lots/{i}", f"L{i:09d}"
+    body = (
+        f'[{{"index":1,"type":"URL","data":{{"format":"string","value":"{url}"}},"ttl":86400,'
+        f'"timestamp":"{_TS}"}},{{"index":2,"type":"GY_LOT","data":{{"format":"string","value":"{lot}"}},'
+        f'"ttl":86400,"timestamp":"{_TS}"}}]'
+    )
+    rec = (norm, TENANT, norm, PREFIX, body, body, True, 86400, 1, stamp, stamp)
+    return rec, [(norm, 1, TENANT, "URL", url, True), (norm, 2, TENANT, "GY_LOT", lot, True)]
 
 
 def encoded_chunks(count: int, dialect: str) -> Iterator[tuple[list[Any], list[Any]]]:
     """The records as table rows, ``CHUNK`` at a time (what the anchor loads)."""
     stamp = _stamp(dialect)
+    for i in {0, 1, count // 2, count - 1}:  # the rows are the ones Gongyun's encoder makes
+        handle, values = record(i)
+        assert anchor_rows(i, stamp) == _encode(
+            TENANT, Handle(PREFIX, handle.split("/", 1)[1]), values, stamp
+        )
     for start in range(0, count, CHUNK):
         recs: list[Any] = []
         vals: list[Any] = []
         for i in range(start, min(count, start + CHUNK)):
-            handle, values = record(i)
-            rec, vrows = _encode(TENANT, Handle(PREFIX, handle.split("/", 1)[1]), values, stamp)
+            rec, vrows = anchor_rows(i, stamp)
             recs.append(rec)
-            vals.extend(vrows)
+            vals += vrows
         yield recs, vals
 
 
