@@ -62,7 +62,7 @@ SOAK_ARGS ?=
 soak: $(VENV)/.installed-dev
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
-# Scheduling: Gongyun's search beside plain CP-SAT on ft/la/ta and Brandimarte (about 2.8 hours at
+# Scheduling: Gongyun's search beside plain CP-SAT on ft/la/ta and Brandimarte (about 1.5 hours, 2.8 at most, at
 # the default 60 s per instance). e.g. make bench-schedule SCHEDULE_ARGS="--time-limit 10 --only ta0*,mk0?"
 # or one summary group: make bench-schedule SCHEDULE_ARGS="--groups ta11-20 --time-limit 60"
 # or the full run in parts (same solver code): SCHEDULE_ARGS="--groups ft/la --resume", then "--resume"
