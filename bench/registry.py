@@ -17,8 +17,11 @@ For each backend (SQLite, PostgreSQL) in the same run:
   identifiers of the whole registry: once the distinct identifiers served outnumber the cache,
   memory must stay level (bounded by the cache, not by the registry).
 
-``--count`` sets N (default 1,000,000; ``--count 100000000`` is run by hand, about 20 GB on
-PostgreSQL). Above 2 million records the input is generated as it is consumed, so memory stays flat. Writes
+The size of each imported registry (tables and indexes, bytes per identifier) is reported too.
+``--count`` sets N (default 1,000,000; ``--count 100000000`` is run by hand: at the 1.4 kB per
+identifier measured on PostgreSQL that is about 140 GB, and the run refuses to start when the
+server's disk has less free; the anchor's database is dropped before the import's is filled).
+Above 2 million records the input is generated as it is consumed, so memory stays flat. Writes
 bench/results/registry.json and prints one summary line last.
 """
 
@@ -322,20 +325,47 @@ async def explain(db: Database, norm: str) -> str:
     return plan
 
 
+# bytes a benchmark identifier takes on PostgreSQL 15, tables and indexes (measured at 1 M: 1.38 kB)
+PG_BYTES_PER_ID = 1_400
+
+
+def disk_bytes(url: str, path: Path | None) -> int:
+    """Size of the registry's database (SQLite file and its WAL, or the PostgreSQL database)."""
+    if path is not None:
+        return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    return int(row[0]) if row else 0
+
+
+def postgres_free_bytes(admin_dsn: str) -> int | None:
+    """Free space where the PostgreSQL server keeps its data (None when it cannot be read here)."""
+    import shutil
+
+    import psycopg
+
+    try:
+        with psycopg.connect(admin_dsn) as conn:
+            row = conn.execute("SHOW data_directory").fetchone()
+        return shutil.disk_usage(row[0]).free if row else None
+    except (psycopg.Error, OSError):
+        return None
+
+
 def run_backend(
-    name: str, url: str, anchor_url: str, anchor_path: Path | None, args: argparse.Namespace
+    name: str, url: str, anchor_seconds: float, db_path: Path | None, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """Anchor, import and resolution on one backend."""
+    """Import and resolution on one backend, beside the anchor's time measured before."""
     count = args.count
-    if name == "sqlite":
-        assert anchor_path is not None
-        anchor = sqlite_anchor(anchor_path, count)
-        anchor_path.unlink()
-    else:
-        anchor = postgres_anchor(anchor_url, count)
-    print(f"{name}: raw driver {count / anchor:,.0f} rows/s", file=sys.stderr)
+    print(f"{name}: raw driver {count / anchor_seconds:,.0f} rows/s", file=sys.stderr)
     ours = asyncio.run(gongyun_import(url, count))
-    print(f"{name}: import {count / ours:,.0f} rows/s", file=sys.stderr)
+    size = disk_bytes(url, db_path)
+    print(
+        f"{name}: import {count / ours:,.0f} rows/s, {size / count:,.0f} bytes per identifier",
+        file=sys.stderr,
+    )
     res = asyncio.run(resolution(url, count, args.probes))
     print(f"{name}: resolution p99 {res['p99_ms']:.2f} ms", file=sys.stderr)
     if name == "postgres" and args.node_seconds:
@@ -347,11 +377,34 @@ def run_backend(
     return {
         "seconds": ours,
         "rows_per_s": count / ours,
-        "anchor_seconds": anchor,
-        "anchor_rows_per_s": count / anchor,
-        "ratio": anchor / ours,
+        "anchor_seconds": anchor_seconds,
+        "anchor_rows_per_s": count / anchor_seconds,
+        "ratio": anchor_seconds / ours,
+        "disk_bytes": size,
+        "disk_bytes_per_identifier": size / count,
         "resolution": res,
     }
+
+
+def run_postgres(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The anchor in one scratch database (dropped before the import starts), then the import."""
+    from tests.services import POSTGRES_ADMIN_DSN, port_open, scratch_postgres_database
+
+    if not port_open("127.0.0.1", 5432):
+        print("postgres: not running on 127.0.0.1:5432, skipped", file=sys.stderr)
+        return None
+    free = postgres_free_bytes(POSTGRES_ADMIN_DSN)
+    need = args.count * PG_BYTES_PER_ID * 1.15  # and room for the write-ahead log
+    if free is not None and need > free:
+        raise SystemExit(
+            f"postgres: {args.count:,} identifiers need about {need / 1e9:,.0f} GB "
+            f"({PG_BYTES_PER_ID:,} bytes each with their indexes, measured) and the server's disk has "
+            f"{free / 1e9:,.0f} GB free; not started"
+        )
+    with scratch_postgres_database() as anchor_url:
+        anchor = postgres_anchor(anchor_url, args.count)
+    with scratch_postgres_database() as url:
+        return run_backend("postgres", url, anchor, None, args)
 
 
 def main() -> None:
@@ -368,16 +421,13 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="gy-bench-registry-") as tmp:
         if "sqlite" in args.backends:
-            url = f"sqlite+aiosqlite:///{tmp}/registry.db"
-            results["sqlite"] = run_backend("sqlite", url, "", Path(tmp) / "anchor.db", args)
-        if "postgres" in args.backends:
-            from tests.services import port_open, scratch_postgres_database
-
-            if port_open("127.0.0.1", 5432):
-                with scratch_postgres_database() as anchor_url, scratch_postgres_database() as url:
-                    results["postgres"] = run_backend("postgres", url, anchor_url, None, args)
-            else:
-                print("postgres: not running on 127.0.0.1:5432, skipped", file=sys.stderr)
+            anchor_path = Path(tmp) / "anchor.db"
+            anchor = sqlite_anchor(anchor_path, args.count)
+            anchor_path.unlink()
+            path = Path(tmp) / "registry.db"
+            results["sqlite"] = run_backend("sqlite", f"sqlite+aiosqlite:///{path}", anchor, path, args)
+        if "postgres" in args.backends and (pg := run_postgres(args)) is not None:
+            results["postgres"] = pg
     out = ROOT / "results"
     out.mkdir(exist_ok=True)
     name = "registry.json" if args.count == 1_000_000 else f"registry-{args.count}.json"
@@ -387,6 +437,7 @@ def main() -> None:
     parts = [
         f"{b} import {r['rows_per_s']:,.0f} rows/s = {r['ratio']:.2f} x raw "
         f"{'COPY' if b == 'postgres' else 'executemany'} {r['anchor_rows_per_s']:,.0f} rows/s, "
+        f"{r['disk_bytes_per_identifier']:,.0f} bytes/identifier, "
         f"resolve p99 {r['resolution']['p99_ms']:.2f} ms"
         for b, r in results.items()
     ]
