@@ -99,7 +99,10 @@ def build_sqlite(data: Path, count: int) -> Path:
     asyncio.run(fill(f"sqlite+aiosqlite:///{data / 'node.db'}", count))
     conn = sqlite3.connect(data / "node.db")
     try:  # nginx serves exactly the bytes the node answers
-        rows = conn.execute("SELECT handle, public_json FROM idres_records WHERE prefix_norm = ?", (PREFIX,))
+        rows = conn.execute(
+            "SELECT handle, COALESCE(public_json, values_json) FROM idres_records WHERE prefix_norm = ?",
+            (PREFIX,),
+        )
         for handle, public_json in rows:
             body = b'{"responseCode":1,"handle":' + json.dumps(handle).encode() + b',"values":'
             (static / handle.split("/", 1)[1]).write_bytes(body + public_json.encode() + b"}")

@@ -230,6 +230,39 @@ async def test_bulk_import_stores_what_a_registration_stores(registry: Registry)
     assert [v.index for v in got.values] == [1, 2, 7, 100]
 
 
+async def test_an_all_public_record_is_stored_once(registry: Registry) -> None:
+    from sqlalchemy import text
+
+    from gongyun.idres.values import ADMIN_ONLY, HandleValue
+
+    await registry.put(TENANT, "88.100.1/pub", decode_values(url(1)))
+    stats = await import_records(registry.db, TENANT, [("88.100.1/pub-bulk", decode_values(url(2)))])
+    assert stats.inserted == 1
+    secret = HandleValue(index=3, type="EMAIL", format="string", value="ops@x.cn", permissions=ADMIN_ONLY)
+    await registry.put(TENANT, "88.100.1/mixed", [*decode_values(url(3)), secret])
+    sql = "SELECT handle_norm, public_json IS NULL, all_public FROM idres_records WHERE handle_norm LIKE :p"
+    async with registry.db.session() as s:
+        stored = {r[0]: (bool(r[1]), bool(r[2])) for r in await s.execute(text(sql), {"p": "88.100.1/%"})}
+    assert stored == {
+        "88.100.1/PUB": (True, True),
+        "88.100.1/PUB-BULK": (True, True),
+        "88.100.1/MIXED": (False, False),
+    }
+    for norm in ("88.100.1/PUB", "88.100.1/PUB-BULK"):
+        raw = await registry.get_raw(TENANT, norm)
+        assert raw is not None and raw[2] == raw[1] and "https://example.org/p/" in raw[2]
+    mixed = await registry.get_raw(TENANT, "88.100.1/MIXED")
+    assert mixed is not None and "ops@x.cn" in mixed[1] and "ops@x.cn" not in mixed[2]
+    # a row written before idres_0004 (the full rendering twice) reads the same
+    async with registry.db.session() as s:
+        await s.execute(
+            text("UPDATE idres_records SET public_json = values_json WHERE handle_norm = '88.100.1/PUB'")
+        )
+        await s.commit()
+    legacy = await registry.get_raw(TENANT, "88.100.1/PUB")
+    assert legacy is not None and legacy[2] == legacy[1]
+
+
 async def test_bulk_import_applies_prefixes_and_templates(registry: Registry) -> None:
     await registry.save_template(
         TENANT, {"prefix": "88.100.1", "name": "pump", "items": [{"type": "GY_MODEL", "required": True}]}

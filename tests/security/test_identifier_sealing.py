@@ -96,7 +96,9 @@ async def test_core_values_are_sealed_at_rest_and_shredded(db: Database, db_url:
     ] == CORE_TEXT
     async with db.session() as s:
         row = await s.get(IdRecord, parse(f"{PREFIX}/F1").norm)
-        assert row is not None and CORE_TEXT not in row.values_json and CORE_TEXT not in row.public_json
+        assert (
+            row is not None and CORE_TEXT not in row.values_json and CORE_TEXT not in (row.public_json or "")
+        )
         indexed = (
             await s.execute(select(IdValue.idx).where(IdValue.handle_norm == row.handle_norm))
         ).scalars()

@@ -143,7 +143,7 @@ def _encode(tenant_id: str, h: Handle, values: list[HandleValue], stamp: str) ->
     if len(full) > MAX_RECORD_BYTES:
         raise RecordTooLarge(f"the record is {len(full)} bytes, at most {MAX_RECORD_BYTES} allowed")
     all_public = len(public_list) == len(full_list)
-    public_json = full if all_public else orjson.dumps(public_list).decode()
+    public_json = None if all_public else orjson.dumps(public_list).decode()
     rec = (norm, tenant_id, text, fold(h.prefix), full, public_json, all_public, min_ttl, 1, stamp, stamp)
     return rec, vals
 

@@ -20,7 +20,7 @@ _RECORD = (
 )
 # the records carrying one public value: what a GS1, OID or Ecode key resolves through
 _BY_VALUE = (
-    "SELECT r.handle, r.public_json, r.min_ttl FROM idres_values v "
+    "SELECT r.handle, COALESCE(r.public_json, r.values_json), r.min_ttl FROM idres_values v "
     "JOIN idres_records r ON r.handle_norm = v.handle_norm "
     "WHERE v.type = ? AND v.value_key = ? AND v.public = 1"
 )
@@ -62,7 +62,7 @@ class SqliteReader:
     def record(self, norm: str) -> RawRecord | None:
         """``(handle, values_json, public_json, min_ttl, tenant)`` of one identifier, or None."""
         row = self.conn.execute(self._record, (norm, *self._tenant)).fetchone()
-        return None if row is None else (row[0], row[1], row[2], row[3], row[4])
+        return None if row is None else (row[0], row[1], row[2] or row[1], row[3], row[4])
 
     def by_value(self, vtype: str, key: str, limit: int = 50) -> list[tuple[str, str, int]]:
         """``(handle, public_json, min_ttl)`` of the records with a public value of that type and key."""

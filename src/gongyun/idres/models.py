@@ -31,7 +31,7 @@ class IdPrefix(Base):
 
 
 class IdRecord(Base):
-    """One identifier and its values (Handle JSON), plus the public-only rendering."""
+    """One identifier and its values (Handle JSON), plus the public-only rendering when it differs."""
 
     __tablename__ = "idres_records"
 
@@ -40,7 +40,8 @@ class IdRecord(Base):
     handle: Mapped[str] = mapped_column(String(1024))
     prefix_norm: Mapped[str] = mapped_column(String(255))
     values_json: Mapped[str] = mapped_column(Text)
-    public_json: Mapped[str] = mapped_column(Text)
+    # None when every value is public: the resolution answer is then ``values_json`` itself
+    public_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     all_public: Mapped[bool] = mapped_column(Boolean, default=True)
     min_ttl: Mapped[int] = mapped_column(Integer, default=86400)
     version: Mapped[int] = mapped_column(Integer, default=1)

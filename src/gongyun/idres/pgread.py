@@ -144,7 +144,11 @@ class PointReader:
             await _close(conn)
             raise
         tenant = self.tenant_id
-        found = {r[0]: (r[1], r[2], r[3], int(r[4]), r[5]) for r in rows if tenant is None or r[5] == tenant}
+        found = {
+            r[0]: (r[1], r[2], r[3] or r[2], int(r[4]), r[5])
+            for r in rows
+            if tenant is None or r[5] == tenant
+        }
         flights = self.flights
         for norm in batch:
             fut = flights.pop(norm, None)

@@ -41,7 +41,8 @@ from gongyun.security.classify.keyring import DataKeyGone, Keyring
 
 MAX_BATCH = 2_000
 _CHUNK = 500
-RawRecord = tuple[str, str, str, int, str]  # handle, values_json, public_json, min_ttl, tenant
+# handle, values_json, public_json (the same object when every value is public), min_ttl, tenant
+RawRecord = tuple[str, str, str, int, str]
 
 
 @dataclass(slots=True)
@@ -97,7 +98,7 @@ def encode_row(tenant_id: str, handle: Handle, values: list[HandleValue], versio
         "handle": str(handle),
         "prefix_norm": handle.prefix_norm,
         "values_json": full,
-        "public_json": full if len(public) == len(values) else orjson.dumps(encode_values(public)).decode(),
+        "public_json": None if len(public) == len(values) else orjson.dumps(encode_values(public)).decode(),
         "all_public": len(public) == len(values),
         "min_ttl": min((v.ttl for v in values), default=DEFAULT_TTL),
         "version": version,
@@ -178,7 +179,7 @@ class Registry:
             q = q.where(IdRecord.tenant_id == tenant_id)
         async with self.db.sessions() as s:
             row = (await s.execute(q)).first()
-        return None if row is None else (row[0], row[1], row[2], row[3], row[4])
+        return None if row is None else (row[0], row[1], row[2] or row[1], row[3], row[4])
 
     async def _check(self, s: AsyncSession, tenant_id: str, h: Handle, values: list[HandleValue]) -> None:
         if self.enforce_prefixes and not h.is_prefix_record:

@@ -17,7 +17,7 @@ from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from gongyun.db import utcnow
 from gongyun.idres.answers import AnswerCache, answer_ttls, note_ttl
@@ -145,7 +145,11 @@ def make_lookup(registry: Registry, tenant_id: str | None, reader: SqliteReader 
                 continue
             vtype, key = _most_selective(wanted)
             q = (
-                select(IdRecord.handle, IdRecord.public_json, IdRecord.min_ttl)
+                select(
+                    IdRecord.handle,
+                    func.coalesce(IdRecord.public_json, IdRecord.values_json),
+                    IdRecord.min_ttl,
+                )
                 .join(IdValue, IdValue.handle_norm == IdRecord.handle_norm)
                 .where(IdValue.type == vtype, IdValue.value_key == key, IdValue.public.is_(True))
             )

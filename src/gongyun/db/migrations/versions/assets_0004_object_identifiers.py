@@ -54,7 +54,10 @@ _VALUES = _table("idres_values", "handle_norm", "idx", "tenant_id", "type", "val
 
 def _insert_record(conn: sa.Connection, tenant_id: str, handle: str, values: list[HandleValue]) -> None:
     h = parse(handle)
-    conn.execute(_RECORDS.insert(), [encode_row(tenant_id, h, values)])
+    row = encode_row(tenant_id, h, values)
+    # this revision's idres_records still requires public_json (idres_0004 relaxes that)
+    row["public_json"] = row["public_json"] or row["values_json"]
+    conn.execute(_RECORDS.insert(), [row])
     conn.execute(_VALUES.insert(), value_rows(tenant_id, h.norm, values))
 
 
