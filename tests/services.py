@@ -52,14 +52,14 @@ def require_path(path: str, what: str) -> None:
 
 
 @contextmanager
-def scratch_postgres_database() -> Iterator[str]:
-    """Create a throw-away PostgreSQL database; yield its SQLAlchemy async URL; drop it."""
+def scratch_postgres_database(tablespace: str | None = None) -> Iterator[str]:
+    """Create a throw-away PostgreSQL database (in ``tablespace`` if given); yield its async URL; drop it."""
     import psycopg
 
     require_service("postgres")
     name = f"gy_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TABLESPACE "{tablespace}"' if tablespace else ""))
     base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0]
     try:
         yield f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{name}"
