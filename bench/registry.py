@@ -10,8 +10,9 @@ For each backend (SQLite, PostgreSQL) in the same run:
   encoded, existing identifiers skipped, one transaction (its input, the records as a caller
   hands them over, is built outside the timer as the anchor's rows are: see ``Input``);
 * resolution on the imported registry: p50/p99 of the node's read (``Registry.get_raw``, one
-  primary-key look-up) for random identifiers, the query plan of that read (EXPLAIN), and the
-  cost of a keyset page of the prefix listing deep into the registry;
+  primary-key look-up) for random identifiers, the query plan of that read (EXPLAIN), the
+  cost of a keyset page of the prefix listing deep into the registry and of exact reverse
+  look-ups (``Registry.reverse_page``) of random values;
 * on PostgreSQL, a node's memory (``gongyun idnode``, one worker, ``--node-cache`` records)
   sampled every ``--node-seconds`` (until it served five times its cache) while wrk resolves random
   identifiers of the whole registry: once the distinct identifiers served outnumber the cache,
@@ -240,6 +241,13 @@ async def resolution(url: str, count: int, probes: int) -> dict[str, Any]:
         page = await reg.handles_after(TENANT, PREFIX, after, 1000)
         page_ms = (time.perf_counter() - t0) * 1000
         assert len(page) == min(1000, count - count * 9 // 10 - 1), len(page)
+        reverse = []  # an exact reverse look-up (``/hrls/handles?GY_LOT=…``): one range of its index
+        for i in [rng.randrange(count) for _ in range(200)]:
+            t0 = time.perf_counter()
+            found = await reg.reverse_page(TENANT, {"GY_LOT": f"L{i:09d}"}, limit=10)
+            reverse.append(time.perf_counter() - t0)
+            assert [n for _, n in found] == [Handle(PREFIX, f"LOT-{i:09d}").norm], (i, found)
+        reverse.sort()
         return {
             "probes": probes,
             "p50_ms": statistics.median(times) * 1000,
@@ -247,6 +255,8 @@ async def resolution(url: str, count: int, probes: int) -> dict[str, Any]:
             "max_ms": times[-1] * 1000,
             "plan": plan,
             "keyset_page_1000_at_90pct_ms": page_ms,
+            "reverse_lookup_p50_ms": statistics.median(reverse) * 1000,
+            "reverse_lookup_max_ms": reverse[-1] * 1000,
         }
     finally:
         if reader is not None:
@@ -378,7 +388,12 @@ def run_backend(
         file=sys.stderr,
     )
     res = asyncio.run(resolution(url, count, args.probes))
-    print(f"{name}: resolution p99 {res['p99_ms']:.2f} ms", file=sys.stderr)
+    print(
+        f"{name}: resolution p99 {res['p99_ms']:.2f} ms, keyset page of 1,000 "
+        f"{res['keyset_page_1000_at_90pct_ms']:.1f} ms, "
+        f"reverse look-up p50 {res['reverse_lookup_p50_ms']:.2f} ms",
+        file=sys.stderr,
+    )
     if name == "postgres" and args.node_seconds:
         res["node_memory"] = node_memory(url, count, args.node_cache, args.node_seconds)
         rss = ", ".join(
