@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import json
 import random
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -355,8 +356,6 @@ def disk_bytes(url: str, path: Path | None) -> int:
 def postgres_free_bytes(admin_dsn: str, tablespace: str | None) -> int | None:
     """Free space where the PostgreSQL server keeps the data (its data directory or the tablespace's
     location; None when it cannot be read here)."""
-    import shutil
-
     import psycopg
 
     try:
@@ -453,6 +452,11 @@ def main() -> None:
     ap.add_argument("--tablespace", default=None, help="PostgreSQL tablespace of the scratch databases")
     args = ap.parse_args()
     args.anchor_count = min(args.count, args.anchor_count or args.count)
+    if "postgres" in args.backends and args.node_seconds and shutil.which("wrk") is None:
+        # checked now, not after an import that may take hours
+        raise SystemExit(
+            "wrk is needed for the node's memory samples (apt-get install wrk, or --node-seconds 0)"
+        )
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="gy-bench-registry-") as tmp:
         if "sqlite" in args.backends:
