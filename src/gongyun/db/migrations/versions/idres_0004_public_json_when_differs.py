@@ -2,8 +2,9 @@
 
 Most records have only public values; their ``public_json`` was a second copy of ``values_json``
 (about a third of the registry on disk). From here on it is NULL for them and readers fall back
-to ``values_json``. Rows written before stay as they are (readers accept both); they are
-compacted as they are rewritten, so the upgrade is quick on any registry size.
+to ``values_json``. Rows written before stay as they are (readers accept both) and are compacted
+as they are rewritten: on PostgreSQL the upgrade only changes the catalogue; SQLite cannot relax a
+column in place, so there the table is copied once (seconds per million records).
 
 Revision ID: idres_0004
 """
