@@ -22,8 +22,7 @@ The size of each imported registry (tables and indexes, bytes per identifier) is
 ``--count`` sets N (default 1,000,000; ``--count 100000000`` is run by hand: at the 1.16 kB per
 identifier measured on PostgreSQL that is about 116 GB, and the run refuses to start when the
 server's disk, or the ``--tablespace`` given, has less free; the anchor's database is dropped
-before the import's is filled). ``--anchor-count`` lets the raw driver load fewer rows than the
-import (its rate is then measured on smaller indexes, which favours it).
+before the import's is filled).
 Above 2 million records the input is generated as it is consumed, so memory stays flat. Writes
 bench/results/registry.json and prints one summary line last.
 """
@@ -377,9 +376,8 @@ def run_backend(
     name: str, url: str, anchor_seconds: float, db_path: Path | None, args: argparse.Namespace
 ) -> dict[str, Any]:
     """Import and resolution on one backend, beside the anchor's time measured before."""
-    count, anchor_count = args.count, args.anchor_count
-    anchor_rate = anchor_count / anchor_seconds
-    print(f"{name}: raw driver {anchor_rate:,.0f} rows/s ({anchor_count:,} rows)", file=sys.stderr)
+    count = args.count
+    print(f"{name}: raw driver {count / anchor_seconds:,.0f} rows/s", file=sys.stderr)
     ours = asyncio.run(gongyun_import(url, count))
     size = disk_bytes(url, db_path)
     print(
@@ -403,9 +401,8 @@ def run_backend(
         "seconds": ours,
         "rows_per_s": count / ours,
         "anchor_seconds": anchor_seconds,
-        "anchor_rows": anchor_count,
-        "anchor_rows_per_s": anchor_rate,
-        "ratio": count / ours / anchor_rate,
+        "anchor_rows_per_s": count / anchor_seconds,
+        "ratio": anchor_seconds / ours,
         "disk_bytes": size,
         "disk_bytes_per_identifier": size / count,
         "resolution": res,
@@ -428,7 +425,7 @@ def run_postgres(args: argparse.Namespace) -> dict[str, Any] | None:
             f"{free / 1e9:,.0f} GB free; not started"
         )
     with scratch_postgres_database(args.tablespace) as anchor_url:
-        anchor = postgres_anchor(anchor_url, args.anchor_count)
+        anchor = postgres_anchor(anchor_url, args.count)
     with scratch_postgres_database(args.tablespace) as url:
         return run_backend("postgres", url, anchor, None, args)
 
@@ -443,15 +440,8 @@ def main() -> None:
         "--node-cache", type=int, default=20_000, help="record cache of the node whose memory is sampled"
     )
     ap.add_argument("--node-seconds", type=int, default=10, help="seconds per memory sample (0: skip)")
-    ap.add_argument(
-        "--anchor-count",
-        type=int,
-        default=None,
-        help="rows the raw driver loads (default: --count; fewer favour it: its indexes stay smaller)",
-    )
     ap.add_argument("--tablespace", default=None, help="PostgreSQL tablespace of the scratch databases")
     args = ap.parse_args()
-    args.anchor_count = min(args.count, args.anchor_count or args.count)
     if "postgres" in args.backends and args.node_seconds and shutil.which("wrk") is None:
         # checked now, not after an import that may take hours
         raise SystemExit(
@@ -461,7 +451,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gy-bench-registry-") as tmp:
         if "sqlite" in args.backends:
             anchor_path = Path(tmp) / "anchor.db"
-            anchor = sqlite_anchor(anchor_path, args.anchor_count)
+            anchor = sqlite_anchor(anchor_path, args.count)
             anchor_path.unlink()
             path = Path(tmp) / "registry.db"
             results["sqlite"] = run_backend("sqlite", f"sqlite+aiosqlite:///{path}", anchor, path, args)
@@ -476,9 +466,8 @@ def main() -> None:
     parts = []
     for b, r in results.items():
         driver = "COPY" if b == "postgres" else "executemany"
-        of = "" if r["anchor_rows"] == args.count else f" of {r['anchor_rows']:,}"
         parts.append(
-            f"{b} import {r['rows_per_s']:,.0f} rows/s = {r['ratio']:.2f} x raw {driver}{of} "
+            f"{b} import {r['rows_per_s']:,.0f} rows/s = {r['ratio']:.2f} x raw {driver} "
             f"{r['anchor_rows_per_s']:,.0f} rows/s, {r['disk_bytes_per_identifier']:,.0f} bytes/identifier, "
             f"resolve p99 {r['resolution']['p99_ms']:.2f} ms"
         )
