@@ -174,3 +174,21 @@ async def test_readyz_is_503_with_a_hanging_probe(tmp_path: Path) -> None:
         await platform.health.probe_all()
         r, took = await _timed_readyz(client)
         assert r.status_code == 200 and took < 1.0, r.text
+
+
+async def test_the_first_probe_may_take_longer_than_the_steady_ones() -> None:
+    from gongyun.platform.health import HealthMonitor
+
+    async def first_connection() -> None:
+        await asyncio.sleep(0.3)  # opening a pool's first connection on a busy machine
+
+    health = HealthMonitor(interval_s=60, timeout_s=0.1, startup_timeout_s=1.0)
+    health.add("database", first_connection)
+    await health.start()
+    try:
+        assert health.report()["checks"] == {"database": "ok"}
+        await health.probe_all()  # the same delay later is an outage: steady probes keep their bound
+        assert health.report()["checks"] == {"database": "no answer within 0.1 s"}
+        assert health.report()["status"] == "unavailable"
+    finally:
+        await health.stop()

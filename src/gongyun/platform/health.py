@@ -1,6 +1,8 @@
 """Readiness from a cache: each dependency is probed in the background, ``/readyz`` reads the cache.
 
-A probe that has not answered within ``timeout_s`` counts as down, so an outage of the bus or
+A probe that has not answered within ``timeout_s`` counts as down (the first probe, made while
+the process starts and serves nothing yet, may take ``startup_timeout_s``: opening the first
+connection costs more than a ping on an open one), so an outage of the bus or
 the database (a connection that hangs rather than fails) never makes the readiness probe
 wait: the API answers from the last states at once, with each state's age. A state older
 than ``stale_s`` (the prober itself is stuck) counts as down too. Optional dependencies (the
@@ -46,9 +48,17 @@ class DependencyState:
 class HealthMonitor:
     """Probes dependencies every ``interval_s`` (each bounded by ``timeout_s``) and keeps their states."""
 
-    def __init__(self, *, interval_s: float = 1.0, timeout_s: float = 0.5, stale_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        interval_s: float = 1.0,
+        timeout_s: float = 0.5,
+        startup_timeout_s: float = 5.0,
+        stale_s: float = 5.0,
+    ) -> None:
         self.interval_s = interval_s
         self.timeout_s = timeout_s
+        self.startup_timeout_s = startup_timeout_s
         self.stale_s = stale_s
         self.probes: dict[str, tuple[Probe, bool]] = {}
         self.states: dict[str, DependencyState] = {}
@@ -58,16 +68,14 @@ class HealthMonitor:
         """Watch a dependency (``required``: its outage makes the process unready)."""
         self.probes[name] = (probe, required)
 
-    async def _probe(self, name: str, probe: Probe, required: bool) -> None:
+    async def _probe(self, name: str, probe: Probe, required: bool, timeout_s: float) -> None:
         started = time.monotonic()
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with asyncio.timeout(timeout_s):
                 await probe()
             state = DependencyState(True, "ok", time.monotonic(), required)
         except TimeoutError:
-            state = DependencyState(
-                False, f"no answer within {self.timeout_s:g} s", time.monotonic(), required
-            )
+            state = DependencyState(False, f"no answer within {timeout_s:g} s", time.monotonic(), required)
         except GongyunError as exc:
             state = DependencyState(False, exc.message, time.monotonic(), required)
         except Exception as exc:  # a probe may fail in any way; the prober must keep running
@@ -78,9 +86,10 @@ class HealthMonitor:
         UP.labels(name).set(1 if state.ok else 0)
         PROBE_SECONDS.labels(name).set(time.monotonic() - started)
 
-    async def probe_all(self) -> None:
-        """Probe every dependency once, concurrently (takes at most ``timeout_s``)."""
-        await asyncio.gather(*(self._probe(n, p, r) for n, (p, r) in self.probes.items()))
+    async def probe_all(self, timeout_s: float | None = None) -> None:
+        """Probe every dependency once, concurrently, each within ``timeout_s`` (default: the monitor's)."""
+        limit = self.timeout_s if timeout_s is None else timeout_s
+        await asyncio.gather(*(self._probe(n, p, r, limit) for n, (p, r) in self.probes.items()))
 
     async def _run(self) -> None:
         while True:
@@ -89,7 +98,7 @@ class HealthMonitor:
 
     async def start(self) -> None:
         """Probe once (so the first answer is known), then keep probing in the background."""
-        await self.probe_all()
+        await self.probe_all(self.startup_timeout_s)
         self._task = asyncio.create_task(self._run(), name="platform-health")
 
     async def stop(self) -> None:
