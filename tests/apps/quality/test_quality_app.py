@@ -214,3 +214,51 @@ async def test_time_window_subgroups_come_from_rollups_and_match_the_raw_points(
         assert len(fast["primary"]["points"]) == 30 == len(slow_data)
         assert fast["primary"]["points"] == pytest.approx(list(slow_data.means))
         assert fast["secondary"]["points"] == pytest.approx(list(slow_data.ranges))
+
+
+def test_the_live_window_keeps_yesterday_for_late_points_and_the_first_hour() -> None:
+    from gongyun.apps.quality.worker import window_start
+
+    def at(text: str) -> datetime:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+    midday = at("2026-12-07T12:00:00")
+    assert window_start(midday, midday) == at("2026-12-07T00:00:00")  # a live batch: today
+    # forwarded points of yesterday evening: their own day
+    assert window_start(midday, at("2026-12-06T23:50:00")) == at("2026-12-06T00:00:00")
+    # just after midnight a live batch still sees yesterday (the run rules' history)
+    assert window_start(at("2026-12-07T00:05:00"), at("2026-12-07T00:05:00")) == at("2026-12-06T00:00:00")
+    assert window_start(at("2026-12-07T01:05:00"), at("2026-12-07T01:05:00")) == at("2026-12-07T00:00:00")
+    # an old backlog is not re-judged from its day: two days back at most
+    assert window_start(midday, at("2026-11-01T08:00:00")) == at("2026-12-05T00:00:00")
+    assert window_start(midday, midday + timedelta(hours=3)) == at("2026-12-07T00:00:00")  # clock skew
+
+
+async def test_a_drift_just_before_midnight_is_judged_when_it_arrives_after(tmp_path: Path) -> None:
+    """Points of yesterday's last minutes (a gateway's backlog) trip the rule though today has begun."""
+    async with running_with_apps(tmp_path, QUALITY) as (client, _platform):
+        a = await tenant_with_users(client, "acme", "tenant-admin")
+        ha = a["headers"]["tenant-admin"]
+        await client.patch("/api/v1/apps/quality", json={"enabled": True}, headers=ha)
+        await _tag(client, ha, "packer", "fill_weight")
+        midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        t0 = midnight - timedelta(minutes=10)
+        rng = np.random.default_rng(5)
+        await _ingest(client, ha, t0, list(rng.normal(500.0, 1.0, 100)))
+        made = await client.post(
+            f"{BASE}/charts",
+            json={"name": "Fill weight", "kind": "xbar_r", "tag": "packer/fill_weight",
+                  "subgroup": {"by": "count", "size": 5}},
+            headers=ha,
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        window = {"start": t0.isoformat(), "end": (t0 + timedelta(seconds=100)).isoformat()}
+        frozen = await client.post(f"{BASE}/charts/{made.json()['id']}/limits", json=window, headers=ha)
+        assert frozen.status_code == 201, frozen.text
+        await _ingest(client, ha, t0 + timedelta(seconds=200), list(rng.normal(503.5, 1.0, 50)))
+
+        async def violation() -> Any:
+            return (await client.get(f"{BASE}/violations", headers=ha)).json()
+
+        found = await until_found(violation, timeout_s=20.0)
+        assert found[0]["chart_id"] == made.json()["id"] and "N1" in found[0]["rules"]

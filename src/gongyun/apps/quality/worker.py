@@ -1,10 +1,12 @@
 """The quality worker: evaluates run rules as points arrive and raises alarms on violations.
 
 It runs once per deployment (it waits for the alarm leadership). For every stored batch that
-touches a tag a chart watches, the chart is evaluated over the current UTC day against its
-frozen limits; a violation in one of the newest subgroups is recorded once and sets the chart's
-violation tag ``quality/<chart>`` to 1, which an alarm rule the app owns watches (ISA-18.2
-lifecycle, acknowledged from the chart); the next subgroup in control sets it back to 0.
+touches a tag a chart watches, the chart is evaluated against its frozen limits from the UTC
+midnight of the day the batch's earliest point belongs to (today's at the latest, yesterday's
+during the first hour of a day, never more than two days back); a violation in one of the
+newest subgroups is recorded once and sets the chart's violation tag ``quality/<chart>`` to 1,
+which an alarm rule the app owns watches (ISA-18.2 lifecycle, acknowledged from the chart); the
+next subgroup in control sets it back to 0.
 """
 
 from __future__ import annotations
@@ -30,6 +32,18 @@ def changed() -> None:
 
 REFRESH_S = 1.0
 RECENT = 3  # violations are taken from the newest few subgroups only
+# the window reaches back to yesterday's midnight for the first hour of a day, so the newest
+# subgroups keep the history their run rules read across midnight
+HISTORY = timedelta(hours=1)
+MAX_LOOKBACK = timedelta(days=2)  # a backlog older than this is stored, not judged live
+
+
+def window_start(now: datetime, earliest: datetime) -> datetime:
+    """Where a live evaluation's window starts: the UTC midnight of the day of the batch's
+    earliest point (late or forwarded data is judged in its own day) or of ``now - HISTORY``,
+    whichever is earlier, but not more than ``MAX_LOOKBACK`` back."""
+    anchor = max(now - MAX_LOOKBACK, min(now - HISTORY, earliest))
+    return anchor.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def alarm_tag(chart_id: str) -> tuple[str, str]:
@@ -89,12 +103,13 @@ async def _ensure_alarm(ctx: WorkerContext, tenant: str, chart: dict[str, Any]) 
     return ref
 
 
-async def check_chart(ctx: WorkerContext, tenant: str, chart: dict[str, Any], state: dict[str, float]) -> int:
-    """Evaluate one chart now; record new violations and set its alarm tag. Returns new violations."""
+async def check_chart(
+    ctx: WorkerContext, tenant: str, chart: dict[str, Any], state: dict[str, float], earliest: datetime
+) -> int:
+    """Evaluate one chart now (after a batch whose earliest point is at ``earliest``); record new
+    violations and set its alarm tag. Returns new violations."""
     now = datetime.now(UTC)
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    created = chart["created_at"] if chart["created_at"].tzinfo else chart["created_at"].replace(tzinfo=UTC)
-    start = max(day, created - timedelta(hours=24))
+    start = window_start(now, earliest)
     async with ctx.acting_in(tenant) as app:
         lim = await service.current_limits(app.session, tenant, chart["id"])
         if lim is None:
@@ -131,9 +146,13 @@ async def evaluate_live(ctx: WorkerContext) -> None:
     async for tenant, points in ctx.services.listen():
         try:
             by_tag = await known.get(tenant)
-            touched = {p.tag for p in points} & by_tag.keys()
-            for tag in touched:
+            earliest: dict[str, int] = {}
+            for p in points:
+                if p.tag in by_tag and p.ts < earliest.get(p.tag, p.ts + 1):
+                    earliest[p.tag] = p.ts
+            for tag, first_us in earliest.items():
+                first = datetime.fromtimestamp(first_us / 1_000_000, UTC)
                 for chart in by_tag[tag]:
-                    await check_chart(ctx, tenant, chart, state)
+                    await check_chart(ctx, tenant, chart, state, first)
         except Exception:
             ctx.log.exception("quality: evaluating charts of tenant %s failed", tenant)
