@@ -319,3 +319,16 @@ async def test_user_role_demotion_caps_keys_and_is_audited(tmp_path: Path) -> No
     assert (demote["from"], demote["to"]) == ("tenant-admin", "operator")
     assert (cap["role"], cap["effective_role"], cap["reason"]) == ("engineer", "operator", "creator_demoted")
     assert update["role"] == "operator"
+
+
+def test_only_the_named_room_is_imported_when_run_as_gongyun() -> None:
+    from gongyun.cli.main import ROOM_COMMANDS, _rooms_to_load
+
+    every = {name for _, _, name in ROOM_COMMANDS}
+    assert _rooms_to_load(["/x/bin/gongyun", "tenant", "list"]) == set()
+    assert _rooms_to_load(["/x/bin/gongyun", "--data-dir", "d", "id", "get", "88.1/x"]) == {"id"}
+    assert _rooms_to_load(["/x/bin/gongyun", "id", "--help"]) == every
+    assert _rooms_to_load(["/x/bin/gongyun"]) == every
+    assert _rooms_to_load(["python", "-m", "pytest"]) == every  # imported as a module: all of them
+    listed = _run(Path("unused"), "--help").stdout
+    assert all(f" {name} " in listed for name in every), listed

@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gongyun.config import Settings, load_settings
 from gongyun.db import Database
-from gongyun.platform import prepare_database
 
 console = Console()
 err_console = Console(stderr=True)
@@ -61,6 +60,8 @@ def announce_password(cfg: Settings, password: str | None) -> None:
 @asynccontextmanager
 async def db_session(cfg: Settings) -> AsyncIterator[AsyncSession]:
     """A committed-on-success session on a migrated database."""
+    from gongyun.platform import prepare_database  # imported when a command opens the database
+
     announce_password(cfg, await prepare_database(cfg))
     db = Database(cfg.effective_database_url)
     try:

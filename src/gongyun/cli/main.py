@@ -47,8 +47,20 @@ ROOM_COMMANDS = (
 )
 
 
-def _add_room_commands() -> None:
+def _rooms_to_load(argv: list[str]) -> set[str]:
+    """The rooms whose commands to import: run as ``gongyun`` with a command that is not a
+    room's, none (importing every room costs about a second of start-up); else every one
+    (``--help``, no command, or the module imported by tests and other programs)."""
+    every = {name for _, _, name in ROOM_COMMANDS}
+    if Path(argv[0]).name != "gongyun" or len(argv) < 2 or {"--help", "-h"} & set(argv[1:]):
+        return every
+    return every & set(argv[1:])  # a value that happens to be a room's name loads it too: harmless
+
+
+def _add_room_commands(rooms: set[str]) -> None:
     for module_name, attr, name in ROOM_COMMANDS:
+        if name not in rooms:
+            continue
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -163,7 +175,7 @@ def db_upgrade() -> None:
     console.print("[green]database is up to date[/]")
 
 
-_add_room_commands()
+_add_room_commands(_rooms_to_load(sys.argv))
 
 
 def _one_line(exc: BaseException) -> str:
