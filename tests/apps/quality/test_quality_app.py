@@ -34,6 +34,15 @@ async def _ingest(client: httpx.AsyncClient, h: dict[str, str], t0: datetime, va
     assert r.status_code == 200 and r.json()["accepted"] == len(values), r.text
 
 
+async def _acme_with_packer(client: httpx.AsyncClient) -> dict[str, Any]:
+    """Tenant ``acme`` (its admin) with the quality app enabled and the tag ``packer/fill_weight``."""
+    a: dict[str, Any] = await tenant_with_users(client, "acme", "tenant-admin")
+    ha = a["headers"]["tenant-admin"]
+    await client.patch("/api/v1/apps/quality", json={"enabled": True}, headers=ha)
+    await _tag(client, ha, "packer", "fill_weight")
+    return a
+
+
 async def test_drift_trips_a_rule_raises_an_alarm_and_the_other_tenant_sees_nothing(tmp_path: Path) -> None:
     async with running_with_apps(tmp_path, QUALITY) as (client, _platform):
         a = await tenant_with_users(client, "acme", "tenant-admin", "operator")
@@ -169,10 +178,8 @@ async def test_inspections_by_lot_csv_attribute_charts_and_refusals(tmp_path: Pa
 
 async def test_time_window_subgroups_come_from_rollups_and_match_the_raw_points(tmp_path: Path) -> None:
     async with running_with_apps(tmp_path, QUALITY) as (client, platform):
-        a = await tenant_with_users(client, "acme", "tenant-admin")
+        a = await _acme_with_packer(client)
         ha = a["headers"]["tenant-admin"]
-        await client.patch("/api/v1/apps/quality", json={"enabled": True}, headers=ha)
-        await _tag(client, ha, "packer", "fill_weight")
         t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
         rng = np.random.default_rng(3)
         samples = [
@@ -237,10 +244,8 @@ def test_the_live_window_keeps_yesterday_for_late_points_and_the_first_hour() ->
 async def test_a_drift_just_before_midnight_is_judged_when_it_arrives_after(tmp_path: Path) -> None:
     """Points of yesterday's last minutes (a gateway's backlog) trip the rule though today has begun."""
     async with running_with_apps(tmp_path, QUALITY) as (client, _platform):
-        a = await tenant_with_users(client, "acme", "tenant-admin")
+        a = await _acme_with_packer(client)
         ha = a["headers"]["tenant-admin"]
-        await client.patch("/api/v1/apps/quality", json={"enabled": True}, headers=ha)
-        await _tag(client, ha, "packer", "fill_weight")
         midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         t0 = midnight - timedelta(minutes=10)
         rng = np.random.default_rng(5)
