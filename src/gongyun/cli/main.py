@@ -57,9 +57,10 @@ def _rooms_to_load(argv: list[str]) -> set[str]:
     return every & set(argv[1:])  # a value that happens to be a room's name loads it too: harmless
 
 
-def _add_room_commands(rooms: set[str]) -> None:
+def _add_room_commands(rooms: set[str] | None = None) -> None:
+    """Register the CLI commands of ``rooms`` (every room by default)."""
     for module_name, attr, name in ROOM_COMMANDS:
-        if name not in rooms:
+        if rooms is not None and name not in rooms:
             continue
         try:
             module = importlib.import_module(module_name)
